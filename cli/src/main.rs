@@ -1,0 +1,2 @@
+//! The `acikit` command line (STUB).
+fn main() {}

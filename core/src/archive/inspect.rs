@@ -1,0 +1,7 @@
+//! STUB: being written.
+/// STUB
+pub struct Inspection;
+/// STUB
+pub fn inspect() {}
+/// STUB
+pub fn inspect_file() {}

@@ -1,0 +1,22 @@
+//! Our own streaming tar block reader, written to keep every byte.
+//!
+//! [`TarReader`] reads 512-byte blocks from any `AsyncRead`, decodes v7, ustar, GNU
+//! (long names, sparse 0.0/0.1/1.0 and old-style, base-256 numbers) and PAX headers, and
+//! yields one [`Entry`] per member with a stream of its content. Everything that is not file
+//! content (headers, extension headers, sparse maps, padding, end blocks, trailing bytes) is
+//! handed, in order, to a [`RecordSink`]; [`record::RecordLog`] keeps it in memory and
+//! [`record::rebuild`] writes `records + contents` back into the original stream.
+
+pub mod entry;
+pub mod header;
+pub mod pax;
+pub mod reader;
+pub mod record;
+pub mod sparse;
+
+pub use entry::{Entry, EntryKind, HeaderFormat, SparseMap, SparseSegment, Timestamp};
+pub use reader::TarReader;
+pub use record::{NullSink, Record, RecordLog, RecordSink};
+
+/// Size of a tar block.
+pub const BLOCK: usize = 512;

@@ -1,0 +1,253 @@
+//! The one error type of the core, [`Error`], and its stable [`ErrorKind`].
+//!
+//! Every failure the core reports is an [`Error`] with a kind whose string form
+//! ([`ErrorKind::as_str`]) never changes: the Python, Node and Kotlin bindings map
+//! it to their own exception classes or `err.code`. An error names what was wrong:
+//! the archive entry it concerns (if any) and, for manifests, every problem found
+//! with its JSON path.
+
+use std::fmt;
+
+use crate::schema::Problem;
+
+/// Result type of the core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! error_kinds {
+    ($( $(#[$doc:meta])* $variant:ident => $code:literal, )*) => {
+        /// What went wrong, as a stable machine-readable category.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [ErrorKind] = &[ $( ErrorKind::$variant, )* ];
+
+            /// The stable code of this kind (snake case), e.g. `"duplicate_entry"`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorKind::$variant => $code, )* }
+            }
+        }
+    };
+}
+
+error_kinds! {
+    /// An operating-system I/O error (reading a file, writing output).
+    Io => "io",
+    /// A file or image that was asked for does not exist.
+    NotFound => "not_found",
+    /// A caller passed an argument that cannot be used.
+    InvalidArgument => "invalid_argument",
+    /// The operation was cancelled through its cancellation token.
+    Cancelled => "cancelled",
+
+    /// The input is empty (zero bytes).
+    EmptyArchive => "empty_archive",
+    /// The image is PGP-encrypted; it must be decrypted before use.
+    Encrypted => "encrypted",
+    /// The compressed stream is corrupt: bad CRC or checksum, bad data, truncated, trailing garbage.
+    CorruptCompression => "corrupt_compression",
+
+    /// The input is not a tar archive (the first header is not a tar header).
+    NotATar => "not_a_tar",
+    /// A tar header block is malformed: bad checksum, bad number field, bad type.
+    BadHeader => "bad_header",
+    /// The tar stream ends before the end-of-archive blocks, or inside an entry.
+    TruncatedArchive => "truncated_archive",
+    /// A PAX extended header is malformed or carries a forbidden record.
+    BadPaxHeader => "bad_pax_header",
+    /// A PAX `size` record disagrees with the size in the ustar header.
+    PaxSizeMismatch => "pax_size_mismatch",
+    /// A GNU long-name or long-link header is malformed.
+    BadLongName => "bad_long_name",
+    /// A sparse map is malformed, overlapping, or disagrees with the stored size.
+    BadSparseMap => "bad_sparse_map",
+    /// The entry type is not one an image may hold (e.g. a volume label or multi-volume part).
+    UnsupportedEntryType => "unsupported_entry_type",
+    /// A non-regular entry (directory, link, device, fifo) carries data.
+    UnexpectedData => "unexpected_data",
+
+    /// An entry path contains a `..` component.
+    PathTraversal => "path_traversal",
+    /// An entry path is absolute.
+    AbsolutePath => "absolute_path",
+    /// An entry path is empty or not in canonical form (`a//b`, `a/./b`).
+    BadPath => "bad_path",
+    /// An entry's parent inside the archive is a symlink or not a directory.
+    ParentNotDirectory => "parent_not_directory",
+    /// A hardlink points outside `rootfs/`, to itself, to a later entry, or to a directory.
+    BadHardlink => "bad_hardlink",
+    /// The same path appears twice in the archive.
+    DuplicateEntry => "duplicate_entry",
+    /// A top-level entry other than `manifest` and `rootfs`.
+    ExtraTopLevelEntry => "extra_top_level_entry",
+    /// The archive holds no `manifest` regular file.
+    MissingManifest => "missing_manifest",
+    /// The archive holds no `rootfs` directory.
+    MissingRootfs => "missing_rootfs",
+    /// `manifest` or `rootfs` has the wrong entry type.
+    WrongTopLevelType => "wrong_top_level_type",
+    /// The manifest is larger than the configured limit.
+    ManifestTooLarge => "manifest_too_large",
+    /// The manifest is not valid (see the problems for each JSON path).
+    InvalidManifest => "invalid_manifest",
+    /// The archive exceeds a configured limit (total size, entry count, path length).
+    LimitExceeded => "limit_exceeded",
+    /// A string is not a valid value of an appc type (name, image ID, version...).
+    InvalidValue => "invalid_value",
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error type of the core.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    entry: Option<String>,
+    problems: Vec<Problem>,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Error {
+    /// A new error of `kind` with a human-readable message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            entry: None,
+            problems: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// Names the archive entry the error concerns (non-UTF-8 bytes are escaped).
+    pub fn with_entry(mut self, path: &[u8]) -> Self {
+        self.entry = Some(crate::archive::display_path(path));
+        self
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// An [`ErrorKind::InvalidManifest`] error listing every problem.
+    pub fn invalid_manifest(problems: Vec<Problem>) -> Self {
+        let message = match problems.len() {
+            1 => "the manifest has 1 problem".to_string(),
+            n => format!("the manifest has {n} problems"),
+        };
+        Error {
+            problems,
+            ..Error::new(ErrorKind::InvalidManifest, message)
+        }
+    }
+
+    /// The stable category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The human-readable message, without the entry name.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The archive entry this error concerns, if any.
+    pub fn entry(&self) -> Option<&str> {
+        self.entry.as_deref()
+    }
+
+    /// The manifest problems (for [`ErrorKind::InvalidManifest`]).
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// Wraps an I/O error, keeping `NotFound` as its own kind.
+    pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        let kind = match err.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            _ => ErrorKind::Io,
+        };
+        Error::new(kind, format!("{context}: {err}")).with_source(err)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(entry) = &self.entry {
+            write!(f, " (entry {entry:?})")?;
+        }
+        for p in &self.problems {
+            write!(f, "; {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    /// An I/O error that carries an [`Error`] (as the decoder thread sends them)
+    /// is unwrapped back to it; any other becomes [`ErrorKind::Io`].
+    fn from(err: std::io::Error) -> Self {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return *err.into_inner().unwrap().downcast::<Error>().unwrap();
+        }
+        Error::io("I/O error", err)
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(err: Error) -> Self {
+        std::io::Error::other(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ErrorKind::ALL {
+            let code = kind.as_str();
+            assert!(seen.insert(code), "duplicate code {code}");
+            assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+    }
+
+    #[test]
+    fn io_round_trip_keeps_kind() {
+        let err = Error::new(ErrorKind::CorruptCompression, "bad crc");
+        let io: std::io::Error = err.into();
+        let back: Error = io.into();
+        assert_eq!(back.kind(), ErrorKind::CorruptCompression);
+        assert_eq!(back.message(), "bad crc");
+    }
+
+    #[test]
+    fn display_names_entry() {
+        let err = Error::new(ErrorKind::DuplicateEntry, "seen twice").with_entry(b"rootfs/a\xff");
+        let text = err.to_string();
+        assert!(text.starts_with("duplicate_entry: seen twice"), "{text}");
+        assert!(text.contains("rootfs/a\\xff"), "{text}");
+    }
+}
