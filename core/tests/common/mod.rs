@@ -1,0 +1,206 @@
+//! Test fixtures: real image archives written by GNU tar, bsdtar and Python's tarfile,
+//! compressed by the real tools, made in a temporary folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use acikit::archive::tar::{EntryKind, RecordLog, TarReader};
+
+/// A valid manifest for test images.
+pub const MANIFEST: &str = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/test","labels":[{"name":"version","value":"1.0.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#;
+
+/// Runs a shell command in `dir`, panicking with its output on failure.
+pub fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether we run as root (device nodes need it).
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
+}
+
+/// Builds an image layout (`manifest` + `rootfs/`) in `dir/layout` holding every kind
+/// of member the formats can carry: long names (> 100 and > 255 bytes), a long link
+/// target, hardlinks, symlinks, a fifo, device nodes (as root), a sparse file, xattrs,
+/// a non-UTF-8 name, an empty file and a 1 MiB file. Returns the layout folder.
+pub fn make_layout(dir: &Path, with_non_utf8: bool) -> PathBuf {
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(layout.join("rootfs")).unwrap();
+    std::fs::write(layout.join("manifest"), MANIFEST).unwrap();
+    let long_dir = "d".repeat(90);
+    let long_file = "f".repeat(120);
+    let deep = format!("{}/{}/{}", "a".repeat(100), "b".repeat(100), "c".repeat(60));
+    sh(
+        &layout,
+        &format!(
+            r#"
+cd rootfs
+mkdir -p etc bin {long_dir} {deep} empty-dir
+printf 'root:x:0:0::/root:/bin/sh\n' > etc/passwd
+head -c 1048576 /dev/urandom > bin/big
+cp bin/big bin/big-copy
+: > etc/empty
+printf 'hello\n' > {long_dir}/{long_file}
+printf 'deep\n' > {deep}/file
+ln etc/passwd etc/passwd-hardlink
+ln -s ../etc/passwd bin/passwd-link
+ln -s /{long_dir}/{long_file}/{long_dir}/{long_file} bin/long-link
+mkfifo bin/fifo
+chmod 4755 bin/big
+chmod 1777 empty-dir
+truncate -s 5M sparse
+printf 'data in the middle' | dd of=sparse bs=1 seek=2000000 conv=notrunc 2>/dev/null
+printf 'tail' | dd of=sparse bs=1 seek=5242000 conv=notrunc 2>/dev/null
+python3 -c "import os; os.setxattr('etc/passwd', 'user.comment', b'hello xattr'); os.setxattr('bin', 'user.dir', b'\x00\x01binary')"
+touch -d '2001-02-03 04:05:06.123456789' etc/passwd
+"#
+        ),
+    );
+    if is_root() {
+        sh(&layout, "mknod rootfs/bin/null c 1 3 && mknod rootfs/bin/loop b 7 0");
+    }
+    if with_non_utf8 {
+        sh(&layout, r#"python3 -c "import os; open(b'rootfs/caf\xe9-latin1', 'wb').write(b'x')""#);
+    }
+    layout
+}
+
+/// One way of writing a tar archive of a layout.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer {
+    /// Short name for messages.
+    pub name: &'static str,
+    /// Shell command run in the layout folder, writing `$OUT`.
+    pub script: &'static str,
+    /// Program it needs.
+    pub needs: &'static str,
+    /// Whether it keeps sparse files sparse.
+    pub sparse: bool,
+    /// Whether it can store the non-UTF-8 name.
+    pub non_utf8: bool,
+    /// Whether it can store xattrs.
+    pub xattrs: bool,
+    /// Whether it can store names of any length.
+    pub long_names: bool,
+}
+
+/// Every archive writer the tests use.
+pub const WRITERS: &[Writer] = &[
+    Writer { name: "gnu", script: "tar --format=gnu --sparse -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: false, long_names: true },
+    Writer { name: "posix", script: "tar --format=posix --xattrs --xattrs-include='*' --sparse -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: true, long_names: true },
+    Writer { name: "posix-sparse-0.0", script: "tar --format=posix --sparse --sparse-version=0.0 -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: false, long_names: true },
+    Writer { name: "posix-sparse-0.1", script: "tar --format=posix --sparse --sparse-version=0.1 -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: false, long_names: true },
+    Writer { name: "posix-sparse-1.0", script: "tar --format=posix --sparse --sparse-version=1.0 -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: false, long_names: true },
+    Writer { name: "ustar", script: "tar --format=ustar -cf \"$OUT\" manifest rootfs/etc rootfs/bin/big rootfs/empty-dir", needs: "tar", sparse: false, non_utf8: true, xattrs: false, long_names: false },
+    Writer { name: "v7", script: "tar --format=v7 -cf \"$OUT\" manifest rootfs/etc rootfs/bin/big rootfs/empty-dir", needs: "tar", sparse: false, non_utf8: true, xattrs: false, long_names: false },
+    Writer { name: "bsdtar-pax", script: "bsdtar --format=pax --xattrs -cf \"$OUT\" manifest rootfs", needs: "bsdtar", sparse: true, non_utf8: true, xattrs: true, long_names: true },
+    Writer { name: "bsdtar-gnutar", script: "bsdtar --format=gnutar -cf \"$OUT\" manifest rootfs", needs: "bsdtar", sparse: false, non_utf8: true, xattrs: false, long_names: true },
+    Writer { name: "python-pax", script: "python3 -c \"import tarfile,os; t=tarfile.open(os.environ['OUT'],'w',format=tarfile.PAX_FORMAT); t.add('manifest'); t.add('rootfs'); t.close()\"", needs: "python3", sparse: false, non_utf8: true, xattrs: false, long_names: true },
+    Writer { name: "python-gnu", script: "python3 -c \"import tarfile,os; t=tarfile.open(os.environ['OUT'],'w',format=tarfile.GNU_FORMAT); t.add('manifest'); t.add('rootfs'); t.close()\"", needs: "python3", sparse: false, non_utf8: true, xattrs: false, long_names: true },
+];
+
+/// Writes `layout` as an uncompressed tar at `out` with `writer`.
+pub fn write_tar(layout: &Path, writer: &Writer, out: &Path) {
+    let script = format!("OUT='{}'; export OUT; {}", out.display(), writer.script);
+    sh(layout, &script);
+}
+
+/// The compressors the tests use: (name, command reading stdin, writing stdout).
+pub const COMPRESSORS: &[(&str, &str)] = &[
+    ("none", "cat"),
+    ("gzip", "gzip -c"),
+    ("bzip2", "bzip2 -c"),
+    ("xz", "xz -c"),
+    ("zstd", "zstd -q -c"),
+];
+
+/// Compresses `tar` into `out` with the named compressor command.
+pub fn compress(tar: &Path, command: &str, out: &Path) {
+    sh(
+        tar.parent().unwrap(),
+        &format!("{command} < '{}' > '{}'", tar.display(), out.display()),
+    );
+}
+
+/// SHA-512 of a file as computed by `sha512sum`, as an image ID.
+pub fn sha512sum(path: &Path) -> String {
+    let out = Command::new("sha512sum").arg(path).output().unwrap();
+    assert!(out.status.success());
+    format!("sha512-{}", String::from_utf8_lossy(&out.stdout[..128]))
+}
+
+/// What the reader saw of an uncompressed archive, plus the stream rebuilt from it.
+pub struct ReadBack {
+    /// Every entry, in order.
+    pub entries: Vec<acikit::archive::tar::Entry>,
+    /// Content of each entry, by index.
+    pub contents: Vec<Vec<u8>>,
+    /// The records.
+    pub log: RecordLog,
+    /// `records + contents`, written back.
+    pub rebuilt: Vec<u8>,
+}
+
+/// Reads an uncompressed tar with [`TarReader`], keeping records and contents, and
+/// rebuilds the stream from them.
+pub async fn read_back(bytes: &[u8]) -> acikit::Result<ReadBack> {
+    let mut reader = TarReader::with_sink(bytes, RecordLog::default());
+    let mut entries = Vec::new();
+    let mut contents = Vec::new();
+    while let Some(entry) = reader.next_entry().await? {
+        let mut content = Vec::new();
+        while let Some(chunk) = reader.read_content().await? {
+            content.extend_from_slice(&chunk);
+        }
+        assert_eq!(content.len() as u64, entry.size, "content length of {:?}", entry.path);
+        if entry.kind != EntryKind::Regular {
+            assert!(content.is_empty());
+        }
+        entries.push(entry);
+        contents.push(content);
+    }
+    assert_eq!(reader.position(), bytes.len() as u64, "the reader consumed every byte");
+    let log = reader.into_sink();
+    let mut rebuilt = Vec::with_capacity(bytes.len());
+    log.rebuild(&mut rebuilt, |index, len, out| {
+        let content = &contents[index as usize];
+        assert_eq!(content.len() as u64, len);
+        out.extend_from_slice(content);
+        Ok(())
+    })?;
+    Ok(ReadBack { entries, contents, log, rebuilt })
+}
+
+/// Expands a sparse member's stored data into its logical content.
+pub fn expand_sparse(entry: &acikit::archive::tar::Entry, data: &[u8]) -> Vec<u8> {
+    let Some(map) = &entry.sparse else { return data.to_vec() };
+    let mut out = vec![0u8; map.real_size as usize];
+    let mut at = 0usize;
+    for seg in &map.segments {
+        let len = seg.length as usize;
+        out[seg.offset as usize..seg.offset as usize + len].copy_from_slice(&data[at..at + len]);
+        at += len;
+    }
+    out
+}
