@@ -15,7 +15,7 @@ pub mod layout;
 pub mod tar;
 
 pub use inspect::{Inspection, inspect, inspect_file};
-// pub use layout::Limits;
+pub use layout::Limits;
 
 /// Renders a raw archive path for messages: UTF-8 as is, other bytes as `\xNN`.
 pub fn display_path(path: &[u8]) -> String {

@@ -148,8 +148,8 @@ pub fn decode_gnu_sparse(area: &[u8]) -> Result<Vec<GnuSparseEntry>> {
         if chunk.iter().all(|&b| b == 0) {
             break;
         }
-        let offset = parse_number(&chunk[0..12]).map_err(|why| bad_sparse(why))?;
-        let numbytes = parse_number(&chunk[12..24]).map_err(|why| bad_sparse(why))?;
+        let offset = parse_number(&chunk[0..12]).map_err(bad_sparse)?;
+        let numbytes = parse_number(&chunk[12..24]).map_err(bad_sparse)?;
         entries.push(GnuSparseEntry { offset, numbytes });
     }
     Ok(entries)

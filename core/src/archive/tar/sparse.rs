@@ -89,16 +89,14 @@ pub fn from_pax(pax: &PaxRecords) -> Result<PaxSparse> {
         ("0.0", values)
     };
     let map = pairs(format, real_size, &values)?;
-    if let Some(n) = numblocks {
-        if n != map.segments.len() as u64 {
-            return Err(bad("GNU.sparse.numblocks disagrees with the map"));
-        }
+    if numblocks.is_some_and(|n| n != map.segments.len() as u64) {
+        return Err(bad("GNU.sparse.numblocks disagrees with the map"));
     }
     Ok(PaxSparse::InHeader(map))
 }
 
 fn pairs(format: &'static str, real_size: u64, values: &[u64]) -> Result<SparseMap> {
-    if values.len() % 2 != 0 {
+    if !values.len().is_multiple_of(2) {
         return Err(bad("sparse map has an odd number of values"));
     }
     if values.len() / 2 > MAX_SEGMENTS {
