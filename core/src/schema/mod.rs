@@ -1,18 +1,30 @@
-//! The appc image manifest and value types (STUB: being written).
+//! The appc image manifest and value types, parsed and validated.
+//!
+//! - [`types`]: the value types of `types.md` ([`AcIdentifier`], [`AcName`],
+//!   [`AcKind`], [`AcVersion`], [`ImageId`], [`ImageIdPrefix`], [`Timestamp`]);
+//! - [`labels`]: [`Label`], [`Labels`] and the [`OsArchWhitelist`];
+//! - [`manifest`]: [`ImageManifest`] and its parts, as serde structs that keep
+//!   unknown fields;
+//! - [`validate`]: the rules, applied to the manifest JSON, collecting every
+//!   [`Problem`] with its JSON path; [`ValidationOptions`];
+//! - [`problem`]: [`Problem`] and its stable [`codes`].
+//!
+//! [`ImageManifest::parse`] reads the JSON loosely first (duplicate keys and wrong
+//! types become problems, not a stop at the first serde error), validates it, and
+//! only then fills the typed structs.
 
-use std::fmt;
+mod json;
+pub mod labels;
+pub mod manifest;
+pub mod problem;
+pub mod types;
+pub mod validate;
 
-/// One problem found in a manifest, with the JSON path of the offending value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Problem {
-    /// JSON path of the value, e.g. `$.labels[1].name`.
-    pub path: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
+pub use labels::{Label, Labels, OsArchWhitelist};
+pub use manifest::{
+    Annotation, App, Dependency, EnvironmentVariable, EventHandler, ImageManifest, Isolator,
+    MountPoint, Port,
+};
+pub use problem::{Problem, codes};
+pub use types::{AcIdentifier, AcKind, AcName, AcVersion, ImageId, ImageIdPrefix, Timestamp};
+pub use validate::ValidationOptions;
