@@ -1,0 +1,5 @@
+//! The subcommands.
+
+mod inspect;
+
+pub use inspect::{id, manifest, validate};
