@@ -204,3 +204,75 @@ pub fn expand_sparse(entry: &acikit::archive::tar::Entry, data: &[u8]) -> Vec<u8
     }
     out
 }
+
+/// Builds a small image layout in `dir/small`: `manifest` (the given bytes) and a
+/// `rootfs/` with a directory, two small files and a 10,000-byte file. Returns the folder.
+pub fn small_layout(dir: &Path, manifest: &[u8]) -> PathBuf {
+    let layout = dir.join("small");
+    std::fs::create_dir_all(layout.join("rootfs/etc")).unwrap();
+    std::fs::write(layout.join("manifest"), manifest).unwrap();
+    std::fs::write(
+        layout.join("rootfs/etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(layout.join("rootfs/etc/hostname"), "acikit\n").unwrap();
+    let big: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(layout.join("rootfs/big"), big).unwrap();
+    layout
+}
+
+/// Prelude of [`py_tar`] scripts: `t` is the open archive, `M` the valid manifest,
+/// `add(name, type, data, **attrs)`, `f`, `d`, `sym`, `hard` add members, `base()` adds
+/// `manifest` and `rootfs/`.
+const PY_TAR_PRELUDE: &str = r#"
+import io, os, sys, tarfile
+M = os.environb[b'ACI_MANIFEST']
+FMT = {'gnu': tarfile.GNU_FORMAT, 'pax': tarfile.PAX_FORMAT, 'ustar': tarfile.USTAR_FORMAT}[sys.argv[2]]
+t = tarfile.open(sys.argv[1], 'w', format=FMT)
+def add(name, type=tarfile.REGTYPE, data=b'', **attrs):
+    ti = tarfile.TarInfo(name)
+    ti.type = type
+    ti.size = len(data)
+    ti.mtime = 1000000000
+    ti.mode = 0o755 if type == tarfile.DIRTYPE else 0o644
+    for k, v in attrs.items():
+        setattr(ti, k, v)
+    t.addfile(ti, io.BytesIO(data) if data else None)
+def f(name, data=b'', **attrs): add(name, tarfile.REGTYPE, data, **attrs)
+def d(name, **attrs): add(name, tarfile.DIRTYPE, **attrs)
+def sym(name, target): add(name, tarfile.SYMTYPE, linkname=target)
+def hard(name, target): add(name, tarfile.LNKTYPE, linkname=target)
+def base(): f('manifest', M); d('rootfs')
+"#;
+
+/// Writes a tar with Python's tarfile in `format` (`gnu`, `pax`, `ustar`) at `dir/py.tar`,
+/// running `body` after [`PY_TAR_PRELUDE`] (so members can have any name, type or size),
+/// and returns its bytes.
+pub fn py_tar(dir: &Path, format: &str, body: &str) -> Vec<u8> {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = dir.join("py.tar");
+    let script = format!("{PY_TAR_PRELUDE}\n{body}\nt.close()\n");
+    let result = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .arg(&out)
+        .arg(format)
+        .env("ACI_MANIFEST", MANIFEST)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        result.status.success(),
+        "python tar script failed: {}\n{body}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    std::fs::read(&out).unwrap()
+}
+
+/// Offset of the header block whose name field is exactly `name` (NUL-terminated).
+pub fn header_offset(tar: &[u8], name: &[u8]) -> usize {
+    (0..tar.len() / 512)
+        .map(|i| i * 512)
+        .find(|&at| tar[at..].starts_with(name) && tar[at + name.len()] == 0)
+        .unwrap_or_else(|| panic!("no header named {:?}", String::from_utf8_lossy(name)))
+}

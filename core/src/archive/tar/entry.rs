@@ -36,6 +36,20 @@ impl EntryKind {
             other => EntryKind::Other(other),
         }
     }
+
+    /// A short human name: `regular file`, `directory`, `symlink`...
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::Regular => "regular file",
+            EntryKind::Hardlink => "hardlink",
+            EntryKind::Symlink => "symlink",
+            EntryKind::CharDevice => "character device",
+            EntryKind::BlockDevice => "block device",
+            EntryKind::Directory => "directory",
+            EntryKind::Fifo => "fifo",
+            EntryKind::Other(_) => "unsupported",
+        }
+    }
 }
 
 /// Which header dialect described the member.

@@ -237,7 +237,7 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
         if header_only && data_size > 0 {
             return Err(self.named(Error::new(
                 ErrorKind::UnexpectedData,
-                format!("a {kind:?} member declares {data_size} bytes of data (tar readers disagree on skipping them)"),
+                format!("a {} member declares {data_size} bytes of data (tar readers disagree on skipping them)", kind.name()),
             )));
         }
         let mut map = None;
@@ -365,7 +365,8 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
                 return Err(Error::new(ErrorKind::NotATar, "the data is too short to be a tar archive"));
             }
         }
-        let why = if self.pos == start {
+        while self.buf.len() < BLOCK && self.read_more().await? {}
+        let why = if self.pos == start && self.buf.is_empty() {
             "the archive ends without end-of-archive blocks"
         } else {
             "the archive ends inside a header"
