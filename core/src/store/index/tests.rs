@@ -1,0 +1,573 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::schema::ImageManifest;
+
+fn manifest(name: &str, labels: &[(&str, &str)]) -> ImageManifest {
+    let labels: Vec<String> = labels
+        .iter()
+        .map(|(n, v)| format!(r#"{{"name":"{n}","value":"{v}"}}"#))
+        .collect();
+    let json = format!(
+        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}","labels":[{}],"annotations":[{{"name":"authors","value":"Ann <ann@example.com>"}},{{"name":"created","value":"2024-01-02T03:04:05Z"}}]}}"#,
+        labels.join(",")
+    );
+    ImageManifest::parse(json.as_bytes()).unwrap()
+}
+
+/// An image ID of 128 hex digits starting with `hex_start`.
+fn id(hex_start: &str) -> ImageId {
+    ImageId::parse(&format!("sha512-{hex_start:0<128}")).unwrap()
+}
+
+fn digest(n: u32) -> ContentDigest {
+    ContentDigest::of(&n.to_le_bytes())
+}
+
+fn image(image_id: ImageId, manifest: ImageManifest, objects: &[(u32, u64)]) -> NewImage {
+    NewImage {
+        image_id,
+        manifest,
+        archive_size: 1000,
+        tar_size: 10_240,
+        content_size: objects.iter().map(|(_, s)| s).sum(),
+        recipe_size: 300,
+        entries: objects.len() as u64 + 2,
+        origin: Some("/tmp/image.aci".into()),
+        objects: objects.iter().map(|&(n, s)| (digest(n), s)).collect(),
+    }
+}
+
+fn app(version: &str, os: &str) -> ImageManifest {
+    manifest(
+        "example.com/app",
+        &[("version", version), ("os", os), ("arch", "amd64")],
+    )
+}
+
+fn query(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn count(index: &Index, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&index.pool)
+        .await
+        .unwrap()
+}
+
+async fn open_temp() -> (tempfile::TempDir, Index) {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(&dir.path().join(INDEX_FILE_NAME))
+        .await
+        .unwrap();
+    (dir, index)
+}
+
+#[tokio::test]
+async fn migrations_run_on_a_fresh_file_and_reopen_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(INDEX_FILE_NAME);
+    let index = Index::open(&path).await.unwrap();
+    assert!(path.exists());
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&index.pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&index.pool)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    // synchronous: 2 = FULL.
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&index.pool)
+        .await
+        .unwrap();
+    assert_eq!(sync, 2);
+    assert!(
+        index
+            .insert_image(&image(id("a"), app("1", "linux"), &[(1, 5)]))
+            .await
+            .unwrap()
+    );
+    index.close().await;
+
+    let index = Index::open(&path).await.unwrap();
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM images").await, 1);
+    let migrations = count(&index, "SELECT COUNT(*) FROM _sqlx_migrations").await;
+    assert_eq!(migrations, MIGRATOR.iter().count() as i64);
+    assert!(index.integrity_check().await.unwrap().is_empty());
+    index.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_of_a_fresh_file_both_succeed() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(INDEX_FILE_NAME);
+        let (a, b) = tokio::join!(Index::open(&path), Index::open(&path));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a.list().await.unwrap().is_empty());
+        assert!(b.list().await.unwrap().is_empty());
+        a.close().await;
+        b.close().await;
+    }
+}
+
+#[tokio::test]
+async fn insert_get_and_prefix_lookup() {
+    let (_dir, index) = open_temp().await;
+    let m = app("1.0.0", "linux");
+    let new = image(id("aa11"), m.clone(), &[(1, 100), (2, 200)]);
+    assert!(index.insert_image(&new).await.unwrap());
+    index
+        .insert_image(&image(id("aa12"), app("1.0.1", "linux"), &[(1, 100)]))
+        .await
+        .unwrap();
+    index
+        .insert_image(&image(id("bb"), app("2.0.0", "linux"), &[]))
+        .await
+        .unwrap();
+
+    let got = index.get(&id("aa11")).await.unwrap().unwrap();
+    assert_eq!(got.image_id, id("aa11"));
+    assert_eq!(got.name, "example.com/app");
+    assert_eq!(got.manifest, m.raw());
+    assert_eq!(
+        got.labels,
+        query(&[("version", "1.0.0"), ("os", "linux"), ("arch", "amd64")])
+    );
+    assert_eq!(got.label("os"), Some("linux"));
+    assert_eq!(
+        (got.archive_size, got.tar_size, got.content_size),
+        (1000, 10_240, 300)
+    );
+    assert_eq!((got.recipe_size, got.entries), (300, 4));
+    assert_eq!(got.origin.as_deref(), Some("/tmp/image.aci"));
+    assert_eq!(got.imported_at_ms, got.last_used_at_ms);
+    assert!(got.imported_at_ms > 0);
+    assert!(index.get(&id("cc")).await.unwrap().is_none());
+
+    let annotations = count(
+        &index,
+        "SELECT COUNT(*) FROM image_annotations WHERE name IN ('authors', 'created')",
+    )
+    .await;
+    assert_eq!(annotations, 3 * 2);
+
+    let prefix = |p: &str| ImageIdPrefix::parse(&format!("sha512-{p}")).unwrap();
+    let ids = |records: Vec<ImageRecord>| -> Vec<ImageId> {
+        records.into_iter().map(|r| r.image_id).collect()
+    };
+    assert_eq!(
+        ids(index.find_by_prefix(&prefix("aa11")).await.unwrap()),
+        [id("aa11")]
+    );
+    assert_eq!(
+        ids(index.find_by_prefix(&prefix("aa1")).await.unwrap()),
+        [id("aa11"), id("aa12")]
+    );
+    assert_eq!(
+        ids(index.find_by_prefix(&prefix("b")).await.unwrap()),
+        [id("bb")]
+    );
+    assert!(index.find_by_prefix(&prefix("c")).await.unwrap().is_empty());
+    assert!(
+        index
+            .find_by_prefix(&prefix("ab"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A full ID is a prefix of itself.
+    let full = ImageIdPrefix::from(id("aa12"));
+    let found = index.find_by_prefix(&full).await.unwrap();
+    assert_eq!(ids(found.clone()), [id("aa12")]);
+    assert_eq!(found[0].labels.len(), 3);
+    // Bare "sha512-" with one digit matches every ID starting with it.
+    assert_eq!(index.find_by_prefix(&prefix("a")).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn find_by_name_matches_labels_newest_first() {
+    let (_dir, index) = open_temp().await;
+    let v1 = image(id("01"), app("1.0.0", "linux"), &[]);
+    let v2 = image(id("02"), app("2.0.0", "linux"), &[]);
+    let bsd = image(id("03"), app("2.0.0", "freebsd"), &[]);
+    let other = image(
+        id("04"),
+        manifest("example.com/other", &[("version", "2.0.0")]),
+        &[],
+    );
+    index.insert_image_at(&v1, 1_000).await.unwrap();
+    index.insert_image_at(&v2, 2_000).await.unwrap();
+    index.insert_image_at(&bsd, 1_500).await.unwrap();
+    index.insert_image_at(&other, 3_000).await.unwrap();
+
+    let ids = |records: Vec<ImageRecord>| -> Vec<ImageId> {
+        records.into_iter().map(|r| r.image_id).collect()
+    };
+    let find = |labels: &[(&str, &str)]| {
+        let labels = query(labels);
+        let index = index.clone();
+        async move {
+            ids(index
+                .find_by_name("example.com/app", &labels)
+                .await
+                .unwrap())
+        }
+    };
+    // No labels: every version, newest import first.
+    assert_eq!(find(&[]).await, [id("02"), id("03"), id("01")]);
+    // Absent `version` matches any version: the newest linux import comes first.
+    assert_eq!(find(&[("os", "linux")]).await, [id("02"), id("01")]);
+    assert_eq!(
+        find(&[("os", "linux"), ("arch", "amd64")]).await,
+        [id("02"), id("01")]
+    );
+    assert_eq!(find(&[("version", "1.0.0")]).await, [id("01")]);
+    assert_eq!(
+        find(&[("version", "2.0.0"), ("os", "freebsd")]).await,
+        [id("03")]
+    );
+    // A wrong value, or a label the image lacks, excludes it.
+    assert!(find(&[("os", "darwin")]).await.is_empty());
+    assert!(find(&[("channel", "stable")]).await.is_empty());
+    // Two different values for one label never match.
+    assert!(find(&[("os", "linux"), ("os", "freebsd")]).await.is_empty());
+    assert!(
+        index
+            .find_by_name("example.com/none", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let found = index
+        .find_by_name("example.com/app", &query(&[("version", "1.0.0")]))
+        .await
+        .unwrap();
+    assert_eq!(found[0].imported_at_ms, 1_000);
+    assert_eq!(found[0].label("version"), Some("1.0.0"));
+
+    // Same import time: image ID breaks the tie.
+    let same = image(id("00"), app("3.0.0", "linux"), &[]);
+    index.insert_image_at(&same, 2_000).await.unwrap();
+    assert_eq!(
+        find(&[("os", "linux")]).await,
+        [id("00"), id("02"), id("01")]
+    );
+
+    // list: by name, then newest first.
+    let listed = ids(index.list().await.unwrap());
+    assert_eq!(listed, [id("00"), id("02"), id("03"), id("01"), id("04")]);
+}
+
+#[tokio::test]
+async fn list_loads_labels_for_many_images() {
+    let (_dir, index) = open_temp().await;
+    let n = LABELS_PER_IMAGE_MAX + 8;
+    for i in 0..n {
+        let version = format!("1.0.{i}");
+        let new = image(id(&format!("{i:04x}")), app(&version, "linux"), &[]);
+        index.insert_image_at(&new, i as i64).await.unwrap();
+    }
+    let listed = index.list().await.unwrap();
+    assert_eq!(listed.len(), n);
+    for (k, record) in listed.iter().enumerate() {
+        let i = n - 1 - k;
+        assert_eq!(record.image_id, id(&format!("{i:04x}")));
+        assert_eq!(record.labels[0], ("version".into(), format!("1.0.{i}")));
+        assert_eq!(record.labels.len(), 3);
+    }
+    let found = index
+        .find_by_name("example.com/app", &query(&[("os", "linux")]))
+        .await
+        .unwrap();
+    assert_eq!(found, listed);
+}
+
+#[tokio::test]
+async fn inserting_twice_changes_nothing() {
+    let (_dir, index) = open_temp().await;
+    let new = image(id("aa"), app("1", "linux"), &[(1, 10), (2, 20)]);
+    assert!(index.insert_image_at(&new, 1_000).await.unwrap());
+    let mut again = new.clone();
+    again.origin = Some("https://example.com/other.aci".into());
+    again.objects.push((digest(3), 30));
+    assert!(!index.insert_image_at(&again, 2_000).await.unwrap());
+    let got = index.get(&id("aa")).await.unwrap().unwrap();
+    assert_eq!(got.imported_at_ms, 1_000);
+    assert_eq!(got.origin.as_deref(), Some("/tmp/image.aci"));
+    assert_eq!(index.image_objects(&id("aa")).await.unwrap().len(), 2);
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM objects").await, 2);
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM image_labels").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_from_two_handles_leave_one_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(INDEX_FILE_NAME);
+    let a = Index::open(&path).await.unwrap();
+    let b = Index::open(&path).await.unwrap();
+    let objects: Vec<(u32, u64)> = (0..2000).map(|n| (n, u64::from(n) + 1)).collect();
+    for round in 0..5u32 {
+        let new = image(id(&format!("{round:02x}")), app("1", "linux"), &objects);
+        let (ra, rb) = tokio::join!(a.insert_image(&new), b.insert_image(&new));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        assert!(
+            ra ^ rb,
+            "round {round}: exactly one insert wins ({ra}, {rb})"
+        );
+    }
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM images").await, 5);
+    assert_eq!(count(&a, "SELECT COUNT(*) FROM objects").await, 2000);
+    assert_eq!(
+        count(&b, "SELECT COUNT(*) FROM image_objects").await,
+        5 * 2000
+    );
+    assert_eq!(count(&b, "SELECT COUNT(*) FROM image_labels").await, 5 * 3);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn remove_cascades_and_releases_objects() {
+    let (_dir, index) = open_temp().await;
+    let first = image(id("aa"), app("1", "linux"), &[(1, 10), (2, 20)]);
+    let second = image(id("bb"), app("2", "linux"), &[(2, 20), (3, 30)]);
+    index.insert_image(&first).await.unwrap();
+    index.insert_image(&second).await.unwrap();
+    index
+        .set_fetch_state(&FetchState {
+            url: "https://example.com/app-1.aci".into(),
+            etag: None,
+            last_modified: None,
+            max_age_secs: None,
+            downloaded_at_ms: 5,
+            image_id: Some(id("aa")),
+        })
+        .await
+        .unwrap();
+    let all: HashSet<_> = [digest(1), digest(2), digest(3)].into();
+    assert_eq!(index.referenced_objects().await.unwrap(), all);
+
+    assert!(index.remove(&id("aa")).await.unwrap());
+    assert!(!index.remove(&id("aa")).await.unwrap());
+    assert!(index.get(&id("aa")).await.unwrap().is_none());
+    let labels =
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM image_labels WHERE image_id = $1")
+            .bind(id("aa").as_str())
+            .fetch_one(&index.pool)
+            .await
+            .unwrap();
+    assert_eq!(labels, 0);
+    assert_eq!(
+        count(&index, "SELECT COUNT(*) FROM image_annotations").await,
+        2
+    );
+    assert!(index.image_objects(&id("aa")).await.unwrap().is_empty());
+    let left: HashSet<_> = [digest(2), digest(3)].into();
+    assert_eq!(index.referenced_objects().await.unwrap(), left);
+    // The fetch state stays, without its image.
+    let state = index
+        .fetch_state("https://example.com/app-1.aci")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.image_id, None);
+
+    // gc forgets object 1; object 2 is still referenced and keeps its row.
+    index.forget_objects(&[digest(1), digest(2)]).await.unwrap();
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM objects").await, 2);
+    let mut expected = vec![(digest(2), 20), (digest(3), 30)];
+    expected.sort();
+    assert_eq!(index.image_objects(&id("bb")).await.unwrap(), expected);
+    assert!(index.integrity_check().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn touch_updates_last_use() {
+    let (_dir, index) = open_temp().await;
+    index
+        .insert_image_at(&image(id("aa"), app("1", "linux"), &[]), 1_000)
+        .await
+        .unwrap();
+    index.touch(&id("aa")).await.unwrap();
+    index.touch(&id("bb")).await.unwrap();
+    let got = index.get(&id("aa")).await.unwrap().unwrap();
+    assert_eq!(got.imported_at_ms, 1_000);
+    assert!(got.last_used_at_ms > 1_000);
+}
+
+#[tokio::test]
+async fn stats_count_sharing() {
+    let (_dir, index) = open_temp().await;
+    assert_eq!(index.stats().await.unwrap(), IndexStats::default());
+    assert_eq!(IndexStats::default().dedup_ratio(), 1.0);
+    // Two images share object 2 (200 bytes).
+    let mut first = image(id("aa"), app("1", "linux"), &[(1, 100), (2, 200)]);
+    first.content_size = 300;
+    let mut second = image(id("bb"), app("2", "linux"), &[(2, 200), (3, 50)]);
+    second.content_size = 250;
+    index.insert_image(&first).await.unwrap();
+    index.insert_image(&second).await.unwrap();
+    let stats = index.stats().await.unwrap();
+    assert_eq!(
+        stats,
+        IndexStats {
+            images: 2,
+            logical_bytes: 2 * 10_240,
+            content_bytes: 550,
+            archive_bytes: 2000,
+            recipe_bytes: 600,
+            objects: 3,
+            object_bytes: 350,
+            referenced_bytes: 550,
+        }
+    );
+    assert!((stats.dedup_ratio() - 550.0 / 350.0).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn fetch_state_round_trip() {
+    let (_dir, index) = open_temp().await;
+    let url = "https://example.com/app-1.0.0-linux-amd64.aci";
+    assert!(index.fetch_state(url).await.unwrap().is_none());
+    let mut state = FetchState {
+        url: url.into(),
+        etag: Some("\"abc\"".into()),
+        last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT".into()),
+        max_age_secs: Some(3600),
+        downloaded_at_ms: 1_700_000_000_000,
+        image_id: None,
+    };
+    index.set_fetch_state(&state).await.unwrap();
+    assert_eq!(index.fetch_state(url).await.unwrap(), Some(state.clone()));
+
+    index
+        .insert_image(&image(id("aa"), app("1", "linux"), &[]))
+        .await
+        .unwrap();
+    state.etag = None;
+    state.max_age_secs = None;
+    state.downloaded_at_ms += 1;
+    state.image_id = Some(id("aa"));
+    index.set_fetch_state(&state).await.unwrap();
+    assert_eq!(index.fetch_state(url).await.unwrap(), Some(state));
+    assert_eq!(
+        count(&index, "SELECT COUNT(*) FROM remote_fetches").await,
+        1
+    );
+
+    // The image must exist.
+    let err = index
+        .set_fetch_state(&FetchState {
+            url: "https://example.com/x.aci".into(),
+            etag: None,
+            last_modified: None,
+            max_age_secs: None,
+            downloaded_at_ms: 0,
+            image_id: Some(id("ff")),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Database);
+    assert!(err.message().contains("record fetch state"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_do_not_wait_for_an_open_write_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(INDEX_FILE_NAME);
+    let writer = Index::open(&path).await.unwrap();
+    let reader = Index::open(&path).await.unwrap();
+    writer
+        .insert_image(&image(id("aa"), app("1", "linux"), &[(1, 10)]))
+        .await
+        .unwrap();
+
+    // A write transaction left open, as an import in progress would be.
+    let mut tx = writer.begin_write("test").await.unwrap();
+    sqlx::query(
+        "INSERT INTO images (image_id, name, manifest, archive_size, tar_size, content_size, \
+         recipe_size, entries, imported_at, last_used_at) \
+         VALUES ($1, 'example.com/app', '{}', 0, 0, 0, 0, 0, 0, 0)",
+    )
+    .bind(id("bb").as_str())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+
+    let start = Instant::now();
+    let listed = tokio::time::timeout(Duration::from_secs(5), reader.list())
+        .await
+        .expect("the reader waited for the writer")
+        .unwrap();
+    assert_eq!(listed.len(), 1, "the uncommitted image is not visible");
+    assert!(reader.get(&id("aa")).await.unwrap().is_some());
+    assert!(reader.stats().await.unwrap().images == 1);
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    tx.commit().await.unwrap();
+    assert_eq!(reader.list().await.unwrap().len(), 2);
+    writer.close().await;
+    reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_waits_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(INDEX_FILE_NAME);
+    let first = Index::open(&path).await.unwrap();
+    let second = Index::open(&path).await.unwrap();
+    let tx = first.begin_write("test").await.unwrap();
+    let waiting = tokio::spawn({
+        let second = second.clone();
+        async move {
+            second
+                .insert_image(&image(id("aa"), app("1", "linux"), &[(1, 1)]))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second writer should wait");
+    tx.commit().await.unwrap();
+    assert!(waiting.await.unwrap().unwrap());
+    first.close().await;
+    second.close().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_rejected_before_writing() {
+    let (_dir, index) = open_temp().await;
+    let mut new = image(id("aa"), app("1", "linux"), &[(1, u64::MAX)]);
+    let err = index.insert_image(&new).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    new.objects.clear();
+    new.manifest = ImageManifest::new(crate::schema::AcIdentifier::parse("example.com/x").unwrap());
+    let err = index.insert_image(&new).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(index.list().await.unwrap().is_empty());
+}
+
+/// One import of ~7000 objects commits in one short transaction.
+#[tokio::test]
+async fn a_large_import_commits_quickly() {
+    let (_dir, index) = open_temp().await;
+    let objects: Vec<(u32, u64)> = (0..7000).map(|n| (n, 4096)).collect();
+    let new = image(id("aa"), app("1", "linux"), &objects);
+    let start = Instant::now();
+    assert!(index.insert_image(&new).await.unwrap());
+    let elapsed = start.elapsed();
+    eprintln!("insert of 7000 objects: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(10));
+    assert_eq!(index.referenced_objects().await.unwrap().len(), 7000);
+    assert_eq!(index.image_objects(&id("aa")).await.unwrap().len(), 7000);
+    let stats = index.stats().await.unwrap();
+    assert_eq!(stats.object_bytes, 7000 * 4096);
+}
