@@ -13,6 +13,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "acikit", version, about)]
 struct Cli {
+    /// The image store folder (default: $ACIKIT_STORE, else the user's data folder).
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +43,66 @@ enum Command {
         file: std::path::PathBuf,
         #[command(flatten)]
         opts: CommonOpts,
+    },
+    /// Import image archives into the store (validated, de-duplicated, one pass each).
+    Import {
+        /// Image archives (any compression).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        opts: CommonOpts,
+    },
+    /// Regenerate an image's exact tar from the store, checked against its image ID.
+    Export {
+        /// Image ID, unambiguous ID prefix, or NAME[:VERSION].
+        image: String,
+        /// Output file.
+        out: std::path::PathBuf,
+        /// Compression of the output.
+        #[arg(long, value_enum, default_value = "none")]
+        compression: commands::CompressionArg,
+        /// Labels the image must have (with a name).
+        #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
+        labels: Vec<(String, String)>,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the images in the store.
+    List {
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove images from the store (and the objects no other image uses).
+    Rm {
+        /// Image IDs, unambiguous ID prefixes, or NAME[:VERSION].
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove objects and recipes no image references, and leftovers of killed imports.
+    Gc {
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every object and regenerate every image to check its ID.
+    Fsck {
+        /// Drop broken images and corrupt objects.
+        #[arg(long)]
+        repair: bool,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sizes: logical, on disk, de-duplication ratio.
+    Stats {
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -78,11 +141,25 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let store_dir = cli.store.unwrap_or_else(acikit::Store::default_dir);
     runtime.block_on(async {
         match cli.command {
             Command::Validate { files, opts } => commands::validate(&files, &opts).await,
             Command::Id { file, opts } => commands::id(&file, &opts).await,
             Command::Manifest { file, opts } => commands::manifest(&file, &opts).await,
+            Command::Import { files, opts } => commands::import(&store_dir, &files, &opts).await,
+            Command::Export {
+                image,
+                out,
+                compression,
+                labels,
+                json,
+            } => commands::export(&store_dir, &image, &labels, &out, compression, json).await,
+            Command::List { json } => commands::list(&store_dir, json).await,
+            Command::Rm { images, json } => commands::rm(&store_dir, &images, json).await,
+            Command::Gc { json } => commands::gc(&store_dir, json).await,
+            Command::Fsck { repair, json } => commands::fsck(&store_dir, repair, json).await,
+            Command::Stats { json } => commands::stats(&store_dir, json).await,
         }
     })
 }

@@ -113,5 +113,8 @@ fn problems_of(err: &Error) -> Vec<ProblemReport> {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json(value: &impl Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("reports serialize"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("reports serialize")
+    );
 }

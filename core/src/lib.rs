@@ -4,10 +4,15 @@
 //! - [`schema`]: the image manifest and the appc value types, parsed and validated;
 //! - [`archive`]: reading image archives: decompression, the byte-keeping tar block
 //!   reader, archive-layout validation and the image ID, all in one streaming pass;
+//! - [`store`]: the exploded, de-duplicated image store and its [`Store`] facade;
+//! - [`progress`]: progress events and cancellation for long calls;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
 
 pub mod archive;
 pub mod error;
+pub mod progress;
 pub mod schema;
+pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
+pub use store::Store;

@@ -25,7 +25,11 @@ pub async fn validate(files: &[PathBuf], opts: &CommonOpts) -> ExitCode {
             r.print_text();
         }
     }
-    if all_valid { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if all_valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// `acikit id FILE`
@@ -58,5 +62,9 @@ async fn one(file: &Path, opts: &CommonOpts, text: impl FnOnce(&Inspection)) -> 
     } else {
         report.print_text();
     }
-    if report.valid { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if report.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

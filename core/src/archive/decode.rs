@@ -211,6 +211,12 @@ impl ChunkReader {
         }
     }
 
+    /// A reader of the chunks another producer thread sends on `rx`: the stream ends cleanly
+    /// when every sender is dropped, and an `Err` item is its (final) error.
+    pub(crate) fn from_channel(rx: mpsc::Receiver<io::Result<Bytes>>) -> Self {
+        ChunkReader::new(Shared::new(rx))
+    }
+
     fn taken() -> Self {
         ChunkReader {
             shared: None,

@@ -44,7 +44,10 @@ pub async fn inspect_file(path: impl AsRef<Path>, limits: &Limits) -> Result<Ins
 /// the image ID is computed on the same bytes the validation reads. The first
 /// problem found is returned as a typed error; an invalid manifest lists all of its
 /// problems.
-pub async fn inspect<R: std::io::Read + Send + 'static>(source: R, limits: &Limits) -> Result<Inspection> {
+pub async fn inspect<R: std::io::Read + Send + 'static>(
+    source: R,
+    limits: &Limits,
+) -> Result<Inspection> {
     inspect_stream(decode::decode(source), limits).await
 }
 

@@ -271,6 +271,13 @@ impl ImageId {
         ImageId(format!("{SHA512_PREFIX}{}", hex::encode(digest)))
     }
 
+    /// The 64-byte SHA-512 digest.
+    pub fn sha512(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        hex::decode_to_slice(self.hex(), &mut out).expect("an image ID holds 128 hex digits");
+        out
+    }
+
     /// The hex digest, without the `sha512-` prefix.
     pub fn hex(&self) -> &str {
         &self.0[SHA512_PREFIX.len()..]

@@ -199,7 +199,9 @@ fn parse_signed_wide(field: &[u8]) -> std::result::Result<i128, &'static str> {
 
 fn base256(rest: &[u8], negative: bool) -> std::result::Result<i128, &'static str> {
     // Two's complement over the whole field, first byte 0xff for negative values.
-    let significant = rest.iter().skip_while(|&&b| b == if negative { 0xff } else { 0 });
+    let significant = rest
+        .iter()
+        .skip_while(|&&b| b == if negative { 0xff } else { 0 });
     if significant.clone().count() > 8 {
         return Err("base-256 value too large");
     }

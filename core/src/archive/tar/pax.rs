@@ -26,7 +26,10 @@ impl PaxRecords {
                 .position(|&b| b == b' ')
                 .ok_or_else(|| bad("record without a length"))?;
             let len_text = &data[..space];
-            if len_text.is_empty() || len_text.len() > 20 || !len_text.iter().all(u8::is_ascii_digit) {
+            if len_text.is_empty()
+                || len_text.len() > 20
+                || !len_text.iter().all(u8::is_ascii_digit)
+            {
                 return Err(bad("record length is not a decimal number"));
             }
             let len: usize = std::str::from_utf8(len_text)
@@ -72,7 +75,9 @@ impl PaxRecords {
 
     /// Whether any GNU sparse record is present.
     pub fn has_sparse(&self) -> bool {
-        self.records.iter().any(|(k, _)| k.starts_with(b"GNU.sparse."))
+        self.records
+            .iter()
+            .any(|(k, _)| k.starts_with(b"GNU.sparse."))
     }
 }
 
@@ -163,7 +168,10 @@ fn opt<T>(delete: bool, parse: impl FnOnce() -> Result<T>) -> Result<Option<T>> 
 }
 
 fn bad(why: &str) -> Error {
-    Error::new(ErrorKind::BadPaxHeader, format!("PAX extended header: {why}"))
+    Error::new(
+        ErrorKind::BadPaxHeader,
+        format!("PAX extended header: {why}"),
+    )
 }
 
 /// Parses a decimal PAX value (no sign, no spaces).
@@ -199,7 +207,10 @@ pub fn timestamp(value: &[u8], key: &str) -> Result<Timestamp> {
     Ok(if !negative {
         Timestamp { secs, nanos }
     } else if nanos == 0 {
-        Timestamp { secs: -secs, nanos: 0 }
+        Timestamp {
+            secs: -secs,
+            nanos: 0,
+        }
     } else {
         Timestamp {
             secs: -secs - 1,
@@ -277,7 +288,13 @@ mod tests {
         assert_eq!(pax.get("path"), Some(&b"rootfs/a b=c"[..]));
         let mut o = PaxOverrides::default();
         o.apply(&pax).unwrap();
-        assert_eq!(o.mtime, Some(Timestamp { secs: 1_700_000_000, nanos: 123_456_789 }));
+        assert_eq!(
+            o.mtime,
+            Some(Timestamp {
+                secs: 1_700_000_000,
+                nanos: 123_456_789
+            })
+        );
         assert_eq!(o.xattrs, vec![(b"user.x".to_vec(), b"v\nw".to_vec())]);
     }
 
@@ -295,8 +312,17 @@ mod tests {
 
     #[test]
     fn negative_and_fractional_times() {
-        assert_eq!(timestamp(b"-1.25", "t").unwrap(), Timestamp { secs: -2, nanos: 750_000_000 });
-        assert_eq!(timestamp(b"12", "t").unwrap(), Timestamp { secs: 12, nanos: 0 });
+        assert_eq!(
+            timestamp(b"-1.25", "t").unwrap(),
+            Timestamp {
+                secs: -2,
+                nanos: 750_000_000
+            }
+        );
+        assert_eq!(
+            timestamp(b"12", "t").unwrap(),
+            Timestamp { secs: 12, nanos: 0 }
+        );
         assert!(timestamp(b"1.2x", "t").is_err());
     }
 
@@ -309,15 +335,20 @@ mod tests {
         o.apply(&PaxRecords::parse(&data).unwrap()).unwrap();
         assert_eq!(
             o.xattrs,
-            vec![(b"user.c".to_vec(), b"schily".to_vec()), (b"user.a=b".to_vec(), b"hi".to_vec())]
+            vec![
+                (b"user.c".to_vec(), b"schily".to_vec()),
+                (b"user.a=b".to_vec(), b"hi".to_vec())
+            ]
         );
     }
 
     #[test]
     fn empty_value_deletes() {
         let mut o = PaxOverrides::default();
-        o.apply(&PaxRecords::parse(&record("uid", "5")).unwrap()).unwrap();
-        o.apply(&PaxRecords::parse(&record("uid", "")).unwrap()).unwrap();
+        o.apply(&PaxRecords::parse(&record("uid", "5")).unwrap())
+            .unwrap();
+        o.apply(&PaxRecords::parse(&record("uid", "")).unwrap())
+            .unwrap();
         assert_eq!(o.uid, None);
     }
 }

@@ -134,11 +134,17 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
             }
             if !header::checksum_ok(&block) {
                 return Err(if self.pos == BLOCK as u64 {
-                    Error::new(ErrorKind::NotATar, "the data is not a tar archive (no valid header at its start)")
+                    Error::new(
+                        ErrorKind::NotATar,
+                        "the data is not a tar archive (no valid header at its start)",
+                    )
                 } else {
                     Error::new(
                         ErrorKind::BadHeader,
-                        format!("header checksum mismatch at offset {}", self.pos - BLOCK as u64),
+                        format!(
+                            "header checksum mismatch at offset {}",
+                            self.pos - BLOCK as u64
+                        ),
                     )
                 });
             }
@@ -147,7 +153,11 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
                 b'x' => {
                     let data = self.read_extension(raw.size).await?;
                     let records = PaxRecords::parse(&data)?;
-                    pending.pax.get_or_insert_with(PaxRecords::default).records.extend(records.records);
+                    pending
+                        .pax
+                        .get_or_insert_with(PaxRecords::default)
+                        .records
+                        .extend(records.records);
                 }
                 b'g' => {
                     let data = self.read_extension(raw.size).await?;
@@ -160,11 +170,22 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
                 b'L' | b'K' => {
                     let data = self.read_extension(raw.size).await?;
                     let name = header::cstr(&data).to_vec();
-                    let slot = if raw.type_flag == b'L' { &mut pending.long_name } else { &mut pending.long_link };
+                    let slot = if raw.type_flag == b'L' {
+                        &mut pending.long_name
+                    } else {
+                        &mut pending.long_link
+                    };
                     if slot.is_some() || name.is_empty() {
                         return Err(Error::new(
                             ErrorKind::BadLongName,
-                            format!("GNU long-{} header is empty or repeated", if raw.type_flag == b'L' { "name" } else { "link" }),
+                            format!(
+                                "GNU long-{} header is empty or repeated",
+                                if raw.type_flag == b'L' {
+                                    "name"
+                                } else {
+                                    "link"
+                                }
+                            ),
                         ));
                     }
                     *slot = Some(name);
@@ -188,14 +209,21 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
         let n = remaining.min(self.buf.len() as u64);
         let chunk = self.buf.split_to(n as usize).freeze();
         self.pos += n;
-        self.state = State::Content { remaining: remaining - n, padding };
+        self.state = State::Content {
+            remaining: remaining - n,
+            padding,
+        };
         Ok(Some(chunk))
     }
 
     async fn skip_content(&mut self) -> Result<()> {
         while self.read_content().await?.is_some() {}
         if let State::Content { padding, .. } = self.state {
-            self.take_meta(padding as usize, "the archive ends inside a member's padding").await?;
+            self.take_meta(
+                padding as usize,
+                "the archive ends inside a member's padding",
+            )
+            .await?;
         }
         self.state = State::Headers;
         Ok(())
@@ -210,21 +238,30 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
             Some(pax) => sparse::from_pax(pax)?,
             None => PaxSparse::None,
         };
-        let sparse_name = pending.pax.as_ref().and_then(|p| p.get("GNU.sparse.name")).map(<[u8]>::to_vec);
+        let sparse_name = pending
+            .pax
+            .as_ref()
+            .and_then(|p| p.get("GNU.sparse.name"))
+            .map(<[u8]>::to_vec);
         let path = sparse_name
             .or(o.path.take())
             .or(pending.long_name)
             .unwrap_or_else(|| raw.name.clone());
         self.current_path.clone_from(&path);
         let mut kind = EntryKind::from_flag(raw.type_flag);
-        if (raw.type_flag == b'\0' || (raw.type_flag == b'0' && raw.format == HeaderFormat::V7)) && path.ends_with(b"/") {
+        if (raw.type_flag == b'\0' || (raw.type_flag == b'0' && raw.format == HeaderFormat::V7))
+            && path.ends_with(b"/")
+        {
             kind = EntryKind::Directory; // old archives mark directories by a trailing slash
         }
         let data_size = match o.size {
             Some(size) if size != raw.size && !(size > MAX_OCTAL_SIZE && raw.size == 0) => {
                 return Err(self.named(Error::new(
                     ErrorKind::PaxSizeMismatch,
-                    format!("PAX size {size} disagrees with the header's size {}", raw.size),
+                    format!(
+                        "PAX size {size} disagrees with the header's size {}",
+                        raw.size
+                    ),
                 )));
             }
             Some(size) => size,
@@ -232,7 +269,12 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
         };
         let header_only = matches!(
             kind,
-            EntryKind::Hardlink | EntryKind::Symlink | EntryKind::CharDevice | EntryKind::BlockDevice | EntryKind::Directory | EntryKind::Fifo
+            EntryKind::Hardlink
+                | EntryKind::Symlink
+                | EntryKind::CharDevice
+                | EntryKind::BlockDevice
+                | EntryKind::Directory
+                | EntryKind::Fifo
         );
         if header_only && data_size > 0 {
             return Err(self.named(Error::new(
@@ -249,7 +291,10 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
                 let block = self.read_block(start).await?;
                 entries.extend(header::decode_gnu_sparse(&block[..504])?);
                 if entries.len() > sparse::MAX_SEGMENTS {
-                    return Err(self.named(Error::new(ErrorKind::BadSparseMap, "sparse map has too many segments")));
+                    return Err(self.named(Error::new(
+                        ErrorKind::BadSparseMap,
+                        "sparse map has too many segments",
+                    )));
                 }
                 extended = block[504] != 0;
             }
@@ -262,11 +307,16 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
                 let mut data = Vec::new();
                 loop {
                     if data.len() as u64 + BLOCK as u64 > data_size.min(sparse::MAX_MAP_BYTES) {
-                        return Err(self.named(Error::new(ErrorKind::BadSparseMap, "sparse 1.0 map does not end inside the member")));
+                        return Err(self.named(Error::new(
+                            ErrorKind::BadSparseMap,
+                            "sparse 1.0 map does not end inside the member",
+                        )));
                     }
                     let block = self.read_block(start).await?;
                     data.extend_from_slice(&block);
-                    if let Some((m, taken)) = sparse::parse_data_map(&data, real_size).map_err(|e| self.named(e))? {
+                    if let Some((m, taken)) =
+                        sparse::parse_data_map(&data, real_size).map_err(|e| self.named(e))?
+                    {
                         debug_assert_eq!(taken, data.len());
                         map = Some(m);
                         map_len = taken as u64;
@@ -279,10 +329,18 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
         if let Some(m) = &map {
             sparse::check(m, size).map_err(|e| self.named(e))?;
         }
-        let device = matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice)
-            .then(|| (o.dev_major.unwrap_or(raw.dev_major), o.dev_minor.unwrap_or(raw.dev_minor)));
-        let link_target = matches!(kind, EntryKind::Hardlink | EntryKind::Symlink)
-            .then(|| o.linkpath.take().or(pending.long_link).unwrap_or_else(|| raw.link_name.clone()));
+        let device = matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice).then(|| {
+            (
+                o.dev_major.unwrap_or(raw.dev_major),
+                o.dev_minor.unwrap_or(raw.dev_minor),
+            )
+        });
+        let link_target = matches!(kind, EntryKind::Hardlink | EntryKind::Symlink).then(|| {
+            o.linkpath
+                .take()
+                .or(pending.long_link)
+                .unwrap_or_else(|| raw.link_name.clone())
+        });
         let gnu_time = |secs: i64| (secs != 0).then_some(Timestamp { secs, nanos: 0 });
         let entry = Entry {
             index: self.next_index,
@@ -290,13 +348,20 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
             path,
             kind,
             type_flag: raw.type_flag,
-            format: if pending.pax.is_some() { HeaderFormat::Pax } else { raw.format },
+            format: if pending.pax.is_some() {
+                HeaderFormat::Pax
+            } else {
+                raw.format
+            },
             mode: (raw.mode & 0o7777) as u32,
             uid: o.uid.unwrap_or(raw.uid),
             gid: o.gid.unwrap_or(raw.gid),
             uname: o.uname.take().unwrap_or(raw.uname),
             gname: o.gname.take().unwrap_or(raw.gname),
-            mtime: o.mtime.unwrap_or(Timestamp { secs: raw.mtime, nanos: 0 }),
+            mtime: o.mtime.unwrap_or(Timestamp {
+                secs: raw.mtime,
+                nanos: 0,
+            }),
             atime: o.atime.or_else(|| gnu_time(raw.gnu_atime)),
             ctime: o.ctime.or_else(|| gnu_time(raw.gnu_ctime)),
             size,
@@ -323,11 +388,16 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
                 "an extension header is not followed by a member",
             ));
         }
-        let second = self.read_block_or("the archive ends after a lone zero block").await?;
+        let second = self
+            .read_block_or("the archive ends after a lone zero block")
+            .await?;
         if !header::is_zero_block(&second) {
             return Err(Error::new(
                 ErrorKind::BadHeader,
-                format!("a zero block inside the archive at offset {}", self.pos - 2 * BLOCK as u64),
+                format!(
+                    "a zero block inside the archive at offset {}",
+                    self.pos - 2 * BLOCK as u64
+                ),
             ));
         }
         // Everything after the end blocks (record padding, trailing bytes) is kept as is.
@@ -347,11 +417,16 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
         if size > self.max_extension {
             return Err(Error::new(
                 ErrorKind::LimitExceeded,
-                format!("extension header of {size} bytes exceeds the limit of {}", self.max_extension),
+                format!(
+                    "extension header of {size} bytes exceeds the limit of {}",
+                    self.max_extension
+                ),
             ));
         }
         let padded = (size as usize).div_ceil(BLOCK) * BLOCK;
-        let data = self.take_meta(padded, "the archive ends inside an extension header").await?;
+        let data = self
+            .take_meta(padded, "the archive ends inside an extension header")
+            .await?;
         Ok(data.slice(..size as usize))
     }
 
@@ -362,7 +437,10 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
         if self.pos == 0 && self.buf.len() < BLOCK {
             while self.buf.len() < BLOCK && self.read_more().await? {}
             if self.buf.len() < BLOCK {
-                return Err(Error::new(ErrorKind::NotATar, "the data is too short to be a tar archive"));
+                return Err(Error::new(
+                    ErrorKind::NotATar,
+                    "the data is too short to be a tar archive",
+                ));
             }
         }
         while self.buf.len() < BLOCK && self.read_more().await? {}
@@ -405,14 +483,20 @@ impl<R: AsyncRead + Unpin, S: RecordSink> TarReader<R, S> {
         if self.pos + self.buf.len() as u64 > self.limit {
             return Err(Error::new(
                 ErrorKind::LimitExceeded,
-                format!("the archive is larger than the limit of {} bytes", self.limit),
+                format!(
+                    "the archive is larger than the limit of {} bytes",
+                    self.limit
+                ),
             ));
         }
         Ok(true)
     }
 
     fn truncated(&self, why: &str) -> Error {
-        let err = Error::new(ErrorKind::TruncatedArchive, format!("{why} (offset {})", self.pos + self.buf.len() as u64));
+        let err = Error::new(
+            ErrorKind::TruncatedArchive,
+            format!("{why} (offset {})", self.pos + self.buf.len() as u64),
+        );
         match self.state {
             State::Content { .. } => err.with_entry(&self.current_path),
             _ => err,

@@ -37,7 +37,10 @@ pub fn from_gnu(entries: &[GnuSparseEntry], real_size: u64) -> SparseMap {
         real_size,
         segments: entries
             .iter()
-            .map(|e| SparseSegment { offset: e.offset, length: e.numbytes })
+            .map(|e| SparseSegment {
+                offset: e.offset,
+                length: e.numbytes,
+            })
             .collect(),
     }
 }
@@ -81,7 +84,9 @@ pub fn from_pax(pax: &PaxRecords) -> Result<PaxSparse> {
                 continue;
             }
             if is_offset != expect_offset {
-                return Err(bad("GNU.sparse.offset and numbytes records are not in pairs"));
+                return Err(bad(
+                    "GNU.sparse.offset and numbytes records are not in pairs",
+                ));
             }
             expect_offset = !expect_offset;
             values.push(decimal(value, "GNU.sparse.offset/numbytes")?);
@@ -107,7 +112,10 @@ fn pairs(format: &'static str, real_size: u64, values: &[u64]) -> Result<SparseM
         real_size,
         segments: values
             .chunks_exact(2)
-            .map(|p| SparseSegment { offset: p[0], length: p[1] })
+            .map(|p| SparseSegment {
+                offset: p[0],
+                length: p[1],
+            })
             .collect(),
     })
 }
@@ -212,8 +220,16 @@ mod tests {
                 (b"GNU.sparse.numbytes".to_vec(), b"4".to_vec()),
             ],
         };
-        let PaxSparse::InHeader(map) = from_pax(&pax).unwrap() else { panic!() };
+        let PaxSparse::InHeader(map) = from_pax(&pax).unwrap() else {
+            panic!()
+        };
         assert_eq!(map.format, "0.0");
-        assert_eq!(map.segments, vec![SparseSegment { offset: 10, length: 4 }]);
+        assert_eq!(
+            map.segments,
+            vec![SparseSegment {
+                offset: 10,
+                length: 4
+            }]
+        );
     }
 }

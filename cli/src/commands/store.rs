@@ -1,0 +1,338 @@
+//! The store commands: `import`, `export`, `list`, `rm`, `gc`, `fsck`, `stats`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use acikit::progress::Observer;
+use acikit::store::{ExportCompression, ImageQuery, ImportOptions};
+use acikit::{Error, Store};
+use serde::Serialize;
+
+use super::progress;
+use crate::CommonOpts;
+use crate::report::{self, FileReport};
+
+/// `--compression` of `export`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CompressionArg {
+    /// The canonical tar.
+    None,
+    /// Deterministic gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+/// Parses `K=V` for `--label`.
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
+}
+
+async fn open(dir: &Path) -> Result<Store, ExitCode> {
+    Store::open(dir).await.map_err(|e| fail(&e))
+}
+
+/// Prints an error on stderr as `error: KIND: MESSAGE`; exit code 1.
+fn fail(err: &Error) -> ExitCode {
+    eprintln!("error: {err}");
+    ExitCode::from(1)
+}
+
+fn print_json(value: &impl Serialize) {
+    report::print_json(value);
+}
+
+/// `acikit import FILE...`
+pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCode {
+    let store = match open(dir).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let mut results = Vec::new();
+    let mut ok = true;
+    for file in files {
+        let (observer, bar) = progress::observer("importing");
+        let options = ImportOptions {
+            limits: opts.limits(),
+            observer,
+            ..ImportOptions::default()
+        };
+        let result = store.import_file(file, options).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        match result {
+            Ok(imported) => {
+                if !opts.json {
+                    let what = if imported.already_present {
+                        "already present"
+                    } else {
+                        "imported"
+                    };
+                    println!(
+                        "{}: {what} {} {} ({} new bytes in {} new objects)",
+                        file.display(),
+                        imported.image_id,
+                        imported.name,
+                        imported.new_bytes,
+                        imported.new_objects
+                    );
+                }
+                results.push(serde_json::json!({ "file": file.display().to_string(), "valid": true, "imported": imported }));
+            }
+            Err(err) => {
+                ok = false;
+                let report = FileReport::new(file, Err(err));
+                if !opts.json {
+                    report.print_text();
+                }
+                results.push(serde_json::to_value(&report).expect("reports serialize"));
+            }
+        }
+    }
+    if opts.json {
+        print_json(&results);
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn resolve(
+    store: &Store,
+    image: &str,
+    labels: &[(String, String)],
+) -> Result<acikit::schema::ImageId, Error> {
+    let query = ImageQuery::parse(image, labels)?;
+    Ok(store.resolve(&query).await?.image_id)
+}
+
+/// `acikit export IMAGE OUT`
+pub async fn export(
+    dir: &Path,
+    image: &str,
+    labels: &[(String, String)],
+    out: &Path,
+    compression: CompressionArg,
+    json: bool,
+) -> ExitCode {
+    let store = match open(dir).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let id = match resolve(&store, image, labels).await {
+        Ok(id) => id,
+        Err(err) => return fail(&err),
+    };
+    let compression = match compression {
+        CompressionArg::None => ExportCompression::None,
+        CompressionArg::Gzip => ExportCompression::Gzip,
+        CompressionArg::Zstd => ExportCompression::Zstd,
+    };
+    let (observer, bar) = progress::observer("exporting");
+    let result = store.export_to(&id, out, compression, observer).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(exported) => {
+            if json {
+                print_json(&exported);
+            } else {
+                println!(
+                    "{}: {} ({} bytes)",
+                    out.display(),
+                    exported.image_id,
+                    exported.written
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+/// `acikit list`
+pub async fn list(dir: &Path, json: bool) -> ExitCode {
+    let store = match open(dir).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let images = match store.list().await {
+        Ok(images) => images,
+        Err(err) => return fail(&err),
+    };
+    if json {
+        print_json(&images);
+        return ExitCode::SUCCESS;
+    }
+    println!(
+        "{:<40} {:<12} {:<8} {:<8} {:<24} {:>12}  IMPORTED",
+        "NAME", "VERSION", "OS", "ARCH", "ID", "SIZE"
+    );
+    for image in &images {
+        println!(
+            "{:<40} {:<12} {:<8} {:<8} {:<24} {:>12}  {}",
+            image.name,
+            image.label("version").unwrap_or("-"),
+            image.label("os").unwrap_or("-"),
+            image.label("arch").unwrap_or("-"),
+            &image.image_id.as_str()[..24],
+            image.tar_size,
+            format_time(image.imported_at_ms)
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `acikit rm IMAGE...`
+pub async fn rm(dir: &Path, images: &[String], json: bool) -> ExitCode {
+    let store = match open(dir).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let mut removed = Vec::new();
+    let mut code = ExitCode::SUCCESS;
+    for image in images {
+        let result = match resolve(&store, image, &[]).await {
+            Ok(id) => store.remove(&id).await.map(|()| id),
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok(id) => {
+                if !json {
+                    println!("removed {id}");
+                }
+                removed.push(id);
+            }
+            Err(err) => code = fail(&err),
+        }
+    }
+    if json {
+        print_json(&serde_json::json!({ "removed": removed }));
+    }
+    code
+}
+
+/// `acikit gc`
+pub async fn gc(dir: &Path, json: bool) -> ExitCode {
+    let store = match open(dir).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match store.gc(Observer::default()).await {
+        Ok(report) if json => {
+            print_json(&report);
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            println!(
+                "removed {} objects ({} bytes), {} recipes, {} staging folders",
+                report.objects_removed,
+                report.bytes_removed,
+                report.recipes_removed,
+                report.staging_removed
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+/// `acikit fsck [--repair]`: exit 0 only when the store is clean (or was repaired).
+pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
+    let store = match open(dir).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let report = match store.fsck(repair, Observer::default()).await {
+        Ok(report) => report,
+        Err(err) => return fail(&err),
+    };
+    if json {
+        print_json(&report);
+    } else {
+        for p in &report.problems {
+            eprintln!("{}: {}: {}", p.kind, p.subject, p.message);
+        }
+        for id in &report.images_dropped {
+            println!("dropped {id}");
+        }
+        println!(
+            "checked {} objects and {} images: {} problems; {} unreferenced objects, {} stale staging folders",
+            report.objects_checked,
+            report.images_checked,
+            report.problems.len(),
+            report.unreferenced_objects,
+            report.stale_staging
+        );
+    }
+    if report.is_clean() || repair {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `acikit stats`
+pub async fn stats(dir: &Path, json: bool) -> ExitCode {
+    let store = match open(dir).await {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    match store.stats().await {
+        Ok(stats) if json => {
+            print_json(&stats);
+            ExitCode::SUCCESS
+        }
+        Ok(s) => {
+            println!("images                 {}", s.images);
+            println!(
+                "logical size           {} bytes (canonical tars)",
+                s.logical_bytes
+            );
+            println!(
+                "content referenced     {} bytes",
+                s.referenced_content_bytes
+            );
+            println!(
+                "content stored         {} bytes (distinct objects)",
+                s.object_bytes
+            );
+            println!(
+                "on disk                {} bytes (objects {}, recipes {}, index {})",
+                s.disk_bytes, s.objects_disk_bytes, s.recipes_disk_bytes, s.index_disk_bytes
+            );
+            println!("de-duplication ratio   {:.2}", s.dedup_ratio);
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC.
+fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

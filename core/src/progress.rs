@@ -1,0 +1,81 @@
+//! Progress events and cancellation, shared by every long operation.
+//!
+//! Long calls take an [`Observer`]: a callback that receives [`Progress`] events (the CLI
+//! draws them as a bar, the bindings forward them) and a [`CancelToken`] that stops the
+//! call with [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled), leaving nothing behind.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use tokio_util::sync::CancellationToken as CancelToken;
+
+use crate::{Error, ErrorKind, Result};
+
+/// What a long operation is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Reading, validating and storing an archive.
+    Import,
+    /// Making objects durable and committing the index.
+    Commit,
+    /// Regenerating an image's tar.
+    Export,
+    /// Checking the store.
+    Fsck,
+    /// Removing unreferenced objects.
+    Gc,
+}
+
+/// One progress event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// The phase.
+    pub phase: Phase,
+    /// Units done so far (bytes, or images for fsck).
+    pub done: u64,
+    /// Total units, when known.
+    pub total: Option<u64>,
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// Progress callback and cancellation token of one call.
+#[derive(Clone, Default)]
+pub struct Observer {
+    /// Receives progress events (at most a few per second per megabyte moved).
+    pub progress: Option<ProgressFn>,
+    /// Cancels the call.
+    pub cancel: CancelToken,
+}
+
+impl Observer {
+    /// Reports progress.
+    pub fn report(&self, phase: Phase, done: u64, total: Option<u64>) {
+        if let Some(progress) = &self.progress {
+            progress(Progress { phase, done, total });
+        }
+    }
+
+    /// [`ErrorKind::Cancelled`] once the token is cancelled.
+    pub fn check(&self) -> Result<()> {
+        if self.cancel.is_cancelled() {
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                "the operation was cancelled",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("progress", &self.progress.is_some())
+            .field("cancelled", &self.cancel.is_cancelled())
+            .finish()
+    }
+}

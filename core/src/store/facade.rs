@@ -1,0 +1,352 @@
+//! [`Store`]: the one facade over the image store that the CLI and the bindings wrap.
+//! Owned arguments and results, `'static + Send` futures, progress and cancellation
+//! through an [`Observer`].
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::housekeeping::{self, FsckReport, GcReport, StoreStats};
+use super::import::{self, ImportOptions, Imported};
+use super::index::{ImageRecord, Index};
+use super::objects;
+use super::paths::StorePaths;
+use super::regenerate::{self, ExportReader, ObjectPaths};
+use crate::progress::Observer;
+use crate::schema::{ImageId, ImageIdPrefix};
+use crate::{Error, ErrorKind, Result};
+
+/// How `export` compresses the regenerated tar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportCompression {
+    /// The canonical tar itself.
+    #[default]
+    None,
+    /// gzip, deterministic (no name, no time, level 6).
+    Gzip,
+    /// zstd (level 3).
+    Zstd,
+}
+
+/// What to look an image up by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageQuery {
+    /// A full image ID or an unambiguous prefix of one (`sha512-0123…`).
+    Id(ImageIdPrefix),
+    /// An image name with labels; a label absent from the query matches any value, and
+    /// without `version` the newest import wins.
+    Name {
+        /// The image name.
+        name: String,
+        /// Labels that must match.
+        labels: Vec<(String, String)>,
+    },
+}
+
+impl ImageQuery {
+    /// Parses `sha512-…` (full or prefix) or `NAME[:VERSION]`, plus extra labels.
+    pub fn parse(text: &str, labels: &[(String, String)]) -> Result<ImageQuery> {
+        if text.starts_with("sha512-") {
+            if !labels.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "labels go with an image name, not an ID",
+                ));
+            }
+            return Ok(ImageQuery::Id(ImageIdPrefix::parse(text)?));
+        }
+        let (name, version) = match text.rsplit_once(':') {
+            Some((name, version)) => (name, Some(version)),
+            None => (text, None),
+        };
+        crate::schema::AcIdentifier::parse(name)?;
+        let mut labels = labels.to_vec();
+        if let Some(version) = version {
+            labels.retain(|(k, _)| k != "version");
+            labels.push(("version".to_string(), version.to_string()));
+        }
+        Ok(ImageQuery::Name {
+            name: name.to_string(),
+            labels,
+        })
+    }
+}
+
+/// One image as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageInfo {
+    /// The image ID.
+    pub image_id: ImageId,
+    /// The image name.
+    pub name: String,
+    /// Its labels, in manifest order.
+    pub labels: Vec<(String, String)>,
+    /// Size of the canonical (uncompressed) tar.
+    pub tar_size: u64,
+    /// Size of the archive as imported.
+    pub archive_size: u64,
+    /// Number of tar members.
+    pub entries: u64,
+    /// Import time, milliseconds since the Unix epoch.
+    pub imported_at_ms: i64,
+    /// Last use, milliseconds since the Unix epoch.
+    pub last_used_at_ms: i64,
+    /// Where it was imported from.
+    pub origin: Option<String>,
+}
+
+impl ImageInfo {
+    /// The value of a label, if present.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl From<ImageRecord> for ImageInfo {
+    fn from(r: ImageRecord) -> Self {
+        ImageInfo {
+            image_id: r.image_id,
+            name: r.name,
+            labels: r.labels,
+            tar_size: r.tar_size,
+            archive_size: r.archive_size,
+            entries: r.entries,
+            imported_at_ms: r.imported_at_ms,
+            last_used_at_ms: r.last_used_at_ms,
+            origin: r.origin,
+        }
+    }
+}
+
+/// The outcome of an export.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exported {
+    /// The image exported.
+    pub image_id: ImageId,
+    /// Bytes of the canonical tar regenerated (and verified).
+    pub tar_size: u64,
+    /// Bytes written to the output.
+    pub written: u64,
+}
+
+/// An image store: content objects, recipes and the SQL index in one folder.
+#[derive(Clone)]
+pub struct Store {
+    paths: StorePaths,
+    index: Index,
+}
+
+impl Store {
+    /// The default store folder: `$ACIKIT_STORE`, else `$XDG_DATA_HOME/acikit`, else
+    /// `~/.local/share/acikit`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("ACIKIT_STORE") {
+            return dir.into();
+        }
+        if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+            return PathBuf::from(dir).join("acikit");
+        }
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".local/share/acikit")
+    }
+
+    /// Opens (creating if needed) the store at `dir`, and removes the staging folders of
+    /// imports that were killed.
+    pub async fn open(dir: impl Into<PathBuf>) -> Result<Store> {
+        let paths = StorePaths::new(dir);
+        let creating = paths.clone();
+        tokio::task::spawn_blocking(move || {
+            creating.create().map_err(|e| {
+                Error::io(
+                    format!("creating the store at {}", creating.root().display()),
+                    e,
+                )
+            })?;
+            objects::remove_stale_staging(&creating)
+        })
+        .await
+        .map_err(join_error)??;
+        let index = Index::open(&paths.index_db()).await?;
+        Ok(Store { paths, index })
+    }
+
+    /// The store folder.
+    pub fn dir(&self) -> &Path {
+        self.paths.root()
+    }
+
+    /// Imports the archive at `path` (any compression); see [`Store::import`].
+    pub async fn import_file(
+        &self,
+        path: impl AsRef<Path>,
+        options: ImportOptions,
+    ) -> Result<Imported> {
+        let path = path.as_ref();
+        let file = std::fs::File::open(path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let mut options = options;
+        options.archive_size = file.metadata().ok().map(|m| m.len());
+        options
+            .origin
+            .get_or_insert_with(|| path.display().to_string());
+        self.import(file, options).await
+    }
+
+    /// Imports an archive in one streaming pass. The image becomes visible only once it is
+    /// complete and committed; importing an image already present changes nothing.
+    pub async fn import<R: std::io::Read + Send + 'static>(
+        &self,
+        source: R,
+        options: ImportOptions,
+    ) -> Result<Imported> {
+        import::import(&self.paths, &self.index, source, &options).await
+    }
+
+    /// Finds one image: by full ID, by unambiguous ID prefix, or by name and labels
+    /// (newest import first).
+    pub async fn resolve(&self, query: &ImageQuery) -> Result<ImageInfo> {
+        match query {
+            ImageQuery::Id(prefix) => {
+                let mut found = self.index.find_by_prefix(prefix).await?;
+                match found.len() {
+                    0 => Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("no image {prefix} in the store"),
+                    )),
+                    1 => Ok(found.remove(0).into()),
+                    _ => Err(Error::new(
+                        ErrorKind::AmbiguousImage,
+                        format!(
+                            "{prefix} matches {} images: {}",
+                            found.len(),
+                            found
+                                .iter()
+                                .map(|r| r.image_id.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )),
+                }
+            }
+            ImageQuery::Name { name, labels } => {
+                let found = self.index.find_by_name(name, labels).await?;
+                found.into_iter().next().map(Into::into).ok_or_else(|| {
+                    let wanted: Vec<String> =
+                        labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "no image named {name} with labels [{}] in the store",
+                            wanted.join(", ")
+                        ),
+                    )
+                })
+            }
+        }
+    }
+
+    /// Every image, by name then newest first.
+    pub async fn list(&self) -> Result<Vec<ImageInfo>> {
+        Ok(self
+            .index
+            .list()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// The manifest of an image, byte for byte as imported.
+    pub async fn manifest(&self, id: &ImageId) -> Result<Vec<u8>> {
+        match self.index.get(id).await? {
+            Some(record) => Ok(record.manifest),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no image {id} in the store"),
+            )),
+        }
+    }
+
+    /// An async reader of the image's canonical tar, regenerated from the recipe and
+    /// the objects; it ends with an error instead of a clean end if the bytes do not hash
+    /// to the image ID.
+    pub async fn export_reader(&self, id: &ImageId) -> Result<ExportReader> {
+        self.require(id).await?;
+        self.index.touch(id).await?;
+        Ok(regenerate::export_reader(
+            self.paths.recipe(id),
+            self.object_paths(),
+            id.sha512(),
+        ))
+    }
+
+    /// Writes the image's canonical tar (optionally compressed) to `out`. The bytes are
+    /// hashed as they stream; if they do not hash to the image ID the export fails loudly
+    /// and the partial output is deleted.
+    pub async fn export_to(
+        &self,
+        id: &ImageId,
+        out: impl AsRef<Path>,
+        compression: ExportCompression,
+        observer: Observer,
+    ) -> Result<Exported> {
+        self.require(id).await?;
+        self.index.touch(id).await?;
+        let out = out.as_ref().to_path_buf();
+        let recipe = self.paths.recipe(id);
+        let objects = self.object_paths();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            housekeeping::export_file(&recipe, &objects, &id, &out, compression, &observer)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Removes an image from the index, then its recipe and the objects no other image
+    /// references.
+    pub async fn remove(&self, id: &ImageId) -> Result<()> {
+        housekeeping::remove(&self.paths, &self.index, id).await
+    }
+
+    /// Removes objects and recipes no image references, and staging folders of killed
+    /// imports. Safe while other processes import: their objects are pinned.
+    pub async fn gc(&self, observer: Observer) -> Result<GcReport> {
+        housekeeping::gc(&self.paths, &self.index, &observer).await
+    }
+
+    /// Re-hashes every object and regenerates every image to check its ID; with `repair`,
+    /// drops broken images and corrupt objects.
+    pub async fn fsck(&self, repair: bool, observer: Observer) -> Result<FsckReport> {
+        housekeeping::fsck(&self.paths, &self.index, repair, &observer).await
+    }
+
+    /// Sizes: logical, on disk, and the de-duplication ratio.
+    pub async fn stats(&self) -> Result<StoreStats> {
+        housekeeping::stats(&self.paths, &self.index).await
+    }
+
+    fn object_paths(&self) -> ObjectPaths {
+        let paths = self.paths.clone();
+        std::sync::Arc::new(move |digest| paths.object(digest))
+    }
+
+    async fn require(&self, id: &ImageId) -> Result<()> {
+        match self.index.get(id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no image {id} in the store"),
+            )),
+        }
+    }
+}
+
+/// An error for a blocking task that panicked or was cancelled.
+pub(crate) fn join_error(err: tokio::task::JoinError) -> Error {
+    Error::new(ErrorKind::Io, format!("a background task failed: {err}"))
+}

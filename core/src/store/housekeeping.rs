@@ -1,0 +1,520 @@
+//! Keeping a store in order: export to a file, `rm`, `gc`, `fsck` and `stats`.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::ContentDigest;
+use super::facade::{ExportCompression, Exported, join_error};
+use super::import::digest_file;
+use super::index::Index;
+use super::objects;
+use super::paths::StorePaths;
+use super::regenerate::{self, ObjectPaths};
+use crate::progress::{Observer, Phase};
+use crate::schema::ImageId;
+use crate::{Error, ErrorKind, Result};
+
+/// What `gc` removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    /// Objects removed.
+    pub objects_removed: u64,
+    /// Bytes of the objects removed.
+    pub bytes_removed: u64,
+    /// Recipes of images no longer in the index, removed.
+    pub recipes_removed: u64,
+    /// Staging folders of killed imports, removed.
+    pub staging_removed: u64,
+}
+
+/// One problem `fsck` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct FsckProblem {
+    /// `corrupt_object`, `missing_recipe`, `broken_image`, `index`.
+    pub kind: &'static str,
+    /// The object digest or image ID concerned.
+    pub subject: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What `fsck` found (and repaired).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FsckReport {
+    /// Objects re-hashed.
+    pub objects_checked: u64,
+    /// Images regenerated and checked against their ID.
+    pub images_checked: u64,
+    /// Problems found.
+    pub problems: Vec<FsckProblem>,
+    /// Images dropped from the index (with `repair`).
+    pub images_dropped: Vec<ImageId>,
+    /// Objects no image references (not an error; `gc` removes them).
+    pub unreferenced_objects: u64,
+    /// Staging folders of killed imports (not an error; `gc` or the next open removes them).
+    pub stale_staging: u64,
+}
+
+impl FsckReport {
+    /// Whether the store is consistent.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Sizes of a store.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StoreStats {
+    /// Number of images.
+    pub images: u64,
+    /// Sum of the images' canonical tar sizes.
+    pub logical_bytes: u64,
+    /// Sum of the content bytes the images reference (each image counted in full).
+    pub referenced_content_bytes: u64,
+    /// Bytes of the distinct content objects.
+    pub object_bytes: u64,
+    /// Bytes on disk of objects, recipes and the index (allocated blocks).
+    pub disk_bytes: u64,
+    /// Bytes on disk of the content objects.
+    pub objects_disk_bytes: u64,
+    /// Bytes on disk of the recipes.
+    pub recipes_disk_bytes: u64,
+    /// Bytes on disk of the index.
+    pub index_disk_bytes: u64,
+    /// `referenced_content_bytes / object_bytes`: how many times each stored byte is used.
+    pub dedup_ratio: f64,
+}
+
+/// Regenerates an image into `out` (via a temporary file beside it, renamed at the end);
+/// on any failure the partial output is deleted.
+pub(crate) fn export_file(
+    recipe: &Path,
+    objects: &ObjectPaths,
+    id: &ImageId,
+    out: &Path,
+    compression: ExportCompression,
+    observer: &Observer,
+) -> Result<Exported> {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+    let result = (|| -> Result<Exported> {
+        let file = File::create(&partial)
+            .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
+        let counted = CountingWriter {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            written: 0,
+        };
+        let expected = id.sha512();
+        let (regenerated, counted) = match compression {
+            ExportCompression::None => {
+                let mut out = ObservedWriter::new(counted, observer);
+                let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
+                (r, out.inner)
+            }
+            ExportCompression::Gzip => {
+                let gz = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .write(counted, flate2::Compression::new(6));
+                let mut out = ObservedWriter::new(gz, observer);
+                let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
+                (r, out.inner.finish()?)
+            }
+            ExportCompression::Zstd => {
+                let zst = zstd::Encoder::new(counted, 3)?;
+                let mut out = ObservedWriter::new(zst, observer);
+                let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
+                (r, out.inner.finish()?)
+            }
+        };
+        let written = counted.written;
+        let file = counted
+            .inner
+            .into_inner()
+            .map_err(|e| Error::io("writing the export", e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| Error::io("syncing the export", e))?;
+        Ok(Exported {
+            image_id: id.clone(),
+            tar_size: regenerated.bytes,
+            written,
+        })
+    })();
+    match result {
+        Ok(exported) => {
+            std::fs::rename(&partial, out)
+                .map_err(|e| Error::io(format!("renaming to {}", out.display()), e))?;
+            Ok(exported)
+        }
+        Err(err) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(err)
+        }
+    }
+}
+
+struct CountingWriter<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Passes writes through, reporting export progress and stopping on cancellation.
+struct ObservedWriter<'a, W> {
+    inner: W,
+    observer: &'a Observer,
+    done: u64,
+    reported: u64,
+}
+
+impl<'a, W> ObservedWriter<'a, W> {
+    fn new(inner: W, observer: &'a Observer) -> Self {
+        ObservedWriter {
+            inner,
+            observer,
+            done: 0,
+            reported: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for ObservedWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.observer.check()?;
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= 1 << 20 {
+            self.observer.report(Phase::Export, self.done, None);
+            self.reported = self.done;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Takes the commit lock exclusively: no import commits while it is held.
+fn exclusive_commit_lock(paths: &StorePaths) -> Result<File> {
+    let path = paths.commit_lock();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    lock.lock()
+        .map_err(|e| Error::io("taking the commit lock", e))?;
+    Ok(lock)
+}
+
+/// `rm`: the index row goes first (so a crash never leaves an image without its files),
+/// then the recipe, then the objects no other image references.
+pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> Result<()> {
+    let objects = index.image_objects(id).await?;
+    if !index.remove(id).await? {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("no image {id} in the store"),
+        ));
+    }
+    let recipe = paths.recipe(id);
+    let _ = std::fs::remove_file(recipe);
+    let paths_owned = paths.clone();
+    let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
+        .await
+        .map_err(join_error)??;
+    let referenced = index.referenced_objects().await?;
+    let orphans: Vec<ContentDigest> = objects
+        .into_iter()
+        .map(|(d, _)| d)
+        .filter(|d| !referenced.contains(d))
+        .collect();
+    for digest in &orphans {
+        let _ = std::fs::remove_file(paths.object(digest));
+    }
+    index.forget_objects(&orphans).await?;
+    drop(lock);
+    Ok(())
+}
+
+/// `gc`: removes staging folders of killed imports, objects no image references and
+/// recipes of images not in the index, under the exclusive commit lock. Imports in
+/// progress keep their objects pinned by hardlinks and restore them when they publish.
+pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -> Result<GcReport> {
+    let mut report = GcReport {
+        staging_removed: objects::remove_stale_staging(paths)?,
+        ..GcReport::default()
+    };
+    let paths_owned = paths.clone();
+    let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
+        .await
+        .map_err(join_error)??;
+    observer.report(Phase::Gc, 0, None);
+    let referenced = index.referenced_objects().await?;
+    let images: HashSet<String> = index
+        .list()
+        .await?
+        .into_iter()
+        .map(|r| r.image_id.hex().to_string())
+        .collect();
+    let (removed, bytes, recipes) = {
+        let paths = paths.clone();
+        let observer = observer.clone();
+        tokio::task::spawn_blocking(move || -> Result<(Vec<ContentDigest>, u64, u64)> {
+            let mut removed = Vec::new();
+            let mut bytes = 0;
+            for (digest, path) in walk_objects(&paths)? {
+                observer.check()?;
+                if digest.is_none_or(|d| !referenced.contains(&d)) {
+                    let size = std::fs::symlink_metadata(&path)
+                        .map(|m| m.len())
+                        .unwrap_or(0);
+                    if std::fs::remove_file(&path).is_ok() {
+                        bytes += size;
+                        removed.extend(digest);
+                    }
+                }
+            }
+            let mut recipes = 0;
+            for (hex, path) in walk_recipes(&paths)? {
+                if !images.contains(&hex) && std::fs::remove_file(&path).is_ok() {
+                    recipes += 1;
+                }
+            }
+            Ok((removed, bytes, recipes))
+        })
+        .await
+        .map_err(join_error)??
+    };
+    index.forget_objects(&removed).await?;
+    drop(lock);
+    report.objects_removed = removed.len() as u64;
+    report.bytes_removed = bytes;
+    report.recipes_removed = recipes;
+    Ok(report)
+}
+
+/// `fsck`: checks the index, re-hashes every object, regenerates every image and checks
+/// its ID. With `repair`, drops broken images and corrupt objects.
+pub(crate) async fn fsck(
+    paths: &StorePaths,
+    index: &Index,
+    repair: bool,
+    observer: &Observer,
+) -> Result<FsckReport> {
+    let mut report = FsckReport::default();
+    for message in index.integrity_check().await? {
+        report.problems.push(FsckProblem {
+            kind: "index",
+            subject: "index.db".into(),
+            message,
+        });
+    }
+    let referenced = index.referenced_objects().await?;
+    // Objects: the name must be the SHA-256 of the content.
+    type ObjectScan = (u64, Vec<(PathBuf, String)>, u64);
+    let (checked, corrupt, unreferenced) = {
+        let paths = paths.clone();
+        let observer = observer.clone();
+        let referenced = referenced.clone();
+        tokio::task::spawn_blocking(move || -> Result<ObjectScan> {
+            let mut checked = 0;
+            let mut corrupt = Vec::new();
+            let mut unreferenced = 0;
+            for (digest, path) in walk_objects(&paths)? {
+                observer.check()?;
+                let Some(digest) = digest else {
+                    corrupt.push((path, "not an object name".to_string()));
+                    continue;
+                };
+                if !referenced.contains(&digest) {
+                    unreferenced += 1;
+                }
+                match digest_file(&path) {
+                    Ok((actual, _)) if actual == digest => {}
+                    Ok((actual, _)) => corrupt.push((path, format!("content hashes to {actual}"))),
+                    Err(e) => corrupt.push((path, format!("unreadable: {e}"))),
+                }
+                checked += 1;
+                observer.report(Phase::Fsck, checked, None);
+            }
+            Ok((checked, corrupt, unreferenced))
+        })
+        .await
+        .map_err(join_error)??
+    };
+    report.objects_checked = checked;
+    report.unreferenced_objects = unreferenced;
+    for (path, message) in &corrupt {
+        report.problems.push(FsckProblem {
+            kind: "corrupt_object",
+            subject: path.display().to_string(),
+            message: message.clone(),
+        });
+        if repair {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    // Images: regenerate each and compare with its ID.
+    let object_paths: ObjectPaths = {
+        let paths = paths.clone();
+        std::sync::Arc::new(move |d: &ContentDigest| paths.object(d))
+    };
+    for record in index.list().await? {
+        observer.check()?;
+        let id = record.image_id.clone();
+        let recipe = paths.recipe(&id);
+        let objects = object_paths.clone();
+        let silent = Observer {
+            progress: None,
+            cancel: observer.cancel.clone(),
+        };
+        let outcome = tokio::task::spawn_blocking(move || {
+            if !recipe.exists() {
+                return Err(Error::new(ErrorKind::CorruptStore, "its recipe is missing"));
+            }
+            let out = ObservedWriter::new(std::io::sink(), &silent);
+            regenerate::regenerate_to(&recipe, &objects, &id.sha512(), out).map(|_| ())
+        })
+        .await
+        .map_err(join_error)?;
+        report.images_checked += 1;
+        if let Err(err) = outcome {
+            if err.kind() == ErrorKind::Cancelled {
+                return Err(err);
+            }
+            report.problems.push(FsckProblem {
+                kind: "broken_image",
+                subject: record.image_id.to_string(),
+                message: err.to_string(),
+            });
+            if repair {
+                index.remove(&record.image_id).await?;
+                let _ = std::fs::remove_file(paths.recipe(&record.image_id));
+                report.images_dropped.push(record.image_id.clone());
+            }
+        }
+    }
+    report.stale_staging = count_stale_staging(paths);
+    Ok(report)
+}
+
+fn count_stale_staging(paths: &StorePaths) -> u64 {
+    let Ok(entries) = std::fs::read_dir(paths.tmp()) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(objects::STAGING_PREFIX)
+        })
+        .filter(|e| {
+            File::open(e.path().join(objects::STAGING_LOCK))
+                .is_ok_and(|lock| lock.try_lock().is_ok())
+        })
+        .count() as u64
+}
+
+/// `stats`: logical sizes from the index, bytes on disk from the files.
+pub(crate) async fn stats(paths: &StorePaths, index: &Index) -> Result<StoreStats> {
+    let from_index = index.stats().await?;
+    let paths = paths.clone();
+    let (objects_disk, recipes_disk, index_disk) = tokio::task::spawn_blocking(move || {
+        let objects: u64 = walk_objects(&paths)?
+            .iter()
+            .map(|(_, p)| disk_usage(p))
+            .sum();
+        let recipes: u64 = walk_recipes(&paths)?
+            .iter()
+            .map(|(_, p)| disk_usage(p))
+            .sum();
+        let index: u64 = ["index.db", "index.db-wal", "index.db-shm"]
+            .iter()
+            .map(|name| disk_usage(&paths.root().join(name)))
+            .sum();
+        Ok::<_, Error>((objects, recipes, index))
+    })
+    .await
+    .map_err(join_error)??;
+    Ok(StoreStats {
+        images: from_index.images,
+        logical_bytes: from_index.logical_bytes,
+        referenced_content_bytes: from_index.referenced_bytes,
+        object_bytes: from_index.object_bytes,
+        disk_bytes: objects_disk + recipes_disk + index_disk,
+        objects_disk_bytes: objects_disk,
+        recipes_disk_bytes: recipes_disk,
+        index_disk_bytes: index_disk,
+        dedup_ratio: if from_index.object_bytes == 0 {
+            1.0
+        } else {
+            from_index.referenced_bytes as f64 / from_index.object_bytes as f64
+        },
+    })
+}
+
+fn disk_usage(path: &Path) -> u64 {
+    std::fs::symlink_metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
+}
+
+/// Every file under `objects/sha256/`, with its digest when the name is one.
+fn walk_objects(paths: &StorePaths) -> Result<Vec<(Option<ContentDigest>, PathBuf)>> {
+    walk_two_levels(&paths.objects(), |name| ContentDigest::from_hex(name).ok())
+}
+
+/// Every recipe file, with the image's hex digest.
+fn walk_recipes(paths: &StorePaths) -> Result<Vec<(String, PathBuf)>> {
+    let found = walk_two_levels(&paths.recipes(), |name| {
+        name.strip_suffix(".recipe").map(str::to_string)
+    })?;
+    Ok(found
+        .into_iter()
+        .filter_map(|(hex, path)| hex.map(|h| (h, path)))
+        .collect())
+}
+
+fn walk_two_levels<T>(
+    root: &Path,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<(Option<T>, PathBuf)>> {
+    let mut out = Vec::new();
+    let shards = match std::fs::read_dir(root) {
+        Ok(shards) => shards,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(format!("listing {}", root.display()), e)),
+    };
+    for shard in shards {
+        let shard = shard.map_err(|e| Error::io(format!("listing {}", root.display()), e))?;
+        if !shard.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        for file in std::fs::read_dir(shard.path()).map_err(|e| Error::io("listing a shard", e))? {
+            let file = file.map_err(|e| Error::io("listing a shard", e))?;
+            let name = file.file_name();
+            out.push((name.to_str().and_then(&parse), file.path()));
+        }
+    }
+    Ok(out)
+}

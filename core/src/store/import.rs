@@ -1,0 +1,311 @@
+//! Importing an image archive in one streaming pass: decompress (decode thread), SHA-512
+//! for the image ID (hash thread), tar reading, layout validation, content objects and
+//! the recipe (this module, on a blocking thread), then a short commit.
+//!
+//! Nothing becomes visible before the index commit: objects and the recipe are written
+//! to a private staging folder first (see [`super::objects`]); a failed, cancelled or
+//! killed import leaves at most a staging folder, which the next open or `gc` removes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use super::index::{Index, NewImage};
+use super::objects::Staging;
+use super::paths::StorePaths;
+use super::recipe::{RecipeSink, RecipeWriter};
+use super::{ContentDigest, ContentHasher};
+use crate::archive::decode;
+use crate::archive::layout::{EntryRole, LayoutValidator, Limits};
+use crate::archive::tar::TarReader;
+use crate::progress::{Observer, Phase};
+use crate::schema::{ImageId, ImageManifest};
+use crate::{Error, Result};
+
+/// Content up to this size is hashed in memory before anything is written, so content
+/// the store already has costs no write at all.
+const SMALL_CONTENT: u64 = 1 << 20;
+
+/// Name of the recipe file inside the staging folder.
+const RECIPE_FILE: &str = "recipe";
+
+/// Options of an import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Limits the archive must respect.
+    pub limits: Limits,
+    /// Where the archive came from (a path or URL), kept in the index.
+    pub origin: Option<String>,
+    /// Size of the archive, when known (for progress).
+    pub archive_size: Option<u64>,
+    /// Progress and cancellation.
+    pub observer: Observer,
+}
+
+/// The outcome of an import.
+#[derive(Debug, Clone, Serialize)]
+pub struct Imported {
+    /// The image ID.
+    pub image_id: ImageId,
+    /// The image name from the manifest.
+    pub name: String,
+    /// Whether the store already had this image (nothing was changed).
+    pub already_present: bool,
+    /// Content bytes written that the store did not have.
+    pub new_bytes: u64,
+    /// Content objects written that the store did not have.
+    pub new_objects: u64,
+    /// Size of the archive as read (compressed).
+    pub archive_size: u64,
+    /// Size of the uncompressed tar.
+    pub tar_size: u64,
+    /// Size of the recipe.
+    pub recipe_size: u64,
+    /// Number of tar members.
+    pub entries: u64,
+}
+
+/// An import whose files are staged but not yet committed.
+struct Staged {
+    staging: Staging,
+    image_id: ImageId,
+    manifest: ImageManifest,
+    objects: Vec<(ContentDigest, u64)>,
+    archive_size: u64,
+    tar_size: u64,
+    content_size: u64,
+    recipe_size: u64,
+    entries: u64,
+}
+
+/// Imports an archive read from `source` into the store at `paths` with `index`.
+pub async fn import<R: Read + Send + 'static>(
+    paths: &StorePaths,
+    index: &Index,
+    source: R,
+    options: &ImportOptions,
+) -> Result<Imported> {
+    let read = Arc::new(AtomicU64::new(0));
+    let source = CountingReader {
+        inner: source,
+        read: read.clone(),
+    };
+    let staged = {
+        let paths = paths.clone();
+        let options = options.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || handle.block_on(stage(paths, source, read, options)))
+            .await
+            .map_err(|e| {
+                Error::new(crate::ErrorKind::Io, format!("the import task failed: {e}"))
+            })??
+    };
+    commit(paths, index, staged, options).await
+}
+
+/// Reads the whole archive, writing objects and the recipe into a staging folder.
+async fn stage<R: Read + Send + 'static>(
+    paths: StorePaths,
+    source: R,
+    read: Arc<AtomicU64>,
+    options: ImportOptions,
+) -> Result<Staged> {
+    let observer = &options.observer;
+    let mut stream = decode::decode(source);
+    let mut staging = Staging::create(&paths)?;
+    let recipe_path = staging.dir().join(RECIPE_FILE);
+    let recipe_file = File::create(&recipe_path)
+        .map_err(|e| Error::io(format!("creating {}", recipe_path.display()), e))?;
+    let sink = RecipeSink::new(RecipeWriter::new(BufWriter::with_capacity(
+        1 << 20,
+        recipe_file,
+    ))?);
+    let mut tar = TarReader::with_sink(stream.take_reader(), sink);
+    tar.set_size_limit(options.limits.max_total_size);
+    let mut layout = LayoutValidator::new(options.limits);
+    let mut objects: HashMap<ContentDigest, u64> = HashMap::new();
+    let mut content_size = 0u64;
+    let mut small = Vec::new();
+    let mut last_report = 0u64;
+    while let Some(entry) = tar.next_entry().await? {
+        observer.check()?;
+        let role = layout.check_entry(&entry)?;
+        if tar.sink().pending_content().is_none() {
+            continue;
+        }
+        let is_manifest = role == EntryRole::Manifest;
+        let digest = if entry.size == 0 {
+            None
+        } else if entry.size <= SMALL_CONTENT {
+            small.clear();
+            while let Some(chunk) = tar.read_content().await? {
+                small.extend_from_slice(&chunk);
+            }
+            if is_manifest {
+                layout.manifest_chunk(&small)?;
+            }
+            let digest = ContentDigest::of(&small);
+            staging.put_bytes(digest, &small)?;
+            Some(digest)
+        } else {
+            let mut writer = staging.large_writer()?;
+            while let Some(chunk) = tar.read_content().await? {
+                if is_manifest {
+                    layout.manifest_chunk(&chunk)?;
+                }
+                writer.write(&chunk)?;
+                observer.check()?;
+            }
+            Some(staging.put_file(writer)?)
+        };
+        tar.sink_mut().content_digest(digest)?;
+        if let Some(digest) = digest {
+            objects.insert(digest, entry.size);
+            content_size += entry.size;
+        }
+        let done = read.load(Ordering::Relaxed);
+        if done - last_report >= 1 << 20 {
+            observer.report(Phase::Import, done, options.archive_size);
+            last_report = done;
+        }
+    }
+    let summary = layout.finish()?;
+    let decoded = stream.finish().await?;
+    let manifest = ImageManifest::parse(&summary.manifest)?;
+    let image_id = ImageId::from_sha512(&decoded.sha512);
+    let (writer, _trailer) = tar.into_sink().finish(decoded.sha512, summary.entries)?;
+    writer
+        .into_inner()
+        .map_err(|e| Error::io("writing the recipe", e.into_error()))?;
+    let recipe_size = std::fs::metadata(&recipe_path)
+        .map_err(|e| Error::io("reading the recipe size", e))?
+        .len();
+    observer.report(
+        Phase::Import,
+        decoded.compressed_size,
+        Some(decoded.compressed_size),
+    );
+    Ok(Staged {
+        staging,
+        image_id,
+        manifest,
+        objects: objects.into_iter().collect(),
+        archive_size: decoded.compressed_size,
+        tar_size: decoded.uncompressed_size,
+        content_size,
+        recipe_size,
+        entries: summary.entries,
+    })
+}
+
+/// Publishes the staged files and commits the index, holding the commit lock (shared
+/// with other imports, exclusive with `gc`) only for this short step.
+async fn commit(
+    paths: &StorePaths,
+    index: &Index,
+    staged: Staged,
+    options: &ImportOptions,
+) -> Result<Imported> {
+    let Staged {
+        mut staging,
+        image_id,
+        manifest,
+        objects,
+        archive_size,
+        tar_size,
+        content_size,
+        recipe_size,
+        entries,
+    } = staged;
+    let mut imported = Imported {
+        image_id: image_id.clone(),
+        name: manifest.name.to_string(),
+        already_present: false,
+        new_bytes: staging.new_bytes(),
+        new_objects: staging.new_objects(),
+        archive_size,
+        tar_size,
+        recipe_size,
+        entries,
+    };
+    if index.get(&image_id).await?.is_some() {
+        imported.already_present = true;
+        imported.new_bytes = 0;
+        imported.new_objects = 0;
+        return Ok(imported); // dropping the staging folder removes what it held
+    }
+    options.observer.check()?;
+    options.observer.report(Phase::Commit, 0, None);
+    let lock_path = paths.commit_lock();
+    let recipe_target = paths.recipe(&image_id);
+    let (staging, lock) = tokio::task::spawn_blocking(move || -> Result<(Staging, File)> {
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        lock.lock_shared()
+            .map_err(|e| Error::io("taking the commit lock", e))?;
+        staging.publish_file(RECIPE_FILE, &recipe_target)?;
+        staging.publish()?;
+        Ok((staging, lock))
+    })
+    .await
+    .map_err(|e| Error::new(crate::ErrorKind::Io, format!("the commit task failed: {e}")))??;
+    let inserted = index
+        .insert_image(&NewImage {
+            image_id: image_id.clone(),
+            manifest,
+            archive_size,
+            tar_size,
+            content_size,
+            recipe_size,
+            entries,
+            origin: options.origin.clone(),
+            objects,
+        })
+        .await?;
+    drop(lock);
+    drop(staging);
+    if !inserted {
+        // Another process committed the same image first: same files, one copy.
+        imported.already_present = true;
+    }
+    Ok(imported)
+}
+
+/// Counts the bytes read from the source (for progress).
+struct CountingReader<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Digest of content streamed in chunks (used by `fsck`).
+pub fn digest_file(path: &std::path::Path) -> std::io::Result<(ContentDigest, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = ContentHasher::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((hasher.finish(), len))
+}

@@ -1,0 +1,29 @@
+//! The exploded, de-duplicated image store.
+//!
+//! An image is kept as content objects (one file per distinct content, named by SHA-256,
+//! shared by all images) plus a recipe (every non-content byte of its tar, with content
+//! references), and a row in the SQL index. `recipe + objects` regenerates the canonical
+//! tar byte for byte, so the image ID can always be recomputed.
+//!
+//! - [`facade`]: [`Store`], the one entry point the CLI and bindings use;
+//! - [`import`]: the one-pass import pipeline;
+//! - [`objects`]: the content-addressed object store and per-import staging;
+//! - [`recipe`]: the recipe format; [`regenerate`]: recipe + objects back to the tar;
+//! - [`index`]: the SQL index of images, labels, annotations, objects and fetch state;
+//! - [`housekeeping`]: export to a file, `rm`, `gc`, `fsck`, `stats`;
+//! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
+
+pub mod digest;
+pub mod facade;
+pub mod housekeeping;
+pub mod import;
+pub mod index;
+pub mod objects;
+pub mod paths;
+pub mod recipe;
+pub mod regenerate;
+
+pub use digest::{ContentDigest, ContentHasher};
+pub use facade::{ExportCompression, Exported, ImageInfo, ImageQuery, Store};
+pub use housekeeping::{FsckProblem, FsckReport, GcReport, StoreStats};
+pub use import::{ImportOptions, Imported};
