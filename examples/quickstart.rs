@@ -32,24 +32,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 1. An image archive, as publishers make them: GNU tar, then gzip.
     let aci = dir.path().join("hello.aci");
-    shell(dir.path(), "tar --format=posix -C layout -cf hello.tar manifest rootfs && gzip -c hello.tar > hello.aci")?;
+    shell(
+        dir.path(),
+        "tar --format=posix -C layout -cf hello.tar manifest rootfs && gzip -c hello.tar > hello.aci",
+    )?;
 
     // 2. One streaming pass: decompress, read every member, check every rule, hash.
     let inspection = inspect_file(&aci, &Limits::default()).await?;
     println!("image     {}", inspection.image_id);
     println!("name      {}", inspection.manifest.name);
-    println!("archive   {} ({} -> {} bytes, {} entries)", inspection.compression,
-        inspection.compressed_size, inspection.uncompressed_size, inspection.entries);
+    println!(
+        "archive   {} ({} -> {} bytes, {} entries)",
+        inspection.compression,
+        inspection.compressed_size,
+        inspection.uncompressed_size,
+        inspection.entries
+    );
 
     // 3. The image ID is the sha512 of the uncompressed tar: check it with sha512sum.
-    let sum = Command::new("sha512sum").arg(dir.path().join("hello.tar")).output()?;
+    let sum = Command::new("sha512sum")
+        .arg(dir.path().join("hello.tar"))
+        .output()?;
     let expected = format!("sha512-{}", String::from_utf8_lossy(&sum.stdout[..128]));
     println!("sha512sum {expected}");
-    assert_eq!(inspection.image_id.to_string(), expected, "image ID matches sha512sum");
+    assert_eq!(
+        inspection.image_id.to_string(),
+        expected,
+        "image ID matches sha512sum"
+    );
 
     // 4. Hostile input is refused with a typed error naming the entry.
     std::fs::write(layout.join("extra"), "outside rootfs")?;
-    shell(dir.path(), "tar -C layout -czf bad.aci manifest rootfs extra")?;
+    shell(
+        dir.path(),
+        "tar -C layout -czf bad.aci manifest rootfs extra",
+    )?;
     match inspect_file(dir.path().join("bad.aci"), &Limits::default()).await {
         Ok(_) => return Err("a hostile archive was accepted".into()),
         Err(err) => println!("refused   {err}"),
@@ -58,7 +75,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn shell(dir: &Path, script: &str) -> std::io::Result<()> {
-    let status = Command::new("sh").arg("-ec").arg(script).current_dir(dir).status()?;
+    let status = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .status()?;
     if !status.success() {
         return Err(std::io::Error::other(format!("`{script}` failed")));
     }

@@ -37,7 +37,10 @@ pub fn have(program: &str) -> bool {
 
 /// Whether we run as root (device nodes need it).
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
 }
 
 /// Builds an image layout (`manifest` + `rootfs/`) in `dir/layout` holding every kind
@@ -78,10 +81,16 @@ touch -d '2001-02-03 04:05:06.123456789' etc/passwd
         ),
     );
     if is_root() {
-        sh(&layout, "mknod rootfs/bin/null c 1 3 && mknod rootfs/bin/loop b 7 0");
+        sh(
+            &layout,
+            "mknod rootfs/bin/null c 1 3 && mknod rootfs/bin/loop b 7 0",
+        );
     }
     if with_non_utf8 {
-        sh(&layout, r#"python3 -c "import os; open(b'rootfs/caf\xe9-latin1', 'wb').write(b'x')""#);
+        sh(
+            &layout,
+            r#"python3 -c "import os; open(b'rootfs/caf\xe9-latin1', 'wb').write(b'x')""#,
+        );
     }
     layout
 }
@@ -107,17 +116,105 @@ pub struct Writer {
 
 /// Every archive writer the tests use.
 pub const WRITERS: &[Writer] = &[
-    Writer { name: "gnu", script: "tar --format=gnu --sparse -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: false, long_names: true },
-    Writer { name: "posix", script: "tar --format=posix --xattrs --xattrs-include='*' --sparse -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: true, long_names: true },
-    Writer { name: "posix-sparse-0.0", script: "tar --format=posix --sparse --sparse-version=0.0 -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: false, long_names: true },
-    Writer { name: "posix-sparse-0.1", script: "tar --format=posix --sparse --sparse-version=0.1 -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: false, long_names: true },
-    Writer { name: "posix-sparse-1.0", script: "tar --format=posix --sparse --sparse-version=1.0 -cf \"$OUT\" manifest rootfs", needs: "tar", sparse: true, non_utf8: true, xattrs: false, long_names: true },
-    Writer { name: "ustar", script: "tar --format=ustar -cf \"$OUT\" manifest rootfs/etc rootfs/bin/big rootfs/empty-dir", needs: "tar", sparse: false, non_utf8: true, xattrs: false, long_names: false },
-    Writer { name: "v7", script: "tar --format=v7 -cf \"$OUT\" manifest rootfs/etc rootfs/bin/big rootfs/empty-dir", needs: "tar", sparse: false, non_utf8: true, xattrs: false, long_names: false },
-    Writer { name: "bsdtar-pax", script: "bsdtar --format=pax --xattrs -cf \"$OUT\" manifest rootfs", needs: "bsdtar", sparse: true, non_utf8: true, xattrs: true, long_names: true },
-    Writer { name: "bsdtar-gnutar", script: "bsdtar --format=gnutar -cf \"$OUT\" manifest rootfs", needs: "bsdtar", sparse: false, non_utf8: true, xattrs: false, long_names: true },
-    Writer { name: "python-pax", script: "python3 -c \"import tarfile,os; t=tarfile.open(os.environ['OUT'],'w',format=tarfile.PAX_FORMAT); t.add('manifest'); t.add('rootfs'); t.close()\"", needs: "python3", sparse: false, non_utf8: true, xattrs: false, long_names: true },
-    Writer { name: "python-gnu", script: "python3 -c \"import tarfile,os; t=tarfile.open(os.environ['OUT'],'w',format=tarfile.GNU_FORMAT); t.add('manifest'); t.add('rootfs'); t.close()\"", needs: "python3", sparse: false, non_utf8: true, xattrs: false, long_names: true },
+    Writer {
+        name: "gnu",
+        script: "tar --format=gnu --sparse -cf \"$OUT\" manifest rootfs",
+        needs: "tar",
+        sparse: true,
+        non_utf8: true,
+        xattrs: false,
+        long_names: true,
+    },
+    Writer {
+        name: "posix",
+        script: "tar --format=posix --xattrs --xattrs-include='*' --sparse -cf \"$OUT\" manifest rootfs",
+        needs: "tar",
+        sparse: true,
+        non_utf8: true,
+        xattrs: true,
+        long_names: true,
+    },
+    Writer {
+        name: "posix-sparse-0.0",
+        script: "tar --format=posix --sparse --sparse-version=0.0 -cf \"$OUT\" manifest rootfs",
+        needs: "tar",
+        sparse: true,
+        non_utf8: true,
+        xattrs: false,
+        long_names: true,
+    },
+    Writer {
+        name: "posix-sparse-0.1",
+        script: "tar --format=posix --sparse --sparse-version=0.1 -cf \"$OUT\" manifest rootfs",
+        needs: "tar",
+        sparse: true,
+        non_utf8: true,
+        xattrs: false,
+        long_names: true,
+    },
+    Writer {
+        name: "posix-sparse-1.0",
+        script: "tar --format=posix --sparse --sparse-version=1.0 -cf \"$OUT\" manifest rootfs",
+        needs: "tar",
+        sparse: true,
+        non_utf8: true,
+        xattrs: false,
+        long_names: true,
+    },
+    Writer {
+        name: "ustar",
+        script: "tar --format=ustar -cf \"$OUT\" manifest rootfs/etc rootfs/bin/big rootfs/empty-dir",
+        needs: "tar",
+        sparse: false,
+        non_utf8: true,
+        xattrs: false,
+        long_names: false,
+    },
+    Writer {
+        name: "v7",
+        script: "tar --format=v7 -cf \"$OUT\" manifest rootfs/etc rootfs/bin/big rootfs/empty-dir",
+        needs: "tar",
+        sparse: false,
+        non_utf8: true,
+        xattrs: false,
+        long_names: false,
+    },
+    Writer {
+        name: "bsdtar-pax",
+        script: "bsdtar --format=pax --xattrs -cf \"$OUT\" manifest rootfs",
+        needs: "bsdtar",
+        sparse: true,
+        non_utf8: true,
+        xattrs: true,
+        long_names: true,
+    },
+    Writer {
+        name: "bsdtar-gnutar",
+        script: "bsdtar --format=gnutar -cf \"$OUT\" manifest rootfs",
+        needs: "bsdtar",
+        sparse: false,
+        non_utf8: true,
+        xattrs: false,
+        long_names: true,
+    },
+    Writer {
+        name: "python-pax",
+        script: "python3 -c \"import tarfile,os; t=tarfile.open(os.environ['OUT'],'w',format=tarfile.PAX_FORMAT); t.add('manifest'); t.add('rootfs'); t.close()\"",
+        needs: "python3",
+        sparse: false,
+        non_utf8: true,
+        xattrs: false,
+        long_names: true,
+    },
+    Writer {
+        name: "python-gnu",
+        script: "python3 -c \"import tarfile,os; t=tarfile.open(os.environ['OUT'],'w',format=tarfile.GNU_FORMAT); t.add('manifest'); t.add('rootfs'); t.close()\"",
+        needs: "python3",
+        sparse: false,
+        non_utf8: true,
+        xattrs: false,
+        long_names: true,
+    },
 ];
 
 /// Writes `layout` as an uncompressed tar at `out` with `writer`.
@@ -173,14 +270,23 @@ pub async fn read_back(bytes: &[u8]) -> acikit::Result<ReadBack> {
         while let Some(chunk) = reader.read_content().await? {
             content.extend_from_slice(&chunk);
         }
-        assert_eq!(content.len() as u64, entry.size, "content length of {:?}", entry.path);
+        assert_eq!(
+            content.len() as u64,
+            entry.size,
+            "content length of {:?}",
+            entry.path
+        );
         if entry.kind != EntryKind::Regular {
             assert!(content.is_empty());
         }
         entries.push(entry);
         contents.push(content);
     }
-    assert_eq!(reader.position(), bytes.len() as u64, "the reader consumed every byte");
+    assert_eq!(
+        reader.position(),
+        bytes.len() as u64,
+        "the reader consumed every byte"
+    );
     let log = reader.into_sink();
     let mut rebuilt = Vec::with_capacity(bytes.len());
     log.rebuild(&mut rebuilt, |index, len, out| {
@@ -189,12 +295,19 @@ pub async fn read_back(bytes: &[u8]) -> acikit::Result<ReadBack> {
         out.extend_from_slice(content);
         Ok(())
     })?;
-    Ok(ReadBack { entries, contents, log, rebuilt })
+    Ok(ReadBack {
+        entries,
+        contents,
+        log,
+        rebuilt,
+    })
 }
 
 /// Expands a sparse member's stored data into its logical content.
 pub fn expand_sparse(entry: &acikit::archive::tar::Entry, data: &[u8]) -> Vec<u8> {
-    let Some(map) = &entry.sparse else { return data.to_vec() };
+    let Some(map) = &entry.sparse else {
+        return data.to_vec();
+    };
     let mut out = vec![0u8; map.real_size as usize];
     let mut at = 0usize;
     for seg in &map.segments {
