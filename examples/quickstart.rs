@@ -1,13 +1,17 @@
 //! The main job, end to end on this machine: write a small image with GNU tar and gzip,
 //! validate it and compute its image ID in one pass, check the ID against `sha512sum`
-//! of the uncompressed tar, and watch a hostile archive being refused.
+//! of the uncompressed tar, import it into an exploded store, regenerate the exact tar
+//! from the store, and watch a hostile archive being refused.
 //!
 //! Run with `cargo run --release --example quickstart`.
 
 use std::path::Path;
 use std::process::Command;
 
+use acikit::Store;
 use acikit::archive::{Limits, inspect_file};
+use acikit::progress::Observer;
+use acikit::store::{ExportCompression, ImageQuery, ImportOptions};
 
 const MANIFEST: &str = r#"{
   "acKind": "ImageManifest",
@@ -61,7 +65,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "image ID matches sha512sum"
     );
 
-    // 4. Hostile input is refused with a typed error naming the entry.
+    // 4. Into an exploded, de-duplicated store; then the exact tar back out of it.
+    let store = Store::open(dir.path().join("store")).await?;
+    let imported = store.import_file(&aci, ImportOptions::default()).await?;
+    let found = store
+        .resolve(&ImageQuery::parse("example.com/hello:1.0.0", &[])?)
+        .await?;
+    let exported = store
+        .export_to(
+            &found.image_id,
+            dir.path().join("exported.tar"),
+            ExportCompression::None,
+            Observer::default(),
+        )
+        .await?;
+    println!(
+        "stored    {} ({} new bytes)",
+        imported.image_id, imported.new_bytes
+    );
+    let identical = std::fs::read(dir.path().join("exported.tar"))?
+        == std::fs::read(dir.path().join("hello.tar"))?;
+    println!(
+        "exported  {} ({} bytes, byte-identical: {identical})",
+        exported.image_id, exported.tar_size
+    );
+    assert!(identical, "the store regenerates the exact tar");
+
+    // 5. Hostile input is refused with a typed error naming the entry.
     std::fs::write(layout.join("extra"), "outside rootfs")?;
     shell(
         dir.path(),
