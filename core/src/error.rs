@@ -178,8 +178,13 @@ impl Error {
         &self.problems
     }
 
-    /// Wraps an I/O error, keeping `NotFound` as its own kind.
+    /// Wraps an I/O error, keeping `NotFound` as its own kind. An I/O error that carries an
+    /// [`Error`] (a cancellation or a decoder error travelling through `Read`/`Write`) is
+    /// given back as that error.
     pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        if err.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            return Error::from(err);
+        }
         let kind = match err.kind() {
             std::io::ErrorKind::NotFound => ErrorKind::NotFound,
             _ => ErrorKind::Io,

@@ -398,8 +398,11 @@ pub(crate) async fn fsck(
         .map_err(join_error)?;
         report.images_checked += 1;
         if let Err(err) = outcome {
-            if err.kind() == ErrorKind::Cancelled {
-                return Err(err);
+            if err.kind() == ErrorKind::Cancelled || observer.cancel.is_cancelled() {
+                return Err(Error::new(
+                    ErrorKind::Cancelled,
+                    "the operation was cancelled",
+                ));
             }
             report.problems.push(FsckProblem {
                 kind: "broken_image",

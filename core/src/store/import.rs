@@ -275,6 +275,8 @@ async fn commit(
     if !inserted {
         // Another process committed the same image first: same files, one copy.
         imported.already_present = true;
+        imported.new_bytes = 0;
+        imported.new_objects = 0;
     }
     Ok(imported)
 }

@@ -45,7 +45,7 @@ impl Staging {
     /// `fsck` can tell a live import from the leftovers of a killed one.
     pub fn create(paths: &StorePaths) -> Result<Staging> {
         let name = format!(
-            "{STAGING_PREFIX}{}-{}-{}",
+            "{}-{}-{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -53,14 +53,19 @@ impl Staging {
                 .as_nanos(),
             STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
         );
-        let dir = paths.tmp().join(name);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let lock_path = dir.join(STAGING_LOCK);
+        // Made and locked under a name the stale-staging sweep ignores, then renamed: the
+        // sweep never sees an `import-` folder whose lock is not held yet.
+        let forming = paths.tmp().join(format!("forming-{name}"));
+        std::fs::create_dir_all(&forming)
+            .map_err(|e| Error::io(format!("creating {}", forming.display()), e))?;
+        let lock_path = forming.join(STAGING_LOCK);
         let lock = File::create(&lock_path)
             .map_err(|e| Error::io(format!("creating {}", lock_path.display()), e))?;
         lock.lock()
             .map_err(|e| Error::io("locking the staging folder", e))?;
+        let dir = paths.tmp().join(format!("{STAGING_PREFIX}{name}"));
+        std::fs::rename(&forming, &dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(Staging {
             paths: paths.clone(),
             dir,
@@ -251,17 +256,22 @@ pub fn remove_stale_staging(paths: &StorePaths) -> Result<u64> {
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("listing tmp/", e))?;
         let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(STAGING_PREFIX) {
+        let name = name.to_string_lossy();
+        if !name.starts_with(STAGING_PREFIX) && !name.starts_with("forming-") {
             continue;
         }
         let dir = entry.path();
-        let stale = match File::open(dir.join(STAGING_LOCK)) {
-            Ok(lock) => lock.try_lock().is_ok(),
-            // Killed before the lock file was made, or being made right now: only old ones.
-            Err(_) => entry
+        let old = || {
+            entry
                 .metadata()
                 .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60)),
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60))
+        };
+        let stale = if name.starts_with(STAGING_PREFIX) {
+            // Renamed to `import-` only once locked: a free lock means its owner is gone.
+            File::open(dir.join(STAGING_LOCK)).map_or(true, |lock| lock.try_lock().is_ok())
+        } else {
+            old() // a `forming-` folder of a process killed while creating it
         };
         if stale && std::fs::remove_dir_all(&dir).is_ok() {
             removed += 1;

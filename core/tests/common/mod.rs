@@ -389,3 +389,64 @@ pub fn header_offset(tar: &[u8], name: &[u8]) -> usize {
         .find(|&at| tar[at..].starts_with(name) && tar[at + name.len()] == 0)
         .unwrap_or_else(|| panic!("no header named {:?}", String::from_utf8_lossy(name)))
 }
+
+/// Every file (anything but a directory) under `dir`, recursively, sorted; empty if `dir`
+/// does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `len` pseudo-random bytes from a seeded xorshift generator: the same seed gives the
+/// same bytes, different seeds give unrelated bytes (and so distinct content objects).
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A manifest named `name` with labels version `version`, os linux and arch amd64.
+pub fn manifest_for(name: &str, version: &str) -> String {
+    format!(
+        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}","labels":[{{"name":"version","value":"{version}"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}]}}"#
+    )
+}
+
+/// Writes a layout in `dir` (`manifest` plus `rootfs/` holding `files`, given as paths
+/// relative to `rootfs/`) and archives it with GNU tar at `out`. Returns the tar bytes.
+pub fn image_tar(dir: &Path, manifest: &str, files: &[(&str, &[u8])], out: &Path) -> Vec<u8> {
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::write(dir.join("manifest"), manifest).unwrap();
+    for (path, content) in files {
+        let path = dir.join("rootfs").join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    sh(
+        dir,
+        &format!("tar --format=gnu -cf '{}' manifest rootfs", out.display()),
+    );
+    std::fs::read(out).unwrap()
+}
