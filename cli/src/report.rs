@@ -79,7 +79,7 @@ impl FileReport {
                     }
                     line.push_str(&p.message);
                     if let Some(entry) = &p.entry {
-                        line.push_str(&format!(" (entry {entry:?})"));
+                        line.push_str(&format!(" (entry \"{entry}\")"));
                     }
                     eprintln!("{line}");
                 }

@@ -197,7 +197,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)?;
         if let Some(entry) = &self.entry {
-            write!(f, " (entry {entry:?})")?;
+            write!(f, " (entry \"{entry}\")")?;
         }
         for p in &self.problems {
             write!(f, "; {p}")?;
