@@ -11,6 +11,7 @@
 pub mod archive;
 pub mod error;
 pub mod progress;
+pub mod render;
 pub mod schema;
 pub mod store;
 
