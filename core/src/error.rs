@@ -104,6 +104,18 @@ error_kinds! {
     CorruptStore => "corrupt_store",
     /// The SQL index failed (locked, corrupt, unreachable).
     Database => "database",
+    /// An image's dependencies form a cycle (the message names the chain, `a -> b -> a`).
+    DependencyCycle => "dependency_cycle",
+    /// A dependency is not in the store (the message names the chain and what was asked).
+    MissingDependency => "missing_dependency",
+    /// The image found for a dependency does not match its imageID, name, labels or size.
+    DependencyMismatch => "dependency_mismatch",
+    /// Creating a device node or giving a file a foreign owner needs root (or skip it when
+    /// the caller opts in).
+    NeedsPrivilege => "needs_privilege",
+    /// What was asked is not available on this kernel or file system (e.g. an overlay mount
+    /// without overlayfs, a reflink copy across file systems); the message says what is missing.
+    Unsupported => "unsupported",
 }
 
 impl fmt::Display for ErrorKind {

@@ -1,1 +1,6 @@
 //! Rendering images into root filesystems (being written).
+pub mod deps;
+pub mod fsops;
+pub mod run;
+pub mod stack;
+pub mod tree;

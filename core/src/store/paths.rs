@@ -8,6 +8,10 @@
 //!   tmp/import-…/                 staging folders of imports in progress (each holds a lock)
 //!   locks/commit.lock             shared by imports while they commit, exclusive for gc
 //!   config/                       settings and trusted keys
+//!   runs/<sha256>/                per-run records (+ overlay upper/ and work/)
+//!   stacks/<key>/rootfs/          flattened rootfs of images with dependencies (cached)
+//!   trees/sha512/<hex>/rootfs/    exploded tree of one image (built on first render)
+//!   checkouts/ab/abcd…            checkout objects: contents with their metadata, linked into trees
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -72,6 +76,45 @@ impl StorePaths {
     /// Folder for settings and trusted keys.
     pub fn config(&self) -> PathBuf {
         self.root.join("config")
+    }
+
+    /// Folder of the records of rendered runs (`runs/<sha256 of the target path>/`), with the
+    /// overlay upper and work folders of each overlay run.
+    pub fn runs(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// Folder of the rendered stacks (`stacks/<key>/rootfs`: the flattened rootfs of an image
+    /// with dependencies or a whitelist; see `render::stack`).
+    pub fn stacks(&self) -> PathBuf {
+        self.root.join("stacks")
+    }
+
+    /// Folder of one rendered stack (its `rootfs/` and `layers.json`), by key.
+    pub fn stack(&self, key: &str) -> PathBuf {
+        self.stacks().join(key)
+    }
+
+    /// Folder of the exploded trees of images (`trees/sha512/<hex>/rootfs`; see
+    /// `render::tree`).
+    pub fn trees(&self) -> PathBuf {
+        self.root.join("trees").join("sha512")
+    }
+
+    /// Folder of one image's exploded tree (holding its `rootfs/`).
+    pub fn tree(&self, id: &ImageId) -> PathBuf {
+        self.trees().join(id.hex())
+    }
+
+    /// Folder of checkout objects: regular files with their final metadata, hardlinked into
+    /// the trees (`checkouts/<2 hex>/<sha256 of content digest + metadata>`).
+    pub fn checkouts(&self) -> PathBuf {
+        self.root.join("checkouts")
+    }
+
+    /// Path of one checkout object, by the hex of its key.
+    pub fn checkout(&self, key_hex: &str) -> PathBuf {
+        self.checkouts().join(&key_hex[..2]).join(key_hex)
     }
 
     /// Creates the folders of a new store (idempotent).

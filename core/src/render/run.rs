@@ -1,0 +1,1201 @@
+//! A clean per-run copy of a rendered root filesystem.
+//!
+//! The spec wants every execution of an app to start from a clean copy of its rendered
+//! filesystem (ace.md, "Filesystem Setup"). [`create_run`] makes one from a read-only
+//! flattened tree (the *lower* tree: a cached exploded tree or rendered stack) in a target
+//! folder, by one of these [`Strategy`]s:
+//!
+//! | strategy | cost | needs | writes go to |
+//! | --- | --- | --- | --- |
+//! | `overlay` | one `mount(2)`, no data | root (`CAP_SYS_ADMIN`), overlayfs | `STORE/runs/<id>/upper` |
+//! | `reflink` | one `FICLONE` per file, shared extents | lower and target on one btrfs / XFS (`reflink=1`) | the target (copy on write) |
+//! | `hardlink` | one `link(2)` per file | lower and target on one file system | **the lower tree: read-only use only** |
+//! | `copy` | every byte | nothing | the target |
+//!
+//! `auto` tries overlay, then reflink (probed with one `FICLONE`), then copy, and the
+//! [`RunHandle`] says which it chose. Whatever the strategy, the lower tree is never
+//! written, and a write inside one run is never visible in the lower tree or another run
+//! (except `hardlink`, which shares inodes with the lower tree and is for read-only use:
+//! [`RunHandle::read_only`] is `true`).
+//!
+//! Every run has a record on disk, `STORE/runs/<sha256 of the canonical target>/record.json`
+//! (plus `upper/` and `work/` for an overlay), written before anything is mounted or copied,
+//! so that [`release_run`] in another process, even after the creating process was killed,
+//! finds what to unmount and remove. A run folder is locked (`flock` on its `lock` file) while
+//! a run is created or released.
+//!
+//! The target is a folder that does not exist (it is created, with its missing parents) or
+//! is empty; [`release_run`] removes it in both cases. A copy (reflink, hardlink, copy) is
+//! made in a hidden sibling of the target, `.NAME.acikit-run-KEY`, and renamed over the
+//! empty target when complete, so the target is never seen half copied.
+//!
+//! Overlay runs are mounted `volatile` where the kernel has it (Linux 5.10+): an upper folder
+//! is thrown away at release and never mounted again, so nothing in it needs syncing (an
+//! `fsync` inside a run returns at once, and unmounting does not flush the host file
+//! system). The lower tree must not change while an overlay run uses it (overlayfs leaves
+//! that undefined).
+
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::fsops::{self, CopyMode, CopyStats, Privileges};
+use crate::error::{Error, ErrorKind, Result};
+
+/// How [`create_run`] makes the per-run copy of the lower tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The best available here: `overlay`, else `reflink`, else `copy` (never `hardlink`,
+    /// which is read-only). The handle reports the choice.
+    #[default]
+    Auto,
+    /// An overlayfs mount on the target, the lower tree as its lower layer and a fresh
+    /// `upper/` and `work/` per run under the runs folder: nearly free. Needs root
+    /// (`CAP_SYS_ADMIN`) and a kernel with overlayfs.
+    Overlay,
+    /// A copy whose regular files are clones (`FICLONE`) sharing extents with the lower tree:
+    /// only when the lower tree and the target are on one reflink-capable file system
+    /// (btrfs, XFS with `reflink=1`).
+    Reflink,
+    /// A hardlink farm: directories, symlinks and special files are made, regular files are
+    /// hardlinks to the lower tree's. Fast, but **for read-only use only**: a file shares its
+    /// inode with the lower tree, so writing to it (or changing its owner, mode or xattrs)
+    /// changes the lower tree and every other run. [`RunHandle::read_only`] is `true`.
+    Hardlink,
+    /// A full copy: always available.
+    Copy,
+}
+
+impl Strategy {
+    /// Every strategy.
+    pub const ALL: [Strategy; 5] = [
+        Strategy::Auto,
+        Strategy::Overlay,
+        Strategy::Reflink,
+        Strategy::Hardlink,
+        Strategy::Copy,
+    ];
+
+    /// The name of the strategy (`"auto"`, `"overlay"`, ...), as [`FromStr`] reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Auto => "auto",
+            Strategy::Overlay => "overlay",
+            Strategy::Reflink => "reflink",
+            Strategy::Hardlink => "hardlink",
+            Strategy::Copy => "copy",
+        }
+    }
+
+    /// Whether a run made this way must only be read (`hardlink`).
+    pub fn is_read_only(self) -> bool {
+        self == Strategy::Hardlink
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Strategy> {
+        Strategy::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "unknown render strategy {s:?} (expected auto, overlay, reflink, hardlink or copy)"
+                    ),
+                )
+            })
+    }
+}
+
+/// A run made by [`create_run`]; give its target to [`release_run`] to undo it.
+#[derive(Debug, Clone)]
+pub struct RunHandle {
+    /// The run's root filesystem (canonical path).
+    pub target: PathBuf,
+    /// The strategy used (never [`Strategy::Auto`]: what `auto` chose).
+    pub strategy: Strategy,
+    /// `true` for [`Strategy::Hardlink`]: the run shares inodes with the lower tree, so
+    /// writing to a file would change the lower tree and every other run.
+    pub read_only: bool,
+    /// The run's folder under the runs folder (record, and `upper/` + `work/` for overlay).
+    pub run_dir: PathBuf,
+    /// What the copy did (`None` for overlay).
+    pub stats: Option<CopyStats>,
+    /// Things skipped or fallen back from (e.g. why `auto` did not use overlay).
+    pub warnings: Vec<String>,
+}
+
+/// The record of a run on disk (`record.json` in its run folder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's root filesystem (canonical path).
+    pub target: PathBuf,
+    /// The strategy used (for a run still being created: the one being tried).
+    pub strategy: Strategy,
+    /// The lower tree it was made from (canonical path).
+    pub lower: PathBuf,
+    /// When the run was created, in Unix milliseconds.
+    pub created_ms: u64,
+    /// Whether the run must only be read (`hardlink`).
+    pub read_only: bool,
+    /// The process that created it.
+    pub pid: u32,
+    /// `false` while the run is being created (or if its creator died before finishing):
+    /// such a run can still be released.
+    pub complete: bool,
+    /// The run's folder (not stored: where the record was read from).
+    #[serde(skip)]
+    pub run_dir: PathBuf,
+}
+
+const RECORD: &str = "record.json";
+const LOCK: &str = "lock";
+const UPPER: &str = "upper";
+const WORK: &str = "work";
+const STAGING_PREFIX: &str = ".tmp-";
+
+/// Makes a clean per-run copy of `lower` (a read-only rendered tree) in `target` by
+/// `strategy`, recorded under `runs_dir` (`STORE/runs`).
+///
+/// `target` must not exist (it is made, with missing parents) or be an empty folder; it must
+/// not be inside `lower`. Errors: [`ErrorKind::InvalidArgument`] for a non-empty target or a
+/// target that already has a run, [`ErrorKind::NotFound`] for a missing lower tree,
+/// [`ErrorKind::NeedsPrivilege`] for `overlay` without `CAP_SYS_ADMIN`,
+/// [`ErrorKind::Unsupported`] for a strategy this kernel or these file systems cannot do.
+/// On error nothing is left behind (a target that existed is left empty).
+pub fn create_run(
+    runs_dir: &Path,
+    lower: &Path,
+    target: &Path,
+    strategy: Strategy,
+    privs: &Privileges,
+) -> Result<RunHandle> {
+    let lower = std::fs::canonicalize(lower)
+        .map_err(|e| Error::io(format!("lower tree {}", lower.display()), e))?;
+    let lower_meta = std::fs::metadata(&lower)
+        .map_err(|e| Error::io(format!("lower tree {}", lower.display()), e))?;
+    if !lower_meta.is_dir() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("the lower tree {} is not a directory", lower.display()),
+        ));
+    }
+    utf8(&lower, "lower tree")?;
+    let (target, existed) = resolve_new_target(target)?;
+    utf8(&target, "target")?;
+    if target.starts_with(&lower) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "the target {} is inside the lower tree {}",
+                target.display(),
+                lower.display()
+            ),
+        ));
+    }
+    std::fs::create_dir_all(runs_dir)
+        .map_err(|e| Error::io(format!("cannot create {}", runs_dir.display()), e))?;
+    let runs_dir = std::fs::canonicalize(runs_dir)
+        .map_err(|e| Error::io(format!("runs folder {}", runs_dir.display()), e))?;
+    utf8(&runs_dir, "runs folder")?;
+    if runs_dir.starts_with(&lower) || runs_dir.starts_with(&target) {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "the runs folder {} is inside the lower tree or the target",
+                runs_dir.display()
+            ),
+        ));
+    }
+    remove_stale_staging(&runs_dir);
+
+    // Publish the record before touching the target, so that a killed process's run can be
+    // found and undone.
+    let first = match strategy {
+        Strategy::Auto => Strategy::Overlay,
+        s => s,
+    };
+    let mut record = RunRecord {
+        target: target.clone(),
+        strategy: first,
+        lower: lower.clone(),
+        created_ms: now_ms(),
+        read_only: first.is_read_only(),
+        pid: std::process::id(),
+        complete: false,
+        run_dir: runs_dir.join(target_key(&target)),
+    };
+    let lock = publish_run_dir(&runs_dir, &record)?;
+    if !existed && let Err(e) = make_target_dir(&target) {
+        // Someone else made it meanwhile: not ours to remove.
+        let _ = remove_run_dir(&record.run_dir);
+        return Err(e);
+    }
+
+    let mut warnings = Vec::new();
+    let made = make_run(&mut record, strategy, privs, &mut warnings);
+    match made {
+        Ok(stats) => {
+            record.complete = true;
+            if let Err(e) = write_record(&record.run_dir, &record, false) {
+                let _ = undo(&record, existed);
+                let _ = remove_run_dir(&record.run_dir);
+                return Err(e);
+            }
+            drop(lock);
+            Ok(RunHandle {
+                target,
+                strategy: record.strategy,
+                read_only: record.read_only,
+                run_dir: record.run_dir,
+                stats,
+                warnings,
+            })
+        }
+        Err(e) => {
+            // Undo what was made; keep the record if that fails, so release can retry.
+            if undo(&record, existed).is_ok() {
+                let _ = remove_run_dir(&record.run_dir);
+            }
+            drop(lock);
+            Err(e)
+        }
+    }
+}
+
+/// Undoes the run at `target`: unmounts an overlay, removes the copy, the target folder,
+/// the overlay's upper and work folders and the run's record. Works from any process (the
+/// creator may have died). [`ErrorKind::NotFound`] if `target` has no run under `runs_dir`.
+pub fn release_run(runs_dir: &Path, target: &Path) -> Result<()> {
+    let runs = std::fs::canonicalize(runs_dir).map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Io
+        };
+        Error::new(
+            kind,
+            format!(
+                "no run at {}: {}: {e}",
+                target.display(),
+                runs_dir.display()
+            ),
+        )
+    })?;
+    let canonical = resolve_existing_target(target)?;
+    let run_dir = runs.join(target_key(&canonical));
+    let not_found = || {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no run at {} (no record under {})",
+                target.display(),
+                runs.display()
+            ),
+        )
+    };
+    let Some(lock) = lock_run_dir(&run_dir)? else {
+        return Err(not_found());
+    };
+    match read_record(&run_dir) {
+        Ok(Some(record)) => {
+            // Pre-existing targets are removed on release too (see the module docs).
+            undo(&record, false)?;
+        }
+        // An earlier release removed the record and was interrupted: only folders are left.
+        Ok(None) => {}
+        Err(e) => return Err(e),
+    }
+    remove_run_dir(&run_dir)?;
+    drop(lock);
+    Ok(())
+}
+
+/// The runs recorded under `runs_dir`, oldest first (including runs whose creator died
+/// before finishing: [`RunRecord::complete`] is `false`).
+pub fn list_runs(runs_dir: &Path) -> Result<Vec<RunRecord>> {
+    let entries = match std::fs::read_dir(runs_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("cannot read {}", runs_dir.display()), e)),
+    };
+    let mut records = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| Error::io(format!("cannot read {}", runs_dir.display()), e))?;
+        let name = entry.file_name();
+        if !is_key(name.as_bytes()) {
+            continue;
+        }
+        if let Some(record) = read_record(&entry.path())? {
+            records.push(record);
+        }
+    }
+    records.sort_by(|a, b| (a.created_ms, &a.target).cmp(&(b.created_ms, &b.target)));
+    Ok(records)
+}
+
+/// The run folder `create_run` uses for `target` (which must be canonical).
+pub fn run_dir_for(runs_dir: &Path, target: &Path) -> PathBuf {
+    runs_dir.join(target_key(target))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Making a run
+
+/// Makes the run as `strategy` says, updating `record` with what is tried; returns the copy
+/// statistics (`None` for overlay).
+fn make_run(
+    record: &mut RunRecord,
+    strategy: Strategy,
+    privs: &Privileges,
+    warnings: &mut Vec<String>,
+) -> Result<Option<CopyStats>> {
+    let target = record.target.clone();
+    let lower = record.lower.clone();
+    let chosen = match strategy {
+        Strategy::Overlay => {
+            mount_overlay(&lower, &record.run_dir, &target)?;
+            return Ok(None);
+        }
+        Strategy::Auto => match mount_overlay(&lower, &record.run_dir, &target) {
+            Ok(()) => return Ok(None),
+            Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::NeedsPrivilege) => {
+                // Quietly for an unprivileged process, which cannot be expected to mount.
+                if privs.can_mknod {
+                    warnings.push(format!("overlay not used: {}", e.message()));
+                }
+                remove_overlay_dirs(&record.run_dir)?;
+                match probe_reflink(&lower, &target)? {
+                    Probe::Works => Strategy::Reflink,
+                    Probe::Fails(_) | Probe::NoFile => Strategy::Copy,
+                }
+            }
+            Err(e) => return Err(e),
+        },
+        Strategy::Reflink => {
+            if let Probe::Fails(why) = probe_reflink(&lower, &target)? {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "cannot reflink from {} to {} ({why}): reflinks need the lower tree and \
+                         the target on one btrfs or XFS (reflink=1) file system",
+                        lower.display(),
+                        target.display()
+                    ),
+                ));
+            }
+            Strategy::Reflink
+        }
+        Strategy::Hardlink => {
+            if dev_of(&lower)? != dev_of(&target)? {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "cannot hardlink from {} to {}: they are on different file systems",
+                        lower.display(),
+                        target.display()
+                    ),
+                ));
+            }
+            Strategy::Hardlink
+        }
+        Strategy::Copy => Strategy::Copy,
+    };
+    if chosen != record.strategy {
+        record.strategy = chosen;
+        record.read_only = chosen.is_read_only();
+        write_record(&record.run_dir, record, true)?;
+    }
+    let mode = match chosen {
+        Strategy::Reflink => CopyMode::Reflink,
+        Strategy::Hardlink => CopyMode::Hardlink,
+        _ => CopyMode::Copy,
+    };
+    // The copy is made next to the target, then renamed over the (empty) target: the target
+    // is never seen half copied. copy_tree gives it the lower root's owner, mode and mtime.
+    let staging = copy_staging(record);
+    remove_if_present(&staging)?;
+    let stats = fsops::copy_tree(&lower, &staging, mode, privs, warnings).map_err(|e| {
+        if mode == CopyMode::Reflink && e.kind() == ErrorKind::InvalidArgument {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "reflink copy to {} failed: {}",
+                    target.display(),
+                    e.message()
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
+    std::fs::rename(&staging, &target).map_err(|e| {
+        if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "the target {} is a mount point: give a folder inside it",
+                    target.display()
+                ),
+            )
+        } else {
+            Error::io(
+                format!("cannot move the copy into place at {}", target.display()),
+                e,
+            )
+        }
+    })?;
+    Ok(Some(stats))
+}
+
+/// Where a copy of the run of `record` is made before it is renamed over the target: a
+/// hidden sibling of the target, named after the run.
+fn copy_staging(record: &RunRecord) -> PathBuf {
+    let name = record
+        .target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = record
+        .run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = &key[..key.len().min(16)];
+    record
+        .target
+        .with_file_name(format!(".{name}.acikit-run-{key}"))
+}
+
+/// Removes the tree at `path` if there is one.
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fsops::remove_tree(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Resolves the target of a new run to a canonical path; makes missing parents. Returns the
+/// path and whether the target existed (as an empty folder).
+fn resolve_new_target(target: &Path) -> Result<(PathBuf, bool)> {
+    // A target that vanishes while we look (another create_run moving it into place) is
+    // looked at again.
+    for _ in 0..3 {
+        match existing_empty_target(target) {
+            Ok(Some(canonical)) => return Ok((canonical, true)),
+            Ok(None) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        let (parent, name) = split_target(target)?;
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        let parent = std::fs::canonicalize(&parent)
+            .map_err(|e| Error::io(format!("target folder {}", parent.display()), e))?;
+        let canonical = parent.join(name);
+        if std::fs::symlink_metadata(&canonical).is_err() {
+            return Ok((canonical, false));
+        }
+    }
+    Err(Error::new(
+        ErrorKind::InvalidArgument,
+        format!(
+            "the target {} keeps changing (another process is using it?)",
+            target.display()
+        ),
+    ))
+}
+
+/// The canonical path of `target` if it is an empty folder, `None` if it does not exist,
+/// [`ErrorKind::InvalidArgument`] if it is something else.
+fn existing_empty_target(target: &Path) -> Result<Option<PathBuf>> {
+    match std::fs::symlink_metadata(target) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("target {}", target.display()), e)),
+    }
+    let canonical = std::fs::canonicalize(target).map_err(|e| {
+        if std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink()) {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("the target {} is a symlink to nothing", target.display()),
+            )
+        } else {
+            Error::io(format!("target {}", target.display()), e)
+        }
+    })?;
+    let meta = std::fs::metadata(&canonical)
+        .map_err(|e| Error::io(format!("target {}", target.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("the target {} is not a directory", target.display()),
+        ));
+    }
+    let mut entries = std::fs::read_dir(&canonical)
+        .map_err(|e| Error::io(format!("cannot read {}", target.display()), e))?;
+    if entries.next().is_some() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "the target {} is not empty (or already holds a run)",
+                target.display()
+            ),
+        ));
+    }
+    Ok(Some(canonical))
+}
+
+/// Resolves the target of an existing run as [`resolve_new_target`] did, whether or not the
+/// target still exists.
+fn resolve_existing_target(target: &Path) -> Result<PathBuf> {
+    if let Ok(canonical) = std::fs::canonicalize(target) {
+        return Ok(canonical);
+    }
+    let (parent, name) = split_target(target)?;
+    match std::fs::canonicalize(&parent) {
+        Ok(parent) => Ok(parent.join(name)),
+        Err(_) => std::path::absolute(target)
+            .map_err(|e| Error::io(format!("target {}", target.display()), e)),
+    }
+}
+
+/// The parent folder and the last component of `target`, which must end with a name.
+fn split_target(target: &Path) -> Result<(PathBuf, std::ffi::OsString)> {
+    match target.components().next_back() {
+        Some(Component::Normal(name)) => {
+            let parent = match target.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            Ok((parent, name.to_os_string()))
+        }
+        _ => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "the target {} does not end with a folder name",
+                target.display()
+            ),
+        )),
+    }
+}
+
+fn make_target_dir(target: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(target)
+        .map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ErrorKind::InvalidArgument
+            } else {
+                ErrorKind::Io
+            };
+            Error::new(
+                kind,
+                format!("cannot create the target {}: {e}", target.display()),
+            )
+            .with_source(e)
+        })
+}
+
+fn dev_of(path: &Path) -> Result<u64> {
+    std::fs::metadata(path)
+        .map(|m| m.dev())
+        .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))
+}
+
+fn utf8(path: &Path, what: &str) -> Result<()> {
+    if path.to_str().is_none() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "the {what} path {} is not UTF-8 (run records store paths as text)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Overlay
+
+/// Mounts an overlay of `lower` on `target` with `run_dir/upper` and `run_dir/work`.
+fn mount_overlay(lower: &Path, run_dir: &Path, target: &Path) -> Result<()> {
+    let upper = run_dir.join(UPPER);
+    let work = run_dir.join(WORK);
+    for dir in [&upper, &work] {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    // The merged root directory is the upper one: give it the lower root's owner and mode.
+    let root = std::fs::metadata(lower)
+        .map_err(|e| Error::io(format!("cannot stat {}", lower.display()), e))?;
+    let _ = std::os::unix::fs::chown(&upper, Some(root.uid()), Some(root.gid()));
+    std::fs::set_permissions(
+        &upper,
+        std::fs::Permissions::from_mode(root.mode() & 0o7777),
+    )
+    .map_err(|e| Error::io(format!("cannot set the mode of {}", upper.display()), e))?;
+
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        escape_overlay_path(lower)?,
+        escape_overlay_path(&upper)?,
+        escape_overlay_path(&work)?
+    );
+    // `volatile` (Linux 5.10+): the upper folder is thrown away at release and never mounted
+    // again, so overlayfs need not sync it (an fsync inside the run is a no-op, and unmounting
+    // does not flush the whole host file system). Without it on older kernels (EINVAL).
+    let mut mounted = mount_overlay_with(target, &format!("{options},volatile"));
+    if mounted == Err(Errno::INVAL) {
+        mounted = mount_overlay_with(target, &options);
+    }
+    mounted.map_err(|e| {
+        let what = format!("cannot mount an overlay on {}", target.display());
+        let io = std::io::Error::from(e);
+        match e {
+            Errno::PERM | Errno::ACCESS => Error::new(
+                ErrorKind::NeedsPrivilege,
+                format!("{what}: mounting needs root (CAP_SYS_ADMIN) ({io})"),
+            ),
+            Errno::NODEV | Errno::NOSYS => Error::new(
+                ErrorKind::Unsupported,
+                format!("{what}: this kernel has no overlayfs ({io})"),
+            ),
+            Errno::NAMETOOLONG => Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{what}: the paths of the lower tree {} and the runs folder are too long \
+                     for the mount options (4 KiB)",
+                    lower.display()
+                ),
+            ),
+            Errno::INVAL | Errno::OPNOTSUPP | Errno::XDEV | Errno::LOOP => Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{what}: overlayfs refused the lower tree {} or the upper folder {} \
+                     (their file systems cannot be overlay layers?) ({io})",
+                    lower.display(),
+                    upper.display()
+                ),
+            ),
+            _ => Error::new(ErrorKind::Io, format!("{what}: {io}")),
+        }
+        .with_source(io)
+    })
+}
+
+/// `mount -t overlay overlay -o OPTIONS TARGET`.
+fn mount_overlay_with(target: &Path, options: &str) -> std::result::Result<(), Errno> {
+    // mount(2) copies at most one page of options: a longer string would be cut.
+    if options.len() >= 4096 {
+        return Err(Errno::NAMETOOLONG);
+    }
+    let data = std::ffi::CString::new(options).map_err(|_| Errno::INVAL)?;
+    rustix::mount::mount(
+        "overlay",
+        target,
+        "overlay",
+        rustix::mount::MountFlags::empty(),
+        data.as_c_str(),
+    )
+}
+
+/// `path` for overlayfs mount options: `\`, `,` and `:` escaped with a backslash.
+fn escape_overlay_path(path: &Path) -> Result<String> {
+    let s = path.to_str().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{} is not UTF-8", path.display()),
+        )
+    })?;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | ',' | ':') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+fn remove_overlay_dirs(run_dir: &Path) -> Result<()> {
+    for name in [UPPER, WORK] {
+        remove_if_present(&run_dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// The type of the file system mounted on `path` (the top of the stack), if `path` is a
+/// mount point of this mount namespace.
+fn mounted_fs_type(path: &Path) -> Option<String> {
+    let info = std::fs::read("/proc/self/mountinfo").ok()?;
+    let want = path.as_os_str().as_bytes();
+    let mut found = None;
+    for line in info.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        if fields.len() < 5 || unescape_mountinfo(fields[4]) != want {
+            continue;
+        }
+        let sep = fields.iter().position(|f| *f == b"-")?;
+        found = fields
+            .get(sep + 1)
+            .map(|t| String::from_utf8_lossy(t).into_owned());
+    }
+    found
+}
+
+/// Undoes the octal escapes (`\040` for a space...) of a mountinfo field.
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\'
+            && i + 3 < field.len()
+            && field[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = field[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(field[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reflink probe
+
+enum Probe {
+    Works,
+    Fails(String),
+    NoFile,
+}
+
+/// Tries one `FICLONE` of a non-empty regular file of `lower` into an unnamed file in the
+/// folder `target`.
+fn probe_reflink(lower: &Path, target: &Path) -> Result<Probe> {
+    let Some(src) = find_probe_file(lower) else {
+        return Ok(Probe::NoFile);
+    };
+    let dst = match rustix::fs::open(
+        target,
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => File::from(fd),
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {
+            // No O_TMPFILE here: a named file, removed at once.
+            let path = target.join(format!(".acikit-reflink-probe-{}", std::process::id()));
+            let fd = rustix::fs::open(
+                &path,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e.into()))?;
+            let _ = std::fs::remove_file(&path);
+            File::from(fd)
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot create a file in {}", target.display()),
+                e.into(),
+            ));
+        }
+    };
+    match fsops::reflink_file(&src, &dst) {
+        Ok(()) => Ok(Probe::Works),
+        Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(Probe::Fails(e.message().into())),
+        Err(e) => Ok(Probe::Fails(e.to_string())),
+    }
+}
+
+/// The first readable non-empty regular file of `lower` (breadth first, a bounded search).
+fn find_probe_file(lower: &Path) -> Option<File> {
+    let mut dirs = std::collections::VecDeque::from([lower.to_path_buf()]);
+    let mut seen = 0;
+    while let Some(dir) = dirs.pop_front() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > 10_000 {
+                return None;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                dirs.push_back(entry.path());
+            } else if meta.is_file()
+                && meta.len() > 0
+                && let Ok(fd) = rustix::fs::open(
+                    entry.path(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            {
+                return Some(File::from(fd));
+            }
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// Undoing a run
+
+/// Undoes what `record` says was (or was being) made. With `keep_target`, an emptied target
+/// folder is left in place.
+fn undo(record: &RunRecord, keep_target: bool) -> Result<()> {
+    let target = &record.target;
+    match record.strategy {
+        Strategy::Overlay | Strategy::Auto => {
+            if mounted_fs_type(target).as_deref() == Some("overlay") {
+                unmount(target)?;
+            }
+            remove_overlay_dirs(&record.run_dir)?;
+            if !keep_target {
+                match std::fs::remove_dir(target) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    // A mount point the caller gave: leave it (it is empty).
+                    Err(e) if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) => {}
+                    Err(e) => {
+                        return Err(Error::io(
+                            format!(
+                                "the target {} cannot be removed after unmounting its overlay",
+                                target.display()
+                            ),
+                            e,
+                        ));
+                    }
+                }
+            }
+        }
+        Strategy::Reflink | Strategy::Hardlink | Strategy::Copy => {
+            // A copy interrupted before it was moved into place.
+            remove_if_present(&copy_staging(record))?;
+            if keep_target {
+                clear_dir(target)?;
+            } else {
+                remove_if_present(target)?;
+            }
+        }
+    }
+    if keep_target && std::fs::symlink_metadata(target).is_err() {
+        make_target_dir(target)?;
+    }
+    Ok(())
+}
+
+fn unmount(target: &Path) -> Result<()> {
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::NOFOLLOW).map_err(|e| {
+        let io = std::io::Error::from(e);
+        if e == Errno::BUSY {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "the run at {} is still in use (a process has a file or its working \
+                     folder there): stop it and release again ({io})",
+                    target.display()
+                ),
+            )
+            .with_source(io)
+        } else {
+            Error::io(format!("cannot unmount {}", target.display()), io)
+        }
+    })
+}
+
+/// Removes everything inside `dir` (a missing `dir` is fine).
+fn clear_dir(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("cannot read {}", dir.display()), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+        fsops::remove_tree(&entry.path())?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run folders, records and locks
+
+/// The run folder name of a canonical target: the SHA-256 of its path, in hex.
+fn target_key(target: &Path) -> String {
+    hex::encode(Sha256::digest(target.as_os_str().as_bytes()))
+}
+
+fn is_key(name: &[u8]) -> bool {
+    name.len() == 64 && name.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Creates the run folder of `record` with its record and lock, atomically (staged, then
+/// renamed into place); returns the held lock. [`ErrorKind::InvalidArgument`] if the target
+/// already has a run.
+fn publish_run_dir(runs_dir: &Path, record: &RunRecord) -> Result<File> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let staging = runs_dir.join(format!(
+        "{STAGING_PREFIX}{}-{}-{}",
+        std::process::id(),
+        now_ms(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| Error::io(format!("cannot create {}", staging.display()), e))?;
+    let staged = (|| {
+        let lock = open_lock(&staging.join(LOCK), true)?;
+        lock.lock()
+            .map_err(|e| Error::io(format!("cannot lock {}", staging.display()), e))?;
+        write_record(&staging, record, true)?;
+        rename_no_replace(&staging, &record.run_dir).map_err(|e| {
+            if matches!(e, Errno::EXIST | Errno::NOTEMPTY) {
+                let by = read_record(&record.run_dir)
+                    .ok()
+                    .flatten()
+                    .map(|r| format!(" ({} run made by process {})", r.strategy, r.pid))
+                    .unwrap_or_default();
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "the target {} already has a run{by}: release it first",
+                        record.target.display()
+                    ),
+                )
+            } else {
+                Error::io(
+                    format!("cannot create {}", record.run_dir.display()),
+                    e.into(),
+                )
+            }
+        })?;
+        Ok(lock)
+    })();
+    if staged.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    staged
+}
+
+fn rename_no_replace(from: &Path, to: &Path) -> std::result::Result<(), Errno> {
+    let cwd = rustix::fs::CWD;
+    match rustix::fs::renameat_with(cwd, from, cwd, to, rustix::fs::RenameFlags::NOREPLACE) {
+        Err(Errno::INVAL | Errno::NOSYS) => {
+            // A file system without RENAME_NOREPLACE: rename(2) still refuses a non-empty
+            // destination folder, and run folders are never empty.
+            rustix::fs::rename(from, to)
+        }
+        other => other,
+    }
+}
+
+fn open_lock(path: &Path, create: bool) -> Result<File> {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+}
+
+/// Locks the run folder `run_dir`; `None` if it does not exist (or was removed while we
+/// waited for its lock).
+fn lock_run_dir(run_dir: &Path) -> Result<Option<File>> {
+    let path = run_dir.join(LOCK);
+    loop {
+        let lock = match open_lock(&path, false) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        lock.lock()
+            .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+        // The folder may have been released (and even made again) while we waited.
+        let held = rustix::fs::fstat(lock.as_fd())
+            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e.into()))?;
+        match std::fs::metadata(&path) {
+            Ok(now) if now.dev() == held.st_dev && now.ino() == held.st_ino => {
+                return Ok(Some(lock));
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("cannot stat {}", path.display()), e)),
+        }
+    }
+}
+
+/// Writes `record.json` in `dir` atomically (and with `durable`, synced: the first record
+/// of a run and a change of strategy are; marking it complete needs not be, as a run left
+/// marked incomplete is released the same way).
+fn write_record(dir: &Path, record: &RunRecord, durable: bool) -> Result<()> {
+    let json = serde_json::to_vec_pretty(record)
+        .map_err(|e| Error::new(ErrorKind::Io, format!("cannot encode the run record: {e}")))?;
+    let tmp = dir.join(format!("{RECORD}.tmp"));
+    let path = dir.join(RECORD);
+    let write = || -> std::io::Result<()> {
+        let mut file = File::create(&tmp)?;
+        file.write_all(&json)?;
+        if durable {
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+/// Reads `record.json` of the run folder `dir`; `None` if it has none.
+fn read_record(dir: &Path) -> Result<Option<RunRecord>> {
+    let path = dir.join(RECORD);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+    };
+    let mut record: RunRecord = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::CorruptStore,
+            format!("the run record {} is damaged: {e}", path.display()),
+        )
+    })?;
+    record.run_dir = dir.to_path_buf();
+    Ok(Some(record))
+}
+
+/// Removes a run folder: its record first (so a release interrupted later finds only
+/// folders to remove), then the rest.
+fn remove_run_dir(run_dir: &Path) -> Result<()> {
+    match std::fs::remove_file(run_dir.join(RECORD)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::io(
+                format!("cannot remove {}", run_dir.join(RECORD).display()),
+                e,
+            ));
+        }
+    }
+    match fsops::remove_tree(run_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes staging folders left by a `create_run` that died before publishing its run
+/// folder (their lock is free). Best effort.
+fn remove_stale_staging(runs_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .as_bytes()
+            .starts_with(STAGING_PREFIX.as_bytes())
+        {
+            continue;
+        }
+        // A create_run in progress holds its lock; only a minute-old folder can be between
+        // its creation and the lock being taken.
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age.as_secs() < 60);
+        if young {
+            continue;
+        }
+        let path = entry.path();
+        let free = match open_lock(&path.join(LOCK), false) {
+            Ok(lock) => lock.try_lock().is_ok(),
+            Err(e) => e.kind() == ErrorKind::NotFound,
+        };
+        if free {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strategy_names_round_trip() {
+        for s in Strategy::ALL {
+            assert_eq!(s.as_str().parse::<Strategy>().unwrap(), s);
+            assert_eq!(s.to_string(), s.as_str());
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+        }
+        assert!("fast".parse::<Strategy>().is_err());
+    }
+
+    #[test]
+    fn overlay_paths_are_escaped() {
+        assert_eq!(
+            escape_overlay_path(Path::new("/a,b:c\\d")).unwrap(),
+            "/a\\,b\\:c\\\\d"
+        );
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(b"/a\\040b\\134c"), b"/a b\\c");
+        assert_eq!(unescape_mountinfo(b"/plain\\"), b"/plain\\");
+    }
+
+    #[test]
+    fn keys_are_hex_sha256() {
+        let key = target_key(Path::new("/run/x"));
+        assert!(is_key(key.as_bytes()));
+        assert!(!is_key(b".tmp-1-2-3"));
+    }
+}
