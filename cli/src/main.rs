@@ -98,6 +98,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Render an image (with its dependencies and pathWhitelist) into a clean rootfs at DIR.
+    Render {
+        /// Image ID, unambiguous ID prefix, or NAME[:VERSION].
+        image: String,
+        /// Where the run's rootfs goes (missing or an empty folder).
+        dir: std::path::PathBuf,
+        /// How the per-run copy is made.
+        #[arg(long, value_enum, default_value = "auto")]
+        strategy: commands::StrategyArg,
+        /// Labels the image must have (with a name).
+        #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
+        labels: Vec<(String, String)>,
+        /// Skip device nodes and foreign owners that need root, with a warning.
+        #[arg(long)]
+        skip_unprivileged: bool,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo a render: unmount or remove the run's rootfs at DIR.
+    Release {
+        /// The rendered rootfs.
+        dir: std::path::PathBuf,
+    },
     /// Sizes: logical, on disk, de-duplication ratio.
     Stats {
         /// Machine-readable output (JSON).
@@ -160,6 +184,26 @@ fn main() -> ExitCode {
             Command::Gc { json } => commands::gc(&store_dir, json).await,
             Command::Fsck { repair, json } => commands::fsck(&store_dir, repair, json).await,
             Command::Stats { json } => commands::stats(&store_dir, json).await,
+            Command::Render {
+                image,
+                dir,
+                strategy,
+                labels,
+                skip_unprivileged,
+                json,
+            } => {
+                commands::render(
+                    &store_dir,
+                    &image,
+                    &labels,
+                    &dir,
+                    strategy,
+                    skip_unprivileged,
+                    json,
+                )
+                .await
+            }
+            Command::Release { dir } => commands::release(&store_dir, &dir).await,
         }
     })
 }

@@ -116,6 +116,8 @@ error_kinds! {
     /// What was asked is not available on this kernel or file system (e.g. an overlay mount
     /// without overlayfs, a reflink copy across file systems); the message says what is missing.
     Unsupported => "unsupported",
+    /// The image or file is used by a run that was not released.
+    InUse => "in_use",
 }
 
 impl fmt::Display for ErrorKind {

@@ -2,7 +2,9 @@
 
 mod inspect;
 mod progress;
+mod render;
 mod store;
 
 pub use inspect::{id, manifest, validate};
+pub use render::{StrategyArg, release, render};
 pub use store::{CompressionArg, export, fsck, gc, import, list, parse_label, rm, stats};

@@ -30,12 +30,12 @@ pub fn parse_label(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
 }
 
-async fn open(dir: &Path) -> Result<Store, ExitCode> {
+pub(super) async fn open(dir: &Path) -> Result<Store, ExitCode> {
     Store::open(dir).await.map_err(|e| fail(&e))
 }
 
 /// Prints an error on stderr as `error: KIND: MESSAGE`; exit code 1.
-fn fail(err: &Error) -> ExitCode {
+pub(super) fn fail(err: &Error) -> ExitCode {
     eprintln!("error: {err}");
     ExitCode::from(1)
 }
@@ -102,7 +102,7 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCod
     }
 }
 
-async fn resolve(
+pub(super) async fn resolve(
     store: &Store,
     image: &str,
     labels: &[(String, String)],
@@ -231,11 +231,13 @@ pub async fn gc(dir: &Path, json: bool) -> ExitCode {
         }
         Ok(report) => {
             println!(
-                "removed {} objects ({} bytes), {} recipes, {} staging folders",
+                "removed {} objects ({} bytes), {} recipes, {} staging folders, {} trees and stacks, {} checkouts",
                 report.objects_removed,
                 report.bytes_removed,
                 report.recipes_removed,
-                report.staging_removed
+                report.staging_removed,
+                report.renders_removed,
+                report.checkouts_removed
             );
             ExitCode::SUCCESS
         }

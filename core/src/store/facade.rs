@@ -179,6 +179,11 @@ impl Store {
         self.paths.root()
     }
 
+    /// Where everything lives in the store folder.
+    pub fn paths(&self) -> &StorePaths {
+        &self.paths
+    }
+
     /// Imports the archive at `path` (any compression); see [`Store::import`].
     pub async fn import_file(
         &self,

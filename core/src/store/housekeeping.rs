@@ -16,6 +16,7 @@ use super::objects;
 use super::paths::StorePaths;
 use super::regenerate::{self, ObjectPaths};
 use crate::progress::{Observer, Phase};
+use crate::render::{fsops, tree, usage};
 use crate::schema::ImageId;
 use crate::{Error, ErrorKind, Result};
 
@@ -28,8 +29,12 @@ pub struct GcReport {
     pub bytes_removed: u64,
     /// Recipes of images no longer in the index, removed.
     pub recipes_removed: u64,
-    /// Staging folders of killed imports, removed.
+    /// Staging folders of killed imports and renders, removed.
     pub staging_removed: u64,
+    /// Exploded trees and stacks of images no longer in the store, removed.
+    pub renders_removed: u64,
+    /// Checkout objects no tree uses any more, removed.
+    pub checkouts_removed: u64,
 }
 
 /// One problem `fsck` found.
@@ -228,6 +233,12 @@ fn exclusive_commit_lock(paths: &StorePaths) -> Result<File> {
 /// `rm`: the index row goes first (so a crash never leaves an image without its files),
 /// then the recipe, then the objects no other image references.
 pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> Result<()> {
+    if usage::in_use(paths)?.uses_image(id.hex()) {
+        return Err(Error::new(
+            ErrorKind::InUse,
+            format!("{id} is used by a rendered run; release it first (acikit release DIR)"),
+        ));
+    }
     let objects = index.image_objects(id).await?;
     if !index.remove(id).await? {
         return Err(Error::new(
@@ -237,6 +248,7 @@ pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> R
     }
     let recipe = paths.recipe(id);
     let _ = std::fs::remove_file(recipe);
+    remove_renders_of(paths, &HashSet::from([id.hex().to_string()]))?;
     let paths_owned = paths.clone();
     let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
         .await
@@ -275,6 +287,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         .into_iter()
         .map(|r| r.image_id.hex().to_string())
         .collect();
+    let in_index = images.clone();
     let (removed, bytes, recipes) = {
         let paths = paths.clone();
         let observer = observer.clone();
@@ -295,7 +308,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
             }
             let mut recipes = 0;
             for (hex, path) in walk_recipes(&paths)? {
-                if !images.contains(&hex) && std::fs::remove_file(&path).is_ok() {
+                if !in_index.contains(&hex) && std::fs::remove_file(&path).is_ok() {
                     recipes += 1;
                 }
             }
@@ -306,6 +319,22 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
     };
     index.forget_objects(&removed).await?;
     drop(lock);
+    let gone: HashSet<String> = tree_and_stack_images(paths)?
+        .into_iter()
+        .filter(|hex| !images.contains(hex))
+        .collect();
+    let paths_owned = paths.clone();
+    let renders = tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64)> {
+        let (trees, stacks) = remove_renders_of(&paths_owned, &gone)?;
+        let stale = tree::remove_stale_stages(&paths_owned);
+        let (checkouts, _) = tree::prune_checkouts(&paths_owned)?;
+        Ok((trees + stacks, stale, checkouts))
+    })
+    .await
+    .map_err(join_error)??;
+    report.renders_removed = renders.0;
+    report.staging_removed += renders.1;
+    report.checkouts_removed = renders.2;
     report.objects_removed = removed.len() as u64;
     report.bytes_removed = bytes;
     report.recipes_removed = recipes;
@@ -520,4 +549,50 @@ fn walk_two_levels<T>(
         }
     }
     Ok(out)
+}
+
+/// Images that have an exploded tree or are part of a stack.
+fn tree_and_stack_images(paths: &StorePaths) -> Result<HashSet<String>> {
+    let mut images: HashSet<String> = usage::tree_images(paths).into_iter().collect();
+    for key in usage::stack_keys(paths) {
+        images.extend(usage::stack_images(paths, &key)?);
+    }
+    Ok(images)
+}
+
+/// Removes the exploded trees of `images` and the stacks built from any of them, except
+/// what a live run uses. Returns (trees, stacks) removed.
+fn remove_renders_of(paths: &StorePaths, images: &HashSet<String>) -> Result<(u64, u64)> {
+    if images.is_empty() {
+        return Ok((0, 0));
+    }
+    let used = usage::in_use(paths)?;
+    let mut trees = 0;
+    for hex in usage::tree_images(paths) {
+        if images.contains(&hex) && !used.uses_image(&hex) {
+            let id = ImageId::parse(&format!("sha512-{hex}"))?;
+            tree::remove_tree_of(paths, &id)?;
+            trees += 1;
+        }
+    }
+    let mut stacks = 0;
+    for key in usage::stack_keys(paths) {
+        if used.stacks.contains(&key) {
+            continue;
+        }
+        if usage::stack_images(paths, &key)?
+            .iter()
+            .any(|hex| images.contains(hex))
+        {
+            let dir = paths.stack(&key);
+            let doomed = paths
+                .tmp()
+                .join(format!("stack-removed-{key}-{}", std::process::id()));
+            if std::fs::rename(&dir, &doomed).is_ok() {
+                fsops::remove_tree(&doomed)?;
+                stacks += 1;
+            }
+        }
+    }
+    Ok((trees, stacks))
 }
