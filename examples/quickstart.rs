@@ -1,7 +1,7 @@
 //! The main job, end to end on this machine: write a small image with GNU tar and gzip,
 //! validate it and compute its image ID in one pass, check the ID against `sha512sum`
 //! of the uncompressed tar, import it into an exploded store, regenerate the exact tar
-//! from the store, and watch a hostile archive being refused.
+//! from the store, render a clean rootfs for a run, and watch a hostile archive being refused.
 //!
 //! Run with `cargo run --release --example quickstart`.
 
@@ -11,6 +11,7 @@ use std::process::Command;
 use acikit::Store;
 use acikit::archive::{Limits, inspect_file};
 use acikit::progress::Observer;
+use acikit::render::RenderOptions;
 use acikit::store::{ExportCompression, ImageQuery, ImportOptions};
 
 const MANIFEST: &str = r#"{
@@ -91,7 +92,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     assert!(identical, "the store regenerates the exact tar");
 
-    // 5. Hostile input is refused with a typed error naming the entry.
+    // 5. A clean rootfs for one run (overlay as root, else reflink or copy), then released.
+    let run = dir.path().join("run");
+    let rendered = store
+        .render(
+            &found.image_id,
+            &run,
+            RenderOptions {
+                skip_unprivileged: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    println!(
+        "rendered  {} with {} ({} layer)",
+        rendered.target.display(),
+        rendered.strategy.as_str(),
+        rendered.layers.len()
+    );
+    assert!(run.join("bin/hello").exists());
+    store.release(&run).await?;
+
+    // 6. Hostile input is refused with a typed error naming the entry.
     std::fs::write(layout.join("extra"), "outside rootfs")?;
     shell(
         dir.path(),
