@@ -118,6 +118,37 @@ error_kinds! {
     Unsupported => "unsupported",
     /// The image or file is used by a run that was not released.
     InUse => "in_use",
+
+    /// Meta discovery found no endpoint for the name (the message lists every URL tried).
+    DiscoveryFailed => "discovery_failed",
+    /// A network request failed: connection, TLS handshake, timeout, or an HTTP error status
+    /// (the message names the URL and the status).
+    Network => "network",
+    /// A request would use plain HTTP, skip TLS verification or skip the signature check
+    /// without the caller allowing it (`--insecure-options`).
+    InsecureRefused => "insecure_refused",
+    /// A chain of HTTP redirects is too long or loops.
+    TooManyRedirects => "too_many_redirects",
+    /// The server kept answering 202 (not ready yet) past the retry limit.
+    NotReady => "not_ready",
+    /// The fetched image's name or labels are not those asked for.
+    ImageMismatch => "image_mismatch",
+    /// A key file or signature is not valid OpenPGP (or not ascii-armored where required).
+    BadOpenpgp => "bad_openpgp",
+    /// The signature does not verify against the data (tampered image or wrong signature).
+    BadSignature => "bad_signature",
+    /// The signature was made by a key that is not trusted at all.
+    UntrustedKey => "untrusted_key",
+    /// The signing key is trusted, but only for names under another prefix.
+    KeyWrongPrefix => "key_wrong_prefix",
+    /// The signature uses a hash that is no longer safe (MD5, SHA-1).
+    WeakSignatureHash => "weak_signature_hash",
+    /// The signing key (or subkey) had expired when the signature was made, or has now.
+    KeyExpired => "key_expired",
+    /// The signing key (or subkey) is revoked.
+    KeyRevoked => "key_revoked",
+    /// The key that made the signature is not allowed to sign (no signing flag).
+    KeyNotSigning => "key_not_signing",
 }
 
 impl fmt::Display for ErrorKind {

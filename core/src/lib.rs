@@ -5,15 +5,22 @@
 //! - [`archive`]: reading image archives: decompression, the byte-keeping tar block
 //!   reader, archive-layout validation and the image ID, all in one streaming pass;
 //! - [`store`]: the exploded, de-duplicated image store and its [`Store`] facade;
+//! - [`render`]: rootfs rendering: exploded trees, dependencies, per-run copies;
+//! - [`net`]: the HTTP(S) client shared by discovery and fetch;
+//! - [`discovery`]: appc meta discovery (name + labels to URLs);
+//! - [`trust`]: trusted OpenPGP keys and signature verification;
 //! - [`progress`]: progress events and cancellation for long calls;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
 
 pub mod archive;
+pub mod discovery;
 pub mod error;
+pub mod net;
 pub mod progress;
 pub mod render;
 pub mod schema;
 pub mod store;
+pub mod trust;
 
 pub use error::{Error, ErrorKind, Result};
 pub use store::Store;

@@ -33,9 +33,40 @@ const SMALL_CONTENT: u64 = 1 << 20;
 /// Name of the recipe file inside the staging folder.
 const RECIPE_FILE: &str = "recipe";
 
+/// A last check on an image that was read completely and staged, run before anything
+/// becomes visible: if it fails, the import fails with its error and leaves nothing.
+/// Fetch uses it to wait for the signature verdict and to check the manifest's name and
+/// labels. It runs on a blocking thread, so it may block (e.g. on a channel).
+#[derive(Clone)]
+pub struct ImportGate(Arc<GateFn>);
+
+type GateFn = dyn Fn(&ImageId, &ImageManifest) -> Result<()> + Send + Sync;
+
+impl ImportGate {
+    /// A gate running `check` with the image ID and the parsed manifest.
+    pub fn new(
+        check: impl Fn(&ImageId, &ImageManifest) -> Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        ImportGate(Arc::new(check))
+    }
+
+    fn check(&self, id: &ImageId, manifest: &ImageManifest) -> Result<()> {
+        (self.0)(id, manifest)
+    }
+}
+
+impl std::fmt::Debug for ImportGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ImportGate")
+    }
+}
+
 /// Options of an import.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
+    /// A check the staged image must pass before it is committed (also when the store
+    /// already has the image).
+    pub gate: Option<ImportGate>,
     /// Limits the archive must respect.
     pub limits: Limits,
     /// Where the archive came from (a path or URL), kept in the index.
@@ -181,6 +212,9 @@ async fn stage<R: Read + Send + 'static>(
     writer
         .into_inner()
         .map_err(|e| Error::io("writing the recipe", e.into_error()))?;
+    if let Some(gate) = &options.gate {
+        gate.check(&image_id, &manifest)?;
+    }
     let recipe_size = std::fs::metadata(&recipe_path)
         .map_err(|e| Error::io("reading the recipe size", e))?
         .len();

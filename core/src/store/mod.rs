@@ -26,4 +26,4 @@ pub mod regenerate;
 pub use digest::{ContentDigest, ContentHasher};
 pub use facade::{ExportCompression, Exported, ImageInfo, ImageQuery, Store};
 pub use housekeeping::{FsckProblem, FsckReport, GcReport, StoreStats};
-pub use import::{ImportOptions, Imported};
+pub use import::{ImportGate, ImportOptions, Imported};

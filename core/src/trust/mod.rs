@@ -1,0 +1,1 @@
+//! OpenPGP trust: keys trusted per name prefix, and detached-signature verification.
