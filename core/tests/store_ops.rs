@@ -390,9 +390,10 @@ async fn dedup_across_images_and_inside_one_and_idempotent_reimport() {
         (pair.a.bytes.len() + pair.b.bytes.len()) as u64
     );
     assert_eq!(stats.object_bytes, pair.distinct_a() + pair.new_in_b());
+    // Every file counts in full: the content repeated three times in each image too.
     assert_eq!(
         stats.referenced_content_bytes,
-        pair.distinct_a() + pair.distinct_b()
+        pair.distinct_a() + pair.distinct_b() + 2 * 2 * pair.repeated.len() as u64
     );
     assert!(stats.dedup_ratio > 1.5, "{stats:?}");
     let (count, bytes) = objects_on_disk(&store_dir);
@@ -475,6 +476,73 @@ async fn remove_drops_only_the_objects_no_other_image_uses() {
     assert_exports(&store, &pair.b).await;
     store.remove(&pair.b.id).await.unwrap();
     assert_empty(&store, "after removing both").await;
+}
+
+/// The recipes are the record of which objects an image uses: with one missing, gc must
+/// refuse rather than delete objects on an incomplete list; `fsck --repair` drops the
+/// broken image, then gc removes exactly its own objects.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_refuses_while_an_indexed_image_has_no_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = make_pair(dir.path());
+    let store_dir = dir.path().join("store");
+    let store = Store::open(&store_dir).await.unwrap();
+    import(&store, &pair.a).await;
+    import(&store, &pair.b).await;
+    let before = objects_on_disk(&store_dir);
+    std::fs::remove_file(store.paths().recipe(&pair.a.id)).unwrap();
+
+    let err = store.gc(Observer::default()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CorruptStore, "{err}");
+    assert!(err.to_string().contains(pair.a.id.as_str()), "{err}");
+    assert_eq!(objects_on_disk(&store_dir), before, "gc deleted nothing");
+
+    let report = store.fsck(true, Observer::default()).await.unwrap();
+    assert_eq!(report.images_dropped, vec![pair.a.id.clone()], "{report:?}");
+    let gc = store.gc(Observer::default()).await.unwrap();
+    assert_eq!(gc.objects_removed, 2, "only a's manifest and file: {gc:?}");
+    assert!(!object_path(&store_dir, &pair.only_a).exists());
+    assert!(!object_path(&store_dir, pair.manifest_a.as_bytes()).exists());
+    assert_exports(&store, &pair.b).await;
+}
+
+/// An import gate sees the staged image's ID and manifest; when it fails, the import fails
+/// with its error and leaves nothing, also when the store already has the image.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_import_gate_leaves_nothing() {
+    use acikit::store::ImportGate;
+    let dir = tempfile::tempdir().unwrap();
+    let pair = make_pair(dir.path());
+    let store = Store::open(dir.path().join("store")).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let refuse = |seen: Arc<Mutex<Vec<(ImageId, String)>>>| ImportOptions {
+        gate: Some(ImportGate::new(move |id, manifest| {
+            seen.lock()
+                .unwrap()
+                .push((id.clone(), manifest.name.to_string()));
+            Err(Error::new(ErrorKind::BadSignature, "refused by the test"))
+        })),
+        ..ImportOptions::default()
+    };
+    let err = store
+        .import_file(&pair.a.path, refuse(seen.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(pair.a.id.clone(), "example.com/pair".to_string())]
+    );
+    assert_empty(&store, "after a refused import").await;
+
+    import(&store, &pair.a).await;
+    let err = store
+        .import_file(&pair.a.path, refuse(seen.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
+    assert_eq!(store.list().await.unwrap().len(), 1);
+    assert_exports(&store, &pair.a).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

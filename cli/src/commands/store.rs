@@ -298,12 +298,12 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
                 s.logical_bytes
             );
             println!(
-                "content referenced     {} bytes",
+                "content of files       {} bytes",
                 s.referenced_content_bytes
             );
             println!(
-                "content stored         {} bytes (distinct objects)",
-                s.object_bytes
+                "content stored         {} bytes ({} distinct objects)",
+                s.object_bytes, s.objects
             );
             println!(
                 "on disk                {} bytes (objects {}, recipes {}, index {})",

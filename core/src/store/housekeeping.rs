@@ -14,6 +14,7 @@ use super::import::digest_file;
 use super::index::Index;
 use super::objects;
 use super::paths::StorePaths;
+use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
 use crate::progress::{Observer, Phase};
 use crate::render::{fsops, tree, usage};
@@ -79,8 +80,11 @@ pub struct StoreStats {
     pub images: u64,
     /// Sum of the images' canonical tar sizes.
     pub logical_bytes: u64,
-    /// Sum of the content bytes the images reference (each image counted in full).
+    /// Sum of the content bytes of the images' files (each file counted in full, also
+    /// when its content is shared).
     pub referenced_content_bytes: u64,
+    /// Number of content objects.
+    pub objects: u64,
     /// Bytes of the distinct content objects.
     pub object_bytes: u64,
     /// Bytes on disk of objects, recipes and the index (allocated blocks).
@@ -239,30 +243,36 @@ pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> R
             format!("{id} is used by a rendered run; release it first (acikit release DIR)"),
         ));
     }
-    let objects = index.image_objects(id).await?;
+    // Which objects the image used, read before its recipe goes; unreadable means the
+    // image was broken, and gc removes what is left.
+    let recipe = paths.recipe(id);
+    let objects = {
+        let recipe = recipe.clone();
+        tokio::task::spawn_blocking(move || references::recipe_objects(&recipe))
+            .await
+            .map_err(join_error)?
+            .unwrap_or_default()
+    };
     if !index.remove(id).await? {
         return Err(Error::new(
             ErrorKind::NotFound,
             format!("no image {id} in the store"),
         ));
     }
-    let recipe = paths.recipe(id);
     let _ = std::fs::remove_file(recipe);
     remove_renders_of(paths, &HashSet::from([id.hex().to_string()]))?;
     let paths_owned = paths.clone();
     let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
         .await
         .map_err(join_error)??;
-    let referenced = index.referenced_objects().await?;
-    let orphans: Vec<ContentDigest> = objects
-        .into_iter()
-        .map(|(d, _)| d)
-        .filter(|d| !referenced.contains(d))
-        .collect();
-    for digest in &orphans {
-        let _ = std::fs::remove_file(paths.object(digest));
+    // If another image's recipe cannot be read, nothing is deleted here: the image is
+    // gone, and `gc` (after `fsck --repair`) removes its objects.
+    if let Ok(referenced) = references::referenced_objects(paths, index, MissingRecipe::Fail).await
+    {
+        for digest in objects.into_keys().filter(|d| !referenced.contains(d)) {
+            let _ = std::fs::remove_file(paths.object(&digest));
+        }
     }
-    index.forget_objects(&orphans).await?;
     drop(lock);
     Ok(())
 }
@@ -280,7 +290,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         .await
         .map_err(join_error)??;
     observer.report(Phase::Gc, 0, None);
-    let referenced = index.referenced_objects().await?;
+    let referenced = references::referenced_objects(paths, index, MissingRecipe::Fail).await?;
     let images: HashSet<String> = index
         .list()
         .await?
@@ -291,8 +301,8 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
     let (removed, bytes, recipes) = {
         let paths = paths.clone();
         let observer = observer.clone();
-        tokio::task::spawn_blocking(move || -> Result<(Vec<ContentDigest>, u64, u64)> {
-            let mut removed = Vec::new();
+        tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64)> {
+            let mut removed = 0;
             let mut bytes = 0;
             for (digest, path) in walk_objects(&paths)? {
                 observer.check()?;
@@ -302,7 +312,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
                         .unwrap_or(0);
                     if std::fs::remove_file(&path).is_ok() {
                         bytes += size;
-                        removed.extend(digest);
+                        removed += 1;
                     }
                 }
             }
@@ -317,7 +327,6 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         .await
         .map_err(join_error)??
     };
-    index.forget_objects(&removed).await?;
     drop(lock);
     let gone: HashSet<String> = tree_and_stack_images(paths)?
         .into_iter()
@@ -335,7 +344,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
     report.renders_removed = renders.0;
     report.staging_removed += renders.1;
     report.checkouts_removed = renders.2;
-    report.objects_removed = removed.len() as u64;
+    report.objects_removed = removed;
     report.bytes_removed = bytes;
     report.recipes_removed = recipes;
     Ok(report)
@@ -357,7 +366,7 @@ pub(crate) async fn fsck(
             message,
         });
     }
-    let referenced = index.referenced_objects().await?;
+    let referenced = references::referenced_objects(paths, index, MissingRecipe::Skip).await?;
     // Objects: the name must be the SHA-256 of the content.
     type ObjectScan = (u64, Vec<(PathBuf, String)>, u64);
     let (checked, corrupt, unreferenced) = {
@@ -467,41 +476,42 @@ fn count_stale_staging(paths: &StorePaths) -> u64 {
         .count() as u64
 }
 
-/// `stats`: logical sizes from the index, bytes on disk from the files.
+/// `stats`: logical sizes from the index, object sizes and bytes on disk from the files.
 pub(crate) async fn stats(paths: &StorePaths, index: &Index) -> Result<StoreStats> {
     let from_index = index.stats().await?;
     let paths = paths.clone();
-    let (objects_disk, recipes_disk, index_disk) = tokio::task::spawn_blocking(move || {
-        let objects: u64 = walk_objects(&paths)?
+    let files = tokio::task::spawn_blocking(move || {
+        let mut files = StoreStats::default();
+        for (_, path) in walk_objects(&paths)? {
+            if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                files.objects += 1;
+                files.object_bytes += meta.len();
+                files.objects_disk_bytes += meta.blocks() * 512;
+            }
+        }
+        files.recipes_disk_bytes = walk_recipes(&paths)?
             .iter()
             .map(|(_, p)| disk_usage(p))
             .sum();
-        let recipes: u64 = walk_recipes(&paths)?
-            .iter()
-            .map(|(_, p)| disk_usage(p))
-            .sum();
-        let index: u64 = ["index.db", "index.db-wal", "index.db-shm"]
+        files.index_disk_bytes = ["index.db", "index.db-wal", "index.db-shm"]
             .iter()
             .map(|name| disk_usage(&paths.root().join(name)))
             .sum();
-        Ok::<_, Error>((objects, recipes, index))
+        Ok::<_, Error>(files)
     })
     .await
     .map_err(join_error)??;
     Ok(StoreStats {
         images: from_index.images,
         logical_bytes: from_index.logical_bytes,
-        referenced_content_bytes: from_index.referenced_bytes,
-        object_bytes: from_index.object_bytes,
-        disk_bytes: objects_disk + recipes_disk + index_disk,
-        objects_disk_bytes: objects_disk,
-        recipes_disk_bytes: recipes_disk,
-        index_disk_bytes: index_disk,
-        dedup_ratio: if from_index.object_bytes == 0 {
+        referenced_content_bytes: from_index.content_bytes,
+        disk_bytes: files.objects_disk_bytes + files.recipes_disk_bytes + files.index_disk_bytes,
+        dedup_ratio: if files.object_bytes == 0 {
             1.0
         } else {
-            from_index.referenced_bytes as f64 / from_index.object_bytes as f64
+            from_index.content_bytes as f64 / files.object_bytes as f64
         },
+        ..files
     })
 }
 

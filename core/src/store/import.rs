@@ -6,7 +6,6 @@
 //! to a private staging folder first (see [`super::objects`]); a failed, cancelled or
 //! killed import leaves at most a staging folder, which the next open or `gc` removes.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Read};
 use std::sync::Arc;
@@ -105,7 +104,6 @@ struct Staged {
     staging: Staging,
     image_id: ImageId,
     manifest: ImageManifest,
-    objects: Vec<(ContentDigest, u64)>,
     archive_size: u64,
     tar_size: u64,
     content_size: u64,
@@ -158,7 +156,6 @@ async fn stage<R: Read + Send + 'static>(
     let mut tar = TarReader::with_sink(stream.take_reader(), sink);
     tar.set_size_limit(options.limits.max_total_size);
     let mut layout = LayoutValidator::new(options.limits);
-    let mut objects: HashMap<ContentDigest, u64> = HashMap::new();
     let mut content_size = 0u64;
     let mut small = Vec::new();
     let mut last_report = 0u64;
@@ -194,8 +191,7 @@ async fn stage<R: Read + Send + 'static>(
             Some(staging.put_file(writer)?)
         };
         tar.sink_mut().content_digest(digest)?;
-        if let Some(digest) = digest {
-            objects.insert(digest, entry.size);
+        if digest.is_some() {
             content_size += entry.size;
         }
         let done = read.load(Ordering::Relaxed);
@@ -227,7 +223,6 @@ async fn stage<R: Read + Send + 'static>(
         staging,
         image_id,
         manifest,
-        objects: objects.into_iter().collect(),
         archive_size: decoded.compressed_size,
         tar_size: decoded.uncompressed_size,
         content_size,
@@ -248,7 +243,6 @@ async fn commit(
         mut staging,
         image_id,
         manifest,
-        objects,
         archive_size,
         tar_size,
         content_size,
@@ -301,7 +295,6 @@ async fn commit(
             recipe_size,
             entries,
             origin: options.origin.clone(),
-            objects,
         })
         .await?;
     drop(lock);

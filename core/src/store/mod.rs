@@ -9,7 +9,8 @@
 //! - [`import`]: the one-pass import pipeline;
 //! - [`objects`]: the content-addressed object store and per-import staging;
 //! - [`recipe`]: the recipe format; [`regenerate`]: recipe + objects back to the tar;
-//! - [`index`]: the SQL index of images, labels, annotations, objects and fetch state;
+//! - [`index`]: the SQL index of images, labels, annotations and fetch state;
+//! - [`references`]: which objects the images use, read from their recipes;
 //! - [`housekeeping`]: export to a file, `rm`, `gc`, `fsck`, `stats`;
 //! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
 
@@ -21,6 +22,7 @@ pub mod index;
 pub mod objects;
 pub mod paths;
 pub mod recipe;
+pub mod references;
 pub mod regenerate;
 
 pub use digest::{ContentDigest, ContentHasher};

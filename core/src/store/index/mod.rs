@@ -1,5 +1,6 @@
-//! The SQL index of the image store: images, labels, annotations, the content
-//! objects each image references, and remote fetch state.
+//! The SQL index of the image store: images, labels, annotations and remote fetch
+//! state. Which content objects an image uses is in its recipe, not here (see
+//! [`crate::store::references`]).
 //!
 //! # Database
 //!
@@ -26,8 +27,8 @@
 //! - `busy_timeout=30s`: two processes writing at once queue up instead of failing
 //!   with "database is locked". Writes are short (one transaction at the end of an
 //!   import, after all file work), so the wait is short too.
-//! - `foreign_keys=ON`: removing an image cascades to its labels, annotations and
-//!   object references (SQLite leaves foreign keys off unless asked).
+//! - `foreign_keys=ON`: removing an image cascades to its labels and annotations
+//!   (SQLite leaves foreign keys off unless asked).
 //! - Write transactions start with `BEGIN IMMEDIATE`, taking the write lock first:
 //!   a deferred transaction that read before writing could fail with `SQLITE_BUSY`
 //!   instead of waiting when another process committed in between.
@@ -42,7 +43,7 @@
 //! processes at once is safe too: switching to WAL and running the migrations are
 //! retried when the other process won the race.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,7 +54,6 @@ use sqlx::sqlite::{
 use sqlx::{Connection as _, QueryBuilder, Row as _, Sqlite, SqliteConnection, Transaction};
 
 use crate::schema::{ImageId, ImageIdPrefix, ImageManifest};
-use crate::store::ContentDigest;
 use crate::{Error, ErrorKind, Result};
 
 #[cfg(test)]
@@ -73,9 +73,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Rows per multi-row `INSERT` (SQLite allows 32766 bound values per statement).
 const INSERT_CHUNK: usize = 500;
-
-/// Digests per page when listing referenced objects (small in tests, to page).
-const DIGEST_PAGE: i64 = if cfg!(test) { 1_000 } else { 10_000 };
 
 /// Above this many records, labels are loaded with one query for all images.
 const LABELS_PER_IMAGE_MAX: usize = 32;
@@ -113,8 +110,6 @@ pub struct NewImage {
     pub entries: u64,
     /// File path or URL the image came from, if known.
     pub origin: Option<String>,
-    /// The distinct content objects the image references, with their sizes.
-    pub objects: Vec<(ContentDigest, u64)>,
 }
 
 /// An image as the index knows it.
@@ -171,25 +166,6 @@ pub struct IndexStats {
     pub archive_bytes: u64,
     /// Sum of the images' recipe sizes.
     pub recipe_bytes: u64,
-    /// Number of distinct objects referenced by at least one image.
-    pub objects: u64,
-    /// Sum of the sizes of the distinct referenced objects: the content bytes stored.
-    pub object_bytes: u64,
-    /// Sum of object sizes over every (image, object) reference: content bytes
-    /// if images did not share objects (each object counted once per image).
-    pub referenced_bytes: u64,
-}
-
-impl IndexStats {
-    /// Content bytes of all images per content byte stored (1.0 when nothing is
-    /// shared, 2.0 when every byte is stored once for two uses); 1.0 for an empty index.
-    pub fn dedup_ratio(&self) -> f64 {
-        if self.object_bytes == 0 {
-            1.0
-        } else {
-            self.content_bytes as f64 / self.object_bytes as f64
-        }
-    }
 }
 
 /// HTTP cache state of a remote image URL.
@@ -268,11 +244,6 @@ impl Index {
                 format!("the manifest is not UTF-8: {e}"),
             )
         })?;
-        let objects = image
-            .objects
-            .iter()
-            .map(|(digest, size)| Ok((digest.to_hex(), to_i64("object size", *size)?)))
-            .collect::<Result<Vec<_>>>()?;
         let labels: Vec<(&str, &str)> = image
             .manifest
             .labels
@@ -315,32 +286,6 @@ impl Index {
             return Ok(false);
         }
 
-        for chunk in objects.chunks(INSERT_CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new("INSERT INTO objects (digest, size) ");
-            query.push_values(chunk, |mut row, (digest, size)| {
-                row.push_bind(digest.as_str()).push_bind(*size);
-            });
-            query.push(" ON CONFLICT (digest) DO NOTHING");
-            query
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error(OP))?;
-        }
-        for chunk in objects.chunks(INSERT_CHUNK) {
-            let mut query =
-                QueryBuilder::<Sqlite>::new("INSERT INTO image_objects (image_id, digest) ");
-            query.push_values(chunk, |mut row, (digest, _)| {
-                row.push_bind(image.image_id.as_str())
-                    .push_bind(digest.as_str());
-            });
-            query.push(" ON CONFLICT (image_id, digest) DO NOTHING");
-            query
-                .build()
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error(OP))?;
-        }
         for (table, pairs) in [
             ("image_labels", &labels),
             ("image_annotations", &annotations),
@@ -475,9 +420,8 @@ impl Index {
         Ok(records)
     }
 
-    /// Removes an image with its labels, annotations and object references; the
-    /// objects themselves stay until [`Index::forget_objects`]. Returns whether it
-    /// was there.
+    /// Removes an image with its labels and annotations (its recipe and objects are
+    /// the caller's). Returns whether it was there.
     pub async fn remove(&self, id: &ImageId) -> Result<bool> {
         const OP: &str = "remove an image";
         let mut tx = self.begin_write(OP).await?;
@@ -505,79 +449,6 @@ impl Index {
         tx.commit().await.map_err(db_error(OP))
     }
 
-    /// Every object digest some image references (what gc must keep).
-    pub async fn referenced_objects(&self) -> Result<HashSet<ContentDigest>> {
-        const OP: &str = "list referenced objects";
-        let mut tx = self.begin_read(OP).await?;
-        let mut digests = HashSet::new();
-        // Pages in digest order through the (digest) index, in one snapshot.
-        let mut after = String::new();
-        loop {
-            let rows = sqlx::query(
-                "SELECT DISTINCT digest FROM image_objects WHERE digest > $1 \
-                 ORDER BY digest LIMIT $2",
-            )
-            .bind(after.as_str())
-            .bind(DIGEST_PAGE)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error(OP))?;
-            for row in &rows {
-                let hex: String = row.try_get(0).map_err(db_error(OP))?;
-                digests.insert(parse_digest(&hex)?);
-                after = hex;
-            }
-            if (rows.len() as i64) < DIGEST_PAGE {
-                break;
-            }
-        }
-        end_read(tx, OP).await?;
-        Ok(digests)
-    }
-
-    /// The objects image `id` references, with their sizes, in digest order (empty if
-    /// the image is not indexed).
-    pub async fn image_objects(&self, id: &ImageId) -> Result<Vec<(ContentDigest, u64)>> {
-        const OP: &str = "list an image's objects";
-        let rows = sqlx::query(
-            "SELECT o.digest, o.size FROM image_objects io \
-             JOIN objects o ON o.digest = io.digest \
-             WHERE io.image_id = $1 ORDER BY o.digest",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error(OP))?;
-        rows.iter()
-            .map(|row| {
-                let hex: String = row.try_get(0).map_err(db_error(OP))?;
-                let size: i64 = row.try_get(1).map_err(db_error(OP))?;
-                Ok((parse_digest(&hex)?, from_i64("object size", size)?))
-            })
-            .collect()
-    }
-
-    /// Drops the rows of objects gc deleted; an object some image references
-    /// (imported meanwhile) keeps its row.
-    pub async fn forget_objects(&self, digests: &[ContentDigest]) -> Result<()> {
-        const OP: &str = "forget objects";
-        if digests.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin_write(OP).await?;
-        for digest in digests {
-            sqlx::query(
-                "DELETE FROM objects WHERE digest = $1 \
-                 AND NOT EXISTS (SELECT 1 FROM image_objects WHERE digest = $1)",
-            )
-            .bind(digest.to_hex())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error(OP))?;
-        }
-        tx.commit().await.map_err(db_error(OP))
-    }
-
     /// Counts and sizes over the whole index.
     pub async fn stats(&self) -> Result<IndexStats> {
         const OP: &str = "compute index statistics";
@@ -593,20 +464,6 @@ impl Index {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error(OP))?;
-        let objects = sqlx::query(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(o.size), 0) AS BIGINT) FROM objects o \
-             WHERE EXISTS (SELECT 1 FROM image_objects io WHERE io.digest = o.digest)",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error(OP))?;
-        let referenced = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(o.size), 0) AS BIGINT) FROM image_objects io \
-             JOIN objects o ON o.digest = io.digest",
-        )
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error(OP))?;
         end_read(tx, OP).await?;
 
         let get = |row: &SqliteRow, i: usize, what: &'static str| -> Result<u64> {
@@ -618,9 +475,6 @@ impl Index {
             content_bytes: get(&images, 2, "content size sum")?,
             archive_bytes: get(&images, 3, "archive size sum")?,
             recipe_bytes: get(&images, 4, "recipe size sum")?,
-            objects: get(&objects, 0, "object count")?,
-            object_bytes: get(&objects, 1, "object size sum")?,
-            referenced_bytes: get(&referenced, 0, "referenced size sum")?,
         })
     }
 
@@ -872,15 +726,6 @@ fn parse_image_id(text: &str) -> Result<ImageId> {
         Error::new(
             ErrorKind::Database,
             format!("index: bad image ID in the database: {}", e.message()),
-        )
-    })
-}
-
-fn parse_digest(hex: &str) -> Result<ContentDigest> {
-    ContentDigest::from_hex(hex).map_err(|e| {
-        Error::new(
-            ErrorKind::Database,
-            format!("index: bad object digest in the database: {}", e.message()),
         )
     })
 }

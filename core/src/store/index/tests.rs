@@ -20,21 +20,16 @@ fn id(hex_start: &str) -> ImageId {
     ImageId::parse(&format!("sha512-{hex_start:0<128}")).unwrap()
 }
 
-fn digest(n: u32) -> ContentDigest {
-    ContentDigest::of(&n.to_le_bytes())
-}
-
-fn image(image_id: ImageId, manifest: ImageManifest, objects: &[(u32, u64)]) -> NewImage {
+fn image(image_id: ImageId, manifest: ImageManifest, content_size: u64) -> NewImage {
     NewImage {
         image_id,
         manifest,
         archive_size: 1000,
         tar_size: 10_240,
-        content_size: objects.iter().map(|(_, s)| s).sum(),
+        content_size,
         recipe_size: 300,
-        entries: objects.len() as u64 + 2,
+        entries: 5,
         origin: Some("/tmp/image.aci".into()),
-        objects: objects.iter().map(|&(n, s)| (digest(n), s)).collect(),
     }
 }
 
@@ -91,7 +86,7 @@ async fn migrations_run_on_a_fresh_file_and_reopen_is_idempotent() {
     assert_eq!(sync, 2);
     assert!(
         index
-            .insert_image(&image(id("a"), app("1", "linux"), &[(1, 5)]))
+            .insert_image(&image(id("a"), app("1", "linux"), 5))
             .await
             .unwrap()
     );
@@ -101,6 +96,67 @@ async fn migrations_run_on_a_fresh_file_and_reopen_is_idempotent() {
     assert_eq!(count(&index, "SELECT COUNT(*) FROM images").await, 1);
     let migrations = count(&index, "SELECT COUNT(*) FROM _sqlx_migrations").await;
     assert_eq!(migrations, MIGRATOR.iter().count() as i64);
+    assert!(index.integrity_check().await.unwrap().is_empty());
+    index.close().await;
+}
+
+/// A store indexed by schema 1 (with per-object rows) opens with the current schema and
+/// keeps its images.
+#[tokio::test]
+async fn a_schema_1_index_upgrades_and_keeps_its_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(INDEX_FILE_NAME);
+    let first_only = dir.path().join("migrations-v1");
+    std::fs::create_dir(&first_only).unwrap();
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    std::fs::copy(
+        migrations.join("0001_initial.sql"),
+        first_only.join("0001_initial.sql"),
+    )
+    .unwrap();
+    let pool = SqlitePoolOptions::new()
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(first_only.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    let image_id = id("ab").to_string();
+    sqlx::query(
+        "INSERT INTO images VALUES ($1, 'example.com/app', '{}', 1, 2, 3, 4, 5, 6, 7, NULL)",
+    )
+    .bind(&image_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO objects VALUES ('00', 3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO image_objects VALUES ($1, '00')")
+        .bind(&image_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let index = Index::open(&path).await.unwrap();
+    let migrations = count(&index, "SELECT COUNT(*) FROM _sqlx_migrations").await;
+    assert_eq!(migrations, MIGRATOR.iter().count() as i64);
+    assert_eq!(count(&index, "SELECT COUNT(*) FROM images").await, 1);
+    let tables = count(
+        &index,
+        "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('objects', 'image_objects')",
+    )
+    .await;
+    assert_eq!(tables, 0);
     assert!(index.integrity_check().await.unwrap().is_empty());
     index.close().await;
 }
@@ -123,14 +179,14 @@ async fn concurrent_opens_of_a_fresh_file_both_succeed() {
 async fn insert_get_and_prefix_lookup() {
     let (_dir, index) = open_temp().await;
     let m = app("1.0.0", "linux");
-    let new = image(id("aa11"), m.clone(), &[(1, 100), (2, 200)]);
+    let new = image(id("aa11"), m.clone(), 300);
     assert!(index.insert_image(&new).await.unwrap());
     index
-        .insert_image(&image(id("aa12"), app("1.0.1", "linux"), &[(1, 100)]))
+        .insert_image(&image(id("aa12"), app("1.0.1", "linux"), 100))
         .await
         .unwrap();
     index
-        .insert_image(&image(id("bb"), app("2.0.0", "linux"), &[]))
+        .insert_image(&image(id("bb"), app("2.0.0", "linux"), 0))
         .await
         .unwrap();
 
@@ -147,7 +203,7 @@ async fn insert_get_and_prefix_lookup() {
         (got.archive_size, got.tar_size, got.content_size),
         (1000, 10_240, 300)
     );
-    assert_eq!((got.recipe_size, got.entries), (300, 4));
+    assert_eq!((got.recipe_size, got.entries), (300, 5));
     assert_eq!(got.origin.as_deref(), Some("/tmp/image.aci"));
     assert_eq!(got.imported_at_ms, got.last_used_at_ms);
     assert!(got.imported_at_ms > 0);
@@ -196,13 +252,13 @@ async fn insert_get_and_prefix_lookup() {
 #[tokio::test]
 async fn find_by_name_matches_labels_newest_first() {
     let (_dir, index) = open_temp().await;
-    let v1 = image(id("01"), app("1.0.0", "linux"), &[]);
-    let v2 = image(id("02"), app("2.0.0", "linux"), &[]);
-    let bsd = image(id("03"), app("2.0.0", "freebsd"), &[]);
+    let v1 = image(id("01"), app("1.0.0", "linux"), 0);
+    let v2 = image(id("02"), app("2.0.0", "linux"), 0);
+    let bsd = image(id("03"), app("2.0.0", "freebsd"), 0);
     let other = image(
         id("04"),
         manifest("example.com/other", &[("version", "2.0.0")]),
-        &[],
+        0,
     );
     index.insert_image_at(&v1, 1_000).await.unwrap();
     index.insert_image_at(&v2, 2_000).await.unwrap();
@@ -255,7 +311,7 @@ async fn find_by_name_matches_labels_newest_first() {
     assert_eq!(found[0].label("version"), Some("1.0.0"));
 
     // Same import time: image ID breaks the tie.
-    let same = image(id("00"), app("3.0.0", "linux"), &[]);
+    let same = image(id("00"), app("3.0.0", "linux"), 0);
     index.insert_image_at(&same, 2_000).await.unwrap();
     assert_eq!(
         find(&[("os", "linux")]).await,
@@ -273,7 +329,7 @@ async fn list_loads_labels_for_many_images() {
     let n = LABELS_PER_IMAGE_MAX + 8;
     for i in 0..n {
         let version = format!("1.0.{i}");
-        let new = image(id(&format!("{i:04x}")), app(&version, "linux"), &[]);
+        let new = image(id(&format!("{i:04x}")), app(&version, "linux"), 0);
         index.insert_image_at(&new, i as i64).await.unwrap();
     }
     let listed = index.list().await.unwrap();
@@ -294,17 +350,16 @@ async fn list_loads_labels_for_many_images() {
 #[tokio::test]
 async fn inserting_twice_changes_nothing() {
     let (_dir, index) = open_temp().await;
-    let new = image(id("aa"), app("1", "linux"), &[(1, 10), (2, 20)]);
+    let new = image(id("aa"), app("1", "linux"), 30);
     assert!(index.insert_image_at(&new, 1_000).await.unwrap());
     let mut again = new.clone();
     again.origin = Some("https://example.com/other.aci".into());
-    again.objects.push((digest(3), 30));
+    again.content_size = 60;
     assert!(!index.insert_image_at(&again, 2_000).await.unwrap());
     let got = index.get(&id("aa")).await.unwrap().unwrap();
     assert_eq!(got.imported_at_ms, 1_000);
     assert_eq!(got.origin.as_deref(), Some("/tmp/image.aci"));
-    assert_eq!(index.image_objects(&id("aa")).await.unwrap().len(), 2);
-    assert_eq!(count(&index, "SELECT COUNT(*) FROM objects").await, 2);
+    assert_eq!(got.content_size, 30);
     assert_eq!(count(&index, "SELECT COUNT(*) FROM image_labels").await, 3);
 }
 
@@ -314,9 +369,8 @@ async fn concurrent_inserts_from_two_handles_leave_one_row() {
     let path = dir.path().join(INDEX_FILE_NAME);
     let a = Index::open(&path).await.unwrap();
     let b = Index::open(&path).await.unwrap();
-    let objects: Vec<(u32, u64)> = (0..2000).map(|n| (n, u64::from(n) + 1)).collect();
     for round in 0..5u32 {
-        let new = image(id(&format!("{round:02x}")), app("1", "linux"), &objects);
+        let new = image(id(&format!("{round:02x}")), app("1", "linux"), 2000);
         let (ra, rb) = tokio::join!(a.insert_image(&new), b.insert_image(&new));
         let (ra, rb) = (ra.unwrap(), rb.unwrap());
         assert!(
@@ -325,21 +379,16 @@ async fn concurrent_inserts_from_two_handles_leave_one_row() {
         );
     }
     assert_eq!(count(&a, "SELECT COUNT(*) FROM images").await, 5);
-    assert_eq!(count(&a, "SELECT COUNT(*) FROM objects").await, 2000);
-    assert_eq!(
-        count(&b, "SELECT COUNT(*) FROM image_objects").await,
-        5 * 2000
-    );
     assert_eq!(count(&b, "SELECT COUNT(*) FROM image_labels").await, 5 * 3);
     a.close().await;
     b.close().await;
 }
 
 #[tokio::test]
-async fn remove_cascades_and_releases_objects() {
+async fn remove_cascades_to_labels_and_keeps_fetch_state() {
     let (_dir, index) = open_temp().await;
-    let first = image(id("aa"), app("1", "linux"), &[(1, 10), (2, 20)]);
-    let second = image(id("bb"), app("2", "linux"), &[(2, 20), (3, 30)]);
+    let first = image(id("aa"), app("1", "linux"), 30);
+    let second = image(id("bb"), app("2", "linux"), 50);
     index.insert_image(&first).await.unwrap();
     index.insert_image(&second).await.unwrap();
     index
@@ -353,8 +402,6 @@ async fn remove_cascades_and_releases_objects() {
         })
         .await
         .unwrap();
-    let all: HashSet<_> = [digest(1), digest(2), digest(3)].into();
-    assert_eq!(index.referenced_objects().await.unwrap(), all);
 
     assert!(index.remove(&id("aa")).await.unwrap());
     assert!(!index.remove(&id("aa")).await.unwrap());
@@ -370,9 +417,7 @@ async fn remove_cascades_and_releases_objects() {
         count(&index, "SELECT COUNT(*) FROM image_annotations").await,
         2
     );
-    assert!(index.image_objects(&id("aa")).await.unwrap().is_empty());
-    let left: HashSet<_> = [digest(2), digest(3)].into();
-    assert_eq!(index.referenced_objects().await.unwrap(), left);
+    assert!(index.get(&id("bb")).await.unwrap().is_some());
     // The fetch state stays, without its image.
     let state = index
         .fetch_state("https://example.com/app-1.aci")
@@ -380,13 +425,6 @@ async fn remove_cascades_and_releases_objects() {
         .unwrap()
         .unwrap();
     assert_eq!(state.image_id, None);
-
-    // gc forgets object 1; object 2 is still referenced and keeps its row.
-    index.forget_objects(&[digest(1), digest(2)]).await.unwrap();
-    assert_eq!(count(&index, "SELECT COUNT(*) FROM objects").await, 2);
-    let mut expected = vec![(digest(2), 20), (digest(3), 30)];
-    expected.sort();
-    assert_eq!(index.image_objects(&id("bb")).await.unwrap(), expected);
     assert!(index.integrity_check().await.unwrap().is_empty());
 }
 
@@ -394,7 +432,7 @@ async fn remove_cascades_and_releases_objects() {
 async fn touch_updates_last_use() {
     let (_dir, index) = open_temp().await;
     index
-        .insert_image_at(&image(id("aa"), app("1", "linux"), &[]), 1_000)
+        .insert_image_at(&image(id("aa"), app("1", "linux"), 0), 1_000)
         .await
         .unwrap();
     index.touch(&id("aa")).await.unwrap();
@@ -405,15 +443,11 @@ async fn touch_updates_last_use() {
 }
 
 #[tokio::test]
-async fn stats_count_sharing() {
+async fn stats_sum_the_images() {
     let (_dir, index) = open_temp().await;
     assert_eq!(index.stats().await.unwrap(), IndexStats::default());
-    assert_eq!(IndexStats::default().dedup_ratio(), 1.0);
-    // Two images share object 2 (200 bytes).
-    let mut first = image(id("aa"), app("1", "linux"), &[(1, 100), (2, 200)]);
-    first.content_size = 300;
-    let mut second = image(id("bb"), app("2", "linux"), &[(2, 200), (3, 50)]);
-    second.content_size = 250;
+    let first = image(id("aa"), app("1", "linux"), 300);
+    let second = image(id("bb"), app("2", "linux"), 250);
     index.insert_image(&first).await.unwrap();
     index.insert_image(&second).await.unwrap();
     let stats = index.stats().await.unwrap();
@@ -425,12 +459,8 @@ async fn stats_count_sharing() {
             content_bytes: 550,
             archive_bytes: 2000,
             recipe_bytes: 600,
-            objects: 3,
-            object_bytes: 350,
-            referenced_bytes: 550,
         }
     );
-    assert!((stats.dedup_ratio() - 550.0 / 350.0).abs() < 1e-9);
 }
 
 #[tokio::test]
@@ -450,7 +480,7 @@ async fn fetch_state_round_trip() {
     assert_eq!(index.fetch_state(url).await.unwrap(), Some(state.clone()));
 
     index
-        .insert_image(&image(id("aa"), app("1", "linux"), &[]))
+        .insert_image(&image(id("aa"), app("1", "linux"), 0))
         .await
         .unwrap();
     state.etag = None;
@@ -487,7 +517,7 @@ async fn readers_do_not_wait_for_an_open_write_transaction() {
     let writer = Index::open(&path).await.unwrap();
     let reader = Index::open(&path).await.unwrap();
     writer
-        .insert_image(&image(id("aa"), app("1", "linux"), &[(1, 10)]))
+        .insert_image(&image(id("aa"), app("1", "linux"), 10))
         .await
         .unwrap();
 
@@ -530,7 +560,7 @@ async fn a_second_writer_waits_instead_of_failing() {
         let second = second.clone();
         async move {
             second
-                .insert_image(&image(id("aa"), app("1", "linux"), &[(1, 1)]))
+                .insert_image(&image(id("aa"), app("1", "linux"), 1))
                 .await
         }
     });
@@ -545,29 +575,12 @@ async fn a_second_writer_waits_instead_of_failing() {
 #[tokio::test]
 async fn bad_input_is_rejected_before_writing() {
     let (_dir, index) = open_temp().await;
-    let mut new = image(id("aa"), app("1", "linux"), &[(1, u64::MAX)]);
+    let mut new = image(id("aa"), app("1", "linux"), u64::MAX);
     let err = index.insert_image(&new).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-    new.objects.clear();
+    new.content_size = 0;
     new.manifest = ImageManifest::new(crate::schema::AcIdentifier::parse("example.com/x").unwrap());
     let err = index.insert_image(&new).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(index.list().await.unwrap().is_empty());
-}
-
-/// One import of ~7000 objects commits in one short transaction.
-#[tokio::test]
-async fn a_large_import_commits_quickly() {
-    let (_dir, index) = open_temp().await;
-    let objects: Vec<(u32, u64)> = (0..7000).map(|n| (n, 4096)).collect();
-    let new = image(id("aa"), app("1", "linux"), &objects);
-    let start = Instant::now();
-    assert!(index.insert_image(&new).await.unwrap());
-    let elapsed = start.elapsed();
-    eprintln!("insert of 7000 objects: {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(10));
-    assert_eq!(index.referenced_objects().await.unwrap().len(), 7000);
-    assert_eq!(index.image_objects(&id("aa")).await.unwrap().len(), 7000);
-    let stats = index.stats().await.unwrap();
-    assert_eq!(stats.object_bytes, 7000 * 4096);
 }
