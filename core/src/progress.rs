@@ -24,6 +24,8 @@ pub enum Phase {
     Export,
     /// Checking the store.
     Fsck,
+    /// Downloading an image (bytes received of the archive's size).
+    Download,
     /// Removing unreferenced objects.
     Gc,
 }

@@ -516,10 +516,11 @@ async fn a_failing_import_gate_leaves_nothing() {
     let store = Store::open(dir.path().join("store")).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let refuse = |seen: Arc<Mutex<Vec<(ImageId, String)>>>| ImportOptions {
-        gate: Some(ImportGate::new(move |id, manifest| {
+        gate: Some(ImportGate::new(move |staged| {
+            assert_eq!(staged.tar_size, staged.archive_size, "an uncompressed tar");
             seen.lock()
                 .unwrap()
-                .push((id.clone(), manifest.name.to_string()));
+                .push((staged.image_id.clone(), staged.manifest.name.to_string()));
             Err(Error::new(ErrorKind::BadSignature, "refused by the test"))
         })),
         ..ImportOptions::default()

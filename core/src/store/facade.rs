@@ -179,6 +179,11 @@ impl Store {
         self.paths.root()
     }
 
+    /// The store's SQL index (for the fetch module's cache state).
+    pub(crate) fn index(&self) -> &Index {
+        &self.index
+    }
+
     /// Where everything lives in the store folder.
     pub fn paths(&self) -> &StorePaths {
         &self.paths

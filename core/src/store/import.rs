@@ -34,23 +34,34 @@ const RECIPE_FILE: &str = "recipe";
 
 /// A last check on an image that was read completely and staged, run before anything
 /// becomes visible: if it fails, the import fails with its error and leaves nothing.
-/// Fetch uses it to wait for the signature verdict and to check the manifest's name and
-/// labels. It runs on a blocking thread, so it may block (e.g. on a channel).
+/// Fetch uses it to wait for the signature verdict and to check the manifest's name,
+/// labels and size. It runs on a blocking thread, so it may block (e.g. on a channel).
 #[derive(Clone)]
 pub struct ImportGate(Arc<GateFn>);
 
-type GateFn = dyn Fn(&ImageId, &ImageManifest) -> Result<()> + Send + Sync;
+type GateFn = dyn Fn(&StagedImage) -> Result<()> + Send + Sync;
+
+/// What an [`ImportGate`] is shown of a staged image.
+#[derive(Debug, Clone)]
+pub struct StagedImage {
+    /// The image ID.
+    pub image_id: ImageId,
+    /// The parsed manifest.
+    pub manifest: ImageManifest,
+    /// Bytes of the archive as read (compressed, if it was).
+    pub archive_size: u64,
+    /// Bytes of the uncompressed tar.
+    pub tar_size: u64,
+}
 
 impl ImportGate {
-    /// A gate running `check` with the image ID and the parsed manifest.
-    pub fn new(
-        check: impl Fn(&ImageId, &ImageManifest) -> Result<()> + Send + Sync + 'static,
-    ) -> Self {
+    /// A gate running `check` on the staged image.
+    pub fn new(check: impl Fn(&StagedImage) -> Result<()> + Send + Sync + 'static) -> Self {
         ImportGate(Arc::new(check))
     }
 
-    fn check(&self, id: &ImageId, manifest: &ImageManifest) -> Result<()> {
-        (self.0)(id, manifest)
+    fn check(&self, image: &StagedImage) -> Result<()> {
+        (self.0)(image)
     }
 }
 
@@ -209,7 +220,12 @@ async fn stage<R: Read + Send + 'static>(
         .into_inner()
         .map_err(|e| Error::io("writing the recipe", e.into_error()))?;
     if let Some(gate) = &options.gate {
-        gate.check(&image_id, &manifest)?;
+        gate.check(&StagedImage {
+            image_id: image_id.clone(),
+            manifest: manifest.clone(),
+            archive_size: decoded.compressed_size,
+            tar_size: decoded.uncompressed_size,
+        })?;
     }
     let recipe_size = std::fs::metadata(&recipe_path)
         .map_err(|e| Error::io("reading the recipe size", e))?

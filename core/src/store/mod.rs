@@ -28,4 +28,4 @@ pub mod regenerate;
 pub use digest::{ContentDigest, ContentHasher};
 pub use facade::{ExportCompression, Exported, ImageInfo, ImageQuery, Store};
 pub use housekeeping::{FsckProblem, FsckReport, GcReport, StoreStats};
-pub use import::{ImportGate, ImportOptions, Imported};
+pub use import::{ImportGate, ImportOptions, Imported, StagedImage};

@@ -489,19 +489,21 @@ impl Index {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error(OP))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let max_age: Option<i64> = row.try_get(3).map_err(db_error(OP))?;
-        let image_id: Option<String> = row.try_get(5).map_err(db_error(OP))?;
-        Ok(Some(FetchState {
-            url: row.try_get(0).map_err(db_error(OP))?,
-            etag: row.try_get(1).map_err(db_error(OP))?,
-            last_modified: row.try_get(2).map_err(db_error(OP))?,
-            max_age_secs: max_age.map(|s| from_i64("max-age", s)).transpose()?,
-            downloaded_at_ms: row.try_get(4).map_err(db_error(OP))?,
-            image_id: image_id.as_deref().map(parse_image_id).transpose()?,
-        }))
+        row.as_ref().map(|row| fetch_state_from_row(row, OP)).transpose()
+    }
+
+    /// The cache states of every URL that gave image `id`, most recent download first.
+    pub async fn fetch_states_of(&self, id: &ImageId) -> Result<Vec<FetchState>> {
+        const OP: &str = "read fetch states";
+        let rows = sqlx::query(
+            "SELECT url, etag, last_modified, max_age_secs, downloaded_at, image_id \
+             FROM remote_fetches WHERE image_id = $1 ORDER BY downloaded_at DESC",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error(OP))?;
+        rows.iter().map(|row| fetch_state_from_row(row, OP)).collect()
     }
 
     /// Records (replacing any previous) the cache state of `state.url`. Its image,
@@ -727,6 +729,19 @@ fn parse_image_id(text: &str) -> Result<ImageId> {
             ErrorKind::Database,
             format!("index: bad image ID in the database: {}", e.message()),
         )
+    })
+}
+
+fn fetch_state_from_row(row: &SqliteRow, op: &'static str) -> Result<FetchState> {
+    let max_age: Option<i64> = row.try_get(3).map_err(db_error(op))?;
+    let image_id: Option<String> = row.try_get(5).map_err(db_error(op))?;
+    Ok(FetchState {
+        url: row.try_get(0).map_err(db_error(op))?,
+        etag: row.try_get(1).map_err(db_error(op))?,
+        last_modified: row.try_get(2).map_err(db_error(op))?,
+        max_age_secs: max_age.map(|s| from_i64("max-age", s)).transpose()?,
+        downloaded_at_ms: row.try_get(4).map_err(db_error(op))?,
+        image_id: image_id.as_deref().map(parse_image_id).transpose()?,
     })
 }
 
