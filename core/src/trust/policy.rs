@@ -17,7 +17,7 @@
 
 use pgp::composed::{SignedPublicKey, SignedPublicSubKey};
 use pgp::crypto::public_key::PublicKeyAlgorithm;
-use pgp::packet::{Signature, SignatureType, SubpacketData};
+use pgp::packet::{RevocationCode, Signature, SignatureType, SubpacketData};
 use pgp::types::{KeyDetails, Tag, Timestamp};
 
 use super::format_time;
@@ -304,7 +304,14 @@ fn revoked(what: &str, name: &str, revocation: &Signature) -> Error {
         format_time(created(revocation))
     );
     if let Some(code) = revocation.revocation_reason_code() {
-        message.push_str(&format!(", reason {code:?}"));
+        let reason = match code {
+            RevocationCode::NoReason => "no reason given".to_string(),
+            RevocationCode::KeySuperseded => "key superseded".to_string(),
+            RevocationCode::KeyCompromised => "key compromised".to_string(),
+            RevocationCode::KeyRetired => "key retired".to_string(),
+            other => format!("{other:?}"),
+        };
+        message.push_str(&format!(", {reason}"));
     }
     if let Some(reason) = revocation.revocation_reason_string()
         && !reason.is_empty()

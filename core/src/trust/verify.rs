@@ -131,7 +131,7 @@ impl Prepared {
                 ErrorKind::UntrustedKey,
                 format!(
                     "the signature was made by key {}, which is not trusted",
-                    issuers.join(" / ")
+                    issuers
                 ),
             ));
         }
@@ -243,7 +243,7 @@ impl Prepared {
             ),
         };
         if let Some(err) = reader.error.take() {
-            return Err(Error::from(err));
+            return Err(Error::io("reading the signed data", err));
         }
         match outcome {
             Ok(()) => Ok(VerifiedSignature {
@@ -253,10 +253,12 @@ impl Prepared {
             Err(e) => Err(Error::new(
                 ErrorKind::BadSignature,
                 format!(
-                    "the signature by key {} does not match the data ({} bytes): {e}",
+                    "the signature by key {} does not match the data ({} bytes): the data was \
+                     changed, or the signature is of other data",
                     self.result.signing_key, reader.count
                 ),
-            )),
+            )
+            .with_source(e)),
         }
     }
 }
@@ -292,16 +294,25 @@ fn check_hash(hash: HashAlgorithm) -> Result<()> {
     }
 }
 
-/// The issuers a signature names: fingerprints, then key IDs, as lowercase hex.
-fn issuers(sig: &Signature) -> Vec<String> {
-    let mut out: Vec<String> = sig
+/// The issuer a signature names, for messages: its fingerprint(s) with the key ID, or the key
+/// ID alone; empty if it names none.
+fn issuers(sig: &Signature) -> String {
+    let fingerprints: Vec<String> = sig
         .issuer_fingerprint()
         .into_iter()
         .map(fingerprint_hex)
         .collect();
-    out.extend(sig.issuer_key_id().into_iter().map(key_id_hex));
-    out.dedup();
-    out
+    let key_ids: Vec<String> = sig.issuer_key_id().into_iter().map(key_id_hex).collect();
+    match (fingerprints.is_empty(), key_ids.is_empty()) {
+        (true, true) => String::new(),
+        (true, false) => format!("with key ID {}", key_ids.join(", ")),
+        (false, true) => fingerprints.join(", "),
+        (false, false) => format!(
+            "{} (key ID {})",
+            fingerprints.join(", "),
+            key_ids.join(", ")
+        ),
+    }
 }
 
 /// Whether `key` is the issuer `sig` names: by fingerprint when the signature gives one (the
