@@ -777,7 +777,7 @@ fn add_list_remove_round_trip() {
         .iter()
         .map(|k| (k.fingerprint.as_str(), &k.scope))
         .collect();
-    let mut root = vec![f.rsa.fpr.as_str(), f.ed.fpr.as_str()];
+    let mut root = [f.rsa.fpr.as_str(), f.ed.fpr.as_str()];
     root.sort();
     assert_eq!(
         summary,

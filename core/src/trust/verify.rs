@@ -226,8 +226,8 @@ impl Prepared {
         })
     }
 
-    /// 8. Verifies the signature over `data`, read to its end in a stream. A read error is
-    /// reported as itself, not as a bad signature.
+    /// Check 8: verifies the signature over `data`, read to its end in a stream. A read error
+    /// is reported as itself, not as a bad signature.
     pub(crate) fn verify(self, data: impl Read) -> Result<VerifiedSignature> {
         let mut reader = CountingReader {
             inner: data,
