@@ -128,6 +128,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the OpenPGP keys trusted to sign images (for all names or a name prefix).
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Trust an ascii-armored public key for a name prefix (--prefix) or all names (--root).
+    #[command(group = clap::ArgGroup::new("scope").required(true).args(["prefix", "root"]))]
+    Add {
+        /// Trust the key for this name prefix and the names below it (e.g. example.com/app).
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        /// Trust the key for every name.
+        #[arg(long)]
+        root: bool,
+        /// The ascii-armored public key (gpg --armor --export).
+        keyfile: std::path::PathBuf,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the trusted keys.
+    List {
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a key, in every scope (full fingerprint or long key ID).
+    Rm {
+        /// The key's fingerprint or long key ID.
+        fingerprint: String,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Options every archive-reading command takes.
@@ -204,6 +240,18 @@ fn main() -> ExitCode {
                 .await
             }
             Command::Release { dir } => commands::release(&store_dir, &dir).await,
+            Command::Trust(TrustCommand::Add {
+                prefix,
+                root,
+                keyfile,
+                json,
+            }) => commands::trust::add(&store_dir, prefix.as_deref(), root, &keyfile, json).await,
+            Command::Trust(TrustCommand::List { json }) => {
+                commands::trust::list(&store_dir, json).await
+            }
+            Command::Trust(TrustCommand::Rm { fingerprint, json }) => {
+                commands::trust::rm(&store_dir, &fingerprint, json).await
+            }
         }
     })
 }

@@ -189,6 +189,14 @@ impl Store {
         &self.paths
     }
 
+    /// The store's trusted OpenPGP keys (`config/trust/`), its folder created if missing.
+    pub fn trust(&self) -> Result<crate::trust::TrustStore> {
+        let dir = self.paths.trust();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        Ok(crate::trust::TrustStore::new(dir))
+    }
+
     /// Imports the archive at `path` (any compression); see [`Store::import`].
     pub async fn import_file(
         &self,

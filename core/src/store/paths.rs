@@ -8,6 +8,7 @@
 //!   tmp/import-…/                 staging folders of imports in progress (each holds a lock)
 //!   locks/commit.lock             shared by imports while they commit, exclusive for gc
 //!   config/                       settings and trusted keys
+//!   config/trust/                 trusted OpenPGP keys (root.d/, prefix.d/; see `trust`)
 //!   runs/<sha256>/                per-run records (+ overlay upper/ and work/)
 //!   stacks/<key>/rootfs/          flattened rootfs of images with dependencies (cached)
 //!   trees/sha512/<hex>/rootfs/    exploded tree of one image (built on first render)
@@ -76,6 +77,11 @@ impl StorePaths {
     /// Folder for settings and trusted keys.
     pub fn config(&self) -> PathBuf {
         self.root.join("config")
+    }
+
+    /// Folder of the trusted OpenPGP keys (`config/trust/`; see [`crate::trust::TrustStore`]).
+    pub fn trust(&self) -> PathBuf {
+        self.config().join("trust")
     }
 
     /// Folder of the records of rendered runs (`runs/<sha256 of the target path>/`), with the

@@ -1,1 +1,60 @@
 //! OpenPGP trust: keys trusted per name prefix, and detached-signature verification.
+//!
+//! rkt's model, on rpgp (the `pgp` crate), with the policy rpgp leaves out done here:
+//! - [`scope`]: [`TrustScope`], a key trusted for all names (root) or a name prefix, with the
+//!   path-component prefix rule;
+//! - [`keyring`]: [`TrustStore`], one armored file per trusted key and scope in the store's
+//!   `config/trust/` (`root.d/`, `prefix.d/<prefix>/`); add, list, remove;
+//! - [`verify`]: [`verify_detached`], the checks in their fixed order, each failure with its own
+//!   error kind;
+//! - [`streaming`]: [`StreamingVerifier`], the same verification fed by writes on its own
+//!   thread, for fetch;
+//! - `policy`: revocation, expiry, key flags and binding signatures; `parse`: armored input.
+//!
+//! The calls do blocking file I/O and hashing: from async code, run them with
+//! `tokio::task::spawn_blocking`.
+
+pub mod keyring;
+mod parse;
+mod policy;
+pub mod scope;
+pub mod streaming;
+pub mod verify;
+
+pub use keyring::{TrustStore, TrustedKey};
+pub use scope::TrustScope;
+pub use streaming::{StreamingVerifier, VerifyHandle, VerifySink};
+pub use verify::{VerifiedSignature, verify_detached};
+
+/// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC`, for messages.
+pub(crate) fn format_time(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn format_time_is_utc_civil_time() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::format_time(1_577_836_800), "2020-01-01 00:00:00 UTC");
+        assert_eq!(super::format_time(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+}
