@@ -161,7 +161,7 @@ async fn fetch_level(
             Ok(response) => response,
             Err(e) if stops_walk(e.kind()) => return Err(e),
             Err(e) => {
-                notes.push(format!("{url}: {}", e.message()));
+                notes.push(note(&url, &e));
                 continue;
             }
         };
@@ -176,10 +176,19 @@ async fn fetch_level(
                 return Ok(Some((final_url, meta::extract(&html))));
             }
             Err(e) if stops_walk(e.kind()) => return Err(e),
-            Err(e) => notes.push(format!("{url}: {}", e.message())),
+            Err(e) => notes.push(note(&url, &e)),
         }
     }
     Ok(None)
+}
+
+/// `URL: what went wrong`, without naming the URL twice.
+fn note(url: &Url, err: &Error) -> String {
+    if err.message().contains(url.as_str()) {
+        err.message().to_string()
+    } else {
+        format!("{url}: {}", err.message())
+    }
 }
 
 fn stops_walk(kind: ErrorKind) -> bool {

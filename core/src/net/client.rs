@@ -296,10 +296,12 @@ fn network(url: &Url, err: &reqwest::Error) -> Error {
     } else {
         "failed"
     };
-    Error::new(
-        ErrorKind::Network,
-        format!("GET {url}: {what}: {}", describe(err)),
-    )
+    // The top level of a reqwest error repeats the URL; its sources say what happened.
+    let cause = match std::error::Error::source(err) {
+        Some(source) => describe(source),
+        None => err.to_string(),
+    };
+    Error::new(ErrorKind::Network, format!("GET {url}: {what}: {cause}"))
 }
 
 /// An error and its sources, joined by `: ` (repeats skipped).
@@ -381,12 +383,17 @@ mod tests {
 
     #[test]
     fn bad_ca_is_refused() {
-        let mut options = NetOptions::default();
-        options.ca_certs = vec![CaCert::Pem(b"not a certificate".to_vec())];
+        let options = NetOptions {
+            ca_certs: vec![CaCert::Pem(b"not a certificate".to_vec())],
+            ..NetOptions::default()
+        };
         let err = HttpClient::new(options).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-        let mut options = NetOptions::default();
-        options.ca_certs = vec![CaCert::Path("/nonexistent/ca.pem".into())];
+        let dir = tempfile::tempdir().unwrap();
+        let options = NetOptions {
+            ca_certs: vec![CaCert::Path(dir.path().join("missing.pem"))],
+            ..NetOptions::default()
+        };
         assert_eq!(
             HttpClient::new(options).unwrap_err().kind(),
             ErrorKind::NotFound
