@@ -122,6 +122,20 @@ enum Command {
         /// The rendered rootfs.
         dir: std::path::PathBuf,
     },
+    /// Find an image's URLs by appc meta discovery (https://NAME?ac-discovery=1 and parents).
+    Discover {
+        /// Image name, e.g. example.com/app or example.com/app:1.0.0.
+        image: String,
+        /// Labels to render the templates with (os and arch default to this host,
+        /// version to `latest`).
+        #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
+        labels: Vec<(String, String)>,
+        #[command(flatten)]
+        net: commands::NetArgs,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
     /// Sizes: logical, on disk, de-duplication ratio.
     Stats {
         /// Machine-readable output (JSON).
@@ -252,6 +266,12 @@ fn main() -> ExitCode {
             Command::Trust(TrustCommand::Rm { fingerprint, json }) => {
                 commands::trust::rm(&store_dir, &fingerprint, json).await
             }
+            Command::Discover {
+                image,
+                labels,
+                net,
+                json,
+            } => commands::discover(&store_dir, &image, &labels, &net, json).await,
         }
     })
 }

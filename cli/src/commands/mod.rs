@@ -1,12 +1,16 @@
 //! The subcommands: [`inspect`] reads archives, [`store`] works on an image store, [`trust`]
-//! manages the trusted OpenPGP keys.
+//! manages the trusted OpenPGP keys, [`discover`] runs meta discovery with the [`net`] options.
 
+mod discover;
 mod inspect;
+mod net;
 mod progress;
 mod render;
 mod store;
 pub mod trust;
 
+pub use discover::discover;
 pub use inspect::{id, manifest, validate};
+pub use net::NetArgs;
 pub use render::{StrategyArg, release, render};
 pub use store::{CompressionArg, export, fsck, gc, import, list, parse_label, rm, stats};

@@ -2,6 +2,8 @@
 //! compressed by the real tools, made in a temporary folder.
 #![allow(dead_code)]
 
+pub mod https;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

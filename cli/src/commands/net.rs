@@ -1,0 +1,51 @@
+//! [`NetArgs`]: the network options of every command that talks HTTPS (`discover`, and
+//! `fetch` later through `#[command(flatten)]`).
+
+use std::path::{Path, PathBuf};
+
+use acikit::net::{AuthConfig, CaCert, InsecureOptions, NetOptions};
+use clap::Args;
+
+/// Network options: extra trusted CAs, discovery port, insecure steps, credentials.
+#[derive(Args, Clone, Debug)]
+pub struct NetArgs {
+    /// An extra trusted CA certificate (PEM file), added to the system's roots. Repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// The port discovery connects to (default: 443, or 80 for plain HTTP).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+    /// Insecure steps to allow, spelled out: a comma-separated list of `http` (plain
+    /// HTTP), `tls` (no certificate checks), `image` (no signature check), or `none`.
+    #[arg(long, value_name = "LIST", default_value = "none", value_parser = parse_insecure)]
+    pub insecure_options: InsecureOptions,
+    /// Per-host credentials, JSON (default: STORE/config/auth.json when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub auth_config: Option<PathBuf>,
+}
+
+fn parse_insecure(text: &str) -> Result<InsecureOptions, String> {
+    InsecureOptions::parse(text).map_err(|e| e.message().to_string())
+}
+
+impl NetArgs {
+    /// The core's options: the CA files, port, insecure options and the credentials file
+    /// (given, or `store_dir/config/auth.json` if present).
+    pub fn net_options(&self, store_dir: &Path) -> acikit::Result<NetOptions> {
+        let auth_path = match &self.auth_config {
+            Some(path) => Some(path.clone()),
+            None => Some(store_dir.join("config").join("auth.json")).filter(|p| p.is_file()),
+        };
+        let auth = match auth_path {
+            Some(path) => AuthConfig::load(&path)?,
+            None => AuthConfig::default(),
+        };
+        Ok(NetOptions {
+            ca_certs: self.ca_certs.iter().cloned().map(CaCert::Path).collect(),
+            insecure: self.insecure_options,
+            port: self.port,
+            auth,
+            ..NetOptions::default()
+        })
+    }
+}
