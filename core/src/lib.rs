@@ -9,12 +9,14 @@
 //! - [`net`]: the HTTP(S) client shared by discovery and fetch;
 //! - [`discovery`]: appc meta discovery (name + labels to URLs);
 //! - [`trust`]: trusted OpenPGP keys and signature verification;
+//! - [`fetch`]: an image by name or URL, verified, into the store (with dependencies);
 //! - [`progress`]: progress events and cancellation for long calls;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
 
 pub mod archive;
 pub mod discovery;
 pub mod error;
+pub mod fetch;
 pub mod net;
 pub mod progress;
 pub mod render;

@@ -9,9 +9,12 @@
 //! by writing the key file where the store's documented layout puts it.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::OnceLock;
+
+mod common;
+
+use common::gpg::Gpg;
 
 use acikit::trust::{
     StreamingVerifier, TrustScope, TrustStore, VerifiedSignature, verify_detached,
@@ -64,92 +67,6 @@ fn fixtures() -> &'static Fixtures {
     FIXTURES.get_or_init(make_fixtures)
 }
 
-struct Gpg {
-    home: tempfile::TempDir,
-}
-
-impl Gpg {
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
-        let mut cmd = Command::new("gpg");
-        cmd.env("GNUPGHOME", self.home.path())
-            .args([
-                "--batch",
-                "--yes",
-                "--no-tty",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-            ])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().expect("gpg runs (install the gpg package)");
-        {
-            let mut input = child.stdin.take().unwrap();
-            if let Some(bytes) = stdin {
-                input.write_all(bytes).unwrap();
-            }
-        }
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-
-    /// Generates a key; returns its fingerprint (lowercase).
-    fn gen_key(&self, extra: &[&str], uid: &str, algo: &str, usage: &str, expire: &str) -> String {
-        let mut args: Vec<&str> = extra.to_vec();
-        args.extend(["--quick-gen-key", uid, algo, usage, expire]);
-        self.run(&args, None);
-        self.fingerprint(uid)
-    }
-
-    fn fingerprint(&self, uid: &str) -> String {
-        let listing =
-            String::from_utf8(self.run(&["--with-colons", "--list-keys", uid], None)).unwrap();
-        listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .and_then(|l| l.split(':').nth(8))
-            .expect("a fingerprint")
-            .to_lowercase()
-    }
-
-    fn export(&self, fpr: &str) -> Vec<u8> {
-        self.run(&["--armor", "--export", fpr], None)
-    }
-
-    /// An armored detached signature of `data` by `signer` (a `-u` argument).
-    fn sign(&self, extra: &[&str], signer: &str, data: &Path) -> Vec<u8> {
-        let mut args: Vec<&str> = extra.to_vec();
-        let data = data.to_str().unwrap();
-        args.extend([
-            "--local-user",
-            signer,
-            "--armor",
-            "--detach-sign",
-            "--output",
-            "-",
-            data,
-        ]);
-        self.run(&args, None)
-    }
-}
-
-impl Drop for Gpg {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.home.path())
-            .args(["--kill", "all"])
-            .status();
-    }
-}
-
 fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut out = Vec::with_capacity(len + 8);
@@ -170,7 +87,7 @@ fn make_fixtures() -> Fixtures {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .unwrap();
-    let gpg = Gpg { home };
+    let gpg = Gpg::in_dir(home);
     let work = tempfile::tempdir().unwrap();
     let data = pseudo_random(7, (1 << 20) + 123);
     let data_path = work.path().join("image.aci");
@@ -251,8 +168,7 @@ fn make_fixtures() -> Fixtures {
     let revoked_public_before = gpg.export(&rev_fpr);
     let rev_sig = gpg.sign(&sha256, &format!("{rev_fpr}!"), &data_path);
     let cert_path = gpg
-        .home
-        .path()
+        .home()
         .join("openpgp-revocs.d")
         .join(format!("{}.rev", rev_fpr.to_uppercase()));
     let cert = std::fs::read_to_string(&cert_path).unwrap();

@@ -34,7 +34,21 @@ impl StreamingVerifier {
         name: &str,
         signature_armored: &[u8],
     ) -> Result<(VerifySink, VerifyHandle)> {
-        let prepared = Prepared::new(trust, name, signature_armored)?;
+        Self::spawn(Prepared::new(trust, Some(name), signature_armored)?)
+    }
+
+    /// Like [`start`](Self::start) for data whose image name is not known yet (a fetch by
+    /// URL): any trusted scope is accepted (root keys first), and the caller must check
+    /// that [`VerifiedSignature::scope`](super::VerifiedSignature) covers the name it finds
+    /// in the manifest.
+    pub fn start_unnamed(
+        trust: &TrustStore,
+        signature_armored: &[u8],
+    ) -> Result<(VerifySink, VerifyHandle)> {
+        Self::spawn(Prepared::new(trust, None, signature_armored)?)
+    }
+
+    fn spawn(prepared: Prepared) -> Result<(VerifySink, VerifyHandle)> {
         let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
         let thread = std::thread::Builder::new()
             .name("acikit-verify".into())

@@ -64,7 +64,7 @@ pub fn verify_detached(
     signature_armored: &[u8],
     data: impl Read,
 ) -> Result<VerifiedSignature> {
-    Prepared::new(trust, name, signature_armored)?.verify(data)
+    Prepared::new(trust, Some(name), signature_armored)?.verify(data)
 }
 
 /// A signature whose checks 1-7 passed, ready to be verified over the data.
@@ -77,9 +77,17 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    /// Runs checks 1-7 for `name` against the keys of `trust`, now.
-    pub(crate) fn new(trust: &TrustStore, name: &str, signature_armored: &[u8]) -> Result<Self> {
-        AcIdentifier::parse(name)?;
+    /// Runs checks 1-7 for `name` against the keys of `trust`, now. Without a name (a
+    /// fetch by URL, whose name is known only from the manifest) every scope is accepted,
+    /// root keys first, and the caller checks [`VerifiedSignature::scope`] against the name.
+    pub(crate) fn new(
+        trust: &TrustStore,
+        name: Option<&str>,
+        signature_armored: &[u8],
+    ) -> Result<Self> {
+        if let Some(name) = name {
+            AcIdentifier::parse(name)?;
+        }
         // 1. Parse.
         let signature = parse::detached_signature(signature_armored)?;
         let hash = signature.hash_alg().ok_or_else(|| {
@@ -138,11 +146,13 @@ impl Prepared {
         // 4. Scope.
         let covering = found
             .iter()
-            .filter(|(k, _)| k.info.scope.covers(name))
-            .min_by_key(|(k, _)| match &k.info.scope {
+            .filter(|(k, _)| name.is_none_or(|n| k.info.scope.covers(n)))
+            .min_by_key(|(k, _)| match (&k.info.scope, name) {
+                // Without a name, a root key (which covers whatever the name is) first.
+                (TrustScope::Root, None) => 0,
                 // The most specific scope wins: the longest prefix, root last.
-                TrustScope::Prefix(p) => usize::MAX - p.len(),
-                TrustScope::Root => usize::MAX,
+                (TrustScope::Prefix(p), _) => usize::MAX - p.len(),
+                (TrustScope::Root, Some(_)) => usize::MAX,
             });
         let Some(&(loaded, subkey)) = covering else {
             let scopes: Vec<String> = found
@@ -153,9 +163,10 @@ impl Prepared {
                 ErrorKind::KeyWrongPrefix,
                 format!(
                     "key {} signed the image, but it is trusted only for {}, which does not \
-                     cover the name {name}",
+                     cover the name {}",
                     found[0].0.info.fingerprint,
-                    scopes.join(", ")
+                    scopes.join(", "),
+                    name.unwrap_or_default()
                 ),
             ));
         };

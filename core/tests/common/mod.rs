@@ -2,6 +2,7 @@
 //! compressed by the real tools, made in a temporary folder.
 #![allow(dead_code)]
 
+pub mod gpg;
 pub mod https;
 
 use std::path::{Path, PathBuf};

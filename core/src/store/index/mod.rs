@@ -489,7 +489,9 @@ impl Index {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_error(OP))?;
-        row.as_ref().map(|row| fetch_state_from_row(row, OP)).transpose()
+        row.as_ref()
+            .map(|row| fetch_state_from_row(row, OP))
+            .transpose()
     }
 
     /// The cache states of every URL that gave image `id`, most recent download first.
@@ -503,7 +505,9 @@ impl Index {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error(OP))?;
-        rows.iter().map(|row| fetch_state_from_row(row, OP)).collect()
+        rows.iter()
+            .map(|row| fetch_state_from_row(row, OP))
+            .collect()
     }
 
     /// Records (replacing any previous) the cache state of `state.url`. Its image,

@@ -1,0 +1,431 @@
+//! Fetch: an image by name (through meta discovery), by URL or from a `file://` path,
+//! signature verified, streamed straight into the store, then its dependencies.
+//!
+//! - [`transport`]: the small stream-based trait every URL scheme implements;
+//!   [`http`] and [`file`] are built in;
+//! - [`download`]: retries with backoff, "202 not ready" waits, `Range` resume, size
+//!   limits, and the reader the import consumes (teeing bytes to signature verification);
+//! - [`expect`]: what the fetched image must match (name, labels, ID, size);
+//! - [`image`]: one image from one endpoint: HTTP cache (ETag, max-age), signature,
+//!   verified import, fetch state in the index;
+//! - this module: [`Store::fetch`], which ties discovery, endpoints and dependencies
+//!   together.
+//!
+//! The image becomes visible only after its signature verified (checked in an
+//! [`ImportGate`](crate::store::ImportGate) before the import commits), unless the caller
+//! turned verification off with `insecure.image`. A failed or cancelled fetch leaves
+//! nothing in the store.
+
+pub mod download;
+pub mod expect;
+pub mod file;
+pub mod http;
+pub mod image;
+pub mod transport;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use download::RetryPolicy;
+pub use expect::Expected;
+pub use transport::{Transport, TransportRequest, TransportResponse};
+
+use crate::discovery::{self, DiscoveryOptions};
+use crate::net::{HttpClient, NetOptions};
+use crate::progress::Observer;
+use crate::schema::{AcIdentifier, ImageId};
+use crate::store::{ImageQuery, Store};
+use crate::trust::{TrustScope, VerifiedSignature};
+use crate::{Error, ErrorKind, Result};
+
+/// Deepest chain of dependencies fetched (a guard against servers that make one up).
+const MAX_DEPTH: usize = 64;
+
+/// What to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchSource {
+    /// An image name with labels, found through meta discovery.
+    Name {
+        /// The image name, e.g. `example.com/app`.
+        name: String,
+        /// Labels asked for (e.g. `version`); `os`, `arch` and `version` have defaults.
+        labels: Vec<(String, String)>,
+    },
+    /// An image URL (`https://`, `http://` when allowed, `file://`); its signature is at
+    /// `signature`, else at the same URL plus `.asc`.
+    Url {
+        /// The image URL.
+        url: String,
+        /// The signature URL, if not `url` + `.asc`.
+        signature: Option<String>,
+    },
+}
+
+impl FetchSource {
+    /// Reads the command-line form: a URL (anything with `://`), or `NAME[:VERSION]` with
+    /// `labels` (a version after `:` is the `version` label).
+    pub fn parse(text: &str, labels: &[(String, String)]) -> Result<FetchSource> {
+        if text.contains("://") {
+            url::Url::parse(text).map_err(|e| {
+                Error::new(ErrorKind::InvalidValue, format!("bad URL {text:?}: {e}"))
+            })?;
+            return Ok(FetchSource::Url {
+                url: text.to_string(),
+                signature: None,
+            });
+        }
+        let (name, version) = match text.rsplit_once(':') {
+            Some((name, version)) => (name, Some(version)),
+            None => (text, None),
+        };
+        AcIdentifier::parse(name)?;
+        let mut labels = labels.to_vec();
+        if let Some(version) = version {
+            labels.retain(|(k, _)| k != "version");
+            labels.push(("version".to_string(), version.to_string()));
+        }
+        Ok(FetchSource::Name {
+            name: name.to_string(),
+            labels,
+        })
+    }
+}
+
+/// Options of a fetch.
+#[derive(Clone)]
+pub struct FetchOptions {
+    /// The HTTP client's settings: CA certificates, insecure options (`image` turns off
+    /// signature verification), credentials, discovery port.
+    pub net: NetOptions,
+    /// Fetch the keys that discovery lists (`ac-discovery-pubkeys`) and trust them for the
+    /// image's name before verifying. Never done unless asked.
+    pub trust_discovered_keys: bool,
+    /// Most bytes downloaded for one image.
+    pub max_size: u64,
+    /// Also fetch the image's dependencies that the store does not have.
+    pub dependencies: bool,
+    /// Retries and waits.
+    pub retry: RetryPolicy,
+    /// Extra transports (tried before the built-in ones), for other URL schemes.
+    pub transports: Vec<Arc<dyn Transport>>,
+    /// Progress and cancellation.
+    pub observer: Observer,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        FetchOptions {
+            net: NetOptions::default(),
+            trust_discovered_keys: false,
+            max_size: 64 << 30,
+            dependencies: true,
+            retry: RetryPolicy::default(),
+            transports: Vec::new(),
+            observer: Observer::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for FetchOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchOptions")
+            .field("net", &self.net)
+            .field("trust_discovered_keys", &self.trust_discovered_keys)
+            .field("max_size", &self.max_size)
+            .field("dependencies", &self.dependencies)
+            .field("retry", &self.retry)
+            .field("transports", &self.transports.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a fetched image was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchOutcome {
+    /// Downloaded and imported.
+    Downloaded,
+    /// Downloaded, but the store already had the image.
+    AlreadyPresent,
+    /// The server said the stored copy is current (HTTP 304).
+    NotModified,
+    /// The stored copy is within its `max-age`: nothing was requested.
+    Cached,
+}
+
+/// A key trusted during the fetch (with [`FetchOptions::trust_discovered_keys`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyAdded {
+    /// Where the key came from.
+    pub url: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+    /// The prefix it is now trusted for.
+    pub prefix: String,
+}
+
+/// The result of a fetch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fetched {
+    /// The image ID.
+    pub image_id: ImageId,
+    /// The image name.
+    pub name: String,
+    /// The image URL it came from (the one recorded for caching).
+    pub url: Option<String>,
+    /// How it was obtained.
+    pub outcome: FetchOutcome,
+    /// The signature that verified it (`None` when cached, not modified, or unverified).
+    pub signature: Option<VerifiedSignature>,
+    /// Keys trusted on the way.
+    pub keys_added: Vec<KeyAdded>,
+    /// Its dependencies, fetched or found in the store, in manifest order.
+    pub dependencies: Vec<Fetched>,
+}
+
+/// Shared by every image of one fetch call.
+pub(crate) struct Session {
+    pub store: Store,
+    pub client: HttpClient,
+    pub transports: Vec<Arc<dyn Transport>>,
+    pub options: FetchOptions,
+}
+
+impl Session {
+    /// The transport for `url`'s scheme.
+    pub fn transport(&self, url: &url::Url) -> Result<Arc<dyn Transport>> {
+        self.transports
+            .iter()
+            .find(|t| t.handles(url.scheme()))
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("no transport for {}:// URLs ({url})", url.scheme()),
+                )
+            })
+    }
+}
+
+impl Store {
+    /// Fetches an image (and, unless turned off, its missing dependencies) into the store.
+    /// See the [`fetch`](crate::fetch) module for the rules.
+    pub async fn fetch(&self, source: FetchSource, options: FetchOptions) -> Result<Fetched> {
+        let client = HttpClient::new(options.net.clone())?;
+        let mut transports = options.transports.clone();
+        transports.push(Arc::new(http::HttpTransport::new(client.clone())));
+        transports.push(Arc::new(file::FileTransport));
+        let session = Session {
+            store: self.clone(),
+            client,
+            transports,
+            options,
+        };
+        let mut chain = Vec::new();
+        match source {
+            FetchSource::Name { name, labels } => {
+                let expected = Expected::name(&name, &labels)?;
+                fetch_named(&session, &name, &labels, expected, &mut chain).await
+            }
+            FetchSource::Url { url, signature } => {
+                let url = parse_url(&url)?;
+                let signature = match signature {
+                    Some(s) => parse_url(&s)?,
+                    None => parse_url(&format!("{url}.asc"))?,
+                };
+                let fetched =
+                    image::fetch_endpoint(&session, &url, &signature, &Expected::default()).await?;
+                with_dependencies(&session, fetched, &mut chain).await
+            }
+        }
+    }
+}
+
+fn parse_url(text: &str) -> Result<url::Url> {
+    url::Url::parse(text)
+        .map_err(|e| Error::new(ErrorKind::InvalidValue, format!("bad URL {text:?}: {e}")))
+}
+
+/// Fetches `name` with `labels` through discovery: the store's copy when its fetch is
+/// within max-age, else each discovered endpoint in order until one works.
+async fn fetch_named(
+    session: &Session,
+    name: &str,
+    labels: &[(String, String)],
+    expected: Expected,
+    chain: &mut Vec<String>,
+) -> Result<Fetched> {
+    if let Some(fetched) = image::fresh_in_store(session, name, labels, &expected).await? {
+        return with_dependencies(session, fetched, chain).await;
+    }
+    let observer = &session.options.observer;
+    let found = discovery::discover(
+        &session.client,
+        name,
+        labels,
+        &DiscoveryOptions {
+            pubkeys: session.options.trust_discovered_keys,
+            observer: observer.clone(),
+        },
+    )
+    .await?;
+    let keys_added = if session.options.trust_discovered_keys {
+        trust_keys(session, name, &found.pubkeys).await?
+    } else {
+        Vec::new()
+    };
+    let mut failures = Vec::new();
+    for endpoint in &found.aci_endpoints {
+        let aci = parse_url(&endpoint.aci)?;
+        let asc = parse_url(&endpoint.asc)?;
+        match image::fetch_endpoint(session, &aci, &asc, &expected).await {
+            Ok(mut fetched) => {
+                fetched.keys_added = keys_added;
+                return with_dependencies(session, fetched, chain).await;
+            }
+            // Another endpoint may have it; a verification or validation failure stops.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ErrorKind::Network | ErrorKind::NotFound | ErrorKind::NotReady
+                ) =>
+            {
+                failures.push(format!("{}: {err}", endpoint.aci));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Network,
+        format!(
+            "no endpoint of {name} gave the image: {}",
+            failures.join("; ")
+        ),
+    ))
+}
+
+/// Downloads the discovered public keys and trusts them for `name`.
+async fn trust_keys(session: &Session, name: &str, urls: &[String]) -> Result<Vec<KeyAdded>> {
+    let trust = session.store.trust()?;
+    let mut added = Vec::new();
+    for url in urls {
+        let parsed = parse_url(url)?;
+        let transport = session.transport(&parsed)?;
+        let bytes = download::read_small(
+            &*transport,
+            &parsed,
+            1 << 20,
+            &session.options.retry,
+            &session.options.observer,
+        )
+        .await?;
+        let key = trust.add(&bytes, TrustScope::prefix(name)?)?;
+        added.push(KeyAdded {
+            url: url.clone(),
+            fingerprint: key.fingerprint.clone(),
+            prefix: name.to_string(),
+        });
+    }
+    Ok(added)
+}
+
+/// Adds `fetched`'s dependencies (fetching those the store does not have).
+async fn with_dependencies(
+    session: &Session,
+    mut fetched: Fetched,
+    chain: &mut Vec<String>,
+) -> Result<Fetched> {
+    if !session.options.dependencies {
+        return Ok(fetched);
+    }
+    let manifest = session.store.manifest(&fetched.image_id).await?;
+    let manifest = crate::schema::ImageManifest::parse(&manifest)?;
+    if manifest.dependencies.is_empty() {
+        return Ok(fetched);
+    }
+    let here = format!("{} ({})", fetched.name, fetched.image_id);
+    if chain.len() >= MAX_DEPTH {
+        return Err(Error::new(
+            ErrorKind::DependencyCycle,
+            format!(
+                "dependencies nest deeper than {MAX_DEPTH}: {}",
+                chain.join(" -> ")
+            ),
+        ));
+    }
+    if chain.contains(&here) {
+        chain.push(here);
+        return Err(Error::new(
+            ErrorKind::DependencyCycle,
+            format!("dependency cycle: {}", chain.join(" -> ")),
+        ));
+    }
+    chain.push(here);
+    let mut seen = HashSet::new();
+    for dep in &manifest.dependencies {
+        let labels: Vec<(String, String)> = dep
+            .labels
+            .iter()
+            .map(|l| (l.name.to_string(), l.value.to_string()))
+            .collect();
+        let expected = Expected::dependency(dep)?;
+        let key = format!("{}{labels:?}{:?}", dep.image_name, dep.image_id);
+        if !seen.insert(key) {
+            continue;
+        }
+        let found = match &dep.image_id {
+            Some(id) => {
+                session
+                    .store
+                    .resolve(&ImageQuery::Id(id.clone().into()))
+                    .await
+            }
+            None => {
+                session
+                    .store
+                    .resolve(&ImageQuery::parse(dep.image_name.as_str(), &labels)?)
+                    .await
+            }
+        };
+        let child = match found {
+            Ok(info) => {
+                expected.check_stored(&info)?;
+                let stored = Fetched {
+                    image_id: info.image_id.clone(),
+                    name: info.name.clone(),
+                    url: None,
+                    outcome: FetchOutcome::Cached,
+                    signature: None,
+                    keys_added: Vec::new(),
+                    dependencies: Vec::new(),
+                };
+                Box::pin(with_dependencies(session, stored, chain)).await?
+            }
+            Err(err) if err.kind() == ErrorKind::NotFound => Box::pin(fetch_named(
+                session,
+                dep.image_name.as_str(),
+                &labels,
+                expected,
+                chain,
+            ))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "dependency {} of {}: {}",
+                        dep.image_name,
+                        fetched.name,
+                        e.message()
+                    ),
+                )
+            })?,
+            Err(err) => return Err(err),
+        };
+        fetched.dependencies.push(child);
+    }
+    chain.pop();
+    Ok(fetched)
+}
