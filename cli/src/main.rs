@@ -136,6 +136,34 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Fetch an image by name (meta discovery), URL or file:// path into the store, its
+    /// signature verified against the trusted keys, then its dependencies.
+    Fetch {
+        /// NAME[:VERSION] (e.g. example.com/app:1.0.0), or an image URL.
+        image: String,
+        /// Labels to discover and check (os and arch default to this host, version to
+        /// `latest`).
+        #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
+        labels: Vec<(String, String)>,
+        /// The signature URL, when fetching a URL whose signature is not at URL.asc.
+        #[arg(long, value_name = "URL")]
+        signature: Option<String>,
+        /// Fetch the keys discovery lists (ac-discovery-pubkeys) and trust them for the
+        /// image's name, printing their fingerprints.
+        #[arg(long)]
+        trust_keys_from_discovery: bool,
+        /// Most bytes downloaded per image.
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
+        /// Do not fetch dependencies.
+        #[arg(long)]
+        no_dependencies: bool,
+        #[command(flatten)]
+        net: commands::NetArgs,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
     /// Sizes: logical, on disk, de-duplication ratio.
     Stats {
         /// Machine-readable output (JSON).
@@ -265,6 +293,31 @@ fn main() -> ExitCode {
             }
             Command::Trust(TrustCommand::Rm { fingerprint, json }) => {
                 commands::trust::rm(&store_dir, &fingerprint, json).await
+            }
+            Command::Fetch {
+                image,
+                labels,
+                signature,
+                trust_keys_from_discovery,
+                max_size,
+                no_dependencies,
+                net,
+                json,
+            } => {
+                commands::fetch::fetch(
+                    &store_dir,
+                    commands::fetch::FetchArgs {
+                        image: &image,
+                        labels: &labels,
+                        signature: signature.as_deref(),
+                        trust_discovered_keys: trust_keys_from_discovery,
+                        max_size,
+                        no_dependencies,
+                        net: &net,
+                        json,
+                    },
+                )
+                .await
             }
             Command::Discover {
                 image,

@@ -1,7 +1,9 @@
 //! The subcommands: [`inspect`] reads archives, [`store`] works on an image store, [`trust`]
-//! manages the trusted OpenPGP keys, [`discover`] runs meta discovery with the [`net`] options.
+//! manages the trusted OpenPGP keys, [`discover`] runs meta discovery with the [`net`] options,
+//! [`fetch`] gets images over the network into the store.
 
 mod discover;
+pub mod fetch;
 mod inspect;
 mod net;
 mod progress;

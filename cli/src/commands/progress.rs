@@ -26,8 +26,10 @@ pub fn observer(label: &str) -> (Observer, Option<ProgressBar>) {
             drawn.set_length(total);
         }
         drawn.set_position(p.done);
-        if p.phase == Phase::Commit {
-            drawn.set_message("committing");
+        match p.phase {
+            Phase::Commit => drawn.set_message("committing"),
+            Phase::Download => drawn.set_message("downloading"),
+            _ => {}
         }
     });
     (
