@@ -1,7 +1,8 @@
 //! `acikit::trust` against real GnuPG: keys and signatures are made by `gpg` at test set-up in a
 //! throw-away GNUPGHOME (RSA 2048, Ed25519, an Ed25519 signing subkey; an expired key made
 //! with `--faked-system-time` in 2020; a key revoked with its own revocation certificate; a key
-//! whose signing flag was dropped with `change-usage` after it signed; a SHA-1 signature), then
+//! whose signing flag was dropped with `change-usage` after it signed; a signing subkey revoked
+//! after it signed; a signing subkey that expired in 2020; a SHA-1 signature), then
 //! checked through `TrustStore` and `verify_detached` / `StreamingVerifier`.
 //!
 //! Keys that are revoked or expired cannot be added (that is tested too), so a store that holds
@@ -40,6 +41,13 @@ struct Fixtures {
     /// A certify-only Ed25519 primary key with an Ed25519 signing subkey that made `sig`.
     sub: Key,
     sub_signing_fpr: String,
+    /// Like `sub`, but the signing subkey was revoked after it signed: `public` holds the
+    /// revocation, `public_before` does not.
+    subrev: Key,
+    subrev_public_before: Vec<u8>,
+    /// A primary key without expiry (made 2020-01-01, faked time) whose signing subkey was made
+    /// with a 2-day lifetime and signed on 2020-01-01.
+    subexp: Key,
     /// Never trusted.
     other: Key,
     /// Made on 2020-01-01 (faked time) with a 2-day expiry; signed on 2020-01-01.
@@ -131,6 +139,52 @@ fn make_fixtures() -> Fixtures {
         public: gpg.export(&sub_fpr),
         sig: gpg.sign(&sha256, &sub_fpr, &data_path),
         fpr: sub_fpr,
+    };
+
+    // A signing subkey revoked (gpg --edit-key: key 1, revkey) after it signed.
+    let subrev_uid = "Revoked Subkey <subrev@example.com>";
+    let subrev_fpr = gpg.gen_key(&[], subrev_uid, "ed25519", "cert", "never");
+    gpg.run(
+        &["--quick-add-key", &subrev_fpr, "ed25519", "sign", "never"],
+        None,
+    );
+    let subrev_sig = gpg.sign(&sha256, &subrev_fpr, &data_path);
+    let subrev_public_before = gpg.export(&subrev_fpr);
+    gpg.run(
+        &["--command-fd", "0", "--edit-key", &subrev_fpr],
+        Some(b"key 1\nrevkey\ny\n0\n\ny\nsave\n"),
+    );
+    let subrev = Key {
+        public: gpg.export(&subrev_fpr),
+        sig: subrev_sig,
+        fpr: subrev_fpr,
+    };
+
+    // A signing subkey with a 2-day lifetime under a primary key that never expires.
+    let in_2020 = ["--faked-system-time", "20200101T000000!"];
+    let subexp_uid = "Expiring Subkey <subexp@example.com>";
+    let subexp_fpr = gpg.gen_key(&in_2020, subexp_uid, "ed25519", "cert", "never");
+    gpg.run(
+        &[
+            &in_2020[..],
+            &["--quick-add-key", &subexp_fpr, "ed25519", "sign", "2d"],
+        ]
+        .concat(),
+        None,
+    );
+    let subexp = Key {
+        public: gpg.export(&subexp_fpr),
+        sig: gpg.sign(
+            &[
+                "--faked-system-time",
+                "20200101T120000!",
+                "--digest-algo",
+                "SHA256",
+            ],
+            &subexp_fpr,
+            &data_path,
+        ),
+        fpr: subexp_fpr,
     };
 
     // Expired: made and used on 2020-01-01 with a 2-day lifetime.
@@ -233,6 +287,9 @@ fn make_fixtures() -> Fixtures {
         ed,
         sub,
         sub_signing_fpr,
+        subrev,
+        subrev_public_before,
+        subexp,
         other,
         expired,
         revoked,
@@ -600,6 +657,43 @@ fn revoked_key_is_refused() {
     assert_kind(
         trust.store.add(&f.revoked_public_before, TrustScope::Root),
         ErrorKind::KeyRevoked,
+    );
+}
+
+#[test]
+fn revoked_signing_subkey_is_refused() {
+    let f = fixtures();
+    let before = trust_with(&[]);
+    before
+        .store
+        .add(&f.subrev_public_before, TrustScope::Root)
+        .unwrap();
+    verify(&before, "example.com/app", &f.subrev.sig, &f.data).unwrap();
+    // The primary key is not revoked, so the key can be added with the subkey's revocation.
+    let after = trust_with(&[(&f.subrev, TrustScope::Root)]);
+    let msg = assert_kind(
+        verify(&after, "example.com/app", &f.subrev.sig, &f.data),
+        ErrorKind::KeyRevoked,
+    );
+    assert!(
+        msg.contains("signing subkey") && msg.contains(&f.subrev.fpr),
+        "{msg}"
+    );
+}
+
+#[test]
+fn expired_signing_subkey_is_refused() {
+    let f = fixtures();
+    // The primary key never expires, so the key can be added.
+    let trust = trust_with(&[(&f.subexp, TrustScope::Root)]);
+    assert_eq!(trust.store.list().unwrap()[0].expires_at, None);
+    let msg = assert_kind(
+        verify(&trust, "example.com/app", &f.subexp.sig, &f.data),
+        ErrorKind::KeyExpired,
+    );
+    assert!(
+        msg.contains("signing subkey") && msg.contains("2020-01-03"),
+        "{msg}"
     );
 }
 

@@ -101,18 +101,18 @@ impl TrustStore {
         view.check_usable(now())?;
         let fingerprint = fingerprint_hex(&key.fingerprint());
         for stored in self.load_all()? {
-            if stored.info.fingerprint == fingerprint
-                && let Some(err) = KeyView::new(&stored.key)
-                    .ok()
-                    .and_then(|v| v.check_usable(u64::MAX - 1).err())
-                    .filter(|e| e.kind() == ErrorKind::KeyRevoked)
-            {
+            if stored.info.fingerprint != fingerprint {
+                continue;
+            }
+            let stored_view = KeyView::new(&stored.key)?;
+            if let Some(revocation) = stored_view.revocation {
                 return Err(Error::new(
                     ErrorKind::KeyRevoked,
                     format!(
-                        "the store already holds a revoked copy of this key in {}: {}",
+                        "the store already holds a revoked copy of key {fingerprint} in {} \
+                         (revocation of {}); a copy without the revocation cannot replace it",
                         stored.info.path.display(),
-                        err.message()
+                        super::format_time(super::policy::created(revocation))
                     ),
                 ));
             }
