@@ -36,6 +36,10 @@ struct Keys {
     acme_public: Vec<u8>,
     /// Never trusted.
     stranger: String,
+    /// Made and used on 2020-01-01 (gpg's faked time), expired two days later; its public
+    /// key, exported then.
+    expired: String,
+    expired_public: Vec<u8>,
 }
 
 fn keys() -> &'static Keys {
@@ -45,11 +49,16 @@ fn keys() -> &'static Keys {
         let acme = gpg.gen_key(&[], "Acme <acme@example.test>", "ed25519", "sign", "never");
         let stranger = gpg.gen_key(&[], "Stranger <x@other.test>", "rsa2048", "sign", "never");
         let acme_public = gpg.export(&acme);
+        let then = ["--faked-system-time", "20200101T000000!"];
+        let expired = gpg.gen_key(&then, "Old <old@example.test>", "ed25519", "sign", "2d");
+        let expired_public = gpg.export(&expired);
         Keys {
             gpg,
             acme,
             acme_public,
             stranger,
+            expired,
+            expired_public,
         }
     })
 }
@@ -382,12 +391,38 @@ async fn a_bad_signature_leaves_nothing() {
             ErrorKind::WeakSignatureHash,
         ),
         (
+            "expired key",
+            aci.bytes.clone(),
+            sign(
+                &s.dir,
+                &aci.bytes,
+                &["--faked-system-time", "20200101T000100!"],
+                &k.expired,
+            ),
+            ErrorKind::KeyExpired,
+        ),
+        (
             "garbage signature",
             aci.bytes.clone(),
             b"not a signature".to_vec(),
             ErrorKind::BadOpenpgp,
         ),
     ];
+    // The expired key, trusted back when it was valid: written where the store keeps it
+    // (`add` refuses an expired key today).
+    let prefix_dir = s
+        .store
+        .trust()
+        .unwrap()
+        .dir()
+        .join("prefix.d")
+        .join("example.test,acme");
+    std::fs::create_dir_all(&prefix_dir).unwrap();
+    std::fs::write(
+        prefix_dir.join(format!("{}.asc", k.expired)),
+        &k.expired_public,
+    )
+    .unwrap();
     for (what, bytes, sig, kind) in cases {
         s.publish(APP, "1.0.0", &bytes, &sig, Served::default());
         let err = s
