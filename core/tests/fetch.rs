@@ -121,6 +121,8 @@ struct Served {
     drop_after: Option<usize>,
     /// Answer 202 this many times first.
     not_ready: u32,
+    /// Answer 503 this many times first (after the 202s).
+    unavailable: u32,
 }
 
 #[derive(Default)]
@@ -151,6 +153,10 @@ async fn serve(State(repo): State<Arc<Repo>>, uri: Uri, headers: HeaderMap) -> R
         if served.not_ready > 0 {
             served.not_ready -= 1;
             return StatusCode::ACCEPTED.into_response();
+        }
+        if served.unavailable > 0 {
+            served.unavailable -= 1;
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
         let snapshot = served.clone();
         if !headers.contains_key(header::RANGE) {
@@ -308,6 +314,13 @@ impl Setup {
             .filter(|r| r.path.starts_with("/images/"))
             .map(|r| r.path)
             .collect()
+    }
+
+    /// Asserts the server saw `n` requests for `path`.
+    fn assert_gets(&self, path: &str, n: usize) {
+        let requests = self.image_requests();
+        let gets = requests.iter().filter(|p| *p == path).count();
+        assert_eq!(gets, n, "requests for {path}: {requests:?}");
     }
 
     async fn assert_empty(&self, what: &str) {
@@ -609,9 +622,8 @@ async fn not_ready_answers_are_waited_through() {
         .await
         .unwrap();
     assert_eq!(fetched.image_id.as_str(), aci.id);
-    let path = format!("/images/{APP}-1.0.0.aci");
-    let gets = s.image_requests().iter().filter(|p| **p == path).count();
-    assert_eq!(gets, 3, "two 202 answers, then the image");
+    // Two 202 answers, then the image.
+    s.assert_gets(&format!("/images/{APP}-1.0.0.aci"), 3);
 
     // Past the limit: not_ready.
     s.publish(
@@ -631,6 +643,51 @@ async fn not_ready_answers_are_waited_through() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     assert!(err.to_string().contains("not ready"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_are_retried_then_given_up() {
+    let s = Setup::new().await;
+    let aci = make_aci(&s.dir, &manifest_for(APP, "1.0.0"), 17);
+    s.publish(
+        APP,
+        "1.0.0",
+        &aci.bytes,
+        &aci.sig,
+        Served {
+            unavailable: 2,
+            ..Served::default()
+        },
+    );
+    let fetched = s
+        .store
+        .fetch(by_name(APP, "1.0.0"), s.options())
+        .await
+        .unwrap();
+    assert_eq!(fetched.image_id.as_str(), aci.id);
+    // Two 503 answers, then the image.
+    s.assert_gets(&format!("/images/{APP}-1.0.0.aci"), 3);
+
+    // More failures in a row than the policy allows (3 retries): a network error.
+    s.publish(
+        APP,
+        "2.0.0",
+        &aci.bytes,
+        &aci.sig,
+        Served {
+            unavailable: 10,
+            ..Served::default()
+        },
+    );
+    let err = s
+        .store
+        .fetch(by_name(APP, "2.0.0"), s.options())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Network, "{err}");
+    assert!(err.to_string().contains("503"), "{err}");
+    // One try and three retries.
+    s.assert_gets(&format!("/images/{APP}-2.0.0.aci"), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
