@@ -446,6 +446,9 @@ async fn a_bad_signature_leaves_nothing() {
         assert_eq!(err.kind(), kind, "{what}: {err}");
         s.assert_empty(what).await;
     }
+    // Refused from the signature alone (untrusted, weak hash, expired, garbage): the image
+    // itself was requested only for the substituted one.
+    s.assert_gets(&format!("/images/{APP}-1.0.0.aci"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -127,6 +127,21 @@ pub(crate) async fn fetch_endpoint(
         None
     };
 
+    // Every check that needs no data (the key is trusted for this name, not revoked or
+    // expired, may sign; the hash is strong) runs now, before the image is requested.
+    // Verification then runs beside the import, and the gate waits for its verdict.
+    let (sink, verdict) = match &signature {
+        Some(sig) => {
+            let trust = store.trust()?;
+            let (sink, handle) = match &expected.name {
+                Some(name) => StreamingVerifier::start(&trust, name, sig)?,
+                None => StreamingVerifier::start_unnamed(&trust, sig)?,
+            };
+            (Some(sink), Some(handle))
+        }
+        None => (None, None),
+    };
+
     let transport = session.transport(aci)?;
     let request = TransportRequest {
         if_none_match: stored
@@ -168,18 +183,6 @@ pub(crate) async fn fetch_endpoint(
     let cache = body.cache.clone();
     let total = body.total;
 
-    // Verification runs beside the import; the gate waits for its verdict.
-    let (sink, verdict) = match &signature {
-        Some(sig) => {
-            let trust = store.trust()?;
-            let (sink, handle) = match &expected.name {
-                Some(name) => StreamingVerifier::start(&trust, name, sig)?,
-                None => StreamingVerifier::start_unnamed(&trust, sig)?,
-            };
-            (Some(sink), Some(handle))
-        }
-        None => (None, None),
-    };
     let verdict = Arc::new(Mutex::new(verdict));
     let verified: Arc<Mutex<Option<VerifiedSignature>>> = Arc::default();
     let gate = {
