@@ -762,6 +762,42 @@ async fn dependencies_are_fetched_by_name() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_with_another_id_or_size_is_refused() {
+    let s = Setup::new().await;
+    let base = "example.test/acme/base";
+    let dep = make_aci(&s.dir, &manifest_for(base, "3.0.0"), 18);
+    s.publish(base, "3.0.0", &dep.bytes, &dep.sig, Served::default());
+    let wrong_id = format!("sha512-{}", "0".repeat(128));
+    for (pin, version) in [
+        (format!(r#""imageID":"{wrong_id}""#), "1.0.0"),
+        (r#""size":12345"#.to_string(), "2.0.0"),
+    ] {
+        let manifest = format!(
+            r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{APP}","labels":[{{"name":"version","value":"{version}"}}],"dependencies":[{{"imageName":"{base}",{pin},"labels":[{{"name":"version","value":"3.0.0"}}]}}]}}"#
+        );
+        let app = make_aci(&s.dir, &manifest, 19);
+        s.publish(APP, version, &app.bytes, &app.sig, Served::default());
+        let err = s
+            .store
+            .fetch(by_name(APP, version), s.options())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::DependencyMismatch, "{pin}: {err}");
+        assert!(err.to_string().contains(base), "{err}");
+    }
+    // The dependency itself was never committed under the wrong pin.
+    let names: Vec<String> = s
+        .store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert!(!names.iter().any(|n| n == base), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_fetches_of_one_image_at_once_leave_one_copy() {
     let s = Setup::new().await;
     let aci = make_aci(&s.dir, &manifest_for(APP, "1.0.0"), 14);

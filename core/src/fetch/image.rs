@@ -229,7 +229,17 @@ pub(crate) async fn fetch_endpoint(
                 ..ImportOptions::default()
             },
         )
-        .await?;
+        .await
+        .map_err(|err| match expected.size {
+            // The dependency's own size was the limit: the image is not the one named.
+            Some(size) if err.kind() == ErrorKind::LimitExceeded && size < options.max_size => {
+                Error::new(
+                    ErrorKind::DependencyMismatch,
+                    format!("the dependency's size is {size} bytes: {}", err.message()),
+                )
+            }
+            _ => err,
+        })?;
     record(session, aci, &cache, &imported.image_id).await?;
     let signature = verified.lock().map_err(|_| poisoned())?.take();
     Ok(Fetched {
