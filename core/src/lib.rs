@@ -11,9 +11,11 @@
 //! - [`trust`]: trusted OpenPGP keys and signature verification;
 //! - [`fetch`]: an image by name or URL, verified, into the store (with dependencies);
 //! - [`progress`]: progress events and cancellation for long calls;
+//! - [`clock`]: UTC civil time for messages and listings;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
 
 pub mod archive;
+pub mod clock;
 pub mod discovery;
 pub mod error;
 pub mod fetch;

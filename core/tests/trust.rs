@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 mod common;
 
 use common::gpg::Gpg;
+use common::pseudo_random;
 
 use acikit::trust::{
     StreamingVerifier, TrustScope, TrustStore, VerifiedSignature, verify_detached,
@@ -73,19 +74,6 @@ struct Fixtures {
 fn fixtures() -> &'static Fixtures {
     static FIXTURES: OnceLock<Fixtures> = OnceLock::new();
     FIXTURES.get_or_init(make_fixtures)
-}
-
-fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn make_fixtures() -> Fixtures {
