@@ -2,9 +2,14 @@
 //! GNUPGHOME: text and `--json` output, exit codes, and the `error: KIND: ...` line of failures
 //! (a secret key, a missing scope flag, an unknown fingerprint).
 
+#[path = "../../core/tests/common/gpg.rs"]
+#[allow(dead_code)]
+mod gpg;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use gpg::Gpg;
 use serde_json::Value;
 
 fn acikit(store: &Path, args: &[&str]) -> Output {
@@ -31,87 +36,37 @@ fn json(out: &Output) -> Value {
 }
 
 struct Keys {
-    _gnupg: tempfile::TempDir,
+    _gpg: Gpg,
     dir: tempfile::TempDir,
     rsa: (String, PathBuf),
     ed: (String, PathBuf),
     secret: PathBuf,
 }
 
-impl Drop for Keys {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self._gnupg.path())
-            .args(["--kill", "all"])
-            .status();
-    }
-}
-
-fn gpg(home: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args([
-            "--batch",
-            "--yes",
-            "--no-tty",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ])
-        .args(args)
-        .output()
-        .expect("gpg runs (install the gpg package)");
-    assert!(
-        out.status.success(),
-        "gpg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// Makes an RSA and an Ed25519 key; writes their armored public keys and the Ed25519 secret key.
 fn keys() -> Keys {
-    let gnupg = tempfile::Builder::new().prefix("gpg").tempdir().unwrap();
-    std::fs::set_permissions(
-        gnupg.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
+    let gpg = Gpg::new();
     let dir = tempfile::tempdir().unwrap();
     let mut made = Vec::new();
     for (uid, algo, file) in [
         ("CLI RSA <rsa@example.com>", "rsa2048", "rsa.asc"),
         ("CLI Ed <ed@example.com>", "ed25519", "ed.asc"),
     ] {
-        gpg(
-            gnupg.path(),
-            &["--quick-gen-key", uid, algo, "sign", "never"],
-        );
-        let listing = text(&gpg(gnupg.path(), &["--with-colons", "--list-keys", uid]));
-        let fpr = listing
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .and_then(|l| l.split(':').nth(8))
-            .unwrap()
-            .to_lowercase();
+        let fpr = gpg.gen_key(&[], uid, algo, "sign", "never");
         let path = dir.path().join(file);
-        std::fs::write(&path, gpg(gnupg.path(), &["--armor", "--export", &fpr])).unwrap();
+        std::fs::write(&path, gpg.export(&fpr)).unwrap();
         made.push((fpr, path));
     }
     let secret = dir.path().join("secret.asc");
     std::fs::write(
         &secret,
-        gpg(
-            gnupg.path(),
-            &["--armor", "--export-secret-keys", &made[1].0],
-        ),
+        gpg.run(&["--armor", "--export-secret-keys", &made[1].0], None),
     )
     .unwrap();
     let ed = made.pop().unwrap();
     let rsa = made.pop().unwrap();
     Keys {
-        _gnupg: gnupg,
+        _gpg: gpg,
         dir,
         rsa,
         ed,
