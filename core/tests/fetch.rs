@@ -798,6 +798,49 @@ async fn a_dependency_with_another_id_or_size_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn endpoints_are_tried_in_order() {
+    let s = Setup::new().await;
+    let aci = make_aci(&s.dir, &manifest_for(APP, "1.0.0"), 20);
+    // Two templates: the first names a mirror that does not have the image.
+    *s.repo.discovery.lock().unwrap() = meta_page(&[
+        (
+            "ac-discovery",
+            &format!(
+                "example.test/acme https://example.test:{}/mirror/{{name}}-{{version}}.{{ext}}",
+                s.server.port
+            ),
+        ),
+        (
+            "ac-discovery",
+            &format!(
+                "example.test/acme https://example.test:{}/images/{{name}}-{{version}}.{{ext}}",
+                s.server.port
+            ),
+        ),
+    ]);
+    s.publish(APP, "1.0.0", &aci.bytes, &aci.sig, Served::default());
+    let fetched = s
+        .store
+        .fetch(by_name(APP, "1.0.0"), s.options())
+        .await
+        .unwrap();
+    assert_eq!(fetched.image_id.as_str(), aci.id);
+    assert!(fetched.url.unwrap().contains("/images/"));
+    let mirror: Vec<String> = s
+        .server
+        .requests()
+        .into_iter()
+        .map(|r| r.path)
+        .filter(|p| p.starts_with("/mirror/"))
+        .collect();
+    assert_eq!(
+        mirror,
+        vec![format!("/mirror/{APP}-1.0.0.aci.asc")],
+        "tried first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_fetches_of_one_image_at_once_leave_one_copy() {
     let s = Setup::new().await;
     let aci = make_aci(&s.dir, &manifest_for(APP, "1.0.0"), 14);
