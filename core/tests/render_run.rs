@@ -87,6 +87,9 @@ fn make_lower(dir: &Path) -> PathBuf {
             "mkdir dev && mknod dev/null c 1 3 && chown 1000:1001 etc/passwd",
         );
     }
+    // An old root mtime, which a run's root must show too (an overlay's root is its upper
+    // folder, made now).
+    sh(&lower, "touch -d '2002-03-04 05:06:07.123456789' .");
     lower
 }
 
@@ -100,8 +103,8 @@ struct Node {
     /// Size and content of regular files; the target of symlinks.
     content: Vec<u8>,
     rdev: u64,
-    /// Modification time, except for the root (an overlay's root is its upper folder).
-    mtime: Option<(i64, i64)>,
+    /// Modification time (an overlay's root is its upper folder, given the lower root's).
+    mtime: (i64, i64),
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The first path (in order) of the hardlink group this file is in, if any.
     link_group: Option<PathBuf>,
@@ -162,7 +165,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
                 stack.push(rel.join(name));
             }
         }
-        let mtime = (!rel.as_os_str().is_empty()).then(|| (meta.mtime(), meta.mtime_nsec()));
+        let mtime = (meta.mtime(), meta.mtime_nsec());
         out.insert(
             rel,
             Node {

@@ -318,11 +318,25 @@ async fn second_ensure_is_reused_and_removal_works() {
     let built = if a.reused { &b } else { &a };
     assert_eq!(built.new_checkouts, 0, "{built:?}");
     assert!(built.linked_checkouts > 0);
-    // Pruning after removal frees the checkouts.
+    // Pruning after removal frees the checkouts, and their shard folders.
     remove_tree_of(&paths, &id).unwrap();
     let (pruned, _) = acikit::render::tree::prune_checkouts(&paths).unwrap();
     assert_eq!(pruned, built.linked_checkouts);
+    let shards: Vec<_> = std::fs::read_dir(paths.checkouts())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(shards.is_empty(), "empty shards left: {shards:?}");
     remove_tree_of(&paths, &id).unwrap(); // no tree: fine
+    // A later build publishes into shards made again.
+    let again = ensure_tree(&store, &id, privs()).await.unwrap();
+    assert!(!again.reused);
+    assert_eq!(again.new_checkouts, pruned, "{again:?}");
+    assert_eq!(files_under(&paths.checkouts()).len() as u64, pruned);
+    // A shard that still holds a used checkout is kept.
+    let (none, _) = acikit::render::tree::prune_checkouts(&paths).unwrap();
+    assert_eq!(none, 0);
+    assert_eq!(files_under(&paths.checkouts()).len() as u64, pruned);
 }
 
 #[tokio::test]

@@ -11,16 +11,18 @@
 //! `/proc/self/fd/<dir>/<name>` with the `l*xattr` calls, which resolve the directory through
 //! its descriptor and do not follow the final component.
 //!
-//! Walks ([`copy_tree`], [`remove_tree`], [`remove_node`]) are iterative and keep at most
-//! [`FD_WINDOW`] directory descriptors open whatever the depth of the tree.
+//! Walks are iterative: [`remove_tree`] and [`remove_node`] keep at most [`FD_WINDOW`]
+//! directory descriptors open whatever the depth of the tree, [`copy_tree`] at most 3 per
+//! thread (it reopens directories below its roots with [`open_dir_beneath`]).
 
 use std::collections::HashMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -115,8 +117,10 @@ impl Privileges {
 /// How [`copy_tree`] makes regular files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CopyMode {
-    /// Hardlink each regular file to the source (shares the inode, so its metadata); a copy
-    /// where a link is impossible (`EMLINK`, `EXDEV`, `EPERM`).
+    /// Hardlink each regular file, symlink and device node to the source (shares the inode,
+    /// so its metadata and hardlink group: the result is for read-only use); FIFOs are created
+    /// (a shared FIFO would be one pipe between every copy and the source). A copy where a
+    /// link is impossible (`EMLINK`, `EXDEV`, `EPERM`).
     Hardlink,
     /// Clone each regular file (`FICLONE`); fails with [`ErrorKind::InvalidArgument`] when the
     /// file system cannot.
@@ -130,7 +134,8 @@ pub enum CopyMode {
 pub struct CopyStats {
     /// Regular files in the tree.
     pub files: u64,
-    /// Total size of the regular files (holes included).
+    /// Total size of the regular files that were read (holes included): the files a
+    /// hardlink farm links are not (nor stat'ed).
     pub bytes: u64,
     /// Files made by a hardlink (to the source, or to the copy of an earlier member of the
     /// same hardlink group).
@@ -233,51 +238,112 @@ pub fn read_xattrs(dir: BorrowedFd, name: &OsStr) -> Result<Vec<(Vec<u8>, Vec<u8
             e,
         )
     };
-    let mut list = Vec::new();
-    loop {
-        let size = match rustix::fs::llistxattr_query(path.as_c_str()) {
-            Ok(n) => n,
-            Err(Errno::NOTSUP) => return Ok(Vec::new()),
-            Err(e) => return Err(fail(e)),
-        };
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        list.resize(size, 0);
-        match rustix::fs::llistxattr(path.as_c_str(), &mut list[..]) {
-            Ok(n) => {
-                list.truncate(n);
-                break;
-            }
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(fail(e)),
-        }
-    }
-    let mut out = Vec::new();
-    for key in list.split(|&b| b == 0).filter(|k| !k.is_empty()) {
-        let key_c = CString::new(key).unwrap_or_default();
-        let mut value = Vec::new();
-        loop {
-            let size = match rustix::fs::lgetxattr_query(path.as_c_str(), key_c.as_c_str()) {
+    read_xattrs_with(
+        |buf| match buf {
+            Some(buf) => rustix::fs::llistxattr(path.as_c_str(), buf),
+            None => rustix::fs::llistxattr_query(path.as_c_str()),
+        },
+        |key, buf| match buf {
+            Some(buf) => rustix::fs::lgetxattr(path.as_c_str(), key, buf),
+            None => rustix::fs::lgetxattr_query(path.as_c_str(), key),
+        },
+    )
+    .map_err(fail)
+}
+
+/// The extended attributes of the open node `fd`, sorted by name (none where the file system
+/// has no xattr support).
+fn read_xattrs_fd(fd: BorrowedFd) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    read_xattrs_with(
+        |buf| match buf {
+            Some(buf) => rustix::fs::flistxattr(fd, buf),
+            None => rustix::fs::flistxattr_query(fd),
+        },
+        |key, buf| match buf {
+            Some(buf) => rustix::fs::fgetxattr(fd, key, buf),
+            None => rustix::fs::fgetxattr_query(fd, key),
+        },
+    )
+    .map_err(|e| {
+        os_error(
+            format!(
+                "cannot read the xattrs of {}",
+                display_path(fd, OsStr::new("")).display()
+            ),
+            e,
+        )
+    })
+}
+
+/// Lists and reads xattrs with `list` and `get` (the `l*` or `f*` calls; `None` asks for
+/// the size). The list is asked for once into a buffer big enough for nearly every node (a
+/// node without xattrs costs one call), and again at the size the kernel gives when it does
+/// not fit.
+fn read_xattrs_with(
+    list: impl Fn(Option<&mut [u8]>) -> rustix::io::Result<usize>,
+    get: impl Fn(&CStr, Option<&mut [u8]>) -> rustix::io::Result<usize>,
+) -> rustix::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut names = [0u8; 1024];
+    let mut big = Vec::new();
+    let listed: &[u8] = match list(Some(&mut names[..])) {
+        Ok(0) | Err(Errno::NOTSUP) => return Ok(Vec::new()),
+        Ok(n) => &names[..n],
+        Err(Errno::RANGE) => loop {
+            let size = match list(None) {
+                Ok(0) | Err(Errno::NOTSUP) => return Ok(Vec::new()),
                 Ok(n) => n,
-                Err(Errno::NODATA) => break,
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(e),
             };
-            value.resize(size, 0);
-            match rustix::fs::lgetxattr(path.as_c_str(), key_c.as_c_str(), &mut value[..]) {
+            big.resize(size, 0);
+            match list(Some(&mut big[..])) {
+                Ok(n) => break &big[..n],
+                Err(Errno::RANGE) => continue,
+                Err(e) => return Err(e),
+            }
+        },
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    let mut value = vec![0u8; 256];
+    for key in listed.split(|&b| b == 0).filter(|k| !k.is_empty()) {
+        let key_c = CString::new(key).unwrap_or_default();
+        loop {
+            match get(key_c.as_c_str(), Some(&mut value[..])) {
                 Ok(n) => {
-                    value.truncate(n);
-                    out.push((key.to_vec(), std::mem::take(&mut value)));
+                    out.push((key.to_vec(), value[..n].to_vec()));
                     break;
                 }
-                Err(Errno::RANGE) => continue,
+                Err(Errno::RANGE) => {
+                    let size = match get(key_c.as_c_str(), None) {
+                        Ok(n) => n,
+                        Err(Errno::NODATA) => break,
+                        Err(e) => return Err(e),
+                    };
+                    value.resize(size.max(value.len() * 2), 0);
+                }
                 Err(Errno::NODATA) => break,
-                Err(e) => return Err(fail(e)),
+                Err(e) => return Err(e),
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// The metadata `st` gives a node of `kind`, with `xattrs`.
+fn meta_of(kind: NodeKind, st: &rustix::fs::Stat, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> NodeMeta {
+    NodeMeta {
+        kind,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mtime: Timestamp {
+            #[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
+            secs: st.st_mtime as i64,
+            nanos: st.st_mtime_nsec as u32,
+        },
+        xattrs,
+    }
 }
 
 fn meta_from_stat(
@@ -326,18 +392,7 @@ fn meta_from_stat(
             ));
         }
     };
-    Ok(NodeMeta {
-        kind,
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        mtime: Timestamp {
-            #[allow(clippy::unnecessary_cast)] // c_long is i32 on 32-bit targets
-            secs: st.st_mtime as i64,
-            nanos: st.st_mtime_nsec as u32,
-        },
-        xattrs,
-    })
+    Ok(meta_of(kind, st, xattrs))
 }
 
 /// The metadata of `name` in `dir` (`lstat` + `llistxattr`/`lgetxattr`; a symlink is not
@@ -367,22 +422,69 @@ pub fn apply_meta(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     let st = lstat(dir, name)?;
-    let is_symlink = FileType::from_raw_mode(st.st_mode) == FileType::Symlink;
-    let is_special = !matches!(
-        FileType::from_raw_mode(st.st_mode),
-        FileType::RegularFile | FileType::Directory
-    );
-    if st.st_uid != meta.uid || st.st_gid != meta.gid {
-        // SAFETY-free: IDs are plain numbers; -1 is never produced from a u32 archive field
-        // because u32::MAX means "unchanged" to the kernel, which we accept as a no-op.
-        let uid = rustix::fs::Uid::from_raw(meta.uid);
-        let gid = rustix::fs::Gid::from_raw(meta.gid);
-        match rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW) {
+    let file_type = FileType::from_raw_mode(st.st_mode);
+    let now = Current {
+        uid: st.st_uid,
+        gid: st.st_gid,
+        set_mode: file_type != FileType::Symlink,
+        special: !matches!(file_type, FileType::RegularFile | FileType::Directory),
+    };
+    set_meta(Target::At(dir, name), now, meta, privs, warnings)
+}
+
+/// The node [`set_meta`] changes: an open descriptor of it (not `O_PATH`), or a name in a
+/// directory (never followed).
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Fd(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a OsStr),
+}
+
+impl Target<'_> {
+    fn shown(self) -> PathBuf {
+        match self {
+            Target::Fd(fd) => display_path(fd, OsStr::new("")),
+            Target::At(dir, name) => display_path(dir, name),
+        }
+    }
+}
+
+/// What [`set_meta`] knows of the node before it: its owner, whether its mode must be set
+/// (not for a symlink, nor for a node created with its final mode), and whether it is neither
+/// a regular file nor a directory.
+#[derive(Clone, Copy)]
+struct Current {
+    uid: u32,
+    gid: u32,
+    set_mode: bool,
+    special: bool,
+}
+
+/// [`apply_meta`] without the `lstat`: the owner is changed only when it differs from
+/// `now`'s, the mode only when `now.set_mode`.
+fn set_meta(
+    node: Target,
+    now: Current,
+    meta: &NodeMeta,
+    privs: &Privileges,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    if now.uid != meta.uid || now.gid != meta.gid {
+        // u32::MAX would mean "unchanged" to the kernel: accepted as a no-op.
+        let uid = Some(rustix::fs::Uid::from_raw(meta.uid));
+        let gid = Some(rustix::fs::Gid::from_raw(meta.gid));
+        let done = match node {
+            Target::Fd(fd) => rustix::fs::fchown(fd, uid, gid),
+            Target::At(dir, name) => {
+                rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+            }
+        };
+        match done {
             Ok(()) => {}
             Err(Errno::PERM) => needs_privilege(
                 format!(
                     "giving {} the owner {}:{}",
-                    display_path(dir, name).display(),
+                    node.shown().display(),
                     meta.uid,
                     meta.gid
                 ),
@@ -392,47 +494,44 @@ pub fn apply_meta(
             )?,
             Err(e) => {
                 return Err(os_error(
-                    format!(
-                        "cannot change the owner of {}",
-                        display_path(dir, name).display()
-                    ),
+                    format!("cannot change the owner of {}", node.shown().display()),
                     e,
                 ));
             }
         }
     }
-    if !is_symlink {
-        rustix::fs::chmodat(
-            dir,
-            name,
-            Mode::from_raw_mode(meta.mode & 0o7777),
-            AtFlags::empty(),
-        )
+    if now.set_mode {
+        let mode = Mode::from_raw_mode(meta.mode & 0o7777);
+        match node {
+            Target::Fd(fd) => rustix::fs::fchmod(fd, mode),
+            Target::At(dir, name) => rustix::fs::chmodat(dir, name, mode, AtFlags::empty()),
+        }
         .map_err(|e| {
             os_error(
-                format!(
-                    "cannot change the mode of {}",
-                    display_path(dir, name).display()
-                ),
+                format!("cannot change the mode of {}", node.shown().display()),
                 e,
             )
         })?;
     }
     if !meta.xattrs.is_empty() {
-        let path = proc_path(dir, name);
+        let path = match node {
+            Target::Fd(_) => None,
+            Target::At(dir, name) => Some(proc_path(dir, name)),
+        };
         for (key, value) in &meta.xattrs {
             let key_os = OsStr::from_bytes(key);
-            match rustix::fs::lsetxattr(
-                path.as_c_str(),
-                key_os,
-                value,
-                rustix::fs::XattrFlags::empty(),
-            ) {
+            let flags = rustix::fs::XattrFlags::empty();
+            let done = match (node, &path) {
+                (Target::Fd(fd), _) => rustix::fs::fsetxattr(fd, key_os, value, flags),
+                (_, Some(path)) => rustix::fs::lsetxattr(path.as_c_str(), key_os, value, flags),
+                (_, None) => unreachable!("a path for a named node"),
+            };
+            match done {
                 Ok(()) => {}
-                Err(Errno::PERM) if is_special && key.starts_with(b"user.") => {
+                Err(Errno::PERM) if now.special && key.starts_with(b"user.") => {
                     warnings.push(format!(
                         "{}: the xattr {} is not allowed on a {}; skipped",
-                        display_path(dir, name).display(),
+                        node.shown().display(),
                         key_os.to_string_lossy(),
                         meta.kind.name()
                     ));
@@ -441,7 +540,7 @@ pub fn apply_meta(
                     format!(
                         "setting the xattr {} of {}",
                         key_os.to_string_lossy(),
-                        display_path(dir, name).display()
+                        node.shown().display()
                     ),
                     privs,
                     warnings,
@@ -452,7 +551,7 @@ pub fn apply_meta(
                         format!(
                             "cannot set the xattr {} of {}",
                             key_os.to_string_lossy(),
-                            display_path(dir, name).display()
+                            node.shown().display()
                         ),
                         e,
                     ));
@@ -464,12 +563,15 @@ pub fn apply_meta(
         last_access: to_timespec(meta.mtime),
         last_modification: to_timespec(meta.mtime),
     };
-    rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
+    match node {
+        Target::Fd(fd) => rustix::fs::futimens(fd, &times),
+        Target::At(dir, name) => {
+            rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+        }
+    }
+    .map_err(|e| {
         os_error(
-            format!(
-                "cannot set the mtime of {}",
-                display_path(dir, name).display()
-            ),
+            format!("cannot set the mtime of {}", node.shown().display()),
             e,
         )
     })?;
@@ -727,11 +829,6 @@ impl FdChain {
         self.names.pop()
     }
 
-    /// The relative path of the deepest directory.
-    fn rel_path(&self) -> PathBuf {
-        self.names.iter().collect()
-    }
-
     /// The descriptor of the deepest directory, reopened when it was closed.
     fn top(&mut self) -> Result<BorrowedFd<'_>> {
         let n = self.fds.len();
@@ -833,7 +930,8 @@ static OPENAT2_MISSING: AtomicBool = AtomicBool::new(false);
 
 /// Opens the directory `rel` below `root` without ever leaving it: `openat2` with
 /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`, or, on kernels without
-/// `openat2`, one `openat(O_NOFOLLOW | O_DIRECTORY)` per component. An empty `rel` (or `.`)
+/// `openat2` (and for a path longer than `PATH_MAX`), one `openat(O_NOFOLLOW | O_DIRECTORY)`
+/// per component. An empty `rel` (or `.`)
 /// opens `root` itself. A symlink component, a `..` component or an absolute path is
 /// [`ErrorKind::PathTraversal`]; a component that is not a directory is
 /// [`ErrorKind::ParentNotDirectory`].
@@ -880,6 +978,8 @@ pub fn open_dir_beneath(root: BorrowedFd, rel: &Path) -> Result<OwnedFd> {
                     OPENAT2_MISSING.store(true, Ordering::Relaxed);
                     break;
                 }
+                // Longer than PATH_MAX: one component at a time below.
+                Err(Errno::NAMETOOLONG) => break,
                 Err(e) => return Err(refused(e)),
             }
         }
@@ -1015,7 +1115,12 @@ fn copy_range_rw(src: &File, off_in: u64, dst: &File, off_out: u64, len: u64) ->
 /// holes when `src` has some.
 pub fn copy_file_data(src: &File, dst: &File, size: u64) -> Result<()> {
     let st = rustix::fs::fstat(src).map_err(|e| os_error("cannot stat a file", e))?;
-    let sparse = (st.st_blocks as u64).saturating_mul(512) < size;
+    copy_file_data_blocks(src, dst, size, st.st_blocks as u64)
+}
+
+/// [`copy_file_data`] for a source whose `st_blocks` is known.
+fn copy_file_data_blocks(src: &File, dst: &File, size: u64, blocks: u64) -> Result<()> {
+    let sparse = blocks.saturating_mul(512) < size;
     if !sparse {
         return copy_range(src, 0, dst, 0, size);
     }
@@ -1044,51 +1149,371 @@ pub fn copy_file_data(src: &File, dst: &File, size: u64) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Copying trees
 
-/// Where the first copy of a hardlink group went (relative to the destination root).
-struct GroupCopy {
-    parent: PathBuf,
-    name: OsString,
+/// The default number of threads of [`copy_tree`] is the number of CPUs this process may use,
+/// at most this many.
+pub const MAX_COPY_THREADS: usize = 4;
+
+/// How many threads [`copy_tree`] uses: `ACIKIT_RENDER_THREADS` when set to a positive number
+/// (at most 64), else the CPUs this process may use, at most [`MAX_COPY_THREADS`].
+pub fn copy_threads() -> usize {
+    let asked = std::env::var("ACIKIT_RENDER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    match asked {
+        Some(n) => n.min(64),
+        None => std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_COPY_THREADS),
+    }
+}
+
+/// What a node the copy creates is like before its metadata is applied: its owner, and
+/// whether it gets exactly the permission bits it is created with.
+#[derive(Debug, Clone, Copy)]
+struct Fresh {
+    uid: u32,
+    gid: u32,
+    /// The umask, when a node created with permission bits `p` has exactly `p & !umask`: none
+    /// when the destination root inherits a default ACL or the setgid bit, or the umask is
+    /// unknown (then every mode is set with `chmod`).
+    umask: Option<u32>,
+}
+
+impl Fresh {
+    /// Learns it from the just created destination root: every node created below it, before
+    /// the metadata of its folder is applied, gets the root's owner (this process's, or the
+    /// group inherited from a setgid parent or a `grpid` mount, down the whole tree).
+    fn probe(dst_root: BorrowedFd) -> Result<Fresh> {
+        let st = rustix::fs::fstat(dst_root).map_err(|e| {
+            os_error(
+                format!(
+                    "cannot stat {}",
+                    display_path(dst_root, OsStr::new("")).display()
+                ),
+                e,
+            )
+        })?;
+        let mut acl = [0u8; 64];
+        let default_acl = !matches!(
+            rustix::fs::fgetxattr(dst_root, "system.posix_acl_default", &mut acl[..]),
+            Err(Errno::NODATA | Errno::NOTSUP)
+        );
+        let umask = if default_acl || st.st_mode & 0o2000 != 0 {
+            None
+        } else {
+            process_umask()
+        };
+        Ok(Fresh {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            umask,
+        })
+    }
+
+    /// Whether a node created with `mode & 0o777` has exactly `mode`.
+    fn exact(&self, mode: u32) -> bool {
+        self.umask
+            .is_some_and(|umask| mode & 0o7000 == 0 && mode & umask & 0o777 == 0)
+    }
+
+    /// The state of a node just created with `mode & 0o777` (or a symlink, with no mode).
+    fn current(&self, mode: u32, symlink: bool, special: bool) -> Current {
+        Current {
+            uid: self.uid,
+            gid: self.gid,
+            set_mode: !symlink && !self.exact(mode),
+            special,
+        }
+    }
+}
+
+/// The umask of this process (`Umask:` in `/proc/self/status`, Linux 4.7+), without changing
+/// it.
+fn process_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+}
+
+/// A directory to copy: its path relative to both roots.
+struct DirTask {
+    rel: PathBuf,
+    parent: Option<Arc<DirTask>>,
+    /// 1 until its own entries are made, plus its subdirectories not complete yet: at 0 its
+    /// metadata is applied (after everything inside it, so its mtime stays) and its parent is
+    /// told.
+    pending: AtomicUsize,
+    /// The source directory's metadata, read when the directory is listed.
+    meta: OnceLock<NodeMeta>,
+}
+
+/// Where the first copy of a hardlink group is.
+enum Group {
+    /// Being created by a thread (others wait: it is one `openat` or `mknodat` away).
+    Creating,
+    /// Made as this name in this directory.
+    Made(Arc<DirTask>, OsString),
+}
+
+struct Queue {
+    tasks: Vec<Arc<DirTask>>,
+    /// Threads copying a directory now.
+    busy: usize,
+    /// Threads waiting for a directory (woken only when there are: a wake is a system call).
+    idle: usize,
+    error: Option<Error>,
+}
+
+/// The hardlink groups met so far, by (device, inode) of the source.
+#[derive(Default)]
+struct Groups {
+    map: HashMap<(u64, u64), Group>,
+    /// Threads waiting for a group's first copy.
+    waiting: usize,
+}
+
+/// What one thread gathers.
+#[derive(Default)]
+struct Worker {
+    stats: CopyStats,
+    warnings: Vec<String>,
+    /// Buffer for `getdents64`.
+    buf: Vec<std::mem::MaybeUninit<u8>>,
 }
 
 struct TreeCopier<'a> {
     mode: CopyMode,
     privs: &'a Privileges,
-    warnings: &'a mut Vec<String>,
-    stats: CopyStats,
-    groups: HashMap<(u64, u64), GroupCopy>,
+    src_root: OwnedFd,
     dst_root: OwnedFd,
+    fresh: Fresh,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    groups: Mutex<Groups>,
+    group_made: Condvar,
+    failed: AtomicBool,
+}
+
+/// What [`TreeCopier::join_group`] found.
+enum Join<'c> {
+    /// Linked to the group's first copy: done.
+    Linked,
+    /// This is the first member: make it, then call [`Claim::made`].
+    First(Claim<'c>),
+    /// Not in a group, or the group's inode is full (`EMLINK`): make it on its own.
+    Alone,
+}
+
+/// The right to make the first copy of a hardlink group; dropped without [`Claim::made`], it
+/// lets another member try.
+struct Claim<'c> {
+    groups: &'c Mutex<Groups>,
+    made: &'c Condvar,
+    key: (u64, u64),
+    done: bool,
+}
+
+impl Claim<'_> {
+    fn made(mut self, dir: &Arc<DirTask>, name: &OsStr) {
+        let mut groups = lock(self.groups);
+        groups
+            .map
+            .insert(self.key, Group::Made(dir.clone(), name.to_os_string()));
+        self.done = true;
+        if groups.waiting > 0 {
+            self.made.notify_all();
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut groups = lock(self.groups);
+            groups.map.remove(&self.key);
+            if groups.waiting > 0 {
+                self.made.notify_all();
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TreeCopier<'_> {
-    /// Copies the non-directory `name` of `src` into `dst` (`dst_rel` is `dst` relative to the
-    /// destination root).
+    /// Takes directories from the queue until none is left anywhere (or one failed).
+    fn work(&self, w: &mut Worker) {
+        loop {
+            let task = {
+                let mut q = lock(&self.queue);
+                loop {
+                    if q.error.is_some() {
+                        return;
+                    }
+                    if let Some(task) = q.tasks.pop() {
+                        q.busy += 1;
+                        break task;
+                    }
+                    if q.busy == 0 {
+                        return;
+                    }
+                    q.idle += 1;
+                    q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                    q.idle -= 1;
+                }
+            };
+            let result = self.copy_dir(&task, w);
+            let mut q = lock(&self.queue);
+            q.busy -= 1;
+            match result {
+                Err(e) => {
+                    self.failed.store(true, Ordering::Relaxed);
+                    q.error.get_or_insert(e);
+                    if q.idle > 0 {
+                        self.wake.notify_all();
+                    }
+                }
+                Ok(()) if q.busy == 0 && q.tasks.is_empty() && q.idle > 0 => self.wake.notify_all(),
+                Ok(()) => {}
+            }
+        }
+    }
+
+    /// Copies the entries of one directory (subdirectories are created and queued).
+    fn copy_dir(&self, task: &Arc<DirTask>, w: &mut Worker) -> Result<()> {
+        let src = open_dir_beneath(self.src_root.as_fd(), &task.rel)?;
+        let dst = open_dir_beneath(self.dst_root.as_fd(), &task.rel)?;
+        if task.meta.get().is_none() {
+            let st = rustix::fs::fstat(&src).map_err(|e| {
+                os_error(
+                    format!(
+                        "cannot stat {}",
+                        display_path(src.as_fd(), OsStr::new("")).display()
+                    ),
+                    e,
+                )
+            })?;
+            let meta = meta_of(NodeKind::Directory, &st, read_xattrs_fd(src.as_fd())?);
+            let _ = task.meta.set(meta);
+        }
+        let mut subdirs = Vec::new();
+        for (name, mut ty) in read_entries(src.as_fd(), &mut w.buf)? {
+            if self.failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if ty == FileType::Unknown {
+                ty = FileType::from_raw_mode(lstat(src.as_fd(), &name)?.st_mode);
+            }
+            if ty == FileType::Directory {
+                rustix::fs::mkdirat(&dst, &name, Mode::RWXU).map_err(|e| {
+                    os_error(
+                        format!(
+                            "cannot create {}",
+                            display_path(dst.as_fd(), &name).display()
+                        ),
+                        e,
+                    )
+                })?;
+                subdirs.push(name);
+            } else {
+                self.copy_leaf(src.as_fd(), dst.as_fd(), task, &name, ty, w)?;
+            }
+        }
+        if !subdirs.is_empty() {
+            task.pending.fetch_add(subdirs.len(), Ordering::AcqRel);
+            let mut q = lock(&self.queue);
+            // Popped from the end: visited in name order.
+            for name in subdirs.into_iter().rev() {
+                q.tasks.push(Arc::new(DirTask {
+                    rel: task.rel.join(&name),
+                    parent: Some(task.clone()),
+                    pending: AtomicUsize::new(1),
+                    meta: OnceLock::new(),
+                }));
+            }
+            let idle = q.idle;
+            drop(q);
+            if idle > 0 {
+                self.wake.notify_all();
+            }
+        }
+        drop(src);
+        self.complete(task.clone(), Some(dst), w)
+    }
+
+    /// One thing of `task` is done: when it was the last, applies the directory's metadata
+    /// and goes on with its parent.
+    fn complete(
+        &self,
+        mut task: Arc<DirTask>,
+        mut fd: Option<OwnedFd>,
+        w: &mut Worker,
+    ) -> Result<()> {
+        loop {
+            if task.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+                return Ok(());
+            }
+            let dir = match fd.take() {
+                Some(fd) => fd,
+                None => open_dir_beneath(self.dst_root.as_fd(), &task.rel)?,
+            };
+            let meta = task.meta.get().expect("read when the directory was listed");
+            // Created 0700 (to be filled): the mode is always set.
+            let now = Current {
+                uid: self.fresh.uid,
+                gid: self.fresh.gid,
+                set_mode: true,
+                special: false,
+            };
+            set_meta(
+                Target::Fd(dir.as_fd()),
+                now,
+                meta,
+                self.privs,
+                &mut w.warnings,
+            )?;
+            drop(dir);
+            match &task.parent {
+                Some(parent) => task = parent.clone(),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Copies the non-directory `name` (of type `ty`) of `src` into `dst`.
     fn copy_leaf(
-        &mut self,
+        &self,
         src: BorrowedFd,
         dst: BorrowedFd,
-        dst_rel: &Path,
+        task: &Arc<DirTask>,
         name: &OsStr,
+        ty: FileType,
+        w: &mut Worker,
     ) -> Result<()> {
-        let st = lstat(src, name)?;
-        let is_regular = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile;
-        if is_regular {
-            self.stats.files += 1;
-            self.stats.bytes += st.st_size as u64;
-        }
-        // A later member of a hardlink group: link it to the first one's copy.
-        let key = (st.st_dev as u64, st.st_ino as u64);
-        if st.st_nlink > 1
-            && let Some(first) = self.groups.get(&key)
-        {
-            let parent = open_dir_beneath(self.dst_root.as_fd(), &first.parent)?;
-            match rustix::fs::linkat(&parent, &first.name, dst, name, AtFlags::empty()) {
+        // A hardlink farm links regular files, symlinks and devices to the source: no stat,
+        // and the inode (so its owner, mode, mtime, xattrs and hardlink group) is the
+        // source's. Never a FIFO: one shared FIFO inode would be one pipe between every run
+        // and the lower tree.
+        let linkable = matches!(
+            ty,
+            FileType::RegularFile
+                | FileType::Symlink
+                | FileType::CharacterDevice
+                | FileType::BlockDevice
+        );
+        if self.mode == CopyMode::Hardlink && linkable {
+            match rustix::fs::linkat(src, name, dst, name, AtFlags::empty()) {
                 Ok(()) => {
-                    if is_regular {
-                        self.stats.linked += 1;
+                    if ty == FileType::RegularFile {
+                        w.stats.files += 1;
+                        w.stats.linked += 1;
                     }
                     return Ok(());
                 }
-                Err(Errno::MLINK) => {} // copy it on its own
+                Err(Errno::MLINK | Errno::XDEV | Errno::PERM) => {} // made below
                 Err(e) => {
                     return Err(os_error(
                         format!("cannot link {}", display_path(dst, name).display()),
@@ -1097,81 +1522,246 @@ impl TreeCopier<'_> {
                 }
             }
         }
-        let made = if is_regular {
-            self.copy_regular(src, dst, name, &st)?
+        if ty == FileType::RegularFile {
+            self.copy_regular(src, dst, task, name, w)
         } else {
-            let meta = meta_from_stat(src, name, &st, read_xattrs(src, name)?)?;
-            if create_node(dst, name, &meta, self.privs, self.warnings)? {
-                apply_meta(dst, name, &meta, self.privs, self.warnings)?;
-                true
-            } else {
-                false
+            self.copy_special(src, dst, task, name, w)
+        }
+    }
+
+    /// Links `name` in `dst` to the first copy of its hardlink group, or claims to be it.
+    fn join_group(
+        &self,
+        st: &rustix::fs::Stat,
+        dst: BorrowedFd,
+        name: &OsStr,
+        w: &mut Worker,
+    ) -> Result<Join<'_>> {
+        if st.st_nlink <= 1 {
+            return Ok(Join::Alone);
+        }
+        #[allow(clippy::unnecessary_cast)] // dev_t and ino_t widths vary by target
+        let key = (st.st_dev as u64, st.st_ino as u64);
+        let mut groups = lock(&self.groups);
+        let (dir, first) = loop {
+            match groups.map.get(&key) {
+                None => {
+                    groups.map.insert(key, Group::Creating);
+                    return Ok(Join::First(Claim {
+                        groups: &self.groups,
+                        made: &self.group_made,
+                        key,
+                        done: false,
+                    }));
+                }
+                Some(Group::Creating) => {
+                    groups.waiting += 1;
+                    groups = self
+                        .group_made
+                        .wait(groups)
+                        .unwrap_or_else(|e| e.into_inner());
+                    groups.waiting -= 1;
+                }
+                Some(Group::Made(dir, first)) => break (dir.clone(), first.clone()),
             }
         };
-        if made && st.st_nlink > 1 {
-            self.groups.entry(key).or_insert_with(|| GroupCopy {
-                parent: dst_rel.to_path_buf(),
-                name: name.to_os_string(),
-            });
+        drop(groups);
+        let parent = open_dir_beneath(self.dst_root.as_fd(), &dir.rel)?;
+        match rustix::fs::linkat(&parent, &first, dst, name, AtFlags::empty()) {
+            Ok(()) => {
+                if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile {
+                    w.stats.linked += 1;
+                }
+                Ok(Join::Linked)
+            }
+            Err(Errno::MLINK) => Ok(Join::Alone), // copied on its own
+            Err(e) => Err(os_error(
+                format!("cannot link {}", display_path(dst, name).display()),
+                e,
+            )),
+        }
+    }
+
+    /// Copies (or clones) a regular file: `openat` + `fstat` + `flistxattr` of the source,
+    /// `openat` of the copy with its final permission bits where they come out exact,
+    /// `copy_file_range`, then only the metadata calls that change something.
+    fn copy_regular(
+        &self,
+        src: BorrowedFd,
+        dst: BorrowedFd,
+        task: &Arc<DirTask>,
+        name: &OsStr,
+        w: &mut Worker,
+    ) -> Result<()> {
+        let src_file = open_file(src, name)?;
+        let st = rustix::fs::fstat(&src_file).map_err(|e| {
+            os_error(
+                format!("cannot stat {}", display_path(src, name).display()),
+                e,
+            )
+        })?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(changed(src, name));
+        }
+        let size = st.st_size as u64;
+        w.stats.files += 1;
+        w.stats.bytes += size;
+        let claim = match self.join_group(&st, dst, name, w)? {
+            Join::Linked => return Ok(()),
+            Join::First(claim) => Some(claim),
+            Join::Alone => None,
+        };
+        let meta = meta_of(NodeKind::Regular, &st, read_xattrs_fd(src_file.as_fd())?);
+        let exact = self.fresh.exact(meta.mode);
+        let perm = if exact { meta.mode & 0o777 } else { 0o600 };
+        check_name(name)?;
+        let dst_file = rustix::fs::openat(
+            dst,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(perm),
+        )
+        .map(File::from)
+        .map_err(|e| {
+            os_error(
+                format!("cannot create {}", display_path(dst, name).display()),
+                e,
+            )
+        })?;
+        if let Some(claim) = claim {
+            claim.made(task, name);
+        }
+        if size > 0 && self.mode == CopyMode::Reflink {
+            reflink_file(&src_file, &dst_file)?;
+            w.stats.reflinked += 1;
+        } else {
+            if size > 0 {
+                copy_file_data_blocks(&src_file, &dst_file, size, st.st_blocks as u64)?;
+            }
+            w.stats.copied += 1;
+        }
+        let now = self.fresh.current(meta.mode, false, false);
+        set_meta(
+            Target::Fd(dst_file.as_fd()),
+            now,
+            &meta,
+            self.privs,
+            &mut w.warnings,
+        )
+    }
+
+    /// Copies a symlink, device node or FIFO.
+    fn copy_special(
+        &self,
+        src: BorrowedFd,
+        dst: BorrowedFd,
+        task: &Arc<DirTask>,
+        name: &OsStr,
+        w: &mut Worker,
+    ) -> Result<()> {
+        let st = lstat(src, name)?;
+        let ty = FileType::from_raw_mode(st.st_mode);
+        if matches!(ty, FileType::RegularFile | FileType::Directory) {
+            return Err(changed(src, name));
+        }
+        let claim = match self.join_group(&st, dst, name, w)? {
+            Join::Linked => return Ok(()),
+            Join::First(claim) => Some(claim),
+            Join::Alone => None,
+        };
+        let meta = meta_from_stat(src, name, &st, read_xattrs(src, name)?)?;
+        if create_node(dst, name, &meta, self.privs, &mut w.warnings)? {
+            if let Some(claim) = claim {
+                claim.made(task, name);
+            }
+            let now = self.fresh.current(meta.mode, ty == FileType::Symlink, true);
+            set_meta(
+                Target::At(dst, name),
+                now,
+                &meta,
+                self.privs,
+                &mut w.warnings,
+            )?;
         }
         Ok(())
     }
+}
 
-    fn copy_regular(
-        &mut self,
-        src: BorrowedFd,
-        dst: BorrowedFd,
-        name: &OsStr,
-        st: &rustix::fs::Stat,
-    ) -> Result<bool> {
-        let size = st.st_size as u64;
-        if self.mode == CopyMode::Hardlink && size > 0 {
-            match rustix::fs::linkat(src, name, dst, name, AtFlags::empty()) {
-                Ok(()) => {
-                    self.stats.linked += 1;
-                    return Ok(true);
-                }
-                Err(Errno::MLINK | Errno::XDEV | Errno::PERM) => {} // copy below
-                Err(e) => {
-                    return Err(os_error(
-                        format!("cannot link {}", display_path(dst, name).display()),
-                        e,
-                    ));
-                }
-            }
-        }
-        let src_file = open_file(src, name)?;
-        let dst_file = create_file(dst, name)?;
-        if size > 0 {
-            if self.mode == CopyMode::Reflink {
-                reflink_file(&src_file, &dst_file)?;
-                self.stats.reflinked += 1;
-            } else {
-                copy_file_data(&src_file, &dst_file, size)?;
-                self.stats.copied += 1;
-            }
-        } else {
-            self.stats.copied += 1;
-        }
-        drop(dst_file);
-        let meta = meta_from_stat(src, name, st, read_xattrs(src, name)?)?;
-        apply_meta(dst, name, &meta, self.privs, self.warnings)?;
-        Ok(true)
+/// The error for a source node whose type changed while it was copied.
+fn changed(dir: BorrowedFd, name: &OsStr) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "{} changed while it was copied",
+            display_path(dir, name).display()
+        ),
+    )
+}
+
+/// The entries of the directory `dir` (open at its start), without `.` and `..`, sorted by
+/// name, with the types their directory entries give (`Unknown` where the file system does not
+/// say). One `getdents64` per 64 KiB of entries, plus the one that finds the end.
+fn read_entries(
+    dir: BorrowedFd,
+    buf: &mut Vec<std::mem::MaybeUninit<u8>>,
+) -> Result<Vec<(OsString, FileType)>> {
+    if buf.is_empty() {
+        buf.resize(64 << 10, std::mem::MaybeUninit::uninit());
     }
+    let mut out = Vec::new();
+    let mut raw = rustix::fs::RawDir::new(dir, &mut buf[..]);
+    while let Some(entry) = raw.next() {
+        let entry = entry.map_err(|e| {
+            os_error(
+                format!(
+                    "cannot read the directory {}",
+                    display_path(dir, OsStr::new("")).display()
+                ),
+                e,
+            )
+        })?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        out.push((OsString::from_vec(name.to_vec()), entry.file_type()));
+    }
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// Copies the directory tree `src` to `dst` (created here; it must not exist), preserving
 /// every kind of node, owners, modes, mtimes (directories' after their contents), xattrs and
 /// hardlink groups (files that share an inode in `src` share one in `dst`). Regular files are
-/// made as `mode` says: see [`CopyMode`]; empty files are always created, never linked to the
-/// source. Symlinks are copied, never followed (`src` itself must be a directory, not a
-/// symlink to one).
+/// made as `mode` says: see [`CopyMode`]. Symlinks are copied, never followed (`src` itself
+/// must be a directory, not a symlink to one). Uses [`copy_threads`] threads.
 pub fn copy_tree(
     src: &Path,
     dst: &Path,
     mode: CopyMode,
     privs: &Privileges,
     warnings: &mut Vec<String>,
+) -> Result<CopyStats> {
+    copy_tree_with(src, dst, mode, privs, warnings, copy_threads())
+}
+
+/// [`copy_tree`] with `threads` threads (the calling one and `threads - 1` more).
+///
+/// The threads share a stack of directories to copy: a thread takes one, makes its files,
+/// symlinks and devices, creates its subdirectories (mode 0700) and pushes them; a directory
+/// gets its owner, mode, xattrs and mtime once everything below it is done (the last thread to
+/// finish inside it applies them), so the result does not depend on the number of threads or
+/// their timing. Each thread holds at most 3 descriptors of directories (the two it fills,
+/// and one it links from) whatever the depth of the tree. The first member of a hardlink group
+/// that a thread reaches is made; the others are linked to it (a thread reaching one while the
+/// first is being created waits for that `openat`).
+pub fn copy_tree_with(
+    src: &Path,
+    dst: &Path,
+    mode: CopyMode,
+    privs: &Privileges,
+    warnings: &mut Vec<String>,
+    threads: usize,
 ) -> Result<CopyStats> {
     let (src_parent, src_name) = split_parent(src)?;
     let src_root = open_subdir(src_parent.as_fd(), &src_name).map_err(|e| match e {
@@ -1181,100 +1771,68 @@ pub fn copy_tree(
         ),
         e => os_error(format!("cannot open {}", src.display()), e),
     })?;
-    let root_meta = read_meta(src_parent.as_fd(), &src_name)?;
+    let root_st = rustix::fs::fstat(&src_root)
+        .map_err(|e| os_error(format!("cannot stat {}", src.display()), e))?;
+    let root_meta = meta_of(
+        NodeKind::Directory,
+        &root_st,
+        read_xattrs_fd(src_root.as_fd())?,
+    );
     let (dst_parent, dst_name) = split_parent(dst)?;
     rustix::fs::mkdirat(&dst_parent, &dst_name, Mode::RWXU)
         .map_err(|e| os_error(format!("cannot create {}", dst.display()), e))?;
     let dst_root = open_subdir(dst_parent.as_fd(), &dst_name)
         .map_err(|e| os_error(format!("cannot open {}", dst.display()), e))?;
-    let dst_root_again = open_subdir(dst_parent.as_fd(), &dst_name)
-        .map_err(|e| os_error(format!("cannot open {}", dst.display()), e))?;
+    let fresh = Fresh::probe(dst_root.as_fd())?;
 
-    let mut copier = TreeCopier {
+    let root = Arc::new(DirTask {
+        rel: PathBuf::new(),
+        parent: None,
+        pending: AtomicUsize::new(1),
+        meta: OnceLock::from(root_meta),
+    });
+    let copier = TreeCopier {
         mode,
         privs,
-        warnings,
-        stats: CopyStats::default(),
-        groups: HashMap::new(),
-        dst_root: dst_root_again,
+        src_root,
+        dst_root,
+        fresh,
+        queue: Mutex::new(Queue {
+            tasks: vec![root],
+            busy: 0,
+            idle: 0,
+            error: None,
+        }),
+        wake: Condvar::new(),
+        groups: Mutex::new(Groups::default()),
+        group_made: Condvar::new(),
+        failed: AtomicBool::new(false),
     };
-    let mut src_chain = FdChain::new(src_root);
-    let mut dst_chain = FdChain::new(dst_root);
-    // Per level: the subdirectories left to visit and the metadata of the directory itself.
-    let mut pending: Vec<(Vec<OsString>, Option<NodeMeta>)> = Vec::new();
-
-    let first = copy_level(&mut copier, &mut src_chain, &mut dst_chain)?;
-    pending.push((first, None));
-    loop {
-        let next = pending.last_mut().and_then(|p| p.0.pop());
-        match next {
-            Some(name) => {
-                let meta = read_meta(src_chain.top()?, &name)?;
-                let sub_src = open_subdir(src_chain.top()?, &name).map_err(|e| {
-                    os_error(
-                        format!("cannot open {}", src_chain.rel_path().join(&name).display()),
-                        e,
-                    )
-                })?;
-                let dst_top = dst_chain.top()?;
-                create_node(dst_top, &name, &meta, copier.privs, copier.warnings)?;
-                let sub_dst = open_subdir(dst_top, &name).map_err(|e| {
-                    os_error(
-                        format!("cannot open {}", display_path(dst_top, &name).display()),
-                        e,
-                    )
-                })?;
-                src_chain.push(name.clone(), sub_src);
-                dst_chain.push(name, sub_dst);
-                let subdirs = copy_level(&mut copier, &mut src_chain, &mut dst_chain)?;
-                pending.push((subdirs, Some(meta)));
-            }
-            None => {
-                let (_, meta) = pending.pop().unwrap();
-                let Some(meta) = meta else { break };
-                src_chain.pop();
-                let name = dst_chain.pop().unwrap();
-                apply_meta(
-                    dst_chain.top()?,
-                    &name,
-                    &meta,
-                    copier.privs,
-                    copier.warnings,
-                )?;
-            }
+    let mut workers: Vec<Worker> = (0..threads.max(1)).map(|_| Worker::default()).collect();
+    std::thread::scope(|scope| {
+        let (own, others) = workers.split_first_mut().expect("one worker at least");
+        for w in others {
+            let copier = &copier;
+            // A thread that cannot be started leaves its share to the others.
+            let _ = std::thread::Builder::new()
+                .name("acikit-copy".into())
+                .spawn_scoped(scope, move || copier.work(w));
         }
+        copier.work(own);
+    });
+    if let Some(e) = lock(&copier.queue).error.take() {
+        return Err(e);
     }
-    apply_meta(
-        dst_parent.as_fd(),
-        &dst_name,
-        &root_meta,
-        copier.privs,
-        copier.warnings,
-    )?;
-    Ok(copier.stats)
-}
-
-/// Copies the non-directories of the current level, returning its subdirectories (reversed,
-/// so that popping visits them in name order).
-fn copy_level(
-    copier: &mut TreeCopier<'_>,
-    src_chain: &mut FdChain,
-    dst_chain: &mut FdChain,
-) -> Result<Vec<OsString>> {
-    let entries = list_dir(src_chain.top()?)?;
-    let dst_rel = dst_chain.rel_path();
-    let mut subdirs = Vec::new();
-    for (name, ty) in entries {
-        if ty == FileType::Directory {
-            subdirs.push(name);
-        } else {
-            let src = src_chain.top()?;
-            let dst = dst_chain.top()?;
-            copier.copy_leaf(src, dst, &dst_rel, &name)?;
-        }
+    let mut stats = CopyStats::default();
+    for w in workers {
+        stats.files += w.stats.files;
+        stats.bytes += w.stats.bytes;
+        stats.linked += w.stats.linked;
+        stats.reflinked += w.stats.reflinked;
+        stats.copied += w.stats.copied;
+        warnings.extend(w.warnings);
     }
-    subdirs.reverse();
-    Ok(subdirs)
+    Ok(stats)
 }
 
 #[cfg(test)]
@@ -1573,6 +2131,12 @@ mod tests {
     }
 
     fn check_copy(mode: CopyMode) {
+        for threads in [1, 2, 5] {
+            check_copy_threads(mode, threads);
+        }
+    }
+
+    fn check_copy_threads(mode: CopyMode, threads: usize) {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src");
         std::fs::create_dir(&src).unwrap();
@@ -1580,7 +2144,7 @@ mod tests {
         let dst = tmp.path().join("dst");
         let privs = Privileges::detect();
         let mut warnings = Vec::new();
-        let stats = match copy_tree(&src, &dst, mode, &privs, &mut warnings) {
+        let stats = match copy_tree_with(&src, &dst, mode, &privs, &mut warnings, threads) {
             Ok(s) => s,
             Err(e) if mode == CopyMode::Reflink && e.kind() == ErrorKind::InvalidArgument => {
                 eprintln!("skipped: {e}");
@@ -1608,10 +2172,12 @@ mod tests {
         let shared = b.values().filter(|v| src_inos.contains(&v.1)).count();
         match mode {
             CopyMode::Hardlink => {
-                // one, a/two, the 3-member group and sparse are links; empty files are not.
-                assert_eq!(shared, 6, "{stats:?}");
-                // ... plus a/empty-link, linked to the copy of empty.
-                assert_eq!(stats.linked, 7, "{stats:?}");
+                // Every regular file (empty ones too), both symlinks and the device node are
+                // links to the source; the FIFO is not (it would be one pipe for all).
+                let device = usize::from(is_root());
+                assert_eq!(shared, 8 + 2 + device, "{stats:?}");
+                assert_eq!(stats.linked, 8, "{stats:?}");
+                assert!(!src_inos.contains(&b[Path::new("fifo")].1));
             }
             _ => assert_eq!(shared, 0),
         }
@@ -1660,6 +2226,51 @@ mod tests {
         remove_tree(&dst).unwrap();
         remove_tree(&src).unwrap();
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    /// A tree deeper than PATH_MAX (directories are reopened beneath the roots one component
+    /// at a time there), copied by several threads.
+    #[test]
+    fn copy_tree_beyond_path_max() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        let long = "d".repeat(200);
+        let mut cur = dir_fd(&src);
+        for i in 0..30 {
+            rustix::fs::mkdirat(&cur, long.as_str(), Mode::RWXU).unwrap();
+            let f = rustix::fs::openat(
+                &cur,
+                format!("f{i}").as_str(),
+                OFlags::WRONLY | OFlags::CREATE,
+                Mode::from_raw_mode(0o640),
+            )
+            .unwrap();
+            rustix::io::write(&f, i.to_string().as_bytes()).unwrap();
+            cur = open_subdir(cur.as_fd(), OsStr::new(&long)).unwrap();
+        }
+        let dst = tmp.path().join("dst");
+        let privs = Privileges::detect();
+        for mode in [CopyMode::Copy, CopyMode::Hardlink] {
+            let stats = copy_tree_with(&src, &dst, mode, &privs, &mut Vec::new(), 3).unwrap();
+            assert_eq!(stats.files, 30, "{mode:?}");
+            let mut cur = dir_fd(&dst);
+            for i in 0..30 {
+                let f = rustix::fs::openat(
+                    &cur,
+                    format!("f{i}").as_str(),
+                    OFlags::RDONLY,
+                    Mode::empty(),
+                )
+                .unwrap();
+                let mut buf = [0u8; 8];
+                let n = rustix::io::read(&f, &mut buf).unwrap();
+                assert_eq!(&buf[..n], i.to_string().as_bytes());
+                cur = open_subdir(cur.as_fd(), OsStr::new(&long)).unwrap();
+            }
+            remove_tree(&dst).unwrap();
+        }
+        remove_tree(&src).unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! | --- | --- | --- | --- |
 //! | `overlay` | one `mount(2)`, no data | root (`CAP_SYS_ADMIN`), overlayfs | `STORE/runs/<id>/upper` |
 //! | `reflink` | one `FICLONE` per file, shared extents | lower and target on one btrfs / XFS (`reflink=1`) | the target (copy on write) |
-//! | `hardlink` | one `link(2)` per file | lower and target on one file system | **the lower tree: read-only use only** |
+//! | `hardlink` | one `link(2)` per file, symlink or device; a `mkdir(2)` per folder | lower and target on one file system | **the lower tree: read-only use only** |
 //! | `copy` | every byte | nothing | the target |
 //!
 //! `auto` tries overlay, then reflink (probed with one `FICLONE`), then copy, and the
@@ -70,10 +70,13 @@ pub enum Strategy {
     /// only when the lower tree and the target are on one reflink-capable file system
     /// (btrfs, XFS with `reflink=1`).
     Reflink,
-    /// A hardlink farm: directories, symlinks and special files are made, regular files are
-    /// hardlinks to the lower tree's. Fast, but **for read-only use only**: a file shares its
-    /// inode with the lower tree, so writing to it (or changing its owner, mode or xattrs)
-    /// changes the lower tree and every other run. [`RunHandle::read_only`] is `true`.
+    /// A hardlink farm: directories (and FIFOs) are made, regular files, symlinks and device
+    /// nodes are hardlinks to the lower tree's. Fast, but **for read-only use only**: a node
+    /// shares its inode with the lower tree, so writing to a file (or changing the owner,
+    /// mode, times or xattrs of any linked node) changes the lower tree and every other run.
+    /// A symlink's target and a device's numbers cannot be changed in place, so sharing them
+    /// exposes nothing a read-only run could not see anyway; FIFOs are not shared (one FIFO
+    /// inode is one pipe: runs could talk through it). [`RunHandle::read_only`] is `true`.
     Hardlink,
     /// A full copy: always available.
     Copy,
@@ -655,7 +658,8 @@ fn mount_overlay(lower: &Path, run_dir: &Path, target: &Path) -> Result<()> {
             .create(dir)
             .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     }
-    // The merged root directory is the upper one: give it the lower root's owner and mode.
+    // The merged root directory is the upper one: give it the lower root's owner, mode and
+    // times (mtime last), so that the run's root looks like the image's.
     let root = std::fs::metadata(lower)
         .map_err(|e| Error::io(format!("cannot stat {}", lower.display()), e))?;
     let _ = std::os::unix::fs::chown(&upper, Some(root.uid()), Some(root.gid()));
@@ -664,6 +668,28 @@ fn mount_overlay(lower: &Path, run_dir: &Path, target: &Path) -> Result<()> {
         std::fs::Permissions::from_mode(root.mode() & 0o7777),
     )
     .map_err(|e| Error::io(format!("cannot set the mode of {}", upper.display()), e))?;
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: root.atime(),
+            tv_nsec: root.atime_nsec() as _,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: root.mtime(),
+            tv_nsec: root.mtime_nsec() as _,
+        },
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        &upper,
+        &times,
+        rustix::fs::AtFlags::empty(),
+    )
+    .map_err(|e| {
+        Error::io(
+            format!("cannot set the times of {}", upper.display()),
+            e.into(),
+        )
+    })?;
 
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",

@@ -133,9 +133,10 @@ pub fn remove_tree_of(paths: &StorePaths, id: &ImageId) -> Result<()> {
     }
 }
 
-/// Removes checkout objects that no tree uses any more (link count 1), returning how many
-/// were removed and their bytes. Safe while trees are built: a checkout removed just after a
-/// builder linked it leaves that tree intact (it only loses the sharing).
+/// Removes checkout objects that no tree uses any more (link count 1), and the shard folders
+/// left empty, returning how many objects were removed and their bytes. Safe while trees are
+/// built: a checkout removed just after a builder linked it leaves that tree intact (it only
+/// loses the sharing), and a builder publishing into a shard removed meanwhile makes it again.
 pub fn prune_checkouts(paths: &StorePaths) -> Result<(u64, u64)> {
     let root = paths.checkouts();
     let shards = match std::fs::read_dir(&root) {
@@ -163,6 +164,11 @@ pub fn prune_checkouts(paths: &StorePaths) -> Result<(u64, u64)> {
                 count += 1;
                 bytes += st.st_blocks as u64 * 512;
             }
+        }
+        // Empty now: removed (rmdir refuses a shard a builder has just published into).
+        let is_shard = shard.file_type().is_ok_and(|t| t.is_dir());
+        if is_shard && std::fs::read_dir(shard.path()).is_ok_and(|mut d| d.next().is_none()) {
+            let _ = std::fs::remove_dir(shard.path());
         }
     }
     Ok((count, bytes))
@@ -932,27 +938,44 @@ impl Builder<'_> {
         let mut shard_fd: Option<(String, File)> = None;
         for key in std::mem::take(&mut self.to_publish) {
             let shard = &key[..2];
-            if shard_fd.as_ref().is_none_or(|(s, _)| s != shard) {
-                let path = self.paths.checkouts().join(shard);
-                match std::fs::create_dir(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
-                }
-                let fd = File::open(&path)
-                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-                shard_fd = Some((shard.to_string(), fd));
-            }
-            let (_, dir) = shard_fd.as_ref().expect("just set");
-            match rustix::fs::renameat_with(&self.staged, &key, dir, &key, RenameFlags::NOREPLACE) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(Errno::INVAL) => {
-                    match rustix::fs::linkat(&self.staged, &key, dir, &key, AtFlags::empty()) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(Error::io("publishing a checkout object", e.into())),
+            // `gc` removes empty shards (prune_checkouts): one removed between its creation
+            // here and the rename (ENOENT) is made again.
+            let mut tries = 0;
+            loop {
+                if shard_fd.as_ref().is_none_or(|(s, _)| s != shard) {
+                    let path = self.paths.checkouts().join(shard);
+                    match std::fs::create_dir(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => {
+                            return Err(Error::io(format!("creating {}", path.display()), e));
+                        }
                     }
+                    let fd = File::open(&path)
+                        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                    shard_fd = Some((shard.to_string(), fd));
                 }
-                Err(e) => return Err(Error::io("publishing a checkout object", e.into())),
+                let (_, dir) = shard_fd.as_ref().expect("just set");
+                let done = match rustix::fs::renameat_with(
+                    &self.staged,
+                    &key,
+                    dir,
+                    &key,
+                    RenameFlags::NOREPLACE,
+                ) {
+                    Err(Errno::INVAL) => {
+                        rustix::fs::linkat(&self.staged, &key, dir, &key, AtFlags::empty())
+                    }
+                    other => other,
+                };
+                match done {
+                    Ok(()) | Err(Errno::EXIST) => break,
+                    Err(Errno::NOENT) if tries < 10 => {
+                        tries += 1;
+                        shard_fd = None;
+                    }
+                    Err(e) => return Err(Error::io("publishing a checkout object", e.into())),
+                }
             }
         }
         Ok(())
