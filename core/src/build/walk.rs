@@ -135,9 +135,9 @@ pub(crate) fn walk_tree(
         check()?;
         let fd = open_dir(&dir_path)?;
         let mut names = Vec::new();
-        let mut listing = rustix::fs::Dir::read_from(&fd)
+        let listing = rustix::fs::Dir::read_from(&fd)
             .map_err(|e| os_error(format!("cannot read {}", dir_path.display()), e))?;
-        while let Some(entry) = listing.next() {
+        for entry in listing {
             let entry =
                 entry.map_err(|e| os_error(format!("cannot read {}", dir_path.display()), e))?;
             let name = entry.file_name().to_bytes();
