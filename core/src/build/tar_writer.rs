@@ -341,13 +341,15 @@ mod tests {
     fn pax_record_length_counts_itself() {
         let mut out = Vec::new();
         pax_record(&mut out, b"path", b"abc");
-        assert_eq!(out, b"13 path=abc\n");
-        // 9 + 2 digits = 11 -> but "11" makes 11: check the boundary where the digits grow.
+        assert_eq!(out, b"12 path=abc\n");
+        // Where the length grows from two to three digits.
         let mut out = Vec::new();
         let value = vec![b'x'; 93]; // ' path=' 6 + 93 + '\n' 1 = 100, + 3 digits = 103
         pax_record(&mut out, b"path", &value);
         assert!(out.starts_with(b"103 path="));
         assert_eq!(out.len(), 103);
+        let parsed = crate::archive::tar::pax::PaxRecords::parse(&out).unwrap();
+        assert_eq!(parsed.get("path"), Some(&value[..]));
     }
 
     #[test]
