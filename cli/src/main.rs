@@ -164,6 +164,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build an image layout (DIR/manifest + DIR/rootfs) into a reproducible image archive:
+    /// the same folder always gives the same bytes.
+    Build {
+        /// The image layout folder.
+        dir: std::path::PathBuf,
+        /// The archive to write (replaced if it exists).
+        out: std::path::PathBuf,
+        /// Compression of the output.
+        #[arg(long, value_enum, default_value = "gzip")]
+        compression: commands::CompressionArg,
+        /// Clamp every mtime newer than this to it (seconds since the epoch, like
+        /// SOURCE_DATE_EPOCH).
+        #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+        mtime: Option<i64>,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign a file (an image archive) with an OpenPGP secret key: an ascii-armored detached
+    /// signature, FILE.asc unless -o says otherwise.
+    Sign {
+        /// The file to sign.
+        file: std::path::PathBuf,
+        /// The ascii-armored secret key (gpg --armor --export-secret-keys).
+        #[arg(long, value_name = "SECRETKEY")]
+        key: std::path::PathBuf,
+        /// A file whose first line is the key's passphrase.
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<std::path::PathBuf>,
+        /// Where the signature goes (default: FILE.asc).
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: Option<std::path::PathBuf>,
+        /// Machine-readable output (JSON).
+        #[arg(long)]
+        json: bool,
+    },
     /// Sizes: logical, on disk, de-duplication ratio.
     Stats {
         /// Machine-readable output (JSON).
@@ -261,6 +297,29 @@ fn main() -> ExitCode {
             Command::Rm { images, json } => commands::rm(&store_dir, &images, json).await,
             Command::Gc { json } => commands::gc(&store_dir, json).await,
             Command::Fsck { repair, json } => commands::fsck(&store_dir, repair, json).await,
+            Command::Build {
+                dir,
+                out,
+                compression,
+                mtime,
+                json,
+            } => commands::build(&dir, &out, compression, mtime, json).await,
+            Command::Sign {
+                file,
+                key,
+                passphrase_file,
+                output,
+                json,
+            } => {
+                commands::sign(
+                    &file,
+                    &key,
+                    passphrase_file.as_deref(),
+                    output.as_deref(),
+                    json,
+                )
+                .await
+            }
             Command::Stats { json } => commands::stats(&store_dir, json).await,
             Command::Render {
                 image,

@@ -4,17 +4,20 @@
 //! - [`schema`]: the image manifest and the appc value types, parsed and validated;
 //! - [`archive`]: reading image archives: decompression, the byte-keeping tar block
 //!   reader, archive-layout validation and the image ID, all in one streaming pass;
+//! - [`build`]: an image layout (manifest + rootfs) to a reproducible image archive, with our
+//!   own tar writer;
 //! - [`store`]: the exploded, de-duplicated image store and its [`Store`] facade;
 //! - [`render`]: rootfs rendering: exploded trees, dependencies, per-run copies;
 //! - [`net`]: the HTTP(S) client shared by discovery and fetch;
 //! - [`discovery`]: appc meta discovery (name + labels to URLs);
-//! - [`trust`]: trusted OpenPGP keys and signature verification;
+//! - [`trust`]: trusted OpenPGP keys, signature verification and detached signing;
 //! - [`fetch`]: an image by name or URL, verified, into the store (with dependencies);
 //! - [`progress`]: progress events and cancellation for long calls;
 //! - [`clock`]: UTC civil time for messages and listings;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
 
 pub mod archive;
+pub mod build;
 pub mod clock;
 pub mod discovery;
 pub mod error;

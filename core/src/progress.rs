@@ -28,6 +28,8 @@ pub enum Phase {
     Download,
     /// Removing unreferenced objects.
     Gc,
+    /// Building an image archive from a layout (content bytes written of the total).
+    Build,
 }
 
 /// One progress event.

@@ -1,7 +1,8 @@
-//! The subcommands: [`inspect`] reads archives, [`store`] works on an image store, [`trust`]
+//! The subcommands: [`inspect`] reads archives, [`build`] builds and signs them, [`store`] works on an image store, [`trust`]
 //! manages the trusted OpenPGP keys, [`discover`] runs meta discovery with the [`net`] options,
 //! [`fetch`] gets images over the network into the store.
 
+mod build;
 mod discover;
 pub mod fetch;
 mod inspect;
@@ -11,6 +12,7 @@ mod render;
 mod store;
 pub mod trust;
 
+pub use build::{build, sign};
 pub use discover::discover;
 pub use inspect::{id, manifest, validate};
 pub use net::NetArgs;

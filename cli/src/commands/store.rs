@@ -12,7 +12,7 @@ use super::progress;
 use crate::CommonOpts;
 use crate::report::{self, FileReport};
 
-/// `--compression` of `export`.
+/// `--compression` of `export` and `build`.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum CompressionArg {
     /// The canonical tar.

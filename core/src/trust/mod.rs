@@ -9,6 +9,8 @@
 //!   error kind;
 //! - [`streaming`]: [`StreamingVerifier`], the same verification fed by writes on its own
 //!   thread, for fetch;
+//! - [`sign`]: [`sign_detached`], an ascii-armored detached signature made with a secret key,
+//!   under the same key policy;
 //! - `policy`: revocation, expiry, key flags and binding signatures; `parse`: armored input.
 //!
 //! The calls do blocking file I/O and hashing: from async code, run them with
@@ -18,11 +20,13 @@ pub mod keyring;
 mod parse;
 mod policy;
 pub mod scope;
+pub mod sign;
 pub mod streaming;
 pub mod verify;
 
 pub use keyring::{TrustStore, TrustedKey};
 pub use scope::TrustScope;
+pub use sign::{Signed, sign_detached, sign_detached_with_info};
 pub use streaming::{StreamingVerifier, VerifyHandle, VerifySink};
 pub use verify::{VerifiedSignature, verify_detached};
 

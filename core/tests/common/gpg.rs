@@ -89,6 +89,32 @@ impl Gpg {
         self.run(&["--armor", "--export", fpr], None)
     }
 
+    /// The armored secret key (`--export-secret-keys`, unprotected: the home's keys have an
+    /// empty passphrase).
+    pub fn export_secret(&self, fpr: &str) -> Vec<u8> {
+        self.run(&["--armor", "--export-secret-keys", fpr], None)
+    }
+
+    /// Runs `gpg --verify SIG DATA` in this home; returns whether it succeeded and its
+    /// status output (`--status-fd 1`).
+    pub fn verify(&self, sig: &Path, data: &Path) -> (bool, String) {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--batch", "--no-tty", "--status-fd", "1", "--verify"])
+            .arg(sig)
+            .arg(data)
+            .output()
+            .expect("gpg runs");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// An armored detached signature of `data` by `signer` (a `-u` argument).
     pub fn sign(&self, extra: &[&str], signer: &str, data: &Path) -> Vec<u8> {
         let mut args: Vec<&str> = extra.to_vec();

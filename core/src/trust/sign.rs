@@ -1,0 +1,287 @@
+//! Making an ascii-armored detached signature (an `.aci.asc`): [`sign_detached`].
+//!
+//! The same key policy as verification applies before a byte is hashed: the key must have a
+//! valid self-signature, must not be revoked or expired ([`ErrorKind::KeyRevoked`],
+//! [`ErrorKind::KeyExpired`]), and the key chosen must carry the signing flag (a subkey also a
+//! back-signature), else [`ErrorKind::KeyNotSigning`]. The primary key signs when it may;
+//! otherwise the newest signing subkey whose secret part is present does. The hash is
+//! SHA-512 for keys that prefer SHA-384/512 (e.g. NIST P-384/P-521) and SHA-256 otherwise.
+//! The data is streamed, never held in memory. Signatures are OpenPGP v4 for v4 keys (what
+//! `gpg` makes) and v6 for v6 keys.
+
+use std::io::Read;
+
+use pgp::composed::{ArmorOptions, Deserializable, DetachedSignature, SignedSecretKey};
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{SignatureConfig, SignatureType, Subpacket, SubpacketData};
+use pgp::types::{KeyDetails, KeyVersion, Password, SigningKey, Timestamp};
+use serde::Serialize;
+
+use super::keyring::now;
+use super::parse::fingerprint_hex;
+use super::policy::{KeyView, Signer};
+use crate::{Error, ErrorKind, Result};
+
+/// A detached signature made by [`sign_detached_with_info`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Signed {
+    /// The ascii-armored signature (`-----BEGIN PGP SIGNATURE-----`).
+    #[serde(skip)]
+    pub armored: Vec<u8>,
+    /// Fingerprint (lowercase hex) of the primary key.
+    pub fingerprint: String,
+    /// Fingerprint of the key that signed: the primary key or one of its subkeys.
+    pub signing_key: String,
+    /// The hash algorithm, e.g. `SHA256`.
+    pub hash_algorithm: String,
+    /// Bytes of data signed.
+    pub data_len: u64,
+}
+
+/// Signs `data` (read to its end, streamed) with the ascii-armored secret key
+/// `secret_key_armored` (`gpg --armor --export-secret-keys`), unlocked with `passphrase` when
+/// it is protected. Returns the ascii-armored detached signature of binary data, which
+/// `gpg --verify` and [`verify_detached`](super::verify_detached) accept.
+///
+/// Errors: [`ErrorKind::BadOpenpgp`] for input that is not exactly one armored secret key (a
+/// public key included); [`ErrorKind::KeyNotSigning`], [`ErrorKind::KeyExpired`],
+/// [`ErrorKind::KeyRevoked`] by the policy above; [`ErrorKind::InvalidArgument`] for a
+/// missing or wrong passphrase; I/O errors reading `data`.
+pub fn sign_detached(
+    secret_key_armored: &[u8],
+    passphrase: Option<&str>,
+    data: impl Read,
+) -> Result<Vec<u8>> {
+    Ok(sign_detached_with_info(secret_key_armored, passphrase, data)?.armored)
+}
+
+/// [`sign_detached`], also saying which key signed.
+pub fn sign_detached_with_info(
+    secret_key_armored: &[u8],
+    passphrase: Option<&str>,
+    data: impl Read,
+) -> Result<Signed> {
+    let key = secret_key(secret_key_armored)?;
+    let public = key.to_public_key();
+    let view = KeyView::new(&public)?;
+    let now = now();
+    view.check_usable(now)?;
+    let fingerprint = fingerprint_hex(&key.fingerprint());
+
+    // The primary key if it may sign, else the newest usable signing subkey with its secret.
+    let primary_check = view.check_signer(&Signer::Primary, now, now);
+    let signer: &dyn SigningKey = match primary_check {
+        Ok(()) => &key.primary_key,
+        Err(primary_err) => {
+            let mut best: Option<(u32, &pgp::packet::SecretSubkey)> = None;
+            let mut subkey_err: Option<Error> = None;
+            for sub in &view.subkeys {
+                let Some(secret) = key
+                    .secret_subkeys
+                    .iter()
+                    .find(|s| s.key.fingerprint() == sub.subkey.key.fingerprint())
+                else {
+                    continue;
+                };
+                match view.check_signer(&Signer::Subkey(sub), now, now) {
+                    Ok(()) => {
+                        let created = secret.key.created_at().as_secs();
+                        if best.is_none_or(|(c, _)| created >= c) {
+                            best = Some((created, &secret.key));
+                        }
+                    }
+                    Err(e) => {
+                        // Say why a signing-capable subkey could not be used, rather than
+                        // "not signing", when that is the reason.
+                        if e.kind() != ErrorKind::KeyNotSigning || subkey_err.is_none() {
+                            subkey_err = Some(e);
+                        }
+                    }
+                }
+            }
+            match best {
+                Some((_, secret)) => secret,
+                None => {
+                    let err = match subkey_err {
+                        Some(e) if e.kind() != ErrorKind::KeyNotSigning => e,
+                        _ => primary_err,
+                    };
+                    return Err(Error::new(
+                        err.kind(),
+                        format!(
+                            "key {fingerprint} has no key that can sign now: {}",
+                            err.message()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let signing_key = fingerprint_hex(&signer.fingerprint());
+
+    let password = match passphrase {
+        Some(p) => Password::from(p),
+        None => Password::empty(),
+    };
+    let hash = match signer.hash_alg() {
+        HashAlgorithm::Sha384 | HashAlgorithm::Sha512 => HashAlgorithm::Sha512,
+        _ => HashAlgorithm::Sha256,
+    };
+    let typ = SignatureType::Binary;
+    let mut config = match signer.version() {
+        KeyVersion::V4 => SignatureConfig::v4(typ, signer.algorithm(), hash),
+        KeyVersion::V6 => {
+            let mut salt = vec![0u8; hash.salt_len().unwrap_or(32)];
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut salt))
+                .map_err(|e| Error::io("reading random bytes for the signature salt", e))?;
+            SignatureConfig::v6_with_salt(typ, signer.algorithm(), hash, salt)
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::BadOpenpgp,
+                format!("key {signing_key} has an unsupported version ({other:?})"),
+            ));
+        }
+    };
+    let subpacket = |data| {
+        Subpacket::regular(data)
+            .map_err(|e| Error::new(ErrorKind::BadOpenpgp, format!("making the signature: {e}")))
+    };
+    config.hashed_subpackets = vec![
+        subpacket(SubpacketData::IssuerFingerprint(signer.fingerprint()))?,
+        subpacket(SubpacketData::SignatureCreationTime(Timestamp::now()))?,
+    ];
+    if signer.version() == KeyVersion::V4 {
+        config.unhashed_subpackets = vec![subpacket(SubpacketData::IssuerKeyId(
+            signer.legacy_key_id(),
+        ))?];
+    }
+
+    let mut reader = CountingReader {
+        inner: data,
+        count: 0,
+        error: None,
+    };
+    let result = config.sign(&Box::new(signer), &password, &mut reader);
+    if let Some(err) = reader.error.take() {
+        return Err(Error::io("reading the data to sign", err));
+    }
+    let signature = result.map_err(|e| {
+        let protected = key.primary_key.secret_params().is_encrypted()
+            || key
+                .secret_subkeys
+                .iter()
+                .any(|s| s.key.secret_params().is_encrypted());
+        if protected {
+            let what = if passphrase.is_none() {
+                "is protected by a passphrase; give it (--passphrase-file)"
+            } else {
+                "could not be unlocked: wrong passphrase?"
+            };
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("the secret key {fingerprint} {what}"),
+            )
+            .with_source(e)
+        } else {
+            Error::new(
+                ErrorKind::BadOpenpgp,
+                format!("signing with key {signing_key} failed: {e}"),
+            )
+            .with_source(e)
+        }
+    })?;
+    let armored = DetachedSignature::new(signature)
+        .to_armored_bytes(ArmorOptions::default())
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::BadOpenpgp,
+                format!("armoring the signature: {e}"),
+            )
+        })?;
+    Ok(Signed {
+        armored,
+        fingerprint,
+        signing_key,
+        hash_algorithm: hash.to_string(),
+        data_len: reader.count,
+    })
+}
+
+/// Parses exactly one ascii-armored secret key.
+fn secret_key(bytes: &[u8]) -> Result<SignedSecretKey> {
+    const WHAT: &str = "the secret key";
+    let bad = |m: String| Error::new(ErrorKind::BadOpenpgp, format!("{WHAT} {m}"));
+    let text = String::from_utf8_lossy(bytes);
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("-----BEGIN PGP ")
+                .and_then(|r| r.strip_suffix("-----"))
+        })
+        .collect();
+    match kinds.as_slice() {
+        ["PRIVATE KEY BLOCK"] => {}
+        ["PUBLIC KEY BLOCK"] => {
+            return Err(bad(
+                "is a public key; signing needs the secret key (gpg --armor \
+                 --export-secret-keys)"
+                    .to_string(),
+            ));
+        }
+        [] => {
+            return Err(bad(
+                "is not an ascii-armored OpenPGP secret key (no \"-----BEGIN PGP PRIVATE KEY \
+                 BLOCK-----\" line)"
+                    .to_string(),
+            ));
+        }
+        [other] => {
+            return Err(bad(format!(
+                "is an armored \"PGP {other}\", not a secret key"
+            )));
+        }
+        many => {
+            return Err(bad(format!(
+                "holds {} armored blocks; give exactly one secret key",
+                many.len()
+            )));
+        }
+    }
+    let (keys, _headers) = SignedSecretKey::from_armor_many(bytes)
+        .map_err(|e| bad(format!("is not a valid OpenPGP secret key: {e}")))?;
+    let keys = keys
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("is not a valid OpenPGP secret key: {e}")))?;
+    match keys.len() {
+        1 => Ok(keys.into_iter().next().expect("one key")),
+        0 => Err(bad("holds no secret key".to_string())),
+        n => Err(bad(format!("holds {n} secret keys; give exactly one"))),
+    }
+}
+
+/// A reader that counts bytes and keeps the first I/O error for itself.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+    error: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.count += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let copy = std::io::Error::new(e.kind(), e.to_string());
+                self.error = Some(e);
+                Err(copy)
+            }
+        }
+    }
+}
