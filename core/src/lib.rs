@@ -10,6 +10,8 @@
 //! - [`discovery`]: appc meta discovery (name + labels to URLs);
 //! - [`trust`]: trusted OpenPGP keys and signature verification;
 //! - [`fetch`]: an image by name or URL, verified, into the store (with dependencies);
+//! - [`serve`]: an HTTP(S) image repository over a store: discovery, images, signatures,
+//!   keys, a JSON API and pushes;
 //! - [`progress`]: progress events and cancellation for long calls;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
 
@@ -21,6 +23,7 @@ pub mod net;
 pub mod progress;
 pub mod render;
 pub mod schema;
+pub mod serve;
 pub mod store;
 pub mod trust;
 
