@@ -207,6 +207,44 @@ enum Command {
         json: bool,
     },
     /// Manage the OpenPGP keys trusted to sign images (for all names or a name prefix).
+    /// Serve the store as an HTTP(S) image repository (discovery, images, signatures,
+    /// keys, a JSON API, pushes).
+    Serve {
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
+        #[arg(long, value_name = "TOKEN")]
+        push_token: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        push_token_file: Option<std::path::PathBuf>,
+        #[arg(long)]
+        require_signature: bool,
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        #[arg(long = "serve-file", value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Push an ACI (and its signature) into a server's store.
+    Push {
+        file: std::path::PathBuf,
+        #[arg(long, value_name = "FILE")]
+        signature: Option<std::path::PathBuf>,
+        #[arg(long, value_name = "URL")]
+        to: String,
+        #[arg(long, value_name = "TOKEN")]
+        token: String,
+        #[command(flatten)]
+        net: commands::NetArgs,
+        #[arg(long)]
+        json: bool,
+    },
     #[command(subcommand)]
     Trust(TrustCommand),
 }
@@ -384,6 +422,54 @@ fn main() -> ExitCode {
                 net,
                 json,
             } => commands::discover(&store_dir, &image, &labels, &net, json).await,
+            Command::Serve {
+                listen,
+                tls_cert,
+                tls_key,
+                push_token,
+                push_token_file,
+                require_signature,
+                public_url,
+                hosts,
+                files,
+                json,
+            } => {
+                commands::serve::serve(
+                    &store_dir,
+                    commands::serve::ServeArgs {
+                        listen,
+                        tls_cert,
+                        tls_key,
+                        push_token,
+                        push_token_file,
+                        require_signature,
+                        public_url,
+                        hosts,
+                        files,
+                        json,
+                    },
+                )
+                .await
+            }
+            Command::Push {
+                file,
+                signature,
+                to,
+                token,
+                net,
+                json,
+            } => {
+                commands::serve::push(
+                    &store_dir,
+                    &file,
+                    signature.as_deref(),
+                    &to,
+                    &token,
+                    &net,
+                    json,
+                )
+                .await
+            }
         }
     })
 }

@@ -12,6 +12,8 @@
 //! - [`discovery`]: appc meta discovery (name + labels to URLs);
 //! - [`trust`]: trusted OpenPGP keys, signature verification and detached signing;
 //! - [`fetch`]: an image by name or URL, verified, into the store (with dependencies);
+//! - [`serve`]: an HTTP(S) image repository over a store: discovery, images, signatures,
+//!   keys, a JSON API and pushes;
 //! - [`progress`]: progress events and cancellation for long calls;
 //! - [`clock`]: UTC civil time for messages and listings;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
@@ -26,6 +28,7 @@ pub mod net;
 pub mod progress;
 pub mod render;
 pub mod schema;
+pub mod serve;
 pub mod store;
 pub mod trust;
 

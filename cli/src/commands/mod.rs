@@ -9,6 +9,7 @@ mod inspect;
 mod net;
 mod progress;
 mod render;
+pub mod serve;
 mod store;
 pub mod trust;
 

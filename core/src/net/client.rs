@@ -170,6 +170,11 @@ impl HttpClient {
         &self.inner.options
     }
 
+    /// The underlying reqwest client (for requests other than `GET`, e.g. a push).
+    pub(crate) fn reqwest(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
     /// `GET url` with `headers`, following redirects (see [`HttpClient`] for the rules).
     ///
     /// Any final status is returned as is (use [`Response::error_for_status`]); connection,

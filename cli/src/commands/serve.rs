@@ -1,0 +1,160 @@
+//! `serve`: an HTTP(S) image repository over the store; `push`: an ACI (and its signature)
+//! into such a server's store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use acikit::serve::{ServeOptions, Server, TlsFiles, push::push_file};
+use acikit::{Error, ErrorKind, Store};
+
+use super::net::NetArgs;
+use super::store::fail;
+
+/// What `acikit serve` was asked.
+pub struct ServeArgs {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The push token.
+    pub push_token: Option<String>,
+    /// A file holding the push token (first line).
+    pub push_token_file: Option<PathBuf>,
+    /// Only accept pushes signed by a trusted key.
+    pub require_signature: bool,
+    /// Base URL for discovery templates.
+    pub public_url: Option<String>,
+    /// Host names answered for in discovery.
+    pub hosts: Vec<String>,
+    /// Plain files served at /files/NAME.
+    pub files: Vec<PathBuf>,
+    /// JSON output.
+    pub json: bool,
+}
+
+/// `acikit serve --listen ADDR [--tls-cert C --tls-key K] [--push-token T | --push-token-file F]`
+pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => {
+            return fail(&Error::new(
+                ErrorKind::InvalidArgument,
+                "--tls-cert and --tls-key go together",
+            ));
+        }
+    };
+    let push_token = match (args.push_token, args.push_token_file) {
+        (Some(_), Some(_)) => {
+            return fail(&Error::new(
+                ErrorKind::InvalidArgument,
+                "give --push-token or --push-token-file, not both",
+            ));
+        }
+        (Some(token), None) => Some(token),
+        (None, Some(file)) => match std::fs::read_to_string(&file) {
+            Ok(text) => match text.lines().next().map(str::trim) {
+                Some(token) if !token.is_empty() => Some(token.to_string()),
+                _ => {
+                    return fail(&Error::new(
+                        ErrorKind::InvalidArgument,
+                        format!("{}: no token in it", file.display()),
+                    ));
+                }
+            },
+            Err(e) => return fail(&Error::io(format!("reading {}", file.display()), e)),
+        },
+        (None, None) => None,
+    };
+    let store = match Store::open(store_dir).await {
+        Ok(store) => store,
+        Err(err) => return fail(&err),
+    };
+    let tls_on = tls.is_some();
+    let options = ServeOptions {
+        tls,
+        push_token,
+        require_signature: args.require_signature,
+        public_url: args.public_url,
+        hosts: args.hosts,
+        files: args.files,
+        ..ServeOptions::new(args.listen)
+    };
+    let running = match Server::new(store, options).start().await {
+        Ok(running) => running,
+        Err(err) => return fail(&err),
+    };
+    let addr = running.local_addr();
+    let scheme = if tls_on { "https" } else { "http" };
+    if args.json {
+        // One line, so a script can read it before the server ends.
+        println!(
+            "{}",
+            serde_json::json!({
+                "listening": addr.to_string(),
+                "url": format!("{scheme}://{addr}"),
+            })
+        );
+    } else {
+        println!("serving {} on {scheme}://{addr}", store_dir.display());
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // Runs until killed: imports in flight are crash-safe (a killed import leaves only its
+    // staging folder, removed at the next open).
+    match running.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// `acikit push FILE [--signature F] --to URL --token T`
+pub async fn push(
+    store_dir: &Path,
+    file: &Path,
+    signature: Option<&Path>,
+    to: &str,
+    token: &str,
+    net: &NetArgs,
+    json: bool,
+) -> ExitCode {
+    let signature = match signature {
+        Some(path) => match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => return fail(&Error::io(format!("reading {}", path.display()), e)),
+        },
+        None => None,
+    };
+    let client = match net
+        .net_options(store_dir)
+        .and_then(acikit::net::HttpClient::new)
+    {
+        Ok(client) => client,
+        Err(err) => return fail(&err),
+    };
+    match push_file(&client, to, file, signature.as_deref(), token).await {
+        Ok(pushed) if json => {
+            crate::report::print_json(&pushed);
+            ExitCode::SUCCESS
+        }
+        Ok(pushed) => {
+            println!(
+                "{} {} ({}{}, served as {})",
+                pushed.image_id,
+                pushed.name,
+                if pushed.already_present {
+                    "already there"
+                } else {
+                    "pushed"
+                },
+                if pushed.signed { ", signed" } else { "" },
+                pushed.form.as_str()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
+    }
+}

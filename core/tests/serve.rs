@@ -1,0 +1,568 @@
+//! `acikit serve` in this process: a real HTTPS server (rustls, the test CA) over a store,
+//! pushed to with real gpg signatures over GNU tar + gzip images, fetched from with
+//! `Store::fetch` through discovery and with plain HTTP requests.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use acikit::fetch::{FetchOptions, FetchSource};
+use acikit::net::HttpClient;
+use acikit::serve::push::push_file;
+use acikit::serve::{RunningServer, ServeOptions, ServedForm, Server, TlsFiles};
+use acikit::trust::{TrustScope, verify_detached};
+use acikit::{ErrorKind, Store};
+use common::gpg::Gpg;
+use common::https::{TEST_HOSTS, test_ca};
+use common::*;
+
+const TOKEN: &str = "s3cret-token";
+
+struct Keys {
+    gpg: Gpg,
+    acme: String,
+    acme_public: Vec<u8>,
+    stranger: String,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let gpg = Gpg::new();
+        let acme = gpg.gen_key(&[], "Acme <acme@example.test>", "ed25519", "sign", "never");
+        let stranger = gpg.gen_key(&[], "Stranger <x@other.test>", "ed25519", "sign", "never");
+        let acme_public = gpg.export(&acme);
+        Keys {
+            gpg,
+            acme,
+            acme_public,
+            stranger,
+        }
+    })
+}
+
+/// A gzip ACI made by GNU tar + `gzip -n`, its ID and file.
+struct Aci {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    id: String,
+}
+
+fn make_aci(dir: &Path, tag: &str, name: &str, version: &str, seed: u64) -> Aci {
+    let tar = dir.join(format!("{tag}.tar"));
+    let content = pseudo_random(seed, 700 * 1024);
+    image_tar(
+        &dir.join(tag),
+        &manifest_for(name, version),
+        &[("bin/app", &content), ("etc/conf", b"x=1\n")],
+        &tar,
+    );
+    let id = sha512sum(&tar);
+    sh(
+        dir,
+        &format!("gzip -n -6 -c '{}' > '{tag}.aci'", tar.display()),
+    );
+    let path = dir.join(format!("{tag}.aci"));
+    Aci {
+        bytes: std::fs::read(&path).unwrap(),
+        path,
+        id,
+    }
+}
+
+fn sign(path: &Path, signer: &str) -> Vec<u8> {
+    keys()
+        .gpg
+        .sign(&["--digest-algo", "SHA256"], &format!("{signer}!"), path)
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    store: Store,
+    server: RunningServer,
+    port: u16,
+    addr: SocketAddr,
+    ca_file: PathBuf,
+}
+
+impl Setup {
+    async fn new(require_signature: bool) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let ca = test_ca();
+        std::fs::write(root.join("cert.pem"), &ca.cert_pem).unwrap();
+        std::fs::write(root.join("key.pem"), &ca.key_pem).unwrap();
+        std::fs::write(root.join("ca.pem"), &ca.ca_pem).unwrap();
+        let store = Store::open(root.join("server-store")).await.unwrap();
+        store
+            .trust()
+            .unwrap()
+            .add(
+                &keys().acme_public,
+                TrustScope::prefix("example.test/acme").unwrap(),
+            )
+            .unwrap();
+        let options = ServeOptions {
+            tls: Some(TlsFiles {
+                cert: root.join("cert.pem"),
+                key: root.join("key.pem"),
+            }),
+            push_token: Some(TOKEN.to_string()),
+            require_signature,
+            ..ServeOptions::new("127.0.0.1:0".parse().unwrap())
+        };
+        let server = Server::new(store.clone(), options).start().await.unwrap();
+        let addr = server.local_addr();
+        Setup {
+            _dir: dir,
+            dir: root.clone(),
+            store,
+            port: addr.port(),
+            addr,
+            server,
+            ca_file: root.join("ca.pem"),
+        }
+    }
+
+    fn net(&self) -> acikit::net::NetOptions {
+        acikit::net::NetOptions {
+            ca_certs: vec![acikit::net::CaCert::Path(self.ca_file.clone())],
+            port: Some(self.port),
+            resolve: TEST_HOSTS
+                .iter()
+                .map(|h| (h.to_string(), self.addr))
+                .collect(),
+            ..acikit::net::NetOptions::default()
+        }
+    }
+
+    fn client(&self) -> HttpClient {
+        HttpClient::new(self.net()).unwrap()
+    }
+
+    fn base(&self) -> String {
+        format!("https://example.test:{}", self.port)
+    }
+
+    fn reqwest(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().tls_certs_merge(
+            reqwest::Certificate::from_pem_bundle(test_ca().ca_pem.as_bytes()).unwrap(),
+        );
+        for h in TEST_HOSTS {
+            builder = builder.resolve(h, self.addr);
+        }
+        builder.build().unwrap()
+    }
+
+    async fn push(
+        &self,
+        aci: &Path,
+        sig: Option<&[u8]>,
+        token: &str,
+    ) -> acikit::Result<acikit::serve::Pushed> {
+        push_file(&self.client(), &self.base(), aci, sig, token).await
+    }
+
+    async fn assert_empty(&self, what: &str) {
+        assert!(self.store.list().await.unwrap().is_empty(), "{what}");
+        let objects = files_under(&self.store.dir().join("objects"));
+        assert!(objects.is_empty(), "{what}: objects left: {objects:?}");
+        let tmp = files_under(&self.store.dir().join("tmp"));
+        assert!(tmp.is_empty(), "{what}: tmp left: {tmp:?}");
+        let sigs = files_under(&self.store.dir().join("signatures"));
+        assert!(sigs.is_empty(), "{what}: signatures left: {sigs:?}");
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn sha512_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha512-{}", hex::encode(sha2::Sha512::digest(bytes)))
+}
+
+const IMAGE_PATH: &str = "/images/linux/amd64/example.test/acme/app/1.0.0.aci";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushed_image_is_discovered_fetched_and_verified() {
+    let s = Setup::new(true).await;
+    let aci = make_aci(&s.dir, "app", "example.test/acme/app", "1.0.0", 1);
+    let sig = sign(&aci.path, &keys().acme);
+    let pushed = s.push(&aci.path, Some(&sig), TOKEN).await.unwrap();
+    assert_eq!(pushed.image_id.to_string(), aci.id);
+    assert_eq!(
+        pushed.form,
+        ServedForm::Original,
+        "GNU gzip is not our gzip"
+    );
+    assert!(pushed.signed);
+    assert_eq!(pushed.verified_by.as_deref(), Some(keys().acme.as_str()));
+
+    // A second, empty store fetches it through discovery and verifies the signature.
+    let client_store = Store::open(s.dir.join("client-store")).await.unwrap();
+    client_store
+        .trust()
+        .unwrap()
+        .add(
+            &keys().acme_public,
+            TrustScope::prefix("example.test/acme").unwrap(),
+        )
+        .unwrap();
+    let fetched = client_store
+        .fetch(
+            FetchSource::Name {
+                name: "example.test/acme/app".into(),
+                labels: vec![("version".into(), "1.0.0".into())],
+            },
+            FetchOptions {
+                net: s.net(),
+                ..FetchOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(fetched.image_id.to_string(), aci.id);
+    assert!(fetched.signature.is_some());
+
+    // The served bytes: the original upload, decompressing to the image ID, and the served
+    // signature verifies over them.
+    let http = s.reqwest();
+    let url = format!("{}{IMAGE_PATH}", s.base());
+    let response = http.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let etag = response.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(
+        response.headers()["content-length"].to_str().unwrap(),
+        aci.bytes.len().to_string()
+    );
+    let served = response.bytes().await.unwrap();
+    assert_eq!(served.as_ref(), aci.bytes.as_slice());
+    assert_eq!(sha512_hex(&gunzip(&served)), aci.id);
+    let served_sig = http
+        .get(format!("{url}.asc"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let trust = client_store.trust().unwrap();
+    verify_detached(&trust, "example.test/acme/app", &served_sig, &served[..]).unwrap();
+    // ... and gpg agrees.
+    std::fs::write(s.dir.join("served.aci"), &served).unwrap();
+    std::fs::write(s.dir.join("served.aci.asc"), &served_sig).unwrap();
+    keys().gpg.run(
+        &[
+            "--verify",
+            s.dir.join("served.aci.asc").to_str().unwrap(),
+            s.dir.join("served.aci").to_str().unwrap(),
+        ],
+        None,
+    );
+
+    // Conditional and range requests.
+    let not_modified = http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+    let part = http
+        .get(&url)
+        .header("range", "bytes=1000-4999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 1000-4999/{}", aci.bytes.len())
+    );
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &aci.bytes[1000..5000]);
+
+    // The uncompressed form: ETag = image ID, Content-Length = tar size, ranges.
+    let blob = format!("{}/blobs/{}", s.base(), aci.id);
+    let tar = http.get(&blob).send().await.unwrap();
+    assert_eq!(tar.status(), 200);
+    assert_eq!(
+        tar.headers()["etag"].to_str().unwrap(),
+        format!("\"{}\"", aci.id)
+    );
+    let tar_len: usize = tar.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let tar = tar.bytes().await.unwrap();
+    assert_eq!(tar.len(), tar_len);
+    assert_eq!(sha512_hex(&tar), aci.id);
+    let tail = http
+        .get(&blob)
+        .header("range", "bytes=600000-")
+        .header("if-range", format!("\"{}\"", aci.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.unwrap().as_ref(), &tar[600_000..]);
+    let stale = http
+        .get(&blob)
+        .header("range", "bytes=600000-")
+        .header("if-range", "\"something-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200, "a stale If-Range gets the whole tar");
+    let inm = http
+        .get(&blob)
+        .header("if-none-match", format!("\"{}\"", aci.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inm.status(), 304);
+
+    // Four concurrent downloads of the same image all complete and match.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let http = http.clone();
+        let blob = blob.clone();
+        tasks.push(tokio::spawn(async move {
+            http.get(&blob).send().await.unwrap().bytes().await.unwrap()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(sha512_hex(&task.await.unwrap()), aci.id);
+    }
+
+    // The JSON API answers from the index.
+    let api: serde_json::Value = http
+        .get(format!(
+            "{}/api/images?name=example.test/acme/app&label=version=1.0.0",
+            s.base()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        .unwrap();
+    let images = api["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{api}");
+    assert_eq!(images[0]["image_id"], aci.id.as_str());
+    assert_eq!(images[0]["served_form"], "original");
+    let none: serde_json::Value = http
+        .get(format!("{}/api/images?label=version=9", s.base()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        .unwrap();
+    assert!(none["images"].as_array().unwrap().is_empty());
+    let stats: serde_json::Value = http
+        .get(format!("{}/api/stats", s.base()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        .unwrap();
+    assert_eq!(stats["originals"], 1);
+    assert_eq!(stats["original_bytes"], aci.bytes.len());
+
+    // The served keys are the trusted ones.
+    let keys_served = http
+        .get(format!("{}/pubkeys.asc", s.base()))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&keys_served).contains("BEGIN PGP PUBLIC KEY BLOCK"));
+    s.server.shutdown(Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn our_gzip_export_is_served_regenerated() {
+    let s = Setup::new(true).await;
+    // An image exported by our deterministic gzip, signed: the server keeps no copy and
+    // regenerates the same bytes.
+    let aci = make_aci(&s.dir, "gz", "example.test/acme/gz", "2.0", 2);
+    let scratch = Store::open(s.dir.join("scratch")).await.unwrap();
+    let imported = scratch
+        .import_file(&aci.path, Default::default())
+        .await
+        .unwrap();
+    let exported = s.dir.join("ours.aci");
+    scratch
+        .export_to(
+            &imported.image_id,
+            &exported,
+            acikit::store::ExportCompression::Gzip,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let ours = std::fs::read(&exported).unwrap();
+    let sig = sign(&exported, &keys().acme);
+    let pushed = s.push(&exported, Some(&sig), TOKEN).await.unwrap();
+    assert_eq!(pushed.form, ServedForm::Gzip);
+    assert!(files_under(&s.store.dir().join("originals")).is_empty());
+
+    let http = s.reqwest();
+    let url = format!(
+        "{}/images/linux/amd64/example.test/acme/gz/latest.aci",
+        s.base()
+    );
+    let served = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(served.as_ref(), ours.as_slice());
+    assert_eq!(sha512_hex(&gunzip(&served)), aci.id);
+    let sig_served = http
+        .get(format!("{url}.asc"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    verify_detached(
+        &s.store.trust().unwrap(),
+        "example.test/acme/gz",
+        &sig_served,
+        &served[..],
+    )
+    .unwrap();
+    let part = http
+        .get(&url)
+        .header("range", "bytes=100-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &ours[100..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unsigned_tar_push_is_served_as_the_tar() {
+    let s = Setup::new(false).await;
+    let aci = make_aci(&s.dir, "plain", "example.test/acme/plain", "1", 3);
+    let tar = s.dir.join("plain.tar");
+    let pushed = s.push(&tar, None, TOKEN).await.unwrap();
+    assert_eq!(pushed.image_id.to_string(), aci.id);
+    assert_eq!(pushed.form, ServedForm::Tar);
+    assert!(!pushed.signed);
+    let http = s.reqwest();
+    let url = format!(
+        "{}/images/linux/amd64/example.test/acme/plain/1.aci",
+        s.base()
+    );
+    let response = http.get(&url).send().await.unwrap();
+    assert_eq!(
+        response.headers()["etag"].to_str().unwrap(),
+        format!("\"{}\"", aci.id)
+    );
+    assert_eq!(sha512_hex(&response.bytes().await.unwrap()), aci.id);
+    let sig = http.get(format!("{url}.asc")).send().await.unwrap();
+    assert_eq!(sig.status(), 404);
+    // Discovery answers for the name and for names above it, not for others.
+    let page = http
+        .get(format!("{}/acme?ac-discovery=1", s.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains(&format!(
+            "content=\"example.test/acme https://example.test:{}/images/{{os}}/{{arch}}/{{name}}/{{version}}.{{ext}}\"",
+            s.port
+        )),
+        "{page}"
+    );
+    let other = http
+        .get(format!("{}/nothing?ac-discovery=1", s.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_pushes_are_refused_and_store_nothing() {
+    let s = Setup::new(true).await;
+    let aci = make_aci(&s.dir, "app", "example.test/acme/app", "1.0.0", 4);
+    let good_sig = sign(&aci.path, &keys().acme);
+
+    // A bad token.
+    let err = s
+        .push(&aci.path, Some(&good_sig), "wrong")
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("HTTP 401"), "{err}");
+    s.assert_empty("bad token").await;
+
+    // No signature while one is required.
+    let err = s.push(&aci.path, None, TOKEN).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UntrustedKey, "{err}");
+    s.assert_empty("no signature").await;
+
+    // A signature by an untrusted key.
+    let stranger_sig = sign(&aci.path, &keys().stranger);
+    let err = s
+        .push(&aci.path, Some(&stranger_sig), TOKEN)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UntrustedKey, "{err}");
+    s.assert_empty("untrusted key").await;
+
+    // A trusted key's signature over other bytes.
+    let other = make_aci(&s.dir, "other", "example.test/acme/app", "1.0.1", 5);
+    let err = s
+        .push(&other.path, Some(&good_sig), TOKEN)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
+    s.assert_empty("bad signature").await;
+
+    // A trusted key, but for another prefix.
+    let foreign = make_aci(&s.dir, "foreign", "example.test/other/app", "1", 6);
+    let foreign_sig = sign(&foreign.path, &keys().acme);
+    let err = s
+        .push(&foreign.path, Some(&foreign_sig), TOKEN)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::KeyWrongPrefix, "{err}");
+    s.assert_empty("wrong prefix").await;
+
+    // A hostile archive (a path escaping rootfs), signed by the trusted key.
+    let hostile = s.dir.join("hostile.aci");
+    let tar = py_tar(&s.dir, "gnu", "base(); f('rootfs/../../etc/evil', b'x')");
+    std::fs::write(&hostile, &tar).unwrap();
+    let hostile_sig = sign(&hostile, &keys().acme);
+    let err = s
+        .push(&hostile, Some(&hostile_sig), TOKEN)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PathTraversal, "{err}");
+    s.assert_empty("hostile archive").await;
+
+    // After all that, the good push still works.
+    let pushed = s.push(&aci.path, Some(&good_sig), TOKEN).await.unwrap();
+    assert_eq!(pushed.image_id.to_string(), aci.id);
+}
