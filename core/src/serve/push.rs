@@ -203,16 +203,7 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         ImportGate::new(move |staged| {
             let handle = verdict.lock().map_err(|_| poisoned())?.take();
             if let Some(handle) = handle {
-                let signature = handle.finish()?;
-                if !signature.scope.covers(staged.manifest.name.as_str()) {
-                    return Err(Error::new(
-                        ErrorKind::KeyWrongPrefix,
-                        format!(
-                            "key {} is trusted for {}, which does not cover {}",
-                            signature.fingerprint, signature.scope, staged.manifest.name
-                        ),
-                    ));
-                }
+                let signature = handle.finish_for(staged.manifest.name.as_str())?;
                 *verified.lock().map_err(|_| poisoned())? = Some(signature);
             }
             Ok(())

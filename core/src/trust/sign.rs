@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::keyring::now;
 use super::parse::fingerprint_hex;
 use super::policy::{KeyView, Signer};
+use super::verify::CountingReader;
 use crate::{Error, ErrorKind, Result};
 
 /// A detached signature made by [`sign_detached_with_info`].
@@ -158,11 +159,7 @@ pub fn sign_detached_with_info(
         ))?];
     }
 
-    let mut reader = CountingReader {
-        inner: data,
-        count: 0,
-        error: None,
-    };
+    let mut reader = CountingReader::new(data);
     let result = config.sign(&Box::new(signer), &password, &mut reader);
     if let Some(err) = reader.error.take() {
         return Err(Error::io("reading the data to sign", err));
@@ -259,29 +256,5 @@ fn secret_key(bytes: &[u8]) -> Result<SignedSecretKey> {
         1 => Ok(keys.into_iter().next().expect("one key")),
         0 => Err(bad("holds no secret key".to_string())),
         n => Err(bad(format!("holds {n} secret keys; give exactly one"))),
-    }
-}
-
-/// A reader that counts bytes and keeps the first I/O error for itself.
-struct CountingReader<R> {
-    inner: R,
-    count: u64,
-    error: Option<std::io::Error>,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.count += n as u64;
-                Ok(n)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
-            Err(e) => {
-                let copy = std::io::Error::new(e.kind(), e.to_string());
-                self.error = Some(e);
-                Err(copy)
-            }
-        }
     }
 }

@@ -131,6 +131,23 @@ impl VerifyHandle {
             ))
         })
     }
+
+    /// [`finish`](Self::finish), then checks that the signing key's scope covers the image
+    /// `name` (for a verifier started with [`StreamingVerifier::start_unnamed`], once the
+    /// name is known from the manifest): [`ErrorKind::KeyWrongPrefix`] otherwise.
+    pub fn finish_for(self, name: &str) -> Result<VerifiedSignature> {
+        let signature = self.finish()?;
+        if !signature.scope.covers(name) {
+            return Err(Error::new(
+                ErrorKind::KeyWrongPrefix,
+                format!(
+                    "key {} is trusted for {}, which does not cover {name}",
+                    signature.fingerprint, signature.scope
+                ),
+            ));
+        }
+        Ok(signature)
+    }
 }
 
 /// The verifying thread's side of the channel, as a reader; it ends when the sink is dropped.

@@ -240,11 +240,7 @@ impl Prepared {
     /// Check 8: verifies the signature over `data`, read to its end in a stream. A read error
     /// is reported as itself, not as a bad signature.
     pub(crate) fn verify(self, data: impl Read) -> Result<VerifiedSignature> {
-        let mut reader = CountingReader {
-            inner: data,
-            count: 0,
-            error: None,
-        };
+        let mut reader = CountingReader::new(data);
         let outcome = match self.subkey {
             None => verify_with(&self.signature, &self.key.primary_key, &mut reader),
             Some(index) => verify_with(
@@ -339,11 +335,23 @@ fn matches_issuer(sig: &Signature, key: &impl KeyDetails) -> bool {
 }
 
 /// A reader that counts bytes and keeps the first I/O error for itself (rpgp would turn it
-/// into a verification failure).
-struct CountingReader<R> {
+/// into a verification or signing failure).
+pub(crate) struct CountingReader<R> {
     inner: R,
-    count: u64,
-    error: Option<std::io::Error>,
+    /// Bytes read so far.
+    pub(crate) count: u64,
+    /// The first I/O error, taken back by the caller.
+    pub(crate) error: Option<std::io::Error>,
+}
+
+impl<R> CountingReader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        CountingReader {
+            inner,
+            count: 0,
+            error: None,
+        }
+    }
 }
 
 impl<R: Read> Read for CountingReader<R> {
