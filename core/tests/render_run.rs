@@ -5,6 +5,8 @@
 //! The lower tree is made by hand here (directories, files, symlinks, a fifo, a hardlink
 //! pair, xattrs, a setuid file, and as root a device node and a foreign owner).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use acikit::ErrorKind;
 use acikit::render::fsops::Privileges;
 use acikit::render::run::{RunHandle, Strategy, create_run, list_runs, release_run};
+use common::kind_name;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -124,22 +127,7 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Node> {
         };
         let meta = std::fs::symlink_metadata(&path).unwrap();
         let ft = meta.file_type();
-        use std::os::unix::fs::FileTypeExt;
-        let kind = if ft.is_dir() {
-            "dir"
-        } else if ft.is_file() {
-            "file"
-        } else if ft.is_symlink() {
-            "symlink"
-        } else if ft.is_fifo() {
-            "fifo"
-        } else if ft.is_char_device() {
-            "char"
-        } else if ft.is_block_device() {
-            "block"
-        } else {
-            "other"
-        };
+        let kind = kind_name(&ft);
         let content = match kind {
             "file" => std::fs::read(&path).unwrap(),
             "symlink" => std::fs::read_link(&path)

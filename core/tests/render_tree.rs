@@ -77,21 +77,7 @@ fn snapshot(root: &Path) -> Snapshot {
         let full = root.join(&rel);
         let m = std::fs::symlink_metadata(&full).unwrap();
         let ft = m.file_type();
-        let kind = if ft.is_dir() {
-            "dir"
-        } else if ft.is_file() {
-            "file"
-        } else if ft.is_symlink() {
-            "symlink"
-        } else if ft.is_char_device() {
-            "char"
-        } else if ft.is_block_device() {
-            "block"
-        } else if ft.is_fifo() {
-            "fifo"
-        } else {
-            "other"
-        };
+        let kind = kind_name(&ft);
         if ft.is_dir() {
             for e in std::fs::read_dir(&full).unwrap() {
                 stack.push(rel.join(e.unwrap().file_name()));

@@ -453,3 +453,24 @@ pub fn image_tar(dir: &Path, manifest: &str, files: &[(&str, &[u8])], out: &Path
     );
     std::fs::read(out).unwrap()
 }
+
+/// A short name for a file type, for tree listings: `dir`, `file`, `symlink`, `fifo`, `char`,
+/// `block` or `other`.
+pub fn kind_name(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "dir"
+    } else if ft.is_file() {
+        "file"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_char_device() {
+        "char"
+    } else if ft.is_block_device() {
+        "block"
+    } else {
+        "other"
+    }
+}
