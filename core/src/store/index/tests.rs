@@ -1,5 +1,9 @@
 use std::time::{Duration, Instant};
 
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use super::connect::MIGRATOR;
 use super::*;
 use crate::schema::ImageManifest;
 
@@ -48,19 +52,140 @@ fn query(labels: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 async fn count(index: &Index, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(&index.pool)
-        .await
-        .unwrap()
+    index.query_i64(sql, None).await.unwrap()
 }
 
-async fn open_temp() -> (tempfile::TempDir, Index) {
-    let dir = tempfile::tempdir().unwrap();
-    let index = Index::open(&dir.path().join(INDEX_FILE_NAME))
-        .await
-        .unwrap();
-    (dir, index)
+/// The SQLite pool of an index opened from a file.
+fn sqlite_pool(index: &Index) -> &SqlitePool {
+    match &index.pool {
+        Pool::Sqlite(pool) => pool,
+        Pool::Postgres(_) => panic!("a SQLite index was expected"),
+    }
 }
+
+/// The PostgreSQL database the tests use: `$ACIKIT_TEST_POSTGRES`, else the role and
+/// database that `.ci/run` creates on the local server.
+fn test_postgres_url() -> String {
+    std::env::var("ACIKIT_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://acikit:acikit@127.0.0.1:5432/acikit_test".into())
+}
+
+/// An empty index for one test: a SQLite file in a temporary folder, or a schema of
+/// its own in the test PostgreSQL database.
+struct TestDb {
+    index: Index,
+    location: Location,
+}
+
+enum Location {
+    Sqlite(tempfile::TempDir),
+    Postgres {
+        admin: PgPool,
+        url: String,
+        schema: String,
+    },
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(&dir.path().join(INDEX_FILE_NAME))
+            .await
+            .unwrap();
+        TestDb {
+            index,
+            location: Location::Sqlite(dir),
+        }
+    }
+
+    async fn postgres() -> TestDb {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let base = test_postgres_url();
+        let admin = PgPool::connect(&base).await.unwrap_or_else(|e| {
+            panic!(
+                "the test PostgreSQL at {} is not reachable ({e}): start it and create its \
+                 role and database as .ci/run does, or set ACIKIT_TEST_POSTGRES",
+                database_identity(&base).unwrap_or_default()
+            )
+        });
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schema = format!("index_unit_{}_{n}", std::process::id());
+        for sql in [
+            format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+            format!("CREATE SCHEMA {schema}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&admin)
+                .await
+                .unwrap();
+        }
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+        let index = Index::connect(&url).await.unwrap();
+        TestDb {
+            index,
+            location: Location::Postgres { admin, url, schema },
+        }
+    }
+
+    /// A second handle on the same database, as another process would open.
+    async fn open_again(&self) -> Index {
+        match &self.location {
+            Location::Sqlite(dir) => Index::open(&dir.path().join(INDEX_FILE_NAME))
+                .await
+                .unwrap(),
+            Location::Postgres { url, .. } => Index::connect(url).await.unwrap(),
+        }
+    }
+
+    async fn finish(self) {
+        self.index.close().await;
+        if let Location::Postgres { admin, schema, .. } = self.location {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+        }
+    }
+}
+
+/// Runs each named `async fn(&TestDb)` on an empty SQLite index and on an empty
+/// PostgreSQL one.
+macro_rules! on_both_databases {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$test(&db).await;
+                    db.finish().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let db = super::TestDb::postgres().await;
+                    super::$test(&db).await;
+                    db.finish().await;
+                }
+            }
+        )*
+    };
+}
+
+on_both_databases!(
+    insert_get_and_prefix_lookup,
+    find_by_name_matches_labels_newest_first,
+    list_loads_labels_for_many_images,
+    inserting_twice_changes_nothing,
+    concurrent_inserts_from_two_handles_leave_one_row,
+    remove_cascades_to_labels_and_keeps_fetch_state,
+    touch_updates_last_use,
+    stats_sum_the_images,
+    fetch_state_round_trip,
+    bad_input_is_rejected_before_writing,
+);
 
 #[tokio::test]
 async fn migrations_run_on_a_fresh_file_and_reopen_is_idempotent() {
@@ -69,18 +194,18 @@ async fn migrations_run_on_a_fresh_file_and_reopen_is_idempotent() {
     let index = Index::open(&path).await.unwrap();
     assert!(path.exists());
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&index.pool)
+        .fetch_one(sqlite_pool(&index))
         .await
         .unwrap();
     assert_eq!(mode, "wal");
     let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-        .fetch_one(&index.pool)
+        .fetch_one(sqlite_pool(&index))
         .await
         .unwrap();
     assert_eq!(fk, 1);
     // synchronous: 2 = FULL.
     let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&index.pool)
+        .fetch_one(sqlite_pool(&index))
         .await
         .unwrap();
     assert_eq!(sync, 2);
@@ -175,9 +300,8 @@ async fn concurrent_opens_of_a_fresh_file_both_succeed() {
     }
 }
 
-#[tokio::test]
-async fn insert_get_and_prefix_lookup() {
-    let (_dir, index) = open_temp().await;
+async fn insert_get_and_prefix_lookup(db: &TestDb) {
+    let index = &db.index;
     let m = app("1.0.0", "linux");
     let new = image(id("aa11"), m.clone(), 300);
     assert!(index.insert_image(&new).await.unwrap());
@@ -249,9 +373,8 @@ async fn insert_get_and_prefix_lookup() {
     assert_eq!(index.find_by_prefix(&prefix("a")).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn find_by_name_matches_labels_newest_first() {
-    let (_dir, index) = open_temp().await;
+async fn find_by_name_matches_labels_newest_first(db: &TestDb) {
+    let index = &db.index;
     let v1 = image(id("01"), app("1.0.0", "linux"), 0);
     let v2 = image(id("02"), app("2.0.0", "linux"), 0);
     let bsd = image(id("03"), app("2.0.0", "freebsd"), 0);
@@ -323,9 +446,8 @@ async fn find_by_name_matches_labels_newest_first() {
     assert_eq!(listed, [id("00"), id("02"), id("03"), id("01"), id("04")]);
 }
 
-#[tokio::test]
-async fn list_loads_labels_for_many_images() {
-    let (_dir, index) = open_temp().await;
+async fn list_loads_labels_for_many_images(db: &TestDb) {
+    let index = &db.index;
     let n = LABELS_PER_IMAGE_MAX + 8;
     for i in 0..n {
         let version = format!("1.0.{i}");
@@ -347,9 +469,8 @@ async fn list_loads_labels_for_many_images() {
     assert_eq!(found, listed);
 }
 
-#[tokio::test]
-async fn inserting_twice_changes_nothing() {
-    let (_dir, index) = open_temp().await;
+async fn inserting_twice_changes_nothing(db: &TestDb) {
+    let index = &db.index;
     let new = image(id("aa"), app("1", "linux"), 30);
     assert!(index.insert_image_at(&new, 1_000).await.unwrap());
     let mut again = new.clone();
@@ -363,12 +484,9 @@ async fn inserting_twice_changes_nothing() {
     assert_eq!(count(&index, "SELECT COUNT(*) FROM image_labels").await, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_inserts_from_two_handles_leave_one_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(INDEX_FILE_NAME);
-    let a = Index::open(&path).await.unwrap();
-    let b = Index::open(&path).await.unwrap();
+async fn concurrent_inserts_from_two_handles_leave_one_row(db: &TestDb) {
+    let a = db.open_again().await;
+    let b = db.open_again().await;
     for round in 0..5u32 {
         let new = image(id(&format!("{round:02x}")), app("1", "linux"), 2000);
         let (ra, rb) = tokio::join!(a.insert_image(&new), b.insert_image(&new));
@@ -384,9 +502,8 @@ async fn concurrent_inserts_from_two_handles_leave_one_row() {
     b.close().await;
 }
 
-#[tokio::test]
-async fn remove_cascades_to_labels_and_keeps_fetch_state() {
-    let (_dir, index) = open_temp().await;
+async fn remove_cascades_to_labels_and_keeps_fetch_state(db: &TestDb) {
+    let index = &db.index;
     let first = image(id("aa"), app("1", "linux"), 30);
     let second = image(id("bb"), app("2", "linux"), 50);
     index.insert_image(&first).await.unwrap();
@@ -406,12 +523,13 @@ async fn remove_cascades_to_labels_and_keeps_fetch_state() {
     assert!(index.remove(&id("aa")).await.unwrap());
     assert!(!index.remove(&id("aa")).await.unwrap());
     assert!(index.get(&id("aa")).await.unwrap().is_none());
-    let labels =
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM image_labels WHERE image_id = $1")
-            .bind(id("aa").as_str())
-            .fetch_one(&index.pool)
-            .await
-            .unwrap();
+    let labels = index
+        .query_i64(
+            "SELECT COUNT(*) FROM image_labels WHERE image_id = $1",
+            Some(id("aa").as_str()),
+        )
+        .await
+        .unwrap();
     assert_eq!(labels, 0);
     assert_eq!(
         count(&index, "SELECT COUNT(*) FROM image_annotations").await,
@@ -428,9 +546,8 @@ async fn remove_cascades_to_labels_and_keeps_fetch_state() {
     assert!(index.integrity_check().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn touch_updates_last_use() {
-    let (_dir, index) = open_temp().await;
+async fn touch_updates_last_use(db: &TestDb) {
+    let index = &db.index;
     index
         .insert_image_at(&image(id("aa"), app("1", "linux"), 0), 1_000)
         .await
@@ -442,9 +559,8 @@ async fn touch_updates_last_use() {
     assert!(got.last_used_at_ms > 1_000);
 }
 
-#[tokio::test]
-async fn stats_sum_the_images() {
-    let (_dir, index) = open_temp().await;
+async fn stats_sum_the_images(db: &TestDb) {
+    let index = &db.index;
     assert_eq!(index.stats().await.unwrap(), IndexStats::default());
     let first = image(id("aa"), app("1", "linux"), 300);
     let second = image(id("bb"), app("2", "linux"), 250);
@@ -463,9 +579,8 @@ async fn stats_sum_the_images() {
     );
 }
 
-#[tokio::test]
-async fn fetch_state_round_trip() {
-    let (_dir, index) = open_temp().await;
+async fn fetch_state_round_trip(db: &TestDb) {
+    let index = &db.index;
     let url = "https://example.com/app-1.0.0-linux-amd64.aci";
     assert!(index.fetch_state(url).await.unwrap().is_none());
     let mut state = FetchState {
@@ -522,7 +637,7 @@ async fn readers_do_not_wait_for_an_open_write_transaction() {
         .unwrap();
 
     // A write transaction left open, as an import in progress would be.
-    let mut tx = writer.begin_write("test").await.unwrap();
+    let mut tx = begin_write(sqlite_pool(&writer), "test").await.unwrap();
     sqlx::query(
         "INSERT INTO images (image_id, name, manifest, archive_size, tar_size, content_size, \
          recipe_size, entries, imported_at, last_used_at) \
@@ -555,7 +670,7 @@ async fn a_second_writer_waits_instead_of_failing() {
     let path = dir.path().join(INDEX_FILE_NAME);
     let first = Index::open(&path).await.unwrap();
     let second = Index::open(&path).await.unwrap();
-    let tx = first.begin_write("test").await.unwrap();
+    let tx = begin_write(sqlite_pool(&first), "test").await.unwrap();
     let waiting = tokio::spawn({
         let second = second.clone();
         async move {
@@ -572,9 +687,8 @@ async fn a_second_writer_waits_instead_of_failing() {
     second.close().await;
 }
 
-#[tokio::test]
-async fn bad_input_is_rejected_before_writing() {
-    let (_dir, index) = open_temp().await;
+async fn bad_input_is_rejected_before_writing(db: &TestDb) {
+    let index = &db.index;
     let mut new = image(id("aa"), app("1", "linux"), u64::MAX);
     let err = index.insert_image(&new).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
