@@ -16,6 +16,11 @@ struct Cli {
     /// The image store folder (default: $ACIKIT_STORE, else the user's data folder).
     #[arg(long, global = true, value_name = "DIR")]
     store: Option<std::path::PathBuf>,
+    /// The store's index in PostgreSQL (postgres://USER[:PASSWORD]@HOST[:PORT]/DB), for a
+    /// store that several servers share. Needed when the store is created; later the
+    /// store remembers it (password from PGPASSWORD or ~/.pgpass). Default: SQLite.
+    #[arg(long, global = true, value_name = "URL", env = "ACIKIT_DATABASE", hide_env_values = true)]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -318,6 +323,7 @@ fn main() -> ExitCode {
         .build()
         .expect("a tokio runtime");
     let store_dir = cli.store.unwrap_or_else(acikit::Store::default_dir);
+    commands::store::set_database_url(cli.database);
     runtime.block_on(async {
         match cli.command {
             Command::Validate { files, opts } => commands::validate(&files, &opts).await,

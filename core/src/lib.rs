@@ -19,6 +19,7 @@
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
 
 pub mod archive;
+mod atomic_file;
 pub mod build;
 pub mod clock;
 pub mod discovery;

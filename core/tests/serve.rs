@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use acikit::fetch::{FetchOptions, FetchSource};
@@ -14,9 +14,11 @@ use acikit::net::HttpClient;
 use acikit::serve::push::push_file;
 use acikit::serve::{RunningServer, ServeOptions, ServedForm, Server, TlsFiles};
 use acikit::trust::{TrustScope, verify_detached};
+use acikit::store::{IndexBackend, StoreOptions};
 use acikit::{ErrorKind, Store};
 use common::gpg::Gpg;
 use common::https::{TEST_HOSTS, test_ca};
+use common::postgres::TestSchema;
 use common::*;
 
 const TOKEN: &str = "s3cret-token";
@@ -80,7 +82,7 @@ fn sign(path: &Path, signer: &str) -> Vec<u8> {
 }
 
 struct Setup {
-    _dir: tempfile::TempDir,
+    _dir: Arc<tempfile::TempDir>,
     dir: PathBuf,
     store: Store,
     server: RunningServer,
@@ -90,14 +92,29 @@ struct Setup {
 }
 
 impl Setup {
+    /// A server on a new store with the SQLite index.
     async fn new(require_signature: bool) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
+        Setup::start(Arc::new(tempfile::tempdir().unwrap()), require_signature, None).await
+    }
+
+    /// A server on the store `server-store` in `dir` (new or not), indexed in
+    /// `database` (a PostgreSQL URL) or in SQLite.
+    async fn start(
+        dir: Arc<tempfile::TempDir>,
+        require_signature: bool,
+        database: Option<&str>,
+    ) -> Setup {
         let root = dir.path().to_path_buf();
         let ca = test_ca();
         std::fs::write(root.join("cert.pem"), &ca.cert_pem).unwrap();
         std::fs::write(root.join("key.pem"), &ca.key_pem).unwrap();
         std::fs::write(root.join("ca.pem"), &ca.ca_pem).unwrap();
-        let store = Store::open(root.join("server-store")).await.unwrap();
+        let options = StoreOptions {
+            database_url: database.map(str::to_string),
+        };
+        let store = Store::open_with(root.join("server-store"), options)
+            .await
+            .unwrap();
         store
             .trust()
             .unwrap()
@@ -565,4 +582,130 @@ async fn bad_pushes_are_refused_and_store_nothing() {
     // After all that, the good push still works.
     let pushed = s.push(&aci.path, Some(&good_sig), TOKEN).await.unwrap();
     assert_eq!(pushed.image_id.to_string(), aci.id);
+}
+
+/// Two server processes' worth of state (each its own store handle, connection pool
+/// and server) on one store folder and one PostgreSQL index: what one pushes, the
+/// other lists, serves and lets a client fetch through discovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_share_one_postgresql_index() {
+    let schema = TestSchema::new("two_servers");
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let a = Setup::start(dir.clone(), true, Some(&schema.url)).await;
+    let b = Setup::start(dir.clone(), true, Some(&schema.url)).await;
+    assert_eq!(a.store.index_backend(), IndexBackend::Postgres);
+    assert_ne!(a.port, b.port);
+    assert!(
+        !a.store.dir().join("index.db").exists(),
+        "no SQLite index beside PostgreSQL"
+    );
+
+    // Push through A.
+    let aci = make_aci(&a.dir, "shared", "example.test/acme/shared", "1.0.0", 7);
+    let sig = sign(&aci.path, &keys().acme);
+    let pushed = a.push(&aci.path, Some(&sig), TOKEN).await.unwrap();
+    assert_eq!(pushed.image_id.to_string(), aci.id);
+
+    // B lists it from the shared index ...
+    let http = b.reqwest();
+    let api: serde_json::Value = http
+        .get(format!(
+            "{}/api/images?name=example.test/acme/shared",
+            b.base()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    let images = api["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{api}");
+    assert_eq!(images[0]["image_id"], aci.id.as_str());
+
+    // ... serves its bytes and signature ...
+    let url = format!(
+        "{}/images/linux/amd64/example.test/acme/shared/1.0.0.aci",
+        b.base()
+    );
+    let served = http.get(&url).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    let served = served.bytes().await.unwrap();
+    assert_eq!(sha512_hex(&gunzip(&served)), aci.id);
+    let served_sig = http.get(format!("{url}.asc")).send().await.unwrap();
+    assert_eq!(served_sig.status(), 200);
+    let served_sig = served_sig.bytes().await.unwrap();
+    let trust = b.store.trust().unwrap();
+    verify_detached(&trust, "example.test/acme/shared", &served_sig, &served[..]).unwrap();
+    let tar = http
+        .get(format!("{}/blobs/{}", b.base(), aci.id))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha512_hex(&tar), aci.id);
+
+    // ... and a client fetches it by name through B's discovery.
+    let client_store = Store::open(a.dir.join("client-store")).await.unwrap();
+    client_store
+        .trust()
+        .unwrap()
+        .add(
+            &keys().acme_public,
+            TrustScope::prefix("example.test/acme").unwrap(),
+        )
+        .unwrap();
+    let fetched = client_store
+        .fetch(
+            FetchSource::Name {
+                name: "example.test/acme/shared".into(),
+                labels: vec![("version".into(), "1.0.0".into())],
+            },
+            FetchOptions {
+                net: b.net(),
+                ..FetchOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(fetched.image_id.to_string(), aci.id);
+    assert!(fetched.signature.is_some());
+
+    // The same push through B changes nothing; both stores see one image.
+    let again = b.push(&aci.path, Some(&sig), TOKEN).await.unwrap();
+    assert_eq!(again.image_id.to_string(), aci.id);
+    assert_eq!(a.store.list().await.unwrap().len(), 1);
+    assert_eq!(b.store.list().await.unwrap().len(), 1);
+
+    // The store keeps its index: opened again with the URL it is the same one, and
+    // opening it with another database is refused.
+    let reopened = Store::open_with(
+        a.store.dir(),
+        StoreOptions {
+            database_url: Some(schema.url.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reopened.list().await.unwrap().len(), 1);
+    let other = TestSchema::new("two_servers_other");
+    let err = Store::open_with(
+        a.store.dir(),
+        StoreOptions {
+            database_url: Some(other.url.clone()),
+        },
+    )
+    .await
+    .err()
+    .expect("another database is refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+
+    a.server.shutdown(Duration::from_secs(1));
+    b.server.shutdown(Duration::from_secs(1));
+    a.store.close().await;
+    b.store.close().await;
+    reopened.close().await;
 }

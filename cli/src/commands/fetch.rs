@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use acikit::Store;
 use acikit::fetch::{FetchOptions, FetchOutcome, FetchSource, Fetched};
 
 use super::net::NetArgs;
@@ -44,7 +43,7 @@ pub async fn fetch(store_dir: &Path, args: FetchArgs<'_>) -> ExitCode {
         Ok(net) => net,
         Err(err) => return fail(&err),
     };
-    let store = match Store::open(store_dir).await {
+    let store = match super::store::open_store(store_dir).await {
         Ok(store) => store,
         Err(err) => return fail(&err),
     };

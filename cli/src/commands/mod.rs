@@ -10,7 +10,7 @@ mod net;
 mod progress;
 mod render;
 pub mod serve;
-mod store;
+pub mod store;
 pub mod trust;
 
 pub use build::{build, sign};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use acikit::serve::{ServeOptions, Server, TlsFiles, push::push_file};
-use acikit::{Error, ErrorKind, Store};
+use acikit::{Error, ErrorKind};
 
 use super::net::NetArgs;
 use super::store::fail;
@@ -69,7 +69,7 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
         },
         (None, None) => None,
     };
-    let store = match Store::open(store_dir).await {
+    let store = match super::store::open_store(store_dir).await {
         Ok(store) => store,
         Err(err) => return fail(&err),
     };

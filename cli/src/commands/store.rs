@@ -2,9 +2,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use acikit::progress::Observer;
-use acikit::store::{ExportCompression, ImageQuery, ImportOptions};
+use acikit::store::{ExportCompression, ImageQuery, ImportOptions, StoreOptions};
 use acikit::{Error, Store};
 use serde::Serialize;
 
@@ -30,8 +31,25 @@ pub fn parse_label(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
 }
 
+/// The `--database` URL, set once by `main` before any command runs.
+static DATABASE_URL: OnceLock<Option<String>> = OnceLock::new();
+
+/// Records the `--database` URL (or `$ACIKIT_DATABASE`) for every store opened.
+pub fn set_database_url(url: Option<String>) {
+    let _ = DATABASE_URL.set(url);
+}
+
+/// Opens the store at `dir` with the `--database` given, if any.
+pub(super) async fn open_store(dir: &Path) -> acikit::Result<Store> {
+    let options = StoreOptions {
+        database_url: DATABASE_URL.get().cloned().flatten(),
+    };
+    Store::open_with(dir, options).await
+}
+
+/// [`open_store`], printing the error.
 pub(super) async fn open(dir: &Path) -> Result<Store, ExitCode> {
-    Store::open(dir).await.map_err(|e| fail(&e))
+    open_store(dir).await.map_err(|e| fail(&e))
 }
 
 /// Prints an error on stderr as `error: KIND: MESSAGE`; exit code 1.

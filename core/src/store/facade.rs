@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::housekeeping::{self, FsckReport, GcReport, StoreStats};
 use super::import::{self, ImportOptions, Imported};
-use super::index::{ImageRecord, Index};
+use super::database;
+use super::index::{ImageRecord, Index, IndexBackend};
 use super::objects;
 use super::paths::StorePaths;
 use super::regenerate::{self, ExportReader, ObjectPaths};
@@ -133,7 +134,19 @@ pub struct Exported {
     pub written: u64,
 }
 
-/// An image store: content objects, recipes and the SQL index in one folder.
+/// How to open a store.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// The PostgreSQL database of the index (`postgres://user[:password]@host[:port]/db`),
+    /// for a store that several processes or machines share. `None` opens the index
+    /// the store was created with: the SQLite file `index.db` in the folder by
+    /// default. A store keeps the index it was created with; opening it with another
+    /// fails with [`ErrorKind::InvalidArgument`].
+    pub database_url: Option<String>,
+}
+
+/// An image store: content objects, recipes and the SQL index (a file in the folder,
+/// or a PostgreSQL database).
 #[derive(Clone)]
 pub struct Store {
     paths: StorePaths,
@@ -154,9 +167,16 @@ impl Store {
         home.join(".local/share/acikit")
     }
 
-    /// Opens (creating if needed) the store at `dir`, and removes the staging folders of
-    /// imports that were killed.
+    /// Opens (creating if needed) the store at `dir` with the index it was created
+    /// with (SQLite unless it was created with a PostgreSQL URL), and removes the
+    /// staging folders of imports that were killed.
     pub async fn open(dir: impl Into<PathBuf>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default()).await
+    }
+
+    /// Opens (creating if needed) the store at `dir` as `options` say; see
+    /// [`StoreOptions::database_url`] for where the index goes.
+    pub async fn open_with(dir: impl Into<PathBuf>, options: StoreOptions) -> Result<Store> {
         let paths = StorePaths::new(dir);
         let creating = paths.clone();
         tokio::task::spawn_blocking(move || {
@@ -170,13 +190,24 @@ impl Store {
         })
         .await
         .map_err(join_error)??;
-        let index = Index::open(&paths.index_db()).await?;
+        let index = database::open_index(&paths, options.database_url.as_deref()).await?;
         Ok(Store { paths, index })
     }
 
     /// The store folder.
     pub fn dir(&self) -> &Path {
         self.paths.root()
+    }
+
+    /// Closes the index's connections, waiting for those in use. The store (and its
+    /// clones) must not be used after.
+    pub async fn close(&self) {
+        self.index.close().await;
+    }
+
+    /// Which database indexes the store.
+    pub fn index_backend(&self) -> IndexBackend {
+        self.index.backend()
     }
 
     /// The store's SQL index (for the fetch module's cache state).

@@ -9,11 +9,13 @@
 //! - [`import`]: the one-pass import pipeline;
 //! - [`objects`]: the content-addressed object store and per-import staging;
 //! - [`recipe`]: the recipe format; [`regenerate`]: recipe + objects back to the tar;
-//! - [`index`]: the SQL index of images, labels, annotations and fetch state;
+//! - [`index`]: the SQL index of images, labels, annotations and fetch state (SQLite
+//!   or PostgreSQL); [`database`]: which of the two a store folder uses;
 //! - [`references`]: which objects the images use, read from their recipes;
 //! - [`housekeeping`]: export to a file, `rm`, `gc`, `fsck`, `stats`;
 //! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
 
+pub mod database;
 pub mod digest;
 pub mod facade;
 pub mod housekeeping;
@@ -26,6 +28,7 @@ pub mod references;
 pub mod regenerate;
 
 pub use digest::{ContentDigest, ContentHasher};
-pub use facade::{ExportCompression, Exported, ImageInfo, ImageQuery, Store};
+pub use facade::{ExportCompression, Exported, ImageInfo, ImageQuery, Store, StoreOptions};
+pub use index::IndexBackend;
 pub use housekeeping::{FsckProblem, FsckReport, GcReport, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! STORE/
-//!   index.db                      the SQL index (SQLite by default)
+//!   index.db                      the SQL index (SQLite, the default)
+//!   config/database               the PostgreSQL index's URL, without password, if not SQLite
 //!   objects/sha256/ab/abcd…       content objects, named by SHA-256, immutable
 //!   recipes/sha512/01/0123….recipe  one recipe per image (non-content bytes + content refs)
 //!   tmp/import-…/                 staging folders of imports in progress (each holds a lock)
@@ -77,6 +78,12 @@ impl StorePaths {
     /// Folder for settings and trusted keys.
     pub fn config(&self) -> PathBuf {
         self.root.join("config")
+    }
+
+    /// The file naming the PostgreSQL database that indexes the store, when the index
+    /// is not the SQLite file (see `store::database`).
+    pub fn database_marker(&self) -> PathBuf {
+        self.config().join("database")
     }
 
     /// Folder of the trusted OpenPGP keys (`config/trust/`; see [`crate::trust::TrustStore`]).

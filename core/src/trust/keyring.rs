@@ -10,7 +10,6 @@
 //! are written to a temporary name in the same folder, synced, then renamed, so a reader never
 //! sees half a key. Files whose names start with `.` or do not end in `.asc` are ignored.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,6 +21,7 @@ use serde::Serialize;
 use super::TrustScope;
 use super::parse::{self, fingerprint_hex, key_id_hex};
 use super::policy::KeyView;
+use crate::atomic_file::write_atomic;
 use crate::{Error, ErrorKind, Result};
 
 /// One trusted key, as listed.
@@ -125,7 +125,9 @@ impl TrustStore {
         })?;
         let dir = self.scope_dir(&scope);
         let path = dir.join(format!("{fingerprint}.asc"));
-        write_atomic(&dir, &path, &bytes)?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        write_atomic(&path, &bytes)?;
         Ok(describe(&view, scope, path))
     }
 
@@ -329,34 +331,6 @@ fn normalize_fingerprint(text: &str) -> Result<String> {
     }
 }
 
-/// Writes `bytes` to `path` through a synced temporary file in `dir` and a rename.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{nanos}",
-        path.file_name()
-            .map_or_else(Default::default, |n| n.to_string_lossy()),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(folder) = std::fs::File::open(dir) {
-            let _ = folder.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(format!("writing {}", path.display()), e)
-    })
-}
 
 /// Now, in seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {

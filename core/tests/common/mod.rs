@@ -4,6 +4,7 @@
 
 pub mod gpg;
 pub mod https;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
