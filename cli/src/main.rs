@@ -19,7 +19,13 @@ struct Cli {
     /// The store's index in PostgreSQL (postgres://USER[:PASSWORD]@HOST[:PORT]/DB), for a
     /// store that several servers share. Needed when the store is created; later the
     /// store remembers it (password from PGPASSWORD or ~/.pgpass). Default: SQLite.
-    #[arg(long, global = true, value_name = "URL", env = "ACIKIT_DATABASE", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "ACIKIT_DATABASE",
+        hide_env_values = true
+    )]
     database: Option<String>,
     #[command(subcommand)]
     command: Command,

@@ -13,8 +13,8 @@ use acikit::fetch::{FetchOptions, FetchSource};
 use acikit::net::HttpClient;
 use acikit::serve::push::push_file;
 use acikit::serve::{RunningServer, ServeOptions, ServedForm, Server, TlsFiles};
-use acikit::trust::{TrustScope, verify_detached};
 use acikit::store::{IndexBackend, StoreOptions};
+use acikit::trust::{TrustScope, verify_detached};
 use acikit::{ErrorKind, Store};
 use common::gpg::Gpg;
 use common::https::{TEST_HOSTS, test_ca};
@@ -94,7 +94,12 @@ struct Setup {
 impl Setup {
     /// A server on a new store with the SQLite index.
     async fn new(require_signature: bool) -> Setup {
-        Setup::start(Arc::new(tempfile::tempdir().unwrap()), require_signature, None).await
+        Setup::start(
+            Arc::new(tempfile::tempdir().unwrap()),
+            require_signature,
+            None,
+        )
+        .await
     }
 
     /// A server on the store `server-store` in `dir` (new or not), indexed in

@@ -79,7 +79,10 @@ fn read_marker(marker: &Path) -> Result<Option<String>> {
             if identity.is_empty() {
                 return Err(Error::new(
                     ErrorKind::CorruptStore,
-                    format!("{} is empty: it should name the store's database", marker.display()),
+                    format!(
+                        "{} is empty: it should name the store's database",
+                        marker.display()
+                    ),
                 ));
             }
             Ok(Some(identity.to_string()))

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::database;
 use super::housekeeping::{self, FsckReport, GcReport, StoreStats};
 use super::import::{self, ImportOptions, Imported};
-use super::database;
 use super::index::{ImageRecord, Index, IndexBackend};
 use super::objects;
 use super::paths::StorePaths;

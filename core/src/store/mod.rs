@@ -29,6 +29,6 @@ pub mod regenerate;
 
 pub use digest::{ContentDigest, ContentHasher};
 pub use facade::{ExportCompression, Exported, ImageInfo, ImageQuery, Store, StoreOptions};
-pub use index::IndexBackend;
 pub use housekeeping::{FsckProblem, FsckReport, GcReport, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};
+pub use index::IndexBackend;

@@ -331,7 +331,6 @@ fn normalize_fingerprint(text: &str) -> Result<String> {
     }
 }
 
-
 /// Now, in seconds since the Unix epoch.
 pub(crate) fn now() -> u64 {
     SystemTime::now()

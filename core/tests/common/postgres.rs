@@ -47,7 +47,16 @@ impl Drop for TestSchema {
 /// Runs SQL on the test database with `psql`, panicking with its output on failure.
 fn psql(sql: &str) {
     let out = Command::new("psql")
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-X", "-d", &base_url(), "-c", sql])
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+            "-X",
+            "-d",
+            &base_url(),
+            "-c",
+            sql,
+        ])
         .output()
         .expect("psql runs (postgresql-client; .ci/run installs it)");
     assert!(
