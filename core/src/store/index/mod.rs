@@ -41,13 +41,12 @@
 //!
 //! # PostgreSQL
 //!
-//! Transactions are `READ COMMITTED` (the default). Reads of one call share one
-//! transaction but, unlike SQLite's, may see rows other processes committed between
-//! two statements of it: a label query can then find an image's labels gone with the
-//! image, which leaves that image's labels empty, never wrong. Writes need no
-//! explicit lock: inserting an image is one `INSERT ... ON CONFLICT DO NOTHING` on
-//! its primary key, which waits for a concurrent insert of the same key to commit.
-//! The migrator holds an advisory lock while it migrates.
+//! Reads of one call share one `REPEATABLE READ, READ ONLY` transaction: one snapshot,
+//! as on SQLite, so an image and its labels are read as of one moment. Writes are
+//! `READ COMMITTED` (the default) and need no explicit lock: inserting an image is
+//! one `INSERT ... ON CONFLICT DO NOTHING` on its primary key, which waits for a
+//! concurrent insert of the same key to commit. The migrator holds an advisory lock
+//! while it migrates.
 //!
 //! # Concurrency between processes
 //!
@@ -128,15 +127,20 @@ enum Pool {
 trait Backend: Database {
     /// The statement that starts a write transaction.
     const BEGIN_WRITE: &'static str;
+    /// The statement that starts a read transaction: one snapshot for all its queries.
+    const BEGIN_READ: &'static str;
 }
 
 impl Backend for sqlx::Sqlite {
     // Takes the write lock at once (SQLite-only syntax); see the module comment.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    // A deferred transaction: its snapshot starts at its first read (WAL).
+    const BEGIN_READ: &'static str = "BEGIN";
 }
 
 impl Backend for sqlx::Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 }
 
 /// Runs `$body` once for the index's database, with `$pool` its pool and `DB` its
@@ -769,13 +773,12 @@ async fn begin_write<DB: Backend>(
     pool.begin_with(DB::BEGIN_WRITE).await.map_err(db_error(op))
 }
 
-/// A read transaction: one snapshot for all its queries on SQLite (see the module
-/// comment for PostgreSQL).
-async fn begin_read<DB: Database>(
+/// A read transaction: one snapshot for all its queries.
+async fn begin_read<DB: Backend>(
     pool: &sqlx::Pool<DB>,
     op: &'static str,
 ) -> Result<Transaction<'static, DB>> {
-    pool.begin().await.map_err(db_error(op))
+    pool.begin_with(DB::BEGIN_READ).await.map_err(db_error(op))
 }
 
 /// Ends a read transaction (nothing to keep; commit is the cheapest end).
