@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use acikit::progress::{CancelToken, Observer, Phase, Progress};
 use acikit::schema::ImageId;
-use acikit::store::{ContentDigest, ExportCompression, ImageQuery, ImportOptions};
+use acikit::store::{
+    ContentDigest, ExportCompression, ImageQuery, ImportOptions, IndexBackend, StoreOptions,
+};
 use acikit::{Error, ErrorKind, Store};
 use common::*;
 use tokio::io::AsyncReadExt;
@@ -424,10 +426,30 @@ async fn dedup_across_images_and_inside_one_and_idempotent_reimport() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn remove_drops_only_the_objects_no_other_image_uses() {
+    remove_and_gc(None).await;
+}
+
+/// The same with the index in PostgreSQL, then `fsck` finds the store clean.
+#[tokio::test(flavor = "multi_thread")]
+async fn remove_gc_and_fsck_with_a_postgresql_index() {
+    let schema = common::postgres::TestSchema::new("store_ops");
+    remove_and_gc(Some(&schema.url)).await;
+}
+
+async fn remove_and_gc(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let pair = make_pair(dir.path());
     let store_dir = dir.path().join("store");
-    let store = Store::open(&store_dir).await.unwrap();
+    let options = StoreOptions {
+        database_url: database.map(str::to_string),
+    };
+    let store = Store::open_with(&store_dir, options).await.unwrap();
+    let backend = if database.is_some() {
+        IndexBackend::Postgres
+    } else {
+        IndexBackend::Sqlite
+    };
+    assert_eq!(store.index_backend(), backend);
     import(&store, &pair.a).await;
     import(&store, &pair.b).await;
 
@@ -474,8 +496,12 @@ async fn remove_drops_only_the_objects_no_other_image_uses() {
     assert!(!object_path(&store_dir, &pair.only_a).exists());
     assert_eq!(objects_on_disk(&store_dir), (11, pair.distinct_b()));
     assert_exports(&store, &pair.b).await;
+    let report = store.fsck(false, Observer::default()).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(report.images_checked, 1);
     store.remove(&pair.b.id).await.unwrap();
     assert_empty(&store, "after removing both").await;
+    store.close().await;
 }
 
 /// The recipes are the record of which objects an image uses: with one missing, gc must
