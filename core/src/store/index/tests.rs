@@ -334,7 +334,7 @@ async fn insert_get_and_prefix_lookup(db: &TestDb) {
     assert!(index.get(&id("cc")).await.unwrap().is_none());
 
     let annotations = count(
-        &index,
+        index,
         "SELECT COUNT(*) FROM image_annotations WHERE name IN ('authors', 'created')",
     )
     .await;
@@ -481,7 +481,7 @@ async fn inserting_twice_changes_nothing(db: &TestDb) {
     assert_eq!(got.imported_at_ms, 1_000);
     assert_eq!(got.origin.as_deref(), Some("/tmp/image.aci"));
     assert_eq!(got.content_size, 30);
-    assert_eq!(count(&index, "SELECT COUNT(*) FROM image_labels").await, 3);
+    assert_eq!(count(index, "SELECT COUNT(*) FROM image_labels").await, 3);
 }
 
 async fn concurrent_inserts_from_two_handles_leave_one_row(db: &TestDb) {
@@ -532,7 +532,7 @@ async fn remove_cascades_to_labels_and_keeps_fetch_state(db: &TestDb) {
         .unwrap();
     assert_eq!(labels, 0);
     assert_eq!(
-        count(&index, "SELECT COUNT(*) FROM image_annotations").await,
+        count(index, "SELECT COUNT(*) FROM image_annotations").await,
         2
     );
     assert!(index.get(&id("bb")).await.unwrap().is_some());
@@ -604,10 +604,7 @@ async fn fetch_state_round_trip(db: &TestDb) {
     state.image_id = Some(id("aa"));
     index.set_fetch_state(&state).await.unwrap();
     assert_eq!(index.fetch_state(url).await.unwrap(), Some(state));
-    assert_eq!(
-        count(&index, "SELECT COUNT(*) FROM remote_fetches").await,
-        1
-    );
+    assert_eq!(count(index, "SELECT COUNT(*) FROM remote_fetches").await, 1);
 
     // The image must exist.
     let err = index
