@@ -206,9 +206,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Manage the OpenPGP keys trusted to sign images (for all names or a name prefix).
     /// Serve the store as an HTTP(S) image repository (discovery, images, signatures,
-    /// keys, a JSON API, pushes).
+    /// keys, a JSON API, pushes) until SIGINT or SIGTERM.
     Serve {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
@@ -228,6 +227,10 @@ enum Command {
         hosts: Vec<String>,
         #[arg(long = "serve-file", value_name = "FILE")]
         files: Vec<std::path::PathBuf>,
+        /// After SIGINT or SIGTERM, how long requests in flight may take to finish before
+        /// their connections are closed (a second signal closes them at once).
+        #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = commands::serve::parse_seconds)]
+        shutdown_grace: std::time::Duration,
         #[arg(long)]
         json: bool,
     },
@@ -245,6 +248,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the OpenPGP keys trusted to sign images (for all names or a name prefix).
     #[command(subcommand)]
     Trust(TrustCommand),
 }
@@ -432,6 +436,7 @@ fn main() -> ExitCode {
                 public_url,
                 hosts,
                 files,
+                shutdown_grace,
                 json,
             } => {
                 commands::serve::serve(
@@ -446,6 +451,7 @@ fn main() -> ExitCode {
                         public_url,
                         hosts,
                         files,
+                        shutdown_grace,
                         json,
                     },
                 )

@@ -566,3 +566,55 @@ async fn bad_pushes_are_refused_and_store_nothing() {
     let pushed = s.push(&aci.path, Some(&good_sig), TOKEN).await.unwrap();
     assert_eq!(pushed.image_id.to_string(), aci.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_lets_a_download_in_flight_finish() {
+    let mut s = Setup::new(false).await;
+    // A tar larger than the socket buffers, so the response is still being sent when the
+    // shutdown starts (the client stops reading).
+    let tar = s.dir.join("big.tar");
+    image_tar(
+        &s.dir.join("big"),
+        &manifest_for("example.test/acme/big", "1"),
+        &[("big", &vec![0x5a; 48 << 20])],
+        &tar,
+    );
+    let imported = s.store.import_file(&tar, Default::default()).await.unwrap();
+    let id = imported.image_id.to_string();
+
+    let http = s.reqwest();
+    let mut response = http
+        .get(format!("{}/blobs/{id}", s.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.chunk().await.unwrap().unwrap().to_vec();
+
+    s.server.shutdown(Duration::from_secs(60));
+    // New connections are refused...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(s.addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... while the download goes on: the server waits for it.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), s.server.wait())
+            .await
+            .is_err(),
+        "the server stopped with a response in flight"
+    );
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body.len() as u64, imported.tar_size);
+    assert_eq!(sha512_hex(&body), id);
+    tokio::time::timeout(Duration::from_secs(10), s.server.wait())
+        .await
+        .expect("the server stops once the download is done")
+        .unwrap();
+}

@@ -103,11 +103,17 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
-/// A server that is listening; dropping it does not stop it (call [`shutdown`](Self::shutdown)).
+/// A server that is listening; dropping it does not stop it.
+///
+/// To stop it: [`stop`](Self::stop), or [`shutdown`](Self::shutdown) then
+/// [`wait`](Self::wait) (e.g. to force the end with [`shutdown_now`](Self::shutdown_now)
+/// when a second signal comes during the grace period). The store stays open: close it
+/// with [`Store::close`] once nothing else uses it.
 pub struct RunningServer {
     addr: SocketAddr,
     handle: Handle<SocketAddr>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// `None` once [`wait`](Self::wait) has seen the end.
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Server {
@@ -166,7 +172,11 @@ impl Server {
             .listening()
             .await
             .ok_or_else(|| Error::new(ErrorKind::Io, "the server stopped before listening"))?;
-        Ok(RunningServer { addr, handle, task })
+        Ok(RunningServer {
+            addr,
+            handle,
+            task: Some(task),
+        })
     }
 }
 
@@ -176,18 +186,36 @@ impl RunningServer {
         self.addr
     }
 
-    /// Stops accepting connections and lets requests in flight finish (for at most
-    /// `grace`).
+    /// Starts a graceful shutdown and returns at once: the listener closes (new
+    /// connections are refused), idle connections close, and requests in flight finish,
+    /// their responses included, for at most `grace`; then the connections left are
+    /// closed. [`wait`](Self::wait) for the end.
     pub fn shutdown(&self, grace: Duration) {
         self.handle.graceful_shutdown(Some(grace));
     }
 
-    /// Waits until the server has stopped.
-    pub async fn wait(self) -> Result<()> {
-        self.task
-            .await
+    /// Closes the listener and every connection now, requests in flight included.
+    pub fn shutdown_now(&self) {
+        self.handle.shutdown();
+    }
+
+    /// Waits until the server has stopped (after a shutdown, or when serving fails). It
+    /// can be cancelled and called again (e.g. in a `select!` with a signal).
+    pub async fn wait(&mut self) -> Result<()> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        let ended = task.await;
+        self.task = None;
+        ended
             .map_err(crate::store::facade::join_error)?
             .map_err(|e| Error::io("serving", e))
+    }
+
+    /// [`shutdown`](Self::shutdown) with `grace`, then [`wait`](Self::wait).
+    pub async fn stop(mut self, grace: Duration) -> Result<()> {
+        self.shutdown(grace);
+        self.wait().await
     }
 }
 

@@ -69,7 +69,17 @@ struct Seen {
     size: u64,
     sha256: Option<[u8; 32]>,
     /// The copy in `tmp/`, complete and flushed.
-    copy: Option<PathBuf>,
+    copy: Option<TmpFile>,
+}
+
+/// A file in the store's `tmp/`, removed when dropped (the copy of an upload, also when
+/// the push is cut short: kept only by renaming it first).
+struct TmpFile(PathBuf);
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 pub(crate) async fn push(shared: Arc<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -174,11 +184,11 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
                 .join(format!("push-{}-{}.aci", std::process::id(), unique()));
             let file = File::create(&path)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-            Some((path, BufWriter::with_capacity(1 << 20, file)))
+            Some((TmpFile(path), BufWriter::with_capacity(1 << 20, file)))
         }
         None => None,
     };
-    let copy_path = copy.as_ref().map(|(p, _)| p.clone());
+    let copy_path = copy.as_ref().map(|(p, _)| p.0.clone());
 
     let seen: Arc<Mutex<Option<Seen>>> = Arc::default();
     let (tx, rx) = mpsc::channel(DEPTH);
@@ -224,6 +234,7 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
     let imported = match imported {
         Ok(imported) => imported,
         Err(err) => {
+            // Now, not when the reader is dropped (the decoding thread may still hold it).
             if let Some(path) = &copy_path {
                 let _ = std::fs::remove_file(path);
             }
@@ -250,11 +261,8 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
                 let id = imported.image_id.clone();
                 let tar_size = imported.tar_size;
                 tokio::task::spawn_blocking(move || {
-                    let result = settle(&store, &records, &id, tar_size, &seen, &signature);
-                    if let Some(copy) = &seen.copy {
-                        let _ = std::fs::remove_file(copy);
-                    }
-                    result
+                    // Dropping `seen` removes the copy unless it was kept.
+                    settle(&store, &records, &id, tar_size, &seen, &signature)
                 })
                 .await
                 .map_err(crate::store::facade::join_error)??
@@ -309,7 +317,7 @@ fn settle(
                 .copy
                 .as_ref()
                 .ok_or_else(|| Error::new(ErrorKind::Io, "the upload was not kept"))?;
-            records.keep_original(id, copy)?;
+            records.keep_original(id, &copy.0)?;
             ServedForm::Original
         }
     };
@@ -431,7 +439,7 @@ struct PushReader {
     rx: mpsc::Receiver<std::io::Result<Bytes>>,
     current: Bytes,
     verify: Option<VerifySink>,
-    copy: Option<(PathBuf, BufWriter<File>)>,
+    copy: Option<(TmpFile, BufWriter<File>)>,
     hasher: Option<Sha256>,
     head: Vec<u8>,
     size: u64,

@@ -348,6 +348,13 @@ impl Store {
         housekeeping::stats(&self.paths, &self.index).await
     }
 
+    /// Closes the index (waiting for the connections in use). Every clone of this store
+    /// shares it: call this once nothing uses the store any more, as `acikit serve` does
+    /// when it stops.
+    pub async fn close(&self) {
+        self.index.close().await;
+    }
+
     fn object_paths(&self) -> ObjectPaths {
         let paths = self.paths.clone();
         std::sync::Arc::new(move |digest| paths.object(digest))
