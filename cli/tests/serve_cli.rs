@@ -182,6 +182,33 @@ fn serve_push_fetch_through_the_binary() {
     assert_eq!(fetched["image_id"], pushed["image_id"]);
     assert!(fetched["signature"].is_object(), "{fetched}");
 
+    // GNU gzip is not our gzip: the upload is kept as pushed, and stats count it.
+    assert_eq!(pushed["form"], "original");
+    let size = std::fs::metadata(d.join("app.aci")).unwrap().len();
+    let out = acikit(&["--store", &s("server"), "stats", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["signed_images"], 1, "{stats}");
+    assert_eq!(stats["originals"], 1, "{stats}");
+    assert_eq!(stats["original_bytes"], size, "{stats}");
+    let out = acikit(&["--store", &s("server"), "stats"]);
+    assert!(
+        text(&out.stdout).contains(&format!("kept originals         {size} bytes (1 uploads")),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // rm takes the kept signature and original with the image.
+    let id = pushed["image_id"].as_str().unwrap();
+    let out = acikit(&["--store", &s("server"), "rm", id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for folder in ["signatures", "originals"] {
+        let left: Vec<_> = std::fs::read_dir(server_store.join(folder))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{folder}: {left:?}");
+    }
+
     // SIGTERM stops the server cleanly.
     terminate(&server.0, Signal::TERM);
     let status = wait_exit(&mut server.0, Duration::from_secs(15));

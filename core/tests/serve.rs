@@ -173,8 +173,28 @@ impl Setup {
         assert!(objects.is_empty(), "{what}: objects left: {objects:?}");
         let tmp = files_under(&self.store.dir().join("tmp"));
         assert!(tmp.is_empty(), "{what}: tmp left: {tmp:?}");
+        self.assert_no_push_files(what);
+    }
+
+    fn assert_no_push_files(&self, what: &str) {
         let sigs = files_under(&self.store.dir().join("signatures"));
         assert!(sigs.is_empty(), "{what}: signatures left: {sigs:?}");
+        let originals = files_under(&self.store.dir().join("originals"));
+        assert!(
+            originals.is_empty(),
+            "{what}: originals left: {originals:?}"
+        );
+    }
+
+    async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .reqwest()
+            .get(format!("{}{path}", self.base()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
     }
 }
 
@@ -565,6 +585,125 @@ async fn bad_pushes_are_refused_and_store_nothing() {
     // After all that, the good push still works.
     let pushed = s.push(&aci.path, Some(&good_sig), TOKEN).await.unwrap();
     assert_eq!(pushed.image_id.to_string(), aci.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rm_gc_and_fsck_leave_no_push_files_behind() {
+    let s = Setup::new(true).await;
+    let a = make_aci(&s.dir, "a", "example.test/acme/a", "1", 9);
+    let b = make_aci(&s.dir, "b", "example.test/acme/b", "1", 10);
+    let pushed_a = s
+        .push(&a.path, Some(&sign(&a.path, &keys().acme)), TOKEN)
+        .await
+        .unwrap();
+    let pushed_b = s
+        .push(&b.path, Some(&sign(&b.path, &keys().acme)), TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(pushed_a.form, ServedForm::Original);
+    assert_eq!(pushed_b.form, ServedForm::Original);
+
+    // Stats count the kept signatures and originals, and the server reports the same.
+    let stats = s.store.stats().await.unwrap();
+    let both = (a.bytes.len() + b.bytes.len()) as u64;
+    assert_eq!(
+        (stats.signed_images, stats.originals, stats.original_bytes),
+        (2, 2, both)
+    );
+    assert!(stats.originals_disk_bytes >= both);
+    assert!(stats.signatures_disk_bytes > 0);
+    assert_eq!(
+        stats.disk_bytes,
+        stats.objects_disk_bytes
+            + stats.recipes_disk_bytes
+            + stats.index_disk_bytes
+            + stats.signatures_disk_bytes
+            + stats.originals_disk_bytes
+    );
+    let api = s.get_json("/api/stats").await;
+    assert_eq!(api["images"], 2, "{api}");
+    assert_eq!(api["signed_images"], stats.signed_images, "{api}");
+    assert_eq!(api["originals"], stats.originals, "{api}");
+    assert_eq!(api["original_bytes"], stats.original_bytes, "{api}");
+
+    // rm takes the image's signature and original with it, and only those.
+    let paths = s.store.paths().clone();
+    s.store.remove(&pushed_a.image_id).await.unwrap();
+    for path in [
+        paths.signature(&pushed_a.image_id),
+        paths.signature_record(&pushed_a.image_id),
+        paths.original(&pushed_a.image_id),
+    ] {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    let b_files = [
+        paths.signature(&pushed_b.image_id),
+        paths.signature_record(&pushed_b.image_id),
+        paths.original(&pushed_b.image_id),
+    ];
+    for path in &b_files {
+        assert!(path.exists(), "{} is gone", path.display());
+    }
+    let stats = s.store.stats().await.unwrap();
+    assert_eq!(
+        (stats.signed_images, stats.originals, stats.original_bytes),
+        (1, 1, b.bytes.len() as u64)
+    );
+
+    // What a crash can leave: files of an image no longer indexed, and a temporary file.
+    let leave_orphans = || {
+        for (from, to) in b_files.iter().zip([
+            paths.signature(&pushed_a.image_id),
+            paths.signature_record(&pushed_a.image_id),
+            paths.original(&pushed_a.image_id),
+        ]) {
+            std::fs::copy(from, to).unwrap();
+        }
+        std::fs::write(paths.signatures().join(".x.asc.tmp-1"), b"partial").unwrap();
+    };
+    leave_orphans();
+    let report = s.store.fsck(false, Default::default()).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.orphan_push_files, 4, "{report:?}");
+    assert_eq!(report.push_files_removed, 0);
+    assert!(
+        paths.original(&pushed_a.image_id).exists(),
+        "fsck alone keeps them"
+    );
+    let gc = s.store.gc(Default::default()).await.unwrap();
+    assert_eq!(gc.push_files_removed, 4, "{gc:?}");
+    assert_eq!(files_under(&paths.signatures()).len(), 2);
+    assert_eq!(files_under(&paths.originals()).len(), 1);
+    for path in &b_files {
+        assert!(path.exists(), "gc removed {}", path.display());
+    }
+    // ... and b is still served with its signature.
+    let sig = s
+        .reqwest()
+        .get(format!(
+            "{}/images/linux/amd64/example.test/acme/b/1.aci.asc",
+            s.base()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sig.status(), 200);
+
+    leave_orphans();
+    let report = s.store.fsck(true, Default::default()).await.unwrap();
+    assert_eq!(
+        (report.orphan_push_files, report.push_files_removed),
+        (4, 4),
+        "{report:?}"
+    );
+    assert_eq!(files_under(&paths.signatures()).len(), 2);
+    let report = s.store.fsck(false, Default::default()).await.unwrap();
+    assert_eq!(report.orphan_push_files, 0, "{report:?}");
+
+    s.store.remove(&pushed_b.image_id).await.unwrap();
+    s.assert_empty("after rm of both").await;
+    let api = s.get_json("/api/stats").await;
+    assert_eq!(api["originals"], 0, "{api}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -26,6 +26,7 @@ use super::records::{self, HashWriter, RecordPaths, ServeRecord, ServedForm};
 use super::{Shared, error_response};
 use crate::archive::compression::{self, Compression};
 use crate::schema::ImageId;
+use crate::store::housekeeping::shared_commit_lock;
 use crate::store::{ImportGate, ImportOptions};
 use crate::trust::{StreamingVerifier, VerifiedSignature, VerifySink};
 use crate::{Error, ErrorKind, Result};
@@ -252,48 +253,94 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         .take()
         .map(|v| v.fingerprint);
 
-    let signed = signature.is_some();
-    let form = match signature {
-        Some(signature) => {
-            let record = {
-                let store = store.clone();
-                let records = records.clone();
-                let id = imported.image_id.clone();
-                let tar_size = imported.tar_size;
-                tokio::task::spawn_blocking(move || {
-                    // Dropping `seen` removes the copy unless it was kept.
-                    settle(&store, &records, &id, tar_size, &seen, &signature)
-                })
-                .await
-                .map_err(crate::store::facade::join_error)??
-            };
-            record.form
-        }
-        None => records
-            .load(&imported.image_id)?
-            .map_or(ServedForm::Tar, |r| r.form),
+    let record = match signature {
+        Some(signature) => Some(
+            settle(
+                &store,
+                &records,
+                &imported.image_id,
+                imported.tar_size,
+                seen,
+                signature,
+            )
+            .await?,
+        ),
+        None => records.load(&imported.image_id)?,
     };
-    let signed = signed || records.load(&imported.image_id)?.is_some();
     Ok(Pushed {
         image_id: imported.image_id,
         name: imported.name,
         already_present: imported.already_present,
         received: imported.archive_size,
-        form,
-        signed,
+        form: record.as_ref().map_or(ServedForm::Tar, |r| r.form),
+        signed: record.is_some(),
         verified_by,
     })
 }
 
-/// Decides which form the pushed signature covers, keeps the original upload if needed, and
-/// saves the signature with its record (blocking).
-fn settle(
+/// Keeps the pushed signature: decides which form it covers, then, holding the commit lock
+/// shared (`rm` and `gc` wait for it) and only if the image is still in the index, keeps
+/// the original upload if that form needs it and saves the signature with its record. The
+/// copy of the upload in `tmp/` is gone afterwards in every case.
+async fn settle(
     store: &crate::Store,
     records: &RecordPaths,
     id: &ImageId,
     tar_size: u64,
+    seen: Seen,
+    signature: Vec<u8>,
+) -> Result<ServeRecord> {
+    let (record, seen) = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            let record = served_record(&store, &id, tar_size, &seen);
+            (record, seen)
+        })
+        .await
+        .map_err(crate::store::facade::join_error)?
+    };
+    let record = record?;
+    let lock = {
+        let paths = store.paths().clone();
+        tokio::task::spawn_blocking(move || shared_commit_lock(&paths))
+            .await
+            .map_err(crate::store::facade::join_error)??
+    };
+    if store.index().get(id).await?.is_none() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("{id} was removed from the store while it was pushed; push it again"),
+        ));
+    }
+    let (records, id, kept) = (records.clone(), id.clone(), record.clone());
+    tokio::task::spawn_blocking(move || {
+        if kept.form == ServedForm::Original {
+            let copy = seen
+                .copy
+                .as_ref()
+                .ok_or_else(|| Error::new(ErrorKind::Io, "the upload was not kept"))?;
+            records.keep_original(&id, &copy.0)?;
+        }
+        records.save(&id, &signature, &kept)?;
+        if kept.form != ServedForm::Original {
+            // A signature over another form, pushed before, no longer applies.
+            let _ = std::fs::remove_file(records.original(&id));
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+    .map_err(crate::store::facade::join_error)??;
+    drop(lock);
+    Ok(record)
+}
+
+/// Which form the pushed signature covers, and its record (blocking: comparing with our
+/// gzip export regenerates the image).
+fn served_record(
+    store: &crate::Store,
+    id: &ImageId,
+    tar_size: u64,
     seen: &Seen,
-    signature: &[u8],
 ) -> Result<ServeRecord> {
     let sha256 = seen
         .sha256
@@ -313,25 +360,14 @@ fn settle(
         if same_as_gzip_export {
             ServedForm::Gzip
         } else {
-            let copy = seen
-                .copy
-                .as_ref()
-                .ok_or_else(|| Error::new(ErrorKind::Io, "the upload was not kept"))?;
-            records.keep_original(id, &copy.0)?;
             ServedForm::Original
         }
     };
-    if form != ServedForm::Original {
-        // A signature over another form, pushed before, no longer applies.
-        let _ = std::fs::remove_file(records.original(id));
-    }
-    let record = ServeRecord {
+    Ok(ServeRecord {
         form,
         size: seen.size,
         sha256,
-    };
-    records.save(id, signature, &record)?;
-    Ok(record)
+    })
 }
 
 /// Moves the request body into the channel; once the importer is gone (it failed), the

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Every file is written to a temporary name, synced and renamed, the `.json` last: a record
-//! is only read once it is complete.
+//! is only read once it is complete. A push writes them holding the store's commit lock
+//! shared, while its image is indexed; `rm` removes them with the image, and `gc` those of
+//! images no longer indexed (see `store::housekeeping`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::schema::ImageId;
 use crate::store::Store;
+use crate::store::paths::StorePaths;
 use crate::store::regenerate::{self, ObjectPaths};
 use crate::{Error, Result};
 
@@ -57,41 +60,33 @@ pub struct ServeRecord {
     pub sha256: String,
 }
 
-/// The paths of the serve records of one store.
+/// The serve records of one store (their paths are the store's, see [`StorePaths`]).
 #[derive(Debug, Clone)]
 pub(crate) struct RecordPaths {
-    root: PathBuf,
+    paths: StorePaths,
 }
 
 impl RecordPaths {
     pub(crate) fn new(store: &Store) -> RecordPaths {
         RecordPaths {
-            root: store.dir().to_path_buf(),
+            paths: store.paths().clone(),
         }
     }
 
-    pub(crate) fn signatures(&self) -> PathBuf {
-        self.root.join("signatures")
-    }
-
-    pub(crate) fn originals(&self) -> PathBuf {
-        self.root.join("originals")
-    }
-
     pub(crate) fn tmp(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.paths.tmp()
     }
 
     pub(crate) fn signature(&self, id: &ImageId) -> PathBuf {
-        self.signatures().join(format!("{}.asc", id.hex()))
+        self.paths.signature(id)
     }
 
     pub(crate) fn record(&self, id: &ImageId) -> PathBuf {
-        self.signatures().join(format!("{}.json", id.hex()))
+        self.paths.signature_record(id)
     }
 
     pub(crate) fn original(&self, id: &ImageId) -> PathBuf {
-        self.originals().join(format!("{}.aci", id.hex()))
+        self.paths.original(id)
     }
 
     /// The record of `id`, if it was pushed with a signature.
@@ -111,7 +106,7 @@ impl RecordPaths {
 
     /// Saves the signature, then the record (which makes both visible).
     pub(crate) fn save(&self, id: &ImageId, signature: &[u8], record: &ServeRecord) -> Result<()> {
-        let dir = self.signatures();
+        let dir = self.paths.signatures();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         write_atomic(&self.signature(id), signature)?;
@@ -122,24 +117,13 @@ impl RecordPaths {
 
     /// Moves the uploaded file `from` (in the store's `tmp/`) to the originals of `id`.
     pub(crate) fn keep_original(&self, id: &ImageId, from: &Path) -> Result<()> {
-        let dir = self.originals();
+        let dir = self.paths.originals();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let to = self.original(id);
         std::fs::rename(from, &to)
             .map_err(|e| Error::io(format!("renaming to {}", to.display()), e))?;
         sync_dir(&dir)
-    }
-
-    /// Number and bytes of the original uploads kept.
-    pub(crate) fn originals_stats(&self) -> (u64, u64) {
-        let Ok(entries) = std::fs::read_dir(self.originals()) else {
-            return (0, 0);
-        };
-        entries
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .filter(|m| m.is_file())
-            .fold((0, 0), |(n, b), m| (n + 1, b + m.len()))
     }
 }
 
