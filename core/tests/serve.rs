@@ -196,6 +196,14 @@ impl Setup {
         assert_eq!(response.status(), 200, "{path}");
         serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
     }
+
+    /// The JSON API record of the one image named `name`.
+    async fn api_image(&self, name: &str) -> serde_json::Value {
+        let api = self.get_json(&format!("/api/images?name={name}")).await;
+        let images = api["images"].as_array().unwrap();
+        assert_eq!(images.len(), 1, "{api}");
+        images[0].clone()
+    }
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -585,6 +593,85 @@ async fn bad_pushes_are_refused_and_store_nothing() {
     // After all that, the good push still works.
     let pushed = s.push(&aci.path, Some(&good_sig), TOKEN).await.unwrap();
     assert_eq!(pushed.image_id.to_string(), aci.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushed_signatures_are_checked_without_require_signature() {
+    let s = Setup::new(false).await;
+    let aci = make_aci(&s.dir, "app", "example.test/acme/app", "1.0.0", 7);
+    let other = make_aci(&s.dir, "other", "example.test/acme/app", "1.0.1", 8);
+    let good_sig = sign(&aci.path, &keys().acme);
+
+    // Not an OpenPGP signature.
+    let err = s
+        .push(&aci.path, Some(b"not a signature\n"), TOKEN)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadOpenpgp, "{err}");
+    s.assert_empty("garbage signature").await;
+
+    // A trusted key's signature over other bytes.
+    let err = s
+        .push(&other.path, Some(&good_sig), TOKEN)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
+    s.assert_empty("bad signature").await;
+
+    // The image pushed unsigned; a wrong signature pushed with it later leaves it as it was.
+    let pushed = s.push(&aci.path, None, TOKEN).await.unwrap();
+    assert!(!pushed.signed && !pushed.signature_checked);
+    let wrong = sign(&other.path, &keys().acme);
+    let err = s.push(&aci.path, Some(&wrong), TOKEN).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
+    s.assert_no_push_files("bad signature over a stored image");
+    assert_eq!(s.store.list().await.unwrap().len(), 1);
+    let record = s.api_image("example.test/acme/app").await;
+    assert_eq!(record["signed"], false, "{record}");
+    assert!(
+        files_under(&s.store.dir().join("tmp")).is_empty(),
+        "the upload copy is gone"
+    );
+
+    // A key the server does not know: stored, and recorded as unchecked.
+    let stranger_sig = sign(&aci.path, &keys().stranger);
+    let pushed = s.push(&aci.path, Some(&stranger_sig), TOKEN).await.unwrap();
+    assert!(pushed.signed);
+    assert!(!pushed.signature_checked);
+    assert_eq!(pushed.verified_by, None);
+    let record = s.api_image("example.test/acme/app").await;
+    assert_eq!(record["signed"], true, "{record}");
+    assert_eq!(record["signature_checked"], false, "{record}");
+    assert!(record["verified_by"].is_null(), "{record}");
+    let url = format!("{}{IMAGE_PATH}.asc", s.base());
+    let served_sig = s.reqwest().get(&url).send().await.unwrap();
+    assert_eq!(served_sig.status(), 200);
+    assert_eq!(
+        served_sig.bytes().await.unwrap().as_ref(),
+        &stranger_sig[..]
+    );
+
+    // The trusted key's good signature: verified, and the record says by which key.
+    let pushed = s.push(&aci.path, Some(&good_sig), TOKEN).await.unwrap();
+    assert!(pushed.signed && pushed.signature_checked);
+    assert_eq!(pushed.verified_by.as_deref(), Some(keys().acme.as_str()));
+    let record = s.api_image("example.test/acme/app").await;
+    assert_eq!(record["signature_checked"], true, "{record}");
+    assert_eq!(record["verified_by"], keys().acme.as_str(), "{record}");
+    assert_eq!(record["served_form"], "original", "{record}");
+
+    // A trusted key outside its scope: verified all the same (clients check scopes).
+    let foreign = make_aci(&s.dir, "foreign", "example.test/other/app", "1", 11);
+    let pushed = s
+        .push(
+            &foreign.path,
+            Some(&sign(&foreign.path, &keys().acme)),
+            TOKEN,
+        )
+        .await
+        .unwrap();
+    assert!(pushed.signature_checked);
+    assert_eq!(pushed.verified_by.as_deref(), Some(keys().acme.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

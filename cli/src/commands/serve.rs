@@ -217,7 +217,12 @@ pub async fn push(
                 } else {
                     "pushed"
                 },
-                if pushed.signed { ", signed" } else { "" },
+                match (pushed.signed, &pushed.verified_by) {
+                    (false, _) => String::new(),
+                    (true, Some(key)) => format!(", signed, verified with key {key}"),
+                    (true, None) =>
+                        ", signed, unchecked: the server does not know the key".to_string(),
+                },
                 pushed.form.as_str()
             );
             ExitCode::SUCCESS

@@ -571,6 +571,12 @@ pub struct ApiImage {
     pub served_size: u64,
     /// Whether a signature is served with it.
     pub signed: bool,
+    /// Whether the server verified that signature over the pushed bytes with a key it
+    /// trusts, at push time; `false` for a signature by a key it did not know, stored
+    /// unchecked (clients verify it themselves), and for an unsigned image.
+    pub signature_checked: bool,
+    /// The fingerprint of the trusted key that verified the signature.
+    pub verified_by: Option<String>,
 }
 
 /// A label as in the manifest.
@@ -633,6 +639,8 @@ async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
             served_form: served.as_ref().map_or(ServedForm::Tar, |s| s.form),
             served_size: served.as_ref().map_or(r.tar_size, |s| s.size),
             signed: served.is_some(),
+            signature_checked: served.as_ref().is_some_and(|s| s.verified_by.is_some()),
+            verified_by: served.and_then(|s| s.verified_by),
             image_id: r.image_id,
             name: r.name,
             tar_size: r.tar_size,

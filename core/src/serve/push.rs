@@ -1,11 +1,16 @@
 //! `POST /push`: an ACI streamed into the server's store.
 //!
 //! `Authorization: Bearer TOKEN` is required; the signature, if any, comes in the
-//! `Acikit-Signature` header as the hex of the armored detached signature (it is known before
-//! the body, so with `require_signature` every data-free check runs before a byte is
-//! imported). The body goes straight into [`Store::import`] through a channel-backed reader
-//! that also feeds the signature verifier and, when a signature was pushed, a copy in the
-//! store's `tmp/` (kept only when neither of our exports reproduces the upload).
+//! `Acikit-Signature` header as the hex of the armored detached signature. It is known before
+//! the body, so every check that needs no data runs before a byte is imported: it must be an
+//! OpenPGP signature (`bad_openpgp`), and one by a key the store trusts is then verified
+//! over the body as it streams in, before the import commits (`bad_signature`, ...). With
+//! `require_signature` the key must be trusted for the image's name; without it, a signature
+//! by a key the store does not know is stored unchecked, and its record says so.
+//!
+//! The body goes straight into [`Store::import`] through a channel-backed reader that also
+//! feeds the signature verifier and, when a signature was pushed, a copy in the store's
+//! `tmp/` (kept only when neither of our exports reproduces the upload).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -57,9 +62,14 @@ pub struct Pushed {
     pub received: u64,
     /// The form served at the image's `.aci` URL.
     pub form: ServedForm,
-    /// Whether a signature was stored with it.
+    /// Whether a signature is stored with it (pushed now or before).
     pub signed: bool,
-    /// The fingerprint of the key that signed it, when the server verified the signature.
+    /// Whether the server verified that signature over the pushed bytes with a key it
+    /// trusts; `false` for a signature by a key it does not know, stored unchecked (only
+    /// without `require_signature`), and for an unsigned image.
+    #[serde(default)]
+    pub signature_checked: bool,
+    /// The fingerprint of the trusted key that verified the signature.
     pub verified_by: Option<String>,
 }
 
@@ -145,7 +155,8 @@ fn signature(headers: &HeaderMap) -> Result<Option<Vec<u8>>> {
 async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Result<Pushed> {
     let store = shared.store.clone();
     let records = RecordPaths::new(&store);
-    if shared.options.require_signature && signature.is_none() {
+    let require = shared.options.require_signature;
+    if require && signature.is_none() {
         drain(body).await;
         return Err(Error::new(
             ErrorKind::UntrustedKey,
@@ -153,9 +164,11 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         ));
     }
 
-    // Every check that needs no data runs now.
-    let verifier = match (&signature, shared.options.require_signature) {
-        (Some(sig), true) => {
+    // Every check that needs no data runs now. A signature must be an OpenPGP signature;
+    // one by a key the store trusts is verified over the upload as it streams in. Without
+    // `require_signature`, one by a key the store does not know is stored unchecked.
+    let verifier = match &signature {
+        Some(sig) => {
             let trust = store.trust()?;
             let sig = sig.clone();
             let started =
@@ -164,13 +177,14 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
                     .map_err(crate::store::facade::join_error)?;
             match started {
                 Ok(pair) => Some(pair),
+                Err(err) if err.kind() == ErrorKind::UntrustedKey && !require => None,
                 Err(err) => {
                     drain(body).await;
                     return Err(err);
                 }
             }
         }
-        _ => None,
+        None => None,
     };
     let (sink, verdict) = match verifier {
         Some((sink, handle)) => (Some(sink), Some(handle)),
@@ -214,7 +228,11 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         ImportGate::new(move |staged| {
             let handle = verdict.lock().map_err(|_| poisoned())?.take();
             if let Some(handle) = handle {
-                let signature = handle.finish_for(staged.manifest.name.as_str())?;
+                let signature = if require {
+                    handle.finish_for(staged.manifest.name.as_str())?
+                } else {
+                    handle.finish()?
+                };
                 *verified.lock().map_err(|_| poisoned())? = Some(signature);
             }
             Ok(())
@@ -262,6 +280,7 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
                 imported.tar_size,
                 seen,
                 signature,
+                verified_by,
             )
             .await?,
         ),
@@ -274,7 +293,8 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         received: imported.archive_size,
         form: record.as_ref().map_or(ServedForm::Tar, |r| r.form),
         signed: record.is_some(),
-        verified_by,
+        signature_checked: record.as_ref().is_some_and(|r| r.verified_by.is_some()),
+        verified_by: record.and_then(|r| r.verified_by),
     })
 }
 
@@ -289,11 +309,12 @@ async fn settle(
     tar_size: u64,
     seen: Seen,
     signature: Vec<u8>,
+    verified_by: Option<String>,
 ) -> Result<ServeRecord> {
     let (record, seen) = {
         let (store, id) = (store.clone(), id.clone());
         tokio::task::spawn_blocking(move || {
-            let record = served_record(&store, &id, tar_size, &seen);
+            let record = served_record(&store, &id, tar_size, &seen, verified_by);
             (record, seen)
         })
         .await
@@ -341,6 +362,7 @@ fn served_record(
     id: &ImageId,
     tar_size: u64,
     seen: &Seen,
+    verified_by: Option<String>,
 ) -> Result<ServeRecord> {
     let sha256 = seen
         .sha256
@@ -367,6 +389,7 @@ fn served_record(
         form,
         size: seen.size,
         sha256,
+        verified_by,
     })
 }
 

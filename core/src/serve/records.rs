@@ -49,7 +49,7 @@ impl ServedForm {
 }
 
 /// The record of a signed image: the form its signature covers, that form's size and
-/// SHA-256.
+/// SHA-256, and whether the server checked the signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServeRecord {
     /// The served form.
@@ -58,6 +58,10 @@ pub struct ServeRecord {
     pub size: u64,
     /// SHA-256 of the served form, lowercase hex.
     pub sha256: String,
+    /// The fingerprint of the trusted key the signature was verified with over the pushed
+    /// bytes, at push time; `None`: not checked (the server did not know the signing key).
+    #[serde(default)]
+    pub verified_by: Option<String>,
 }
 
 /// The serve records of one store (their paths are the store's, see [`StorePaths`]).
