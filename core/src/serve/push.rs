@@ -80,11 +80,11 @@ struct Seen {
     size: u64,
     sha256: Option<[u8; 32]>,
     /// The copy in `tmp/`, complete and flushed.
-    copy: Option<TmpFile>,
+    copy: Option<PathBuf>,
 }
 
-/// A file in the store's `tmp/`, removed when dropped (the copy of an upload, also when
-/// the push is cut short: kept only by renaming it first).
+/// A file in the store's `tmp/`, removed when dropped: the copy of an upload, which is kept
+/// only by renaming it away first.
 struct TmpFile(PathBuf);
 
 impl Drop for TmpFile {
@@ -199,11 +199,13 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
                 .join(format!("push-{}-{}.aci", std::process::id(), unique()));
             let file = File::create(&path)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-            Some((TmpFile(path), BufWriter::with_capacity(1 << 20, file)))
+            Some((path, BufWriter::with_capacity(1 << 20, file)))
         }
         None => None,
     };
-    let copy_path = copy.as_ref().map(|(p, _)| p.0.clone());
+    // Removes the copy when this push ends, however it ends: also when it is cut short (the
+    // server stopping drops this future), and before the decoding thread lets go of it.
+    let _copy = copy.as_ref().map(|(path, _)| TmpFile(path.clone()));
 
     let seen: Arc<Mutex<Option<Seen>>> = Arc::default();
     let (tx, rx) = mpsc::channel(DEPTH);
@@ -250,16 +252,7 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         .await;
     // Let the rest of a refused upload in (dropped), so the client reads the answer.
     let _ = tokio::time::timeout(DRAIN_TIME, pump).await;
-    let imported = match imported {
-        Ok(imported) => imported,
-        Err(err) => {
-            // Now, not when the reader is dropped (the decoding thread may still hold it).
-            if let Some(path) = &copy_path {
-                let _ = std::fs::remove_file(path);
-            }
-            return Err(err);
-        }
-    };
+    let imported = imported?;
     let seen = seen
         .lock()
         .map_err(|_| poisoned())?
@@ -300,8 +293,8 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
 
 /// Keeps the pushed signature: decides which form it covers, then, holding the commit lock
 /// shared (`rm` and `gc` wait for it) and only if the image is still in the index, keeps
-/// the original upload if that form needs it and saves the signature with its record. The
-/// copy of the upload in `tmp/` is gone afterwards in every case.
+/// the original upload if that form needs it (by renaming the copy in `tmp/`) and saves the
+/// signature with its record.
 async fn settle(
     store: &crate::Store,
     records: &RecordPaths,
@@ -340,7 +333,7 @@ async fn settle(
                 .copy
                 .as_ref()
                 .ok_or_else(|| Error::new(ErrorKind::Io, "the upload was not kept"))?;
-            records.keep_original(&id, &copy.0)?;
+            records.keep_original(&id, copy)?;
         }
         records.save(&id, &signature, &kept)?;
         if kept.form != ServedForm::Original {
@@ -498,7 +491,7 @@ struct PushReader {
     rx: mpsc::Receiver<std::io::Result<Bytes>>,
     current: Bytes,
     verify: Option<VerifySink>,
-    copy: Option<(TmpFile, BufWriter<File>)>,
+    copy: Option<(PathBuf, BufWriter<File>)>,
     hasher: Option<Sha256>,
     head: Vec<u8>,
     size: u64,
