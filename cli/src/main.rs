@@ -217,9 +217,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Manage the OpenPGP keys trusted to sign images (for all names or a name prefix).
     /// Serve the store as an HTTP(S) image repository (discovery, images, signatures,
-    /// keys, a JSON API, pushes).
+    /// keys, a JSON API, pushes) until SIGINT or SIGTERM.
     Serve {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
@@ -239,6 +238,10 @@ enum Command {
         hosts: Vec<String>,
         #[arg(long = "serve-file", value_name = "FILE")]
         files: Vec<std::path::PathBuf>,
+        /// After SIGINT or SIGTERM, how long requests in flight may take to finish before
+        /// their connections are closed (a second signal closes them at once).
+        #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = commands::serve::parse_seconds)]
+        shutdown_grace: std::time::Duration,
         #[arg(long)]
         json: bool,
     },
@@ -256,6 +259,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the OpenPGP keys trusted to sign images (for all names or a name prefix).
     #[command(subcommand)]
     Trust(TrustCommand),
 }
@@ -444,6 +448,7 @@ fn main() -> ExitCode {
                 public_url,
                 hosts,
                 files,
+                shutdown_grace,
                 json,
             } => {
                 commands::serve::serve(
@@ -458,6 +463,7 @@ fn main() -> ExitCode {
                         public_url,
                         hosts,
                         files,
+                        shutdown_grace,
                         json,
                     },
                 )

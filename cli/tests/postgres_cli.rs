@@ -140,6 +140,16 @@ fn two_serve_processes_share_one_postgresql_index() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(text(&out.stdout).contains(&id), "{listed}");
+    let out = Command::new(env!("CARGO_BIN_EXE_acikit"))
+        .args(["--store", store.to_str().unwrap(), "stats", "--json"])
+        .env("ACIKIT_DATABASE", &schema.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["index"], "postgres", "{stats}");
+    assert_eq!(stats["images"], 1, "{stats}");
+    assert_eq!(stats["index_disk_bytes"], 0, "{stats}");
 
     // Another database on the same folder is refused, saying why.
     let other = postgres::TestSchema::new("cli_two_servers_other");

@@ -9,11 +9,14 @@ mod https;
 #[allow(dead_code)]
 mod gpg;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use gpg::Gpg;
+use rustix::process::Signal;
 use serde_json::Value;
 
 fn acikit(args: &[&str]) -> Output {
@@ -105,7 +108,7 @@ fn serve_push_fetch_through_the_binary() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let _server = Background(child);
+    let mut server = Background(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).unwrap();
     let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
@@ -178,4 +181,266 @@ fn serve_push_fetch_through_the_binary() {
     let fetched: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(fetched["image_id"], pushed["image_id"]);
     assert!(fetched["signature"].is_object(), "{fetched}");
+
+    // GNU gzip is not our gzip: the upload is kept as pushed, and stats count it.
+    assert_eq!(pushed["form"], "original");
+    let size = std::fs::metadata(d.join("app.aci")).unwrap().len();
+    let out = acikit(&["--store", &s("server"), "stats", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["signed_images"], 1, "{stats}");
+    assert_eq!(stats["originals"], 1, "{stats}");
+    assert_eq!(stats["original_bytes"], size, "{stats}");
+    let out = acikit(&["--store", &s("server"), "stats"]);
+    assert!(
+        text(&out.stdout).contains(&format!("kept originals         {size} bytes (1 uploads")),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // rm takes the kept signature and original with the image.
+    let id = pushed["image_id"].as_str().unwrap();
+    let out = acikit(&["--store", &s("server"), "rm", id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for folder in ["signatures", "originals"] {
+        let left: Vec<_> = std::fs::read_dir(server_store.join(folder))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "{folder}: {left:?}");
+    }
+
+    // SIGTERM stops the server cleanly.
+    terminate(&server.0, Signal::TERM);
+    let status = wait_exit(&mut server.0, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+}
+
+fn terminate(child: &Child, signal: Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), signal).unwrap();
+}
+
+/// Waits for `child` to exit, failing the test after `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `acikit serve` over plain HTTP on a free port, with `extra` arguments; its address.
+fn spawn_serve(store: &Path, extra: &[&str]) -> (Background, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acikit"))
+        .args(["--store", store.to_str().unwrap(), "serve"])
+        .args(["--listen", "127.0.0.1:0", "--json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let addr = started["listening"].as_str().unwrap().parse().unwrap();
+    (Background(child), addr)
+}
+
+/// Sends `GET path` (HTTP/1.1, one request) and reads the answer's head; returns the
+/// connection, the head and the body bytes read with it.
+fn get(addr: SocketAddr, path: &str) -> (TcpStream, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the connection closed before the head");
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let body = got.split_off(end + 4);
+            return (stream, text(&got), body);
+        }
+    }
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
+        .expect("a Content-Length")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// An image with one 48 MiB file (larger than the socket buffers, so that serving it takes
+/// as long as the client reading it), imported into `store`; its ID.
+fn big_image(d: &Path, store: &Path) -> String {
+    let aci = build_big(d);
+    let out = acikit(&[
+        "--store",
+        store.to_str().unwrap(),
+        "import",
+        aci.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let imported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    imported[0]["imported"]["image_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{imported}"))
+        .to_string()
+}
+
+/// `d/big.aci`: one 48 MiB file, built with `acikit build` (gzip).
+fn build_big(d: &Path) -> std::path::PathBuf {
+    let layout = d.join("big");
+    std::fs::create_dir_all(layout.join("rootfs")).unwrap();
+    std::fs::write(
+        layout.join("manifest"),
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"localhost/big"}"#,
+    )
+    .unwrap();
+    std::fs::write(layout.join("rootfs/big"), vec![0x5a; 48 << 20]).unwrap();
+    let aci = d.join("big.aci");
+    let out = acikit(&["build", layout.to_str().unwrap(), aci.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    aci
+}
+
+#[test]
+fn sigterm_lets_a_download_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    let id = big_image(d, &store);
+    let tar = d.join("big.tar");
+    let out = acikit(&[
+        "--store",
+        store.to_str().unwrap(),
+        "export",
+        &id,
+        tar.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = std::fs::read(&tar).unwrap();
+
+    let (mut server, addr) = spawn_serve(&store, &["--shutdown-grace", "60"]);
+    let (_, head, _) = get(addr, "/api/stats");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    // A download starts, the client stops reading, the server gets SIGTERM.
+    let (mut download, head, mut body) = get(addr, &format!("/blobs/{id}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(content_length(&head), expected.len());
+    terminate(&server.0, Signal::TERM);
+    // New connections are refused, while the server waits for the download.
+    let start = Instant::now();
+    while TcpStream::connect(addr).is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(10), "still accepting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "the server exited with a response in flight"
+    );
+    // The download completes, whole; then the server exits, with status 0.
+    download.read_to_end(&mut body).unwrap();
+    assert_eq!(body.len(), expected.len());
+    assert!(
+        body == expected,
+        "the downloaded tar differs from the export"
+    );
+    let status = wait_exit(&mut server.0, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    let mut stderr = String::new();
+    server
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+}
+
+#[test]
+fn sigint_stops_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    let id = big_image(d, &store);
+    let (mut server, addr) = spawn_serve(&store, &["--shutdown-grace", "0.5"]);
+    // A client that never reads does not hold the server beyond the grace period.
+    let (mut download, head, mut body) = get(addr, &format!("/blobs/{id}"));
+    let length = content_length(&head);
+    let start = Instant::now();
+    terminate(&server.0, Signal::INT);
+    let status = wait_exit(&mut server.0, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // The client then sees a cut-short body, never a clean end.
+    let _ = download.read_to_end(&mut body);
+    assert!(body.len() < length, "{} of {length}", body.len());
+}
+
+#[test]
+fn a_push_cut_short_by_the_shutdown_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = d.join("store");
+    let aci = std::fs::read(build_big(d)).unwrap();
+    let gpg = Gpg::new();
+    let fpr = gpg.gen_key(&[], "Acme <acme@localhost>", "ed25519", "sign", "never");
+    let sig = gpg.sign(&[], &fpr, &d.join("big.aci"));
+    let sig_hex: String = sig.iter().map(|b| format!("{b:02x}")).collect();
+    let (mut server, addr) =
+        spawn_serve(&store, &["--push-token", "tok", "--shutdown-grace", "0.5"]);
+
+    // Half of a signed upload, then nothing: the push waits for the rest.
+    let mut push = TcpStream::connect(addr).unwrap();
+    write!(
+        push,
+        "POST /push HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer tok\r\n\
+         Acikit-Signature: {sig_hex}\r\nContent-Length: {}\r\n\r\n",
+        aci.len()
+    )
+    .unwrap();
+    push.write_all(&aci[..aci.len() / 2]).unwrap();
+    let tmp = store.join("tmp");
+    let in_tmp = || std::fs::read_dir(&tmp).map_or(0, |e| e.count());
+    let start = Instant::now();
+    while in_tmp() < 2 {
+        // the copy of the upload and the import's staging folder
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the push did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    terminate(&server.0, Signal::TERM);
+    let status = wait_exit(&mut server.0, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "left in tmp/: {left:?}");
+    let out = acikit(&["--store", store.to_str().unwrap(), "list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "[]");
 }

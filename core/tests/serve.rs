@@ -195,8 +195,36 @@ impl Setup {
         assert!(objects.is_empty(), "{what}: objects left: {objects:?}");
         let tmp = files_under(&self.store.dir().join("tmp"));
         assert!(tmp.is_empty(), "{what}: tmp left: {tmp:?}");
+        self.assert_no_push_files(what);
+    }
+
+    fn assert_no_push_files(&self, what: &str) {
         let sigs = files_under(&self.store.dir().join("signatures"));
         assert!(sigs.is_empty(), "{what}: signatures left: {sigs:?}");
+        let originals = files_under(&self.store.dir().join("originals"));
+        assert!(
+            originals.is_empty(),
+            "{what}: originals left: {originals:?}"
+        );
+    }
+
+    async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .reqwest()
+            .get(format!("{}{path}", self.base()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+    }
+
+    /// The JSON API record of the one image named `name`.
+    async fn api_image(&self, name: &str) -> serde_json::Value {
+        let api = self.get_json(&format!("/api/images?name={name}")).await;
+        let images = api["images"].as_array().unwrap();
+        assert_eq!(images.len(), 1, "{api}");
+        images[0].clone()
     }
 }
 
@@ -713,4 +741,254 @@ async fn two_servers_share_one_postgresql_index() {
     a.store.close().await;
     b.store.close().await;
     reopened.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pushed_signatures_are_checked_without_require_signature() {
+    let s = Setup::new(false).await;
+    let aci = make_aci(&s.dir, "app", "example.test/acme/app", "1.0.0", 7);
+    let other = make_aci(&s.dir, "other", "example.test/acme/app", "1.0.1", 8);
+    let good_sig = sign(&aci.path, &keys().acme);
+
+    // Not an OpenPGP signature.
+    let err = s
+        .push(&aci.path, Some(b"not a signature\n"), TOKEN)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadOpenpgp, "{err}");
+    s.assert_empty("garbage signature").await;
+
+    // A trusted key's signature over other bytes.
+    let err = s
+        .push(&other.path, Some(&good_sig), TOKEN)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
+    s.assert_empty("bad signature").await;
+
+    // The image pushed unsigned; a wrong signature pushed with it later leaves it as it was.
+    let pushed = s.push(&aci.path, None, TOKEN).await.unwrap();
+    assert!(!pushed.signed && !pushed.signature_checked);
+    let wrong = sign(&other.path, &keys().acme);
+    let err = s.push(&aci.path, Some(&wrong), TOKEN).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
+    s.assert_no_push_files("bad signature over a stored image");
+    assert_eq!(s.store.list().await.unwrap().len(), 1);
+    let record = s.api_image("example.test/acme/app").await;
+    assert_eq!(record["signed"], false, "{record}");
+    assert!(
+        files_under(&s.store.dir().join("tmp")).is_empty(),
+        "the upload copy is gone"
+    );
+
+    // A key the server does not know: stored, and recorded as unchecked.
+    let stranger_sig = sign(&aci.path, &keys().stranger);
+    let pushed = s.push(&aci.path, Some(&stranger_sig), TOKEN).await.unwrap();
+    assert!(pushed.signed);
+    assert!(!pushed.signature_checked);
+    assert_eq!(pushed.verified_by, None);
+    let record = s.api_image("example.test/acme/app").await;
+    assert_eq!(record["signed"], true, "{record}");
+    assert_eq!(record["signature_checked"], false, "{record}");
+    assert!(record["verified_by"].is_null(), "{record}");
+    let url = format!("{}{IMAGE_PATH}.asc", s.base());
+    let served_sig = s.reqwest().get(&url).send().await.unwrap();
+    assert_eq!(served_sig.status(), 200);
+    assert_eq!(
+        served_sig.bytes().await.unwrap().as_ref(),
+        &stranger_sig[..]
+    );
+
+    // The trusted key's good signature: verified, and the record says by which key.
+    let pushed = s.push(&aci.path, Some(&good_sig), TOKEN).await.unwrap();
+    assert!(pushed.signed && pushed.signature_checked);
+    assert_eq!(pushed.verified_by.as_deref(), Some(keys().acme.as_str()));
+    let record = s.api_image("example.test/acme/app").await;
+    assert_eq!(record["signature_checked"], true, "{record}");
+    assert_eq!(record["verified_by"], keys().acme.as_str(), "{record}");
+    assert_eq!(record["served_form"], "original", "{record}");
+
+    // A trusted key outside its scope: verified all the same (clients check scopes).
+    let foreign = make_aci(&s.dir, "foreign", "example.test/other/app", "1", 11);
+    let pushed = s
+        .push(
+            &foreign.path,
+            Some(&sign(&foreign.path, &keys().acme)),
+            TOKEN,
+        )
+        .await
+        .unwrap();
+    assert!(pushed.signature_checked);
+    assert_eq!(pushed.verified_by.as_deref(), Some(keys().acme.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rm_gc_and_fsck_leave_no_push_files_behind() {
+    let s = Setup::new(true).await;
+    let a = make_aci(&s.dir, "a", "example.test/acme/a", "1", 9);
+    let b = make_aci(&s.dir, "b", "example.test/acme/b", "1", 10);
+    let pushed_a = s
+        .push(&a.path, Some(&sign(&a.path, &keys().acme)), TOKEN)
+        .await
+        .unwrap();
+    let pushed_b = s
+        .push(&b.path, Some(&sign(&b.path, &keys().acme)), TOKEN)
+        .await
+        .unwrap();
+    assert_eq!(pushed_a.form, ServedForm::Original);
+    assert_eq!(pushed_b.form, ServedForm::Original);
+
+    // Stats count the kept signatures and originals, and the server reports the same.
+    let stats = s.store.stats().await.unwrap();
+    let both = (a.bytes.len() + b.bytes.len()) as u64;
+    assert_eq!(
+        (stats.signed_images, stats.originals, stats.original_bytes),
+        (2, 2, both)
+    );
+    assert!(stats.originals_disk_bytes >= both);
+    assert!(stats.signatures_disk_bytes > 0);
+    assert_eq!(
+        stats.disk_bytes,
+        stats.objects_disk_bytes
+            + stats.recipes_disk_bytes
+            + stats.index_disk_bytes
+            + stats.signatures_disk_bytes
+            + stats.originals_disk_bytes
+    );
+    let api = s.get_json("/api/stats").await;
+    assert_eq!(api["images"], 2, "{api}");
+    assert_eq!(api["signed_images"], stats.signed_images, "{api}");
+    assert_eq!(api["originals"], stats.originals, "{api}");
+    assert_eq!(api["original_bytes"], stats.original_bytes, "{api}");
+
+    // rm takes the image's signature and original with it, and only those.
+    let paths = s.store.paths().clone();
+    s.store.remove(&pushed_a.image_id).await.unwrap();
+    for path in [
+        paths.signature(&pushed_a.image_id),
+        paths.signature_record(&pushed_a.image_id),
+        paths.original(&pushed_a.image_id),
+    ] {
+        assert!(!path.exists(), "{} is left", path.display());
+    }
+    let b_files = [
+        paths.signature(&pushed_b.image_id),
+        paths.signature_record(&pushed_b.image_id),
+        paths.original(&pushed_b.image_id),
+    ];
+    for path in &b_files {
+        assert!(path.exists(), "{} is gone", path.display());
+    }
+    let stats = s.store.stats().await.unwrap();
+    assert_eq!(
+        (stats.signed_images, stats.originals, stats.original_bytes),
+        (1, 1, b.bytes.len() as u64)
+    );
+
+    // What a crash can leave: files of an image no longer indexed, and a temporary file.
+    let leave_orphans = || {
+        for (from, to) in b_files.iter().zip([
+            paths.signature(&pushed_a.image_id),
+            paths.signature_record(&pushed_a.image_id),
+            paths.original(&pushed_a.image_id),
+        ]) {
+            std::fs::copy(from, to).unwrap();
+        }
+        std::fs::write(paths.signatures().join(".x.asc.tmp-1"), b"partial").unwrap();
+    };
+    leave_orphans();
+    let report = s.store.fsck(false, Default::default()).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.orphan_push_files, 4, "{report:?}");
+    assert_eq!(report.push_files_removed, 0);
+    assert!(
+        paths.original(&pushed_a.image_id).exists(),
+        "fsck alone keeps them"
+    );
+    let gc = s.store.gc(Default::default()).await.unwrap();
+    assert_eq!(gc.push_files_removed, 4, "{gc:?}");
+    assert_eq!(files_under(&paths.signatures()).len(), 2);
+    assert_eq!(files_under(&paths.originals()).len(), 1);
+    for path in &b_files {
+        assert!(path.exists(), "gc removed {}", path.display());
+    }
+    // ... and b is still served with its signature.
+    let sig = s
+        .reqwest()
+        .get(format!(
+            "{}/images/linux/amd64/example.test/acme/b/1.aci.asc",
+            s.base()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sig.status(), 200);
+
+    leave_orphans();
+    let report = s.store.fsck(true, Default::default()).await.unwrap();
+    assert_eq!(
+        (report.orphan_push_files, report.push_files_removed),
+        (4, 4),
+        "{report:?}"
+    );
+    assert_eq!(files_under(&paths.signatures()).len(), 2);
+    let report = s.store.fsck(false, Default::default()).await.unwrap();
+    assert_eq!(report.orphan_push_files, 0, "{report:?}");
+
+    s.store.remove(&pushed_b.image_id).await.unwrap();
+    s.assert_empty("after rm of both").await;
+    let api = s.get_json("/api/stats").await;
+    assert_eq!(api["originals"], 0, "{api}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_lets_a_download_in_flight_finish() {
+    let mut s = Setup::new(false).await;
+    // A tar larger than the socket buffers, so the response is still being sent when the
+    // shutdown starts (the client stops reading).
+    let tar = s.dir.join("big.tar");
+    image_tar(
+        &s.dir.join("big"),
+        &manifest_for("example.test/acme/big", "1"),
+        &[("big", &vec![0x5a; 48 << 20])],
+        &tar,
+    );
+    let imported = s.store.import_file(&tar, Default::default()).await.unwrap();
+    let id = imported.image_id.to_string();
+
+    let http = s.reqwest();
+    let mut response = http
+        .get(format!("{}/blobs/{id}", s.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.chunk().await.unwrap().unwrap().to_vec();
+
+    s.server.shutdown(Duration::from_secs(60));
+    // New connections are refused...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(s.addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ... while the download goes on: the server waits for it.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), s.server.wait())
+            .await
+            .is_err(),
+        "the server stopped with a response in flight"
+    );
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(body.len() as u64, imported.tar_size);
+    assert_eq!(sha512_hex(&body), id);
+    tokio::time::timeout(Duration::from_secs(10), s.server.wait())
+        .await
+        .expect("the server stops once the download is done")
+        .unwrap();
 }

@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use acikit::serve::{ServeOptions, Server, TlsFiles, push::push_file};
 use acikit::{Error, ErrorKind};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::net::NetArgs;
 use super::store::fail;
@@ -31,6 +33,8 @@ pub struct ServeArgs {
     pub hosts: Vec<String>,
     /// Plain files served at /files/NAME.
     pub files: Vec<PathBuf>,
+    /// How long requests in flight may take to finish after SIGINT or SIGTERM.
+    pub shutdown_grace: Duration,
     /// JSON output.
     pub json: bool,
 }
@@ -69,6 +73,11 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
         },
         (None, None) => None,
     };
+    // Before anything listens: a signal from then on stops the server cleanly.
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(err) => return fail(&err),
+    };
     let store = match super::store::open_store(store_dir).await {
         Ok(store) => store,
         Err(err) => return fail(&err),
@@ -83,9 +92,12 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
         files: args.files,
         ..ServeOptions::new(args.listen)
     };
-    let running = match Server::new(store, options).start().await {
+    let mut running = match Server::new(store.clone(), options).start().await {
         Ok(running) => running,
-        Err(err) => return fail(&err),
+        Err(err) => {
+            store.close().await;
+            return fail(&err);
+        }
     };
     let addr = running.local_addr();
     let scheme = if tls_on { "https" } else { "http" };
@@ -103,11 +115,66 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    // Runs until killed: imports in flight are crash-safe (a killed import leaves only its
-    // staging folder, removed at the next open).
-    match running.wait().await {
+    // Until SIGINT or SIGTERM: then no new connection is accepted, and requests in flight
+    // (downloads, pushes) have the grace period to finish; a second signal ends them at
+    // once. Either way nothing is left half-done in the store: an import cut short leaves
+    // only its staging folder, removed at the next open.
+    let served = tokio::select! {
+        served = running.wait() => served,
+        name = signals.next() => {
+            eprintln!(
+                "acikit serve: {name}: stopping; requests in flight have {}s to finish",
+                args.shutdown_grace.as_secs_f64()
+            );
+            running.shutdown(args.shutdown_grace);
+            tokio::select! {
+                served = running.wait() => served,
+                name = signals.next() => {
+                    eprintln!("acikit serve: {name} again: closing every connection now");
+                    running.shutdown_now();
+                    running.wait().await
+                }
+            }
+        }
+    };
+    store.close().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(&err),
+    }
+}
+
+/// A number of seconds (fractions allowed), for `--shutdown-grace`.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
+}
+
+/// SIGINT and SIGTERM, caught (their default action would kill the process at once).
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> acikit::Result<Signals> {
+        let catch = |kind: SignalKind| {
+            signal(kind).map_err(|e| Error::io("installing the signal handlers", e))
+        };
+        Ok(Signals {
+            interrupt: catch(SignalKind::interrupt())?,
+            terminate: catch(SignalKind::terminate())?,
+        })
+    }
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
     }
 }
 
@@ -150,7 +217,12 @@ pub async fn push(
                 } else {
                     "pushed"
                 },
-                if pushed.signed { ", signed" } else { "" },
+                match (pushed.signed, &pushed.verified_by) {
+                    (false, _) => String::new(),
+                    (true, Some(key)) => format!(", signed, verified with key {key}"),
+                    (true, None) =>
+                        ", signed, unchecked: the server does not know the key".to_string(),
+                },
                 pushed.form.as_str()
             );
             ExitCode::SUCCESS

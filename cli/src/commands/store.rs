@@ -249,13 +249,14 @@ pub async fn gc(dir: &Path, json: bool) -> ExitCode {
         }
         Ok(report) => {
             println!(
-                "removed {} objects ({} bytes), {} recipes, {} staging folders, {} trees and stacks, {} checkouts",
+                "removed {} objects ({} bytes), {} recipes, {} staging folders, {} trees and stacks, {} checkouts, {} orphan push files",
                 report.objects_removed,
                 report.bytes_removed,
                 report.recipes_removed,
                 report.staging_removed,
                 report.renders_removed,
-                report.checkouts_removed
+                report.checkouts_removed,
+                report.push_files_removed
             );
             ExitCode::SUCCESS
         }
@@ -283,12 +284,18 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
             println!("dropped {id}");
         }
         println!(
-            "checked {} objects and {} images: {} problems; {} unreferenced objects, {} stale staging folders",
+            "checked {} objects and {} images: {} problems; {} unreferenced objects, {} stale staging folders, {} orphan push files{}",
             report.objects_checked,
             report.images_checked,
             report.problems.len(),
             report.unreferenced_objects,
-            report.stale_staging
+            report.stale_staging,
+            report.orphan_push_files,
+            if repair {
+                format!(" ({} removed)", report.push_files_removed)
+            } else {
+                String::new()
+            }
         );
     }
     if report.is_clean() || repair {
@@ -310,6 +317,11 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(s) => {
+            let index = match s.index {
+                acikit::store::IndexBackend::Sqlite => "sqlite (index.db)",
+                acikit::store::IndexBackend::Postgres => "postgresql (config/database)",
+            };
+            println!("index                  {index}");
             println!("images                 {}", s.images);
             println!(
                 "logical size           {} bytes (canonical tars)",
@@ -324,8 +336,21 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
                 s.object_bytes, s.objects
             );
             println!(
-                "on disk                {} bytes (objects {}, recipes {}, index {})",
-                s.disk_bytes, s.objects_disk_bytes, s.recipes_disk_bytes, s.index_disk_bytes
+                "signed images          {} (signatures kept from pushes)",
+                s.signed_images
+            );
+            println!(
+                "kept originals         {} bytes ({} uploads kept as pushed)",
+                s.original_bytes, s.originals
+            );
+            println!(
+                "on disk                {} bytes (objects {}, recipes {}, index {}, signatures {}, originals {})",
+                s.disk_bytes,
+                s.objects_disk_bytes,
+                s.recipes_disk_bytes,
+                s.index_disk_bytes,
+                s.signatures_disk_bytes,
+                s.originals_disk_bytes
             );
             println!("de-duplication ratio   {:.2}", s.dedup_ratio);
             ExitCode::SUCCESS

@@ -11,7 +11,7 @@
 //! GET  /blobs/<image ID>                        the canonical tar (ETag = image ID)
 //! GET  /pubkeys.asc                             the armored public keys the store trusts
 //! GET  /api/images?name=N&prefix=P&label=K=V    images from the index (JSON)
-//! GET  /api/stats                               counts, with the kept original uploads
+//! GET  /api/stats                               counts: images, signed, kept originals
 //! POST /push                                    an ACI (bearer token; signature header)
 //! GET  /files/<file name>                       plain files given in `ServeOptions::files`
 //! ```
@@ -40,8 +40,8 @@ use serde::Serialize;
 use self::http::Source;
 use self::records::RecordPaths;
 use crate::schema::ImageId;
-use crate::store::Store;
 use crate::store::index::ImageRecord;
+use crate::store::{Store, housekeeping};
 use crate::{Error, ErrorKind, Result};
 
 pub use push::{Pushed, SIGNATURE_HEADER};
@@ -103,11 +103,17 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
-/// A server that is listening; dropping it does not stop it (call [`shutdown`](Self::shutdown)).
+/// A server that is listening; dropping it does not stop it.
+///
+/// To stop it: [`stop`](Self::stop), or [`shutdown`](Self::shutdown) then
+/// [`wait`](Self::wait) (e.g. to force the end with [`shutdown_now`](Self::shutdown_now)
+/// when a second signal comes during the grace period). The store stays open: close it
+/// with [`Store::close`] once nothing else uses it.
 pub struct RunningServer {
     addr: SocketAddr,
     handle: Handle<SocketAddr>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// `None` once [`wait`](Self::wait) has seen the end.
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Server {
@@ -166,7 +172,11 @@ impl Server {
             .listening()
             .await
             .ok_or_else(|| Error::new(ErrorKind::Io, "the server stopped before listening"))?;
-        Ok(RunningServer { addr, handle, task })
+        Ok(RunningServer {
+            addr,
+            handle,
+            task: Some(task),
+        })
     }
 }
 
@@ -176,18 +186,36 @@ impl RunningServer {
         self.addr
     }
 
-    /// Stops accepting connections and lets requests in flight finish (for at most
-    /// `grace`).
+    /// Starts a graceful shutdown and returns at once: the listener closes (new
+    /// connections are refused), idle connections close, and requests in flight finish,
+    /// their responses included, for at most `grace`; then the connections left are
+    /// closed. [`wait`](Self::wait) for the end.
     pub fn shutdown(&self, grace: Duration) {
         self.handle.graceful_shutdown(Some(grace));
     }
 
-    /// Waits until the server has stopped.
-    pub async fn wait(self) -> Result<()> {
-        self.task
-            .await
+    /// Closes the listener and every connection now, requests in flight included.
+    pub fn shutdown_now(&self) {
+        self.handle.shutdown();
+    }
+
+    /// Waits until the server has stopped (after a shutdown, or when serving fails). It
+    /// can be cancelled and called again (e.g. in a `select!` with a signal).
+    pub async fn wait(&mut self) -> Result<()> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        let ended = task.await;
+        self.task = None;
+        ended
             .map_err(crate::store::facade::join_error)?
             .map_err(|e| Error::io("serving", e))
+    }
+
+    /// [`shutdown`](Self::shutdown) with `grace`, then [`wait`](Self::wait).
+    pub async fn stop(mut self, grace: Duration) -> Result<()> {
+        self.shutdown(grace);
+        self.wait().await
     }
 }
 
@@ -543,6 +571,12 @@ pub struct ApiImage {
     pub served_size: u64,
     /// Whether a signature is served with it.
     pub signed: bool,
+    /// Whether the server verified that signature over the pushed bytes with a key it
+    /// trusts, at push time; `false` for a signature by a key it did not know, stored
+    /// unchecked (clients verify it themselves), and for an unsigned image.
+    pub signature_checked: bool,
+    /// The fingerprint of the trusted key that verified the signature.
+    pub verified_by: Option<String>,
 }
 
 /// A label as in the manifest.
@@ -605,6 +639,8 @@ async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
             served_form: served.as_ref().map_or(ServedForm::Tar, |s| s.form),
             served_size: served.as_ref().map_or(r.tar_size, |s| s.size),
             signed: served.is_some(),
+            signature_checked: served.as_ref().is_some_and(|s| s.verified_by.is_some()),
+            verified_by: served.and_then(|s| s.verified_by),
             image_id: r.image_id,
             name: r.name,
             tar_size: r.tar_size,
@@ -615,21 +651,19 @@ async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
     Ok(axum::Json(serde_json::json!({ "images": images })).into_response())
 }
 
+/// Counts from the index and from the files pushes keep (the numbers `acikit stats` shows),
+/// without sizing every object as [`Store::stats`] does.
 async fn api_stats(shared: &Shared) -> Result<Response> {
-    let images = shared.store.index().list().await?;
-    let records = RecordPaths::new(&shared.store);
-    let mut signed = 0u64;
-    for r in &images {
-        if records.load(&r.image_id)?.is_some() {
-            signed += 1;
-        }
-    }
-    let (originals, original_bytes) = records.originals_stats();
+    let images = shared.store.index().stats().await?.images;
+    let paths = shared.store.paths().clone();
+    let kept = tokio::task::spawn_blocking(move || housekeeping::push_file_stats(&paths))
+        .await
+        .map_err(crate::store::facade::join_error)??;
     Ok(axum::Json(serde_json::json!({
-        "images": images.len(),
-        "signed_images": signed,
-        "originals": originals,
-        "original_bytes": original_bytes,
+        "images": images,
+        "signed_images": kept.signed_images,
+        "originals": kept.originals,
+        "original_bytes": kept.original_bytes,
     }))
     .into_response())
 }

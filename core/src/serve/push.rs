@@ -1,11 +1,16 @@
 //! `POST /push`: an ACI streamed into the server's store.
 //!
 //! `Authorization: Bearer TOKEN` is required; the signature, if any, comes in the
-//! `Acikit-Signature` header as the hex of the armored detached signature (it is known before
-//! the body, so with `require_signature` every data-free check runs before a byte is
-//! imported). The body goes straight into [`Store::import`] through a channel-backed reader
-//! that also feeds the signature verifier and, when a signature was pushed, a copy in the
-//! store's `tmp/` (kept only when neither of our exports reproduces the upload).
+//! `Acikit-Signature` header as the hex of the armored detached signature. It is known before
+//! the body, so every check that needs no data runs before a byte is imported: it must be an
+//! OpenPGP signature (`bad_openpgp`), and one by a key the store trusts is then verified
+//! over the body as it streams in, before the import commits (`bad_signature`, ...). With
+//! `require_signature` the key must be trusted for the image's name; without it, a signature
+//! by a key the store does not know is stored unchecked, and its record says so.
+//!
+//! The body goes straight into [`Store::import`] through a channel-backed reader that also
+//! feeds the signature verifier and, when a signature was pushed, a copy in the store's
+//! `tmp/` (kept only when neither of our exports reproduces the upload).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -26,6 +31,7 @@ use super::records::{self, HashWriter, RecordPaths, ServeRecord, ServedForm};
 use super::{Shared, error_response};
 use crate::archive::compression::{self, Compression};
 use crate::schema::ImageId;
+use crate::store::housekeeping::shared_commit_lock;
 use crate::store::{ImportGate, ImportOptions};
 use crate::trust::{StreamingVerifier, VerifiedSignature, VerifySink};
 use crate::{Error, ErrorKind, Result};
@@ -56,9 +62,14 @@ pub struct Pushed {
     pub received: u64,
     /// The form served at the image's `.aci` URL.
     pub form: ServedForm,
-    /// Whether a signature was stored with it.
+    /// Whether a signature is stored with it (pushed now or before).
     pub signed: bool,
-    /// The fingerprint of the key that signed it, when the server verified the signature.
+    /// Whether the server verified that signature over the pushed bytes with a key it
+    /// trusts; `false` for a signature by a key it does not know, stored unchecked (only
+    /// without `require_signature`), and for an unsigned image.
+    #[serde(default)]
+    pub signature_checked: bool,
+    /// The fingerprint of the trusted key that verified the signature.
     pub verified_by: Option<String>,
 }
 
@@ -70,6 +81,16 @@ struct Seen {
     sha256: Option<[u8; 32]>,
     /// The copy in `tmp/`, complete and flushed.
     copy: Option<PathBuf>,
+}
+
+/// A file in the store's `tmp/`, removed when dropped: the copy of an upload, which is kept
+/// only by renaming it away first.
+struct TmpFile(PathBuf);
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 pub(crate) async fn push(shared: Arc<Shared>, headers: HeaderMap, body: Body) -> Response {
@@ -134,7 +155,8 @@ fn signature(headers: &HeaderMap) -> Result<Option<Vec<u8>>> {
 async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Result<Pushed> {
     let store = shared.store.clone();
     let records = RecordPaths::new(&store);
-    if shared.options.require_signature && signature.is_none() {
+    let require = shared.options.require_signature;
+    if require && signature.is_none() {
         drain(body).await;
         return Err(Error::new(
             ErrorKind::UntrustedKey,
@@ -142,9 +164,11 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         ));
     }
 
-    // Every check that needs no data runs now.
-    let verifier = match (&signature, shared.options.require_signature) {
-        (Some(sig), true) => {
+    // Every check that needs no data runs now. A signature must be an OpenPGP signature;
+    // one by a key the store trusts is verified over the upload as it streams in. Without
+    // `require_signature`, one by a key the store does not know is stored unchecked.
+    let verifier = match &signature {
+        Some(sig) => {
             let trust = store.trust()?;
             let sig = sig.clone();
             let started =
@@ -153,13 +177,14 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
                     .map_err(crate::store::facade::join_error)?;
             match started {
                 Ok(pair) => Some(pair),
+                Err(err) if err.kind() == ErrorKind::UntrustedKey && !require => None,
                 Err(err) => {
                     drain(body).await;
                     return Err(err);
                 }
             }
         }
-        _ => None,
+        None => None,
     };
     let (sink, verdict) = match verifier {
         Some((sink, handle)) => (Some(sink), Some(handle)),
@@ -178,7 +203,9 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         }
         None => None,
     };
-    let copy_path = copy.as_ref().map(|(p, _)| p.clone());
+    // Removes the copy when this push ends, however it ends: also when it is cut short (the
+    // server stopping drops this future), and before the decoding thread lets go of it.
+    let _copy = copy.as_ref().map(|(path, _)| TmpFile(path.clone()));
 
     let seen: Arc<Mutex<Option<Seen>>> = Arc::default();
     let (tx, rx) = mpsc::channel(DEPTH);
@@ -203,7 +230,11 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         ImportGate::new(move |staged| {
             let handle = verdict.lock().map_err(|_| poisoned())?.take();
             if let Some(handle) = handle {
-                let signature = handle.finish_for(staged.manifest.name.as_str())?;
+                let signature = if require {
+                    handle.finish_for(staged.manifest.name.as_str())?
+                } else {
+                    handle.finish()?
+                };
                 *verified.lock().map_err(|_| poisoned())? = Some(signature);
             }
             Ok(())
@@ -221,15 +252,7 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         .await;
     // Let the rest of a refused upload in (dropped), so the client reads the answer.
     let _ = tokio::time::timeout(DRAIN_TIME, pump).await;
-    let imported = match imported {
-        Ok(imported) => imported,
-        Err(err) => {
-            if let Some(path) = &copy_path {
-                let _ = std::fs::remove_file(path);
-            }
-            return Err(err);
-        }
-    };
+    let imported = imported?;
     let seen = seen
         .lock()
         .map_err(|_| poisoned())?
@@ -241,51 +264,98 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
         .take()
         .map(|v| v.fingerprint);
 
-    let signed = signature.is_some();
-    let form = match signature {
-        Some(signature) => {
-            let record = {
-                let store = store.clone();
-                let records = records.clone();
-                let id = imported.image_id.clone();
-                let tar_size = imported.tar_size;
-                tokio::task::spawn_blocking(move || {
-                    let result = settle(&store, &records, &id, tar_size, &seen, &signature);
-                    if let Some(copy) = &seen.copy {
-                        let _ = std::fs::remove_file(copy);
-                    }
-                    result
-                })
-                .await
-                .map_err(crate::store::facade::join_error)??
-            };
-            record.form
-        }
-        None => records
-            .load(&imported.image_id)?
-            .map_or(ServedForm::Tar, |r| r.form),
+    let record = match signature {
+        Some(signature) => Some(
+            settle(
+                &store,
+                &records,
+                &imported.image_id,
+                imported.tar_size,
+                seen,
+                signature,
+                verified_by,
+            )
+            .await?,
+        ),
+        None => records.load(&imported.image_id)?,
     };
-    let signed = signed || records.load(&imported.image_id)?.is_some();
     Ok(Pushed {
         image_id: imported.image_id,
         name: imported.name,
         already_present: imported.already_present,
         received: imported.archive_size,
-        form,
-        signed,
-        verified_by,
+        form: record.as_ref().map_or(ServedForm::Tar, |r| r.form),
+        signed: record.is_some(),
+        signature_checked: record.as_ref().is_some_and(|r| r.verified_by.is_some()),
+        verified_by: record.and_then(|r| r.verified_by),
     })
 }
 
-/// Decides which form the pushed signature covers, keeps the original upload if needed, and
-/// saves the signature with its record (blocking).
-fn settle(
+/// Keeps the pushed signature: decides which form it covers, then, holding the commit lock
+/// shared (`rm` and `gc` wait for it) and only if the image is still in the index, keeps
+/// the original upload if that form needs it (by renaming the copy in `tmp/`) and saves the
+/// signature with its record.
+async fn settle(
     store: &crate::Store,
     records: &RecordPaths,
     id: &ImageId,
     tar_size: u64,
+    seen: Seen,
+    signature: Vec<u8>,
+    verified_by: Option<String>,
+) -> Result<ServeRecord> {
+    let (record, seen) = {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::task::spawn_blocking(move || {
+            let record = served_record(&store, &id, tar_size, &seen, verified_by);
+            (record, seen)
+        })
+        .await
+        .map_err(crate::store::facade::join_error)?
+    };
+    let record = record?;
+    let lock = {
+        let paths = store.paths().clone();
+        tokio::task::spawn_blocking(move || shared_commit_lock(&paths))
+            .await
+            .map_err(crate::store::facade::join_error)??
+    };
+    if store.index().get(id).await?.is_none() {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("{id} was removed from the store while it was pushed; push it again"),
+        ));
+    }
+    let (records, id, kept) = (records.clone(), id.clone(), record.clone());
+    tokio::task::spawn_blocking(move || {
+        if kept.form == ServedForm::Original {
+            let copy = seen
+                .copy
+                .as_ref()
+                .ok_or_else(|| Error::new(ErrorKind::Io, "the upload was not kept"))?;
+            records.keep_original(&id, copy)?;
+        }
+        records.save(&id, &signature, &kept)?;
+        if kept.form != ServedForm::Original {
+            // A signature over another form, pushed before, no longer applies.
+            let _ = std::fs::remove_file(records.original(&id));
+        }
+        Ok::<_, Error>(())
+    })
+    .await
+    .map_err(crate::store::facade::join_error)??;
+    drop(lock);
+    Ok(record)
+}
+
+/// Which form the pushed signature covers, and its record (blocking: comparing with our
+/// gzip export regenerates the image).
+fn served_record(
+    store: &crate::Store,
+    id: &ImageId,
+    tar_size: u64,
     seen: &Seen,
-    signature: &[u8],
+    verified_by: Option<String>,
 ) -> Result<ServeRecord> {
     let sha256 = seen
         .sha256
@@ -305,25 +375,15 @@ fn settle(
         if same_as_gzip_export {
             ServedForm::Gzip
         } else {
-            let copy = seen
-                .copy
-                .as_ref()
-                .ok_or_else(|| Error::new(ErrorKind::Io, "the upload was not kept"))?;
-            records.keep_original(id, copy)?;
             ServedForm::Original
         }
     };
-    if form != ServedForm::Original {
-        // A signature over another form, pushed before, no longer applies.
-        let _ = std::fs::remove_file(records.original(id));
-    }
-    let record = ServeRecord {
+    Ok(ServeRecord {
         form,
         size: seen.size,
         sha256,
-    };
-    records.save(id, signature, &record)?;
-    Ok(record)
+        verified_by,
+    })
 }
 
 /// Moves the request body into the channel; once the importer is gone (it failed), the

@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Every file is written to a temporary name, synced and renamed, the `.json` last: a record
-//! is only read once it is complete.
+//! is only read once it is complete. A push writes them holding the store's commit lock
+//! shared, while its image is indexed; `rm` removes them with the image, and `gc` those of
+//! images no longer indexed (see `store::housekeeping`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,8 +19,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::atomic_file::write_atomic;
 use crate::schema::ImageId;
 use crate::store::Store;
+use crate::store::paths::StorePaths;
 use crate::store::regenerate::{self, ObjectPaths};
 use crate::{Error, Result};
 
@@ -46,7 +50,7 @@ impl ServedForm {
 }
 
 /// The record of a signed image: the form its signature covers, that form's size and
-/// SHA-256.
+/// SHA-256, and whether the server checked the signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServeRecord {
     /// The served form.
@@ -55,43 +59,39 @@ pub struct ServeRecord {
     pub size: u64,
     /// SHA-256 of the served form, lowercase hex.
     pub sha256: String,
+    /// The fingerprint of the trusted key the signature was verified with over the pushed
+    /// bytes, at push time; `None`: not checked (the server did not know the signing key).
+    #[serde(default)]
+    pub verified_by: Option<String>,
 }
 
-/// The paths of the serve records of one store.
+/// The serve records of one store (their paths are the store's, see [`StorePaths`]).
 #[derive(Debug, Clone)]
 pub(crate) struct RecordPaths {
-    root: PathBuf,
+    paths: StorePaths,
 }
 
 impl RecordPaths {
     pub(crate) fn new(store: &Store) -> RecordPaths {
         RecordPaths {
-            root: store.dir().to_path_buf(),
+            paths: store.paths().clone(),
         }
     }
 
-    pub(crate) fn signatures(&self) -> PathBuf {
-        self.root.join("signatures")
-    }
-
-    pub(crate) fn originals(&self) -> PathBuf {
-        self.root.join("originals")
-    }
-
     pub(crate) fn tmp(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.paths.tmp()
     }
 
     pub(crate) fn signature(&self, id: &ImageId) -> PathBuf {
-        self.signatures().join(format!("{}.asc", id.hex()))
+        self.paths.signature(id)
     }
 
     pub(crate) fn record(&self, id: &ImageId) -> PathBuf {
-        self.signatures().join(format!("{}.json", id.hex()))
+        self.paths.signature_record(id)
     }
 
     pub(crate) fn original(&self, id: &ImageId) -> PathBuf {
-        self.originals().join(format!("{}.aci", id.hex()))
+        self.paths.original(id)
     }
 
     /// The record of `id`, if it was pushed with a signature.
@@ -111,7 +111,7 @@ impl RecordPaths {
 
     /// Saves the signature, then the record (which makes both visible).
     pub(crate) fn save(&self, id: &ImageId, signature: &[u8], record: &ServeRecord) -> Result<()> {
-        let dir = self.signatures();
+        let dir = self.paths.signatures();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         write_atomic(&self.signature(id), signature)?;
@@ -122,7 +122,7 @@ impl RecordPaths {
 
     /// Moves the uploaded file `from` (in the store's `tmp/`) to the originals of `id`.
     pub(crate) fn keep_original(&self, id: &ImageId, from: &Path) -> Result<()> {
-        let dir = self.originals();
+        let dir = self.paths.originals();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let to = self.original(id);
@@ -130,37 +130,6 @@ impl RecordPaths {
             .map_err(|e| Error::io(format!("renaming to {}", to.display()), e))?;
         sync_dir(&dir)
     }
-
-    /// Number and bytes of the original uploads kept.
-    pub(crate) fn originals_stats(&self) -> (u64, u64) {
-        let Ok(entries) = std::fs::read_dir(self.originals()) else {
-            return (0, 0);
-        };
-        entries
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .filter(|m| m.is_file())
-            .fold((0, 0), |(n, b), m| (n + 1, b + m.len()))
-    }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(format!("writing {}", path.display()), e));
-    }
-    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -199,8 +199,9 @@ impl Store {
         self.paths.root()
     }
 
-    /// Closes the index's connections, waiting for those in use. The store (and its
-    /// clones) must not be used after.
+    /// Closes the index (waiting for the connections in use). Every clone of this store
+    /// shares it: call this once nothing uses the store any more, as `acikit serve` does
+    /// when it stops.
     pub async fn close(&self) {
         self.index.close().await;
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::ContentDigest;
 use super::facade::{ExportCompression, Exported, join_error};
 use super::import::digest_file;
-use super::index::Index;
+use super::index::{Index, IndexBackend};
 use super::objects;
 use super::paths::StorePaths;
 use super::references::{self, MissingRecipe};
@@ -36,6 +36,9 @@ pub struct GcReport {
     pub renders_removed: u64,
     /// Checkout objects no tree uses any more, removed.
     pub checkouts_removed: u64,
+    /// Files in `signatures/` and `originals/` of images no longer in the index (left by a
+    /// crash), removed.
+    pub push_files_removed: u64,
 }
 
 /// One problem `fsck` found.
@@ -64,6 +67,11 @@ pub struct FsckReport {
     pub unreferenced_objects: u64,
     /// Staging folders of killed imports (not an error; `gc` or the next open removes them).
     pub stale_staging: u64,
+    /// Files in `signatures/` and `originals/` of images not in the index (not an error;
+    /// `gc` and `fsck --repair` remove them).
+    pub orphan_push_files: u64,
+    /// Of those, removed (with `repair`).
+    pub push_files_removed: u64,
 }
 
 impl FsckReport {
@@ -76,6 +84,8 @@ impl FsckReport {
 /// Sizes of a store.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StoreStats {
+    /// Which database holds the index.
+    pub index: IndexBackend,
     /// Number of images.
     pub images: u64,
     /// Sum of the images' canonical tar sizes.
@@ -87,14 +97,29 @@ pub struct StoreStats {
     pub objects: u64,
     /// Bytes of the distinct content objects.
     pub object_bytes: u64,
-    /// Bytes on disk of objects, recipes and the index (allocated blocks).
+    /// Bytes on disk of objects, recipes, the index, kept signatures and kept originals
+    /// (allocated blocks).
     pub disk_bytes: u64,
     /// Bytes on disk of the content objects.
     pub objects_disk_bytes: u64,
     /// Bytes on disk of the recipes.
     pub recipes_disk_bytes: u64,
-    /// Bytes on disk of the index.
+    /// Bytes on disk of the index (SQLite's files; 0 for PostgreSQL, whose storage is
+    /// the server's).
     pub index_disk_bytes: u64,
+    /// Images with a signature kept from a push (`signatures/<hex>.json`). Like the other
+    /// push file counts, from the files: those of an image an interrupted `rm` left count
+    /// until `gc` removes them.
+    pub signed_images: u64,
+    /// Bytes on disk of `signatures/`.
+    pub signatures_disk_bytes: u64,
+    /// Uploads kept as pushed, because our exports cannot reproduce the bytes their
+    /// signature covers (`originals/<hex>.aci`).
+    pub originals: u64,
+    /// Bytes of those uploads.
+    pub original_bytes: u64,
+    /// Bytes on disk of `originals/`.
+    pub originals_disk_bytes: u64,
     /// `referenced_content_bytes / object_bytes`: how many times each stored byte is used.
     pub dedup_ratio: f64,
 }
@@ -220,22 +245,38 @@ impl<W: Write> Write for ObservedWriter<'_, W> {
     }
 }
 
-/// Takes the commit lock exclusively: no import commits while it is held.
-fn exclusive_commit_lock(paths: &StorePaths) -> Result<File> {
+fn open_commit_lock(paths: &StorePaths) -> Result<File> {
     let path = paths.commit_lock();
-    let lock = File::options()
+    File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+/// Takes the commit lock exclusively: no import commits, and no push writes the files it
+/// keeps beside the store, while it is held.
+fn exclusive_commit_lock(paths: &StorePaths) -> Result<File> {
+    let lock = open_commit_lock(paths)?;
     lock.lock()
         .map_err(|e| Error::io("taking the commit lock", e))?;
     Ok(lock)
 }
 
+/// Takes the commit lock shared (blocking): imports hold it while they publish and commit,
+/// pushes while they write their signatures and originals; `gc` and `rm` wait for it.
+pub(crate) fn shared_commit_lock(paths: &StorePaths) -> Result<File> {
+    let lock = open_commit_lock(paths)?;
+    lock.lock_shared()
+        .map_err(|e| Error::io("taking the commit lock", e))?;
+    Ok(lock)
+}
+
 /// `rm`: the index row goes first (so a crash never leaves an image without its files),
-/// then the recipe, then the objects no other image references.
+/// then the recipe, then, under the exclusive commit lock, the signature and original kept
+/// from a push and the objects no other image references. What a crash or an error leaves
+/// behind belongs to no indexed image, and `gc` removes it.
 pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> Result<()> {
     if usage::in_use(paths)?.uses_image(id.hex()) {
         return Err(Error::new(
@@ -265,6 +306,9 @@ pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> R
     let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
         .await
         .map_err(join_error)??;
+    // No push writes its files while the lock is held, and the image is no longer indexed,
+    // so none can write them after.
+    let kept = remove_push_files_of(paths, id);
     // If another image's recipe cannot be read, nothing is deleted here: the image is
     // gone, and `gc` (after `fsck --repair`) removes its objects.
     if let Ok(referenced) = references::referenced_objects(paths, index, MissingRecipe::Fail).await
@@ -274,7 +318,35 @@ pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> R
         }
     }
     drop(lock);
-    Ok(())
+    kept.map_err(|err| {
+        Error::new(
+            err.kind(),
+            format!(
+                "{id} was removed, but not all its push files: {}; `acikit gc` removes them",
+                err.message()
+            ),
+        )
+    })
+}
+
+/// Removes the signature record, the signature and the original kept from a push of `id`
+/// (the record first: without it the others are never served).
+fn remove_push_files_of(paths: &StorePaths, id: &ImageId) -> Result<()> {
+    let mut first_error = None;
+    for path in [
+        paths.signature_record(id),
+        paths.signature(id),
+        paths.original(id),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                first_error.get_or_insert(Error::io(format!("removing {}", path.display()), e));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// `gc`: removes staging folders of killed imports, objects no image references and
@@ -291,17 +363,12 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         .map_err(join_error)??;
     observer.report(Phase::Gc, 0, None);
     let referenced = references::referenced_objects(paths, index, MissingRecipe::Fail).await?;
-    let images: HashSet<String> = index
-        .list()
-        .await?
-        .into_iter()
-        .map(|r| r.image_id.hex().to_string())
-        .collect();
+    let images = indexed_images(index).await?;
     let in_index = images.clone();
-    let (removed, bytes, recipes) = {
+    let (removed, bytes, recipes, push_files) = {
         let paths = paths.clone();
         let observer = observer.clone();
-        tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64)> {
+        tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64, u64)> {
             let mut removed = 0;
             let mut bytes = 0;
             for (digest, path) in walk_objects(&paths)? {
@@ -322,7 +389,8 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
                     recipes += 1;
                 }
             }
-            Ok((removed, bytes, recipes))
+            let push_files = remove_orphan_push_files(&paths, &in_index)?;
+            Ok((removed, bytes, recipes, push_files))
         })
         .await
         .map_err(join_error)??
@@ -347,6 +415,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
     report.objects_removed = removed;
     report.bytes_removed = bytes;
     report.recipes_removed = recipes;
+    report.push_files_removed = push_files;
     Ok(report)
 }
 
@@ -455,7 +524,38 @@ pub(crate) async fn fsck(
         }
     }
     report.stale_staging = count_stale_staging(paths);
+    // Push files of images not in the index (after the repairs above, which may have
+    // dropped images).
+    let indexed = indexed_images(index).await?;
+    report.orphan_push_files = walk_push_files(paths)?
+        .iter()
+        .filter(|f| f.is_orphan(&indexed))
+        .count() as u64;
+    if repair && report.orphan_push_files > 0 {
+        let paths_owned = paths.clone();
+        let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
+            .await
+            .map_err(join_error)??;
+        // Listed again under the lock: a push may have committed meanwhile.
+        let indexed = indexed_images(index).await?;
+        let paths_owned = paths.clone();
+        report.push_files_removed =
+            tokio::task::spawn_blocking(move || remove_orphan_push_files(&paths_owned, &indexed))
+                .await
+                .map_err(join_error)??;
+        drop(lock);
+    }
     Ok(report)
+}
+
+/// The hex IDs of the images in the index.
+async fn indexed_images(index: &Index) -> Result<HashSet<String>> {
+    Ok(index
+        .list()
+        .await?
+        .into_iter()
+        .map(|r| r.image_id.hex().to_string())
+        .collect())
 }
 
 fn count_stale_staging(paths: &StorePaths) -> u64 {
@@ -481,7 +581,7 @@ pub(crate) async fn stats(paths: &StorePaths, index: &Index) -> Result<StoreStat
     let from_index = index.stats().await?;
     let paths = paths.clone();
     let files = tokio::task::spawn_blocking(move || {
-        let mut files = StoreStats::default();
+        let mut files = push_file_stats(&paths)?;
         for (_, path) in walk_objects(&paths)? {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
                 files.objects += 1;
@@ -502,10 +602,15 @@ pub(crate) async fn stats(paths: &StorePaths, index: &Index) -> Result<StoreStat
     .await
     .map_err(join_error)??;
     Ok(StoreStats {
+        index: index.backend(),
         images: from_index.images,
         logical_bytes: from_index.logical_bytes,
         referenced_content_bytes: from_index.content_bytes,
-        disk_bytes: files.objects_disk_bytes + files.recipes_disk_bytes + files.index_disk_bytes,
+        disk_bytes: files.objects_disk_bytes
+            + files.recipes_disk_bytes
+            + files.index_disk_bytes
+            + files.signatures_disk_bytes
+            + files.originals_disk_bytes,
         dedup_ratio: if files.object_bytes == 0 {
             1.0
         } else {
@@ -513,6 +618,107 @@ pub(crate) async fn stats(paths: &StorePaths, index: &Index) -> Result<StoreStat
         },
         ..files
     })
+}
+
+/// The counts and sizes of what pushes keep beside the store (the `signed_images`,
+/// `signatures_disk_bytes`, `originals`, `original_bytes` and `originals_disk_bytes` of
+/// [`StoreStats`], the rest zero), from the files: `stats` and the server's `/api/stats`
+/// (blocking).
+pub(crate) fn push_file_stats(paths: &StorePaths) -> Result<StoreStats> {
+    let mut stats = StoreStats::default();
+    for file in walk_push_files(paths)? {
+        let Ok(meta) = std::fs::symlink_metadata(&file.path) else {
+            continue; // removed meanwhile
+        };
+        if file.original {
+            stats.originals_disk_bytes += meta.blocks() * 512;
+            if file.image.is_some() {
+                stats.originals += 1;
+                stats.original_bytes += meta.len();
+            }
+        } else {
+            stats.signatures_disk_bytes += meta.blocks() * 512;
+            if file.record {
+                stats.signed_images += 1;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// A file a push keeps beside the store: `signatures/<hex>.asc` (the signature),
+/// `signatures/<hex>.json` (its record) or `originals/<hex>.aci` (the upload); see
+/// `serve::records`.
+struct PushFile {
+    path: PathBuf,
+    /// The image it belongs to (the hex of its ID); `None` for any other name, such as the
+    /// temporary file of a write that was killed.
+    image: Option<String>,
+    /// In `originals/` (else in `signatures/`).
+    original: bool,
+    /// A signature's record, whose presence makes the image signed.
+    record: bool,
+}
+
+impl PushFile {
+    fn is_orphan(&self, indexed: &HashSet<String>) -> bool {
+        self.image.as_ref().is_none_or(|hex| !indexed.contains(hex))
+    }
+}
+
+/// Every file in `signatures/` and `originals/`, records first.
+fn walk_push_files(paths: &StorePaths) -> Result<Vec<PushFile>> {
+    let mut out = Vec::new();
+    for (dir, original) in [(paths.signatures(), false), (paths.originals(), true)] {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue; // not ours: pushes write files only
+            }
+            let name = entry.file_name();
+            let name = name.to_str().unwrap_or_default();
+            let (stem, record) = match (original, name.strip_suffix(".json")) {
+                (true, _) => (name.strip_suffix(".aci"), false),
+                (false, Some(stem)) => (Some(stem), true),
+                (false, None) => (name.strip_suffix(".asc"), false),
+            };
+            let image = stem
+                .filter(|hex| ImageId::parse(&format!("sha512-{hex}")).is_ok())
+                .map(str::to_string);
+            out.push(PushFile {
+                path: entry.path(),
+                record: record && image.is_some(),
+                image,
+                original,
+            });
+        }
+    }
+    out.sort_by_key(|f| !f.record);
+    Ok(out)
+}
+
+/// Removes the files in `signatures/` and `originals/` that belong to no image of
+/// `indexed` (hex IDs), records first. Call it under the exclusive commit lock, when no
+/// push is writing (so a file with another name is a killed write's). Returns how many
+/// were removed.
+fn remove_orphan_push_files(paths: &StorePaths, indexed: &HashSet<String>) -> Result<u64> {
+    let mut removed = 0;
+    for file in walk_push_files(paths)? {
+        if !file.is_orphan(indexed) {
+            continue;
+        }
+        match std::fs::remove_file(&file.path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", file.path.display()), e)),
+        }
+    }
+    Ok(removed)
 }
 
 fn disk_usage(path: &Path) -> u64 {

@@ -284,17 +284,10 @@ async fn commit(
     }
     options.observer.check()?;
     options.observer.report(Phase::Commit, 0, None);
-    let lock_path = paths.commit_lock();
+    let lock_paths = paths.clone();
     let recipe_target = paths.recipe(&image_id);
     let (staging, lock) = tokio::task::spawn_blocking(move || -> Result<(Staging, File)> {
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        lock.lock_shared()
-            .map_err(|e| Error::io("taking the commit lock", e))?;
+        let lock = super::housekeeping::shared_commit_lock(&lock_paths)?;
         staging.publish_file(RECIPE_FILE, &recipe_target)?;
         staging.publish()?;
         Ok((staging, lock))

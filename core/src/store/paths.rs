@@ -14,6 +14,8 @@
 //!   stacks/<key>/rootfs/          flattened rootfs of images with dependencies (cached)
 //!   trees/sha512/<hex>/rootfs/    exploded tree of one image (built on first render)
 //!   checkouts/ab/abcd…            checkout objects: contents with their metadata, linked into trees
+//!   signatures/<hex>.asc, .json   the signature pushed with an image and its record (`serve`)
+//!   originals/<hex>.aci           an upload kept as pushed, when our exports cannot make it
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -128,6 +130,33 @@ impl StorePaths {
     /// Path of one checkout object, by the hex of its key.
     pub fn checkout(&self, key_hex: &str) -> PathBuf {
         self.checkouts().join(&key_hex[..2]).join(key_hex)
+    }
+
+    /// Folder of the signatures pushed with images and their records (see
+    /// `serve::records`).
+    pub fn signatures(&self) -> PathBuf {
+        self.root.join("signatures")
+    }
+
+    /// The armored signature pushed with an image (`signatures/<hex>.asc`).
+    pub fn signature(&self, id: &ImageId) -> PathBuf {
+        self.signatures().join(format!("{}.asc", id.hex()))
+    }
+
+    /// The record of an image's pushed signature (`signatures/<hex>.json`): the form it
+    /// covers; written last, so its presence makes the signature visible.
+    pub fn signature_record(&self, id: &ImageId) -> PathBuf {
+        self.signatures().join(format!("{}.json", id.hex()))
+    }
+
+    /// Folder of uploads kept as pushed (those our exports cannot reproduce).
+    pub fn originals(&self) -> PathBuf {
+        self.root.join("originals")
+    }
+
+    /// The upload of an image kept as pushed (`originals/<hex>.aci`).
+    pub fn original(&self, id: &ImageId) -> PathBuf {
+        self.originals().join(format!("{}.aci", id.hex()))
     }
 
     /// Creates the folders of a new store (idempotent).

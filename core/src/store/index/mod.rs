@@ -107,10 +107,11 @@ pub struct Index {
 }
 
 /// Which database an [`Index`] is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IndexBackend {
     /// The embedded SQLite file in the store folder.
+    #[default]
     Sqlite,
     /// A PostgreSQL database, possibly shared by several processes.
     Postgres,
