@@ -429,6 +429,41 @@ async fn remove_drops_only_the_objects_no_other_image_uses() {
     remove_and_gc(None).await;
 }
 
+/// Several images in one call: each gets its own result, shared objects stay until the
+/// last image using them goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn remove_many_removes_each_and_reports_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = make_pair(dir.path());
+    let lone = make_image(
+        dir.path(),
+        "lone",
+        &manifest_for("example.com/lone", "1"),
+        &[("only", &pseudo_random(900, 64 * 1024))],
+    );
+    let store_dir = dir.path().join("store");
+    let store = Store::open(&store_dir).await.unwrap();
+    import(&store, &pair.a).await;
+    import(&store, &pair.b).await;
+    import(&store, &lone).await;
+
+    // b and a lone image go, a stays whole; an unknown ID fails alone.
+    let results = store
+        .remove_many(vec![pair.b.id.clone(), pair.b.id.clone(), lone.id.clone()])
+        .await;
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    let err = results[1].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    assert_eq!(objects_on_disk(&store_dir), (10, pair.distinct_a()));
+    assert_exports(&store, &pair.a).await;
+
+    let results = store.remove_many(vec![pair.a.id.clone()]).await;
+    assert!(results[0].is_ok());
+    assert_empty(&store, "after removing all three").await;
+}
+
 /// The same with the index in PostgreSQL, then `fsck` finds the store clean.
 #[tokio::test(flavor = "multi_thread")]
 async fn remove_gc_and_fsck_with_a_postgresql_index() {

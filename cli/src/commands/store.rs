@@ -215,13 +215,20 @@ pub async fn rm(dir: &Path, images: &[String], json: bool) -> ExitCode {
     };
     let mut removed = Vec::new();
     let mut code = ExitCode::SUCCESS;
+    // Every name is resolved first, then the images go in one pass (one scan of the
+    // objects the others still use).
+    let mut ids = Vec::new();
     for image in images {
-        let result = match resolve(&store, image, &[]).await {
-            Ok(id) => store.remove(&id).await.map(|()| id),
-            Err(err) => Err(err),
-        };
+        match resolve(&store, image, &[]).await {
+            Ok(id) if !ids.contains(&id) => ids.push(id),
+            Ok(_) => {}
+            Err(err) => code = fail(&err),
+        }
+    }
+    let results = store.remove_many(ids.clone()).await;
+    for (id, result) in ids.into_iter().zip(results) {
         match result {
-            Ok(id) => {
+            Ok(()) => {
                 if !json {
                     println!("removed {id}");
                 }

@@ -363,6 +363,12 @@ impl Store {
         housekeeping::remove(&self.paths, &self.index, id).await
     }
 
+    /// [`Store::remove`] for several images, one result per image in order; the
+    /// objects the remaining images use are read once, not once per image.
+    pub async fn remove_many(&self, ids: Vec<ImageId>) -> Vec<Result<()>> {
+        housekeeping::remove_many(&self.paths, &self.index, &ids).await
+    }
+
     /// Removes objects and recipes no image references, and staging folders of killed
     /// imports. Safe while other processes import: their objects are pinned.
     pub async fn gc(&self, observer: Observer) -> Result<GcReport> {

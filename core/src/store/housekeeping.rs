@@ -1,6 +1,6 @@
 //! Keeping a store in order: export to a file, `rm`, `gc`, `fsck` and `stats`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::MetadataExt;
@@ -278,14 +278,66 @@ pub(crate) fn shared_commit_lock(paths: &StorePaths) -> Result<File> {
 /// from a push and the objects no other image references. What a crash or an error leaves
 /// behind belongs to no indexed image, and `gc` removes it.
 pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> Result<()> {
-    if usage::in_use(paths)?.uses_image(id.hex()) {
+    let mut results = remove_many(paths, index, std::slice::from_ref(id)).await;
+    results.pop().unwrap_or(Ok(()))
+}
+
+/// [`remove`] for several images at once, one result per image in order: the objects
+/// the other images still use are read once for all of them, not once per image.
+pub(crate) async fn remove_many(
+    paths: &StorePaths,
+    index: &Index,
+    ids: &[ImageId],
+) -> Vec<Result<()>> {
+    let in_use = match usage::in_use(paths) {
+        Ok(in_use) => in_use,
+        Err(err) => return ids.iter().map(|_| Err(same_error(&err))).collect(),
+    };
+    let mut results = Vec::with_capacity(ids.len());
+    let mut removed = Vec::new();
+    let mut released: HashSet<ContentDigest> = HashSet::new();
+    for id in ids {
+        let result = remove_from_index(paths, index, &in_use, id).await;
+        results.push(result.map(|objects| {
+            released.extend(objects);
+            removed.push(id.clone());
+        }));
+    }
+    if removed.is_empty() {
+        return results;
+    }
+    let finished = release_files(paths, index, &removed, released).await;
+    for (result, id) in results.iter_mut().zip(ids) {
+        if result.is_ok()
+            && let Some(err) = finished.get(id.as_str())
+        {
+            *result = Err(Error::new(
+                err.kind(),
+                format!(
+                    "{id} was removed, but not all its files: {}; `acikit gc` removes them",
+                    err.message()
+                ),
+            ));
+        }
+    }
+    results
+}
+
+/// Drops `id` from the index and deletes its recipe; returns the objects it used (none
+/// if its recipe was unreadable: the image was broken, and gc removes what is left).
+async fn remove_from_index(
+    paths: &StorePaths,
+    index: &Index,
+    in_use: &usage::InUse,
+    id: &ImageId,
+) -> Result<Vec<ContentDigest>> {
+    if in_use.uses_image(id.hex()) {
         return Err(Error::new(
             ErrorKind::InUse,
             format!("{id} is used by a rendered run; release it first (acikit release DIR)"),
         ));
     }
-    // Which objects the image used, read before its recipe goes; unreadable means the
-    // image was broken, and gc removes what is left.
+    // Which objects the image used, read before its recipe goes.
     let recipe = paths.recipe(id);
     let objects = {
         let recipe = recipe.clone();
@@ -301,32 +353,60 @@ pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> R
         ));
     }
     let _ = std::fs::remove_file(recipe);
-    remove_renders_of(paths, &HashSet::from([id.hex().to_string()]))?;
+    Ok(objects.into_keys().collect())
+}
+
+/// After `removed` left the index: their renders, push files, and the objects of
+/// `released` no remaining image uses. Returns the errors, by image ID.
+async fn release_files(
+    paths: &StorePaths,
+    index: &Index,
+    removed: &[ImageId],
+    released: HashSet<ContentDigest>,
+) -> HashMap<String, Error> {
+    let mut errors = HashMap::new();
+    let hexes: HashSet<String> = removed.iter().map(|id| id.hex().to_string()).collect();
+    if let Err(err) = remove_renders_of(paths, &hexes) {
+        for id in removed {
+            errors.insert(id.as_str().to_string(), same_error(&err));
+        }
+    }
     let paths_owned = paths.clone();
     let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
         .await
-        .map_err(join_error)??;
-    // No push writes its files while the lock is held, and the image is no longer indexed,
-    // so none can write them after.
-    let kept = remove_push_files_of(paths, id);
-    // If another image's recipe cannot be read, nothing is deleted here: the image is
-    // gone, and `gc` (after `fsck --repair`) removes its objects.
+        .map_err(join_error)
+        .and_then(|locked| locked);
+    let lock = match lock {
+        Ok(lock) => lock,
+        Err(err) => {
+            for id in removed {
+                errors.insert(id.as_str().to_string(), same_error(&err));
+            }
+            return errors;
+        }
+    };
+    // No push writes its files while the lock is held, and the images are no longer
+    // indexed, so none can write them after.
+    for id in removed {
+        if let Err(err) = remove_push_files_of(paths, id) {
+            errors.entry(id.as_str().to_string()).or_insert(err);
+        }
+    }
+    // If another image's recipe cannot be read, nothing is deleted here: the images are
+    // gone, and `gc` (after `fsck --repair`) removes their objects.
     if let Ok(referenced) = references::referenced_objects(paths, index, MissingRecipe::Fail).await
     {
-        for digest in objects.into_keys().filter(|d| !referenced.contains(d)) {
+        for digest in released.into_iter().filter(|d| !referenced.contains(d)) {
             let _ = std::fs::remove_file(paths.object(&digest));
         }
     }
     drop(lock);
-    kept.map_err(|err| {
-        Error::new(
-            err.kind(),
-            format!(
-                "{id} was removed, but not all its push files: {}; `acikit gc` removes them",
-                err.message()
-            ),
-        )
-    })
+    errors
+}
+
+/// A copy of `err` (same kind and message) for another image's result.
+fn same_error(err: &Error) -> Error {
+    Error::new(err.kind(), err.message().to_string())
 }
 
 /// Removes the signature record, the signature and the original kept from a push of `id`
