@@ -429,6 +429,35 @@ async fn remove_drops_only_the_objects_no_other_image_uses() {
     remove_and_gc(None).await;
 }
 
+/// A push's copy of its upload in `tmp/` is locked while the push runs; one a killed
+/// server left (unlocked, a minute old) goes with gc, a live one stays.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_removes_push_copies_of_killed_servers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = Store::open(&store_dir).await.unwrap();
+    let tmp = store_dir.join("tmp");
+    for name in ["push-1-1.aci", "push-1-2.aci", "push-1-3.aci"] {
+        std::fs::write(tmp.join(name), b"upload").unwrap();
+    }
+    sh(&tmp, "touch -d '2 minutes ago' push-1-1.aci push-1-2.aci");
+    let live = std::fs::File::open(tmp.join("push-1-2.aci")).unwrap();
+    live.lock().unwrap();
+
+    let gc = store.gc(Observer::default()).await.unwrap();
+    assert_eq!(gc.staging_removed, 1, "{gc:?}");
+    assert!(
+        !tmp.join("push-1-1.aci").exists(),
+        "left by a killed server"
+    );
+    assert!(
+        tmp.join("push-1-2.aci").exists(),
+        "locked: a push is writing it"
+    );
+    assert!(tmp.join("push-1-3.aci").exists(), "too recent to judge");
+    drop(live);
+}
+
 /// Several images in one call: each gets its own result, shared objects stay until the
 /// last image using them goes.
 #[tokio::test(flavor = "multi_thread")]

@@ -32,6 +32,7 @@ use super::{Shared, error_response};
 use crate::archive::compression::{self, Compression};
 use crate::schema::ImageId;
 use crate::store::housekeeping::shared_commit_lock;
+use crate::store::objects::PUSH_COPY_PREFIX;
 use crate::store::{ImportGate, ImportOptions};
 use crate::trust::{StreamingVerifier, VerifiedSignature, VerifySink};
 use crate::{Error, ErrorKind, Result};
@@ -194,11 +195,17 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
     // A copy of the upload, kept only if a signature covers it and our exports differ.
     let copy = match &signature {
         Some(_) => {
-            let path = records
-                .tmp()
-                .join(format!("push-{}-{}.aci", std::process::id(), unique()));
+            let path = records.tmp().join(format!(
+                "{PUSH_COPY_PREFIX}{}-{}.aci",
+                std::process::id(),
+                unique()
+            ));
             let file = File::create(&path)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+            // Held while the copy lives, so that `gc` and store opens in other processes
+            // tell it from one a killed server left (`objects::remove_stale_staging`).
+            file.lock()
+                .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
             Some((path, BufWriter::with_capacity(1 << 20, file)))
         }
         None => None,

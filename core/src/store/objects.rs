@@ -27,6 +27,10 @@ pub const STAGING_LOCK: &str = ".lock";
 /// Prefix of staging folder names under `tmp/`.
 pub const STAGING_PREFIX: &str = "import-";
 
+/// Name prefix of the copies of pushed uploads in `tmp/` (see `serve::push`); each is
+/// locked (flock) by its push while it is written.
+pub const PUSH_COPY_PREFIX: &str = "push-";
+
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The private staging folder of one import.
@@ -244,7 +248,8 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     rustix::fs::syncfs(&dir).map_err(|e| Error::io("syncfs", e.into()))
 }
 
-/// Removes staging folders left by killed imports (those whose lock is free).
+/// Removes staging folders left by killed imports (those whose lock is free), and
+/// copies of pushed uploads left by killed servers (unlocked and a minute old).
 /// Returns how many were removed.
 pub fn remove_stale_staging(paths: &StorePaths) -> Result<u64> {
     let mut removed = 0;
@@ -257,6 +262,20 @@ pub fn remove_stale_staging(paths: &StorePaths) -> Result<u64> {
         let entry = entry.map_err(|e| Error::io("listing tmp/", e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
+        if name.starts_with(PUSH_COPY_PREFIX) {
+            // A push copy nobody holds and that has not changed for a minute: left by a
+            // server that was killed. A push holds its lock until it renames or deletes it.
+            let path = entry.path();
+            let stale = File::open(&path).is_ok_and(|f| f.try_lock().is_ok())
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60));
+            if stale && std::fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
         if !name.starts_with(STAGING_PREFIX) && !name.starts_with("forming-") {
             continue;
         }
