@@ -14,7 +14,7 @@
 //! build time, written in portable SQL) and the same queries: `$N` placeholders,
 //! `ON CONFLICT` and `EXISTS` mean the same on both. Each method is written once and
 //! expanded for each database by [`on_backend!`]; what differs is in [`Backend`]
-//! (how a write transaction starts) and [`Index::integrity_check`]. Orders that the
+//! (how read and write transactions start) and [`Index::integrity_check`]. Orders that the
 //! two databases' collations could sort differently are sorted again in Rust.
 //!
 //! # SQLite settings and why
