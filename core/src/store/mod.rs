@@ -8,7 +8,8 @@
 //! - [`facade`]: [`Store`], the one entry point the CLI and bindings use;
 //! - [`import`]: the one-pass import pipeline;
 //! - [`objects`]: the content-addressed object store and per-import staging;
-//! - [`recipe`]: the recipe format; [`regenerate`]: recipe + objects back to the tar;
+//! - [`recipe`]: the recipe format; [`regenerate`]: recipe + objects back to the tar (hashed,
+//!   for export and fsck); [`range`]: any byte range of it, for serving;
 //! - [`index`]: the SQL index of images, labels, annotations and fetch state (SQLite
 //!   or PostgreSQL); [`database`]: which of the two a store folder uses;
 //! - [`references`]: which objects the images use, read from their recipes;
@@ -23,6 +24,7 @@ pub mod import;
 pub mod index;
 pub mod objects;
 pub mod paths;
+pub mod range;
 pub mod recipe;
 pub mod references;
 pub mod regenerate;
