@@ -142,7 +142,7 @@ pub(crate) async fn respond(
     if method == Method::HEAD {
         return (status, out).into_response();
     }
-    match body(source, start, end).await {
+    match body(source, total, start, end).await {
         Ok(body) => (status, out, body).into_response(),
         Err(err) => super::error_response(&err),
     }
@@ -152,8 +152,8 @@ fn value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// The bytes `start..end` of `source`, streamed.
-async fn body(source: Source, start: u64, end: u64) -> crate::Result<Body> {
+/// The bytes `start..end` of `source` (of `total` bytes), streamed.
+async fn body(source: Source, total: u64, start: u64, end: u64) -> crate::Result<Body> {
     let len = end - start;
     match source {
         Source::File(path) => file_body(path, start, len).await,
@@ -176,15 +176,22 @@ async fn body(source: Source, start: u64, end: u64) -> crate::Result<Body> {
             form: ServedForm::Tar,
             ..
         } => {
-            let reader = store.export_reader(&id).await?;
-            let stream = futures_util::stream::unfold(reader, |mut reader| async move {
-                match reader.next_chunk().await {
-                    Ok(Some(chunk)) => Some((Ok(chunk), reader)),
-                    Ok(None) => None,
-                    Err(e) => Some((Err(e), reader)),
-                }
+            // Seeks to `start` by the recipe and checks objects by size, not by hash: see
+            // `store::range` for why and what is checked.
+            let range = crate::store::range::tar_range(
+                store.paths().recipe(&id),
+                records::object_paths(&store),
+                id.sha512(),
+                total,
+                start,
+                end,
+            )
+            .await?;
+            // Recording the use waits for a synchronous index write: not the response.
+            tokio::spawn(async move {
+                let _ = store.index().touch(&id).await;
             });
-            Ok(Body::from_stream(window(stream, start, len)))
+            Ok(Body::from_stream(range))
         }
         Source::Image {
             store,
@@ -239,7 +246,8 @@ fn tokio_stream(
 }
 
 /// The bytes `start..start + len` of `stream`: the first `start` are skipped (regenerated
-/// and dropped), and the stream stops (dropping its source) after `len`.
+/// and dropped: a gzip stream cannot be entered in the middle), and the stream stops
+/// (dropping its source) after `len`.
 fn window(
     stream: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     start: u64,
