@@ -180,7 +180,7 @@ async fn body(source: Source, total: u64, start: u64, end: u64) -> crate::Result
             // `store::range` for why and what is checked.
             let range = crate::store::range::tar_range(
                 store.paths().recipe(&id),
-                records::object_paths(&store),
+                crate::store::range::Objects::Folder(store.paths().objects()),
                 id.sha512(),
                 total,
                 start,

@@ -52,8 +52,13 @@ impl StorePaths {
 
     /// Path of one content object.
     pub fn object(&self, digest: &ContentDigest) -> PathBuf {
+        self.objects().join(Self::object_in_objects(digest))
+    }
+
+    /// Path of one content object relative to [`objects`](Self::objects): `ab/abcd…`.
+    pub fn object_in_objects(digest: &ContentDigest) -> PathBuf {
         let hex = digest.to_hex();
-        self.objects().join(&hex[..2]).join(hex)
+        Path::new(&hex[..2]).join(&hex)
     }
 
     /// Folder of all recipes.

@@ -48,6 +48,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
@@ -56,12 +57,83 @@ use std::sync::mpsc as std_mpsc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use rustix::fs::{Mode, OFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::digest::ContentDigest;
+use super::paths::StorePaths;
 use super::recipe::{RecipeReader, RecipeRecord, read_trailer};
 use super::regenerate::ObjectPaths;
 use crate::{Error, ErrorKind, Result};
+
+/// Where [`tar_range`] finds the content objects.
+#[derive(Clone)]
+pub enum Objects {
+    /// A store's object folder ([`StorePaths::objects`]): it is opened once and each object
+    /// relative to it ([`StorePaths::object_in_objects`]), which spares the kernel a walk of
+    /// the whole path per object (about half the cost of opening one, and there is one per
+    /// file of the image).
+    Folder(PathBuf),
+    /// Any mapping of digests to paths.
+    Paths(ObjectPaths),
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Objects::Folder(dir) => f.debug_tuple("Folder").field(dir).finish(),
+            Objects::Paths(_) => f.write_str("Paths(..)"),
+        }
+    }
+}
+
+/// [`Objects`], ready to open objects on the regenerating thread.
+enum Opener<'a> {
+    Folder { dir: &'a Path, fd: OwnedFd },
+    Paths(&'a ObjectPaths),
+}
+
+impl<'a> Opener<'a> {
+    fn new(objects: &'a Objects) -> Result<Opener<'a>> {
+        match objects {
+            Objects::Folder(dir) => {
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                let fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| {
+                    Error::io(
+                        format!("opening the object folder {}", dir.display()),
+                        e.into(),
+                    )
+                })?;
+                Ok(Opener::Folder { dir, fd })
+            }
+            Objects::Paths(paths) => Ok(Opener::Paths(paths)),
+        }
+    }
+
+    /// The path of an object (for messages, and to open it by path).
+    fn path(&self, digest: &ContentDigest) -> PathBuf {
+        match self {
+            Opener::Folder { dir, .. } => dir.join(StorePaths::object_in_objects(digest)),
+            Opener::Paths(paths) => paths(digest),
+        }
+    }
+
+    fn open(&self, digest: &ContentDigest) -> io::Result<File> {
+        match self {
+            Opener::Folder { fd, .. } => {
+                let name = StorePaths::object_in_objects(digest);
+                let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+                Ok(File::from(rustix::fs::openat(
+                    fd,
+                    &name,
+                    flags,
+                    Mode::empty(),
+                )?))
+            }
+            Opener::Paths(paths) => File::open(paths(digest)),
+        }
+    }
+}
 
 /// Size of the chunks handed to the response (the first and last ones may be shorter).
 pub const CHUNK: usize = 256 * 1024;
@@ -83,7 +155,7 @@ const POOL: usize = DEPTH + 8;
 /// Errors: [`ErrorKind::InvalidArgument`] unless `start <= end <= tar_size`.
 pub async fn tar_range(
     recipe: PathBuf,
-    objects: ObjectPaths,
+    objects: Objects,
     image: [u8; 64],
     tar_size: u64,
     start: u64,
@@ -199,7 +271,7 @@ impl futures_util::Stream for TarRange {
 /// What one regenerating thread does.
 struct Job<'a> {
     recipe: &'a Path,
-    objects: &'a ObjectPaths,
+    objects: &'a Objects,
     image: &'a [u8; 64],
     tar_size: u64,
     start: u64,
@@ -221,11 +293,18 @@ fn serve_thread(
                 return Ok(());
             }
         };
+        let opener = match Opener::new(job.objects) {
+            Ok(opener) => opener,
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return Ok(());
+            }
+        };
         if ready.send(Ok(())).is_err() {
             return Ok(());
         }
         let mut out = Chunks::new(&tx);
-        produce(job, reader, &mut out)
+        produce(job, &opener, reader, &mut out)
     }));
     let err = match result {
         Ok(Ok(())) => return,
@@ -304,7 +383,12 @@ fn open_recipe(job: &Job<'_>) -> Result<RecipeReader<File>> {
 
 /// Walks the recipe to `job.start` without reading any object, then regenerates up to
 /// `job.end`.
-fn produce(job: &Job<'_>, mut reader: RecipeReader<File>, out: &mut Chunks<'_>) -> Result<()> {
+fn produce(
+    job: &Job<'_>,
+    objects: &Opener<'_>,
+    mut reader: RecipeReader<File>,
+    out: &mut Chunks<'_>,
+) -> Result<()> {
     let image = image_name(job.image);
     let in_recipe = |e: Error| {
         Error::new(
@@ -346,7 +430,7 @@ fn produce(job: &Job<'_>, mut reader: RecipeReader<File>, out: &mut Chunks<'_>) 
                         len,
                         at: pos,
                     };
-                    object.copy(job.objects, &image, from, to, out)?;
+                    object.copy(objects, &image, from, to, out)?;
                 }
             }
         }
@@ -371,23 +455,22 @@ impl Object<'_> {
     /// Appends its bytes `from..to` to the stream.
     fn copy(
         &self,
-        objects: &ObjectPaths,
+        objects: &Opener<'_>,
         image: &str,
         from: u64,
         to: u64,
         out: &mut Chunks<'_>,
     ) -> Result<()> {
-        let path = objects(self.digest);
         let what = || {
             format!(
                 "image {image}: content object {} ({} bytes at offset {} of the tar, {})",
                 self.digest,
                 self.len,
                 self.at,
-                path.display()
+                objects.path(self.digest).display()
             )
         };
-        let file = match File::open(&path) {
+        let file = match objects.open(self.digest) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(corrupt(format!("{} is missing", what())));
