@@ -1,5 +1,10 @@
 //! HTTP details of serving one resource: `ETag` and `If-None-Match`, a single `Range`
 //! (with `If-Range`), `Content-Length`, and the streamed bodies of each served form.
+//!
+//! The canonical tar comes from [`crate::store::range`]: a range starts regenerating where it
+//! starts, and objects are checked by presence and size, not by a whole-stream SHA-512 (see
+//! there for what is checked and why). A failure once the headers are sent is an error item of
+//! the body stream, so hyper aborts the response and the client sees a truncated body.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -187,10 +192,14 @@ async fn body(source: Source, total: u64, start: u64, end: u64) -> crate::Result
                 end,
             )
             .await?;
-            // Recording the use waits for a synchronous index write: not the response.
-            tokio::spawn(async move {
-                let _ = store.index().touch(&id).await;
-            });
+            // A download that starts at byte 0 is a use of the image. Recording it is a
+            // synchronous index write: the response does not wait for it, and the ranges that
+            // continue or split a download (resume, parallel parts) do not repeat it.
+            if start == 0 {
+                tokio::spawn(async move {
+                    let _ = store.index().touch(&id).await;
+                });
+            }
             Ok(Body::from_stream(range))
         }
         Source::Image {

@@ -13,7 +13,8 @@
 //! records that end before the start are passed over, and the objects they name are neither
 //! opened nor read. The first object (or Meta record) the range touches is read from the right
 //! offset (`pread`), and the thread stops at the range end. The recipe itself is still decoded
-//! from its beginning (it is one zstd frame, ~0.4% of the tar; ~10 ms for the Debian image).
+//! from its beginning (it is one zstd frame, ~0.2% of the tar: ~3 ms to reach the last byte of
+//! the 211 MB Debian image).
 //!
 //! # What serving checks, and what it does not
 //!
@@ -44,7 +45,10 @@
 //! One thread per response (`acikit-serve`) decodes the recipe and reads the objects straight
 //! into [`CHUNK`]-byte buffers (one copy: page cache to buffer); the buffers go to the response
 //! as `Bytes` without another copy and come back to a small pool when the server has written
-//! them, so no buffer is allocated or zeroed per chunk.
+//! them, so no buffer is allocated or zeroed per chunk. Objects are opened relative to the
+//! store's object folder ([`Objects::Folder`]). On the Debian image (6,769 entries) this
+//! regenerates as fast as `tokio::fs` reads the same tar from one file; what is left per object
+//! is `openat`, `statx`, `pread` and `close`.
 
 use std::fs::File;
 use std::io;

@@ -12,6 +12,10 @@
 //! SHA-512 of what was produced is not the expected image ID, the export fails with
 //! [`ErrorKind::CorruptStore`]. The async [`ExportReader`] delivers that failure as its last read
 //! (after the data), never as a clean end.
+//!
+//! This is the path of `acikit export` and `fsck`, which promise the image ID. The server does
+//! not use it for the canonical tar: [`super::range`] serves any byte range of it without the
+//! whole-stream SHA-512 (which caps a stream at the speed of one hash) and seeks to the range.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
