@@ -93,9 +93,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "demo-token",
         )
         .await?;
+        let key = pushed.verified_by.as_deref().unwrap_or("not checked");
         println!(
-            "pushed  {} (verified by the server: {:?})",
-            pushed.name, pushed.verified_by
+            "pushed  {} (signature verified by the server: {key})",
+            pushed.name
         );
     }
 
