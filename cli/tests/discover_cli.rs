@@ -7,11 +7,14 @@
 #[allow(dead_code)]
 mod https;
 
+mod common;
+
 use std::process::{Command, Output};
 
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
+use common::text;
 use https::{TestServer, meta_page};
 use serde_json::Value;
 
@@ -25,10 +28,6 @@ async fn acikit(args: Vec<String>) -> Output {
     })
     .await
     .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,12 +11,15 @@ mod https;
 #[allow(dead_code)]
 mod gpg;
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
+use common::text;
 use gpg::Gpg;
 use https::{TestServer, meta_page};
 use serde_json::Value;
@@ -30,10 +33,6 @@ async fn acikit(args: Vec<String>) -> Output {
     })
     .await
     .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A gzip ACI of `localhost/acme/app` version 1.0.0, made by GNU tar and gzip.

@@ -10,33 +10,14 @@ mod https;
 #[allow(dead_code)]
 mod postgres;
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::{Background, acikit, text};
 use serde_json::Value;
-
-fn acikit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_acikit"))
-        .args(args)
-        .env_remove("ACIKIT_DATABASE")
-        .output()
-        .expect("the acikit binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Kills a background server when the test ends, pass or fail.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `acikit serve` on the store `store` indexed in `database`; returns it with
 /// its port.

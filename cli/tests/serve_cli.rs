@@ -9,36 +9,18 @@ mod https;
 #[allow(dead_code)]
 mod gpg;
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Background, acikit, text};
 use gpg::Gpg;
 use rustix::process::Signal;
 use serde_json::Value;
-
-fn acikit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_acikit"))
-        .args(args)
-        .output()
-        .expect("the acikit binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Kills the background server when the test ends, pass or fail.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn make_aci(dir: &Path) {
     let layout = dir.join("layout");

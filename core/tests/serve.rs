@@ -242,6 +242,38 @@ fn sha512_hex(bytes: &[u8]) -> String {
     format!("sha512-{}", hex::encode(sha2::Sha512::digest(bytes)))
 }
 
+/// A new client store in `dir` that trusts the acme key fetches version 1.0.0 of `name`
+/// from `server` through discovery.
+async fn fetch_as_client(
+    dir: &Path,
+    server: &Setup,
+    name: &str,
+) -> (Store, acikit::fetch::Fetched) {
+    let client_store = Store::open(dir.join("client-store")).await.unwrap();
+    client_store
+        .trust()
+        .unwrap()
+        .add(
+            &keys().acme_public,
+            TrustScope::prefix("example.test/acme").unwrap(),
+        )
+        .unwrap();
+    let fetched = client_store
+        .fetch(
+            FetchSource::Name {
+                name: name.into(),
+                labels: vec![("version".into(), "1.0.0".into())],
+            },
+            FetchOptions {
+                net: server.net(),
+                ..FetchOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    (client_store, fetched)
+}
+
 const IMAGE_PATH: &str = "/images/linux/amd64/example.test/acme/app/1.0.0.aci";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -260,28 +292,7 @@ async fn pushed_image_is_discovered_fetched_and_verified() {
     assert_eq!(pushed.verified_by.as_deref(), Some(keys().acme.as_str()));
 
     // A second, empty store fetches it through discovery and verifies the signature.
-    let client_store = Store::open(s.dir.join("client-store")).await.unwrap();
-    client_store
-        .trust()
-        .unwrap()
-        .add(
-            &keys().acme_public,
-            TrustScope::prefix("example.test/acme").unwrap(),
-        )
-        .unwrap();
-    let fetched = client_store
-        .fetch(
-            FetchSource::Name {
-                name: "example.test/acme/app".into(),
-                labels: vec![("version".into(), "1.0.0".into())],
-            },
-            FetchOptions {
-                net: s.net(),
-                ..FetchOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let (client_store, fetched) = fetch_as_client(&s.dir, &s, "example.test/acme/app").await;
     assert_eq!(fetched.image_id.to_string(), aci.id);
     assert!(fetched.signature.is_some());
 
@@ -682,28 +693,7 @@ async fn two_servers_share_one_postgresql_index() {
     assert_eq!(sha512_hex(&tar), aci.id);
 
     // ... and a client fetches it by name through B's discovery.
-    let client_store = Store::open(a.dir.join("client-store")).await.unwrap();
-    client_store
-        .trust()
-        .unwrap()
-        .add(
-            &keys().acme_public,
-            TrustScope::prefix("example.test/acme").unwrap(),
-        )
-        .unwrap();
-    let fetched = client_store
-        .fetch(
-            FetchSource::Name {
-                name: "example.test/acme/shared".into(),
-                labels: vec![("version".into(), "1.0.0".into())],
-            },
-            FetchOptions {
-                net: b.net(),
-                ..FetchOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let (_client_store, fetched) = fetch_as_client(&a.dir, &b, "example.test/acme/shared").await;
     assert_eq!(fetched.image_id.to_string(), aci.id);
     assert!(fetched.signature.is_some());
 

@@ -302,6 +302,24 @@ macro_rules! load_labels {
     }};
 }
 
+/// Runs `$query` in one read transaction on `$pool` and gives its rows as records with
+/// their labels, keeping only those `$keep` accepts (all by default). Inside
+/// [`on_backend!`]; `?` returns from the calling method.
+macro_rules! read_records {
+    ($pool:expr, $query:expr, $op:expr) => {
+        read_records!($pool, $query, $op, |_: &ImageRecord| true)
+    };
+    ($pool:expr, $query:expr, $op:expr, $keep:expr) => {{
+        let mut tx = begin_read($pool, $op).await?;
+        let rows = $query.fetch_all(&mut *tx).await.map_err(db_error($op))?;
+        let mut records = records_from_rows(&rows)?;
+        records.retain($keep);
+        load_labels!(&mut tx, &mut records, $op);
+        end_read(tx, $op).await?;
+        records
+    }};
+}
+
 impl Index {
     /// Opens (creating it if missing) the SQLite index file at `path` and brings its
     /// schema up to date.
@@ -471,22 +489,14 @@ impl Index {
         let low = prefix.as_str().to_string();
         let high = format!("{low}g");
         let mut records = on_backend!(self, pool => {
-            let mut tx = begin_read(pool, OP).await?;
-            let rows = sqlx::query(concat!(
+            let query = sqlx::query(concat!(
                 "SELECT ",
                 image_columns!(),
                 " FROM images WHERE image_id >= $1 AND image_id < $2 ORDER BY image_id"
             ))
             .bind(low)
-            .bind(high)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error(OP))?;
-            let mut records = records_from_rows(&rows)?;
-            records.retain(|r| prefix.matches(&r.image_id));
-            load_labels!(&mut tx, &mut records, OP);
-            end_read(tx, OP).await?;
-            records
+            .bind(high);
+            read_records!(pool, query, OP, |r: &ImageRecord| prefix.matches(&r.image_id))
         });
         records.sort_by(|a, b| a.image_id.as_str().cmp(b.image_id.as_str()));
         Ok(records)
@@ -518,17 +528,7 @@ impl Index {
                 query.push(")");
             }
             query.push(" ORDER BY i.imported_at DESC, i.image_id");
-
-            let mut tx = begin_read(pool, OP).await?;
-            let rows = query
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error(OP))?;
-            let mut records = records_from_rows(&rows)?;
-            load_labels!(&mut tx, &mut records, OP);
-            end_read(tx, OP).await?;
-            records
+            read_records!(pool, query.build(), OP)
         });
         records.sort_by(|a, b| {
             b.imported_at_ms
@@ -542,19 +542,12 @@ impl Index {
     pub async fn list(&self) -> Result<Vec<ImageRecord>> {
         const OP: &str = "list images";
         let mut records = on_backend!(self, pool => {
-            let mut tx = begin_read(pool, OP).await?;
-            let rows = sqlx::query(concat!(
+            let query = sqlx::query(concat!(
                 "SELECT ",
                 image_columns!(),
                 " FROM images ORDER BY name, imported_at DESC, image_id"
-            ))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error(OP))?;
-            let mut records = records_from_rows(&rows)?;
-            load_labels!(&mut tx, &mut records, OP);
-            end_read(tx, OP).await?;
-            records
+            ));
+            read_records!(pool, query, OP)
         });
         // Byte order of names, whatever the database's collation.
         records.sort_by(|a, b| {
