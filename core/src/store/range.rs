@@ -67,7 +67,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::digest::ContentDigest;
 use super::paths::StorePaths;
 use super::recipe::{RecipeReader, RecipeRecord, read_trailer};
-use super::regenerate::ObjectPaths;
+use super::regenerate::{ObjectPaths, open_recipe_file, recipe_error};
 use crate::{Error, ErrorKind, Result};
 
 /// Where [`tar_range`] finds the content objects.
@@ -345,29 +345,8 @@ fn corrupt(message: String) -> Error {
 fn open_recipe(job: &Job<'_>) -> Result<RecipeReader<File>> {
     let image = image_name(job.image);
     let recipe = job.recipe;
-    let in_recipe = |e: Error| {
-        Error::new(
-            e.kind(),
-            format!(
-                "image {image}: recipe {}: {}",
-                recipe.display(),
-                e.message()
-            ),
-        )
-    };
-    let file = File::open(recipe).map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            corrupt(format!(
-                "image {image}: its recipe {} is missing",
-                recipe.display()
-            ))
-        } else {
-            Error::io(
-                format!("image {image}: opening its recipe {}", recipe.display()),
-                e,
-            )
-        }
-    })?;
+    let in_recipe = recipe_error(&image, recipe);
+    let file = open_recipe_file(&image, recipe)?;
     let trailer = read_trailer(recipe).map_err(in_recipe)?;
     if trailer.image_sha512 != *job.image {
         return Err(corrupt(format!(
@@ -396,16 +375,7 @@ fn produce(
     out: &mut Chunks<'_>,
 ) -> Result<()> {
     let image = image_name(job.image);
-    let in_recipe = |e: Error| {
-        Error::new(
-            e.kind(),
-            format!(
-                "image {image}: recipe {}: {}",
-                job.recipe.display(),
-                e.message()
-            ),
-        )
-    };
+    let in_recipe = recipe_error(&image, job.recipe);
     let (start, end) = (job.start, job.end);
     let mut pos = 0u64;
     while pos < end {

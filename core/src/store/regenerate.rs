@@ -282,14 +282,12 @@ fn produce_beside(
     })
 }
 
-/// Reads the recipe and the objects into chunks; returns the stream length and the trailer.
-fn produce(
-    recipe: &Path,
-    objects: &ObjectPaths,
-    image: &str,
-    emit: &mut dyn FnMut(Bytes) -> Result<()>,
-) -> Result<(u64, RecipeTrailer)> {
-    let in_recipe = |e: Error| {
+/// Puts "image IMAGE: recipe PATH:" before a recipe reading error's message.
+pub(super) fn recipe_error<'a>(
+    image: &'a str,
+    recipe: &'a Path,
+) -> impl Fn(Error) -> Error + Copy + 'a {
+    move |e: Error| {
         Error::new(
             e.kind(),
             format!(
@@ -298,8 +296,13 @@ fn produce(
                 e.message()
             ),
         )
-    };
-    let file = File::open(recipe).map_err(|e| {
+    }
+}
+
+/// Opens image `image`'s recipe; a missing one is a `corrupt_store` error (the image is
+/// indexed, so its recipe should be there).
+pub(super) fn open_recipe_file(image: &str, recipe: &Path) -> Result<File> {
+    File::open(recipe).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             Error::new(
                 ErrorKind::CorruptStore,
@@ -311,7 +314,18 @@ fn produce(
                 e,
             )
         }
-    })?;
+    })
+}
+
+/// Reads the recipe and the objects into chunks; returns the stream length and the trailer.
+fn produce(
+    recipe: &Path,
+    objects: &ObjectPaths,
+    image: &str,
+    emit: &mut dyn FnMut(Bytes) -> Result<()>,
+) -> Result<(u64, RecipeTrailer)> {
+    let in_recipe = recipe_error(image, recipe);
+    let file = open_recipe_file(image, recipe)?;
     let mut reader = RecipeReader::new(file).map_err(in_recipe)?;
     let mut chunks = Chunker {
         buf: BytesMut::new(),
