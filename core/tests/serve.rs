@@ -408,41 +408,16 @@ async fn pushed_image_is_discovered_fetched_and_verified() {
     }
 
     // The JSON API answers from the index.
-    let api: serde_json::Value = http
-        .get(format!(
-            "{}/api/images?name=example.test/acme/app&label=version=1.0.0",
-            s.base()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
-        .unwrap();
+    let api = s
+        .get_json("/api/images?name=example.test/acme/app&label=version=1.0.0")
+        .await;
     let images = api["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "{api}");
     assert_eq!(images[0]["image_id"], aci.id.as_str());
     assert_eq!(images[0]["served_form"], "original");
-    let none: serde_json::Value = http
-        .get(format!("{}/api/images?label=version=9", s.base()))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
-        .unwrap();
+    let none = s.get_json("/api/images?label=version=9").await;
     assert!(none["images"].as_array().unwrap().is_empty());
-    let stats: serde_json::Value = http
-        .get(format!("{}/api/stats", s.base()))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
-        .unwrap();
+    let stats = s.get_json("/api/stats").await;
     assert_eq!(stats["originals"], 1);
     assert_eq!(stats["original_bytes"], aci.bytes.len());
 
@@ -652,18 +627,9 @@ async fn two_servers_share_one_postgresql_index() {
 
     // B lists it from the shared index ...
     let http = b.reqwest();
-    let api: serde_json::Value = http
-        .get(format!(
-            "{}/api/images?name=example.test/acme/shared",
-            b.base()
-        ))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).unwrap())
-        .unwrap();
+    let api = b
+        .get_json("/api/images?name=example.test/acme/shared")
+        .await;
     let images = api["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "{api}");
     assert_eq!(images[0]["image_id"], aci.id.as_str());
