@@ -21,34 +21,16 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-check=0
-runs=5
-dir=${ACIKIT_BENCH_DIR:-$repo/target/bench}
-while [ $# -gt 0 ]; do
-    case $1 in
-        --check) check=1 ;;
-        --runs) runs=$2; shift ;;
-        --dir) dir=$2; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-    shift
-done
+source "$here/lib.sh"
+bench_args 5 20 "$@"
 
 MAX_RATIO=1.10
 MAX_RSS_KB=$((64 * 1024))
 
-log() { printf '[bench] %s\n' "$*" >&2; }
 
 [ -x /usr/bin/time ] || { log "GNU time missing: apt-get install -y time"; exit 1; }
 
-if [ -z "${ACIKIT_BIN:-}" ]; then
-    log "cargo build --release -p acikit-cli"
-    (cd "$repo" && cargo build --release -q -p acikit-cli)
-    target_dir=${CARGO_TARGET_DIR:-$repo/target}
-    ACIKIT_BIN=$target_dir/release/acikit
-fi
-[ -x "$ACIKIT_BIN" ] || { log "no binary at $ACIKIT_BIN"; exit 1; }
+bench_binary
 
 image=$dir/debian-minbase.aci
 if [ ! -s "$image" ] || [ ! -s "$dir/debian-minbase.aci.xz" ] || [ ! -s "$dir/debian-minbase.aci.zst" ]; then

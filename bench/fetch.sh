@@ -22,32 +22,16 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-check=0
-runs=5
-dir=${ACIKIT_BENCH_DIR:-$repo/target/bench}
-while [ $# -gt 0 ]; do
-    case $1 in
-        --check) check=1 ;;
-        --runs) runs=$2; shift ;;
-        --dir) dir=$2; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-    shift
-done
+source "$here/lib.sh"
+bench_args 5 19 "$@"
 
 MAX_RATIO=1.30
 
-log() { printf '[bench] %s\n' "$*" >&2; }
 for tool in curl openssl gpg python3 gzip sha512sum; do
     command -v "$tool" >/dev/null || { log "$tool missing"; exit 1; }
 done
 
-if [ -z "${ACIKIT_BIN:-}" ]; then
-    log "cargo build --release -p acikit-cli"
-    (cd "$repo" && cargo build --release -q -p acikit-cli)
-    ACIKIT_BIN=${CARGO_TARGET_DIR:-$repo/target}/release/acikit
-fi
+bench_binary
 bin=$ACIKIT_BIN
 image=$dir/debian-minbase.aci
 [ -s "$image" ] && [ -s "$dir/debian-minbase.id" ] || "$here/make-image.sh" "$dir" >/dev/null

@@ -47,34 +47,16 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-check=0
-runs=10
-dir=${ACIKIT_BENCH_DIR:-$repo/target/bench}
-while [ $# -gt 0 ]; do
-    case $1 in
-        --check) check=1 ;;
-        --runs) runs=$2; shift ;;
-        --dir) dir=$2; shift ;;
-        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-    shift
-done
+source "$here/lib.sh"
+bench_args 10 45 "$@"
 
 MAX_OVERLAY_S=0.050
 MAX_OVERLAY_DISK=1000000
 MIN_HARDLINK_SPEEDUP=5
 MAX_COPY_RATIO=1.0
 
-log() { printf '[bench] %s\n' "$*" >&2; }
 
-if [ -z "${ACIKIT_BIN:-}" ]; then
-    log "cargo build --release -p acikit-cli"
-    (cd "$repo" && cargo build --release -q -p acikit-cli)
-    target_dir=${CARGO_TARGET_DIR:-$repo/target}
-    ACIKIT_BIN=$target_dir/release/acikit
-fi
-[ -x "$ACIKIT_BIN" ] || { log "no binary at $ACIKIT_BIN"; exit 1; }
+bench_binary
 bin=$ACIKIT_BIN
 
 image=$dir/debian-minbase.aci

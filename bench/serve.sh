@@ -21,23 +21,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-check=0
-runs=5
-dir=${ACIKIT_BENCH_DIR:-$repo/target/bench}
-while [ $# -gt 0 ]; do
-    case $1 in
-        --check) check=1 ;;
-        --runs) runs=$2; shift ;;
-        --dir) dir=$2; shift ;;
-        *) echo "unknown argument $1" >&2; exit 2 ;;
-    esac
-    shift
-done
+source "$here/lib.sh"
+bench_args 5 19 "$@"
 
-if [ -z "${ACIKIT_BIN:-}" ]; then
-    (cd "$repo" && cargo build --release -q -p acikit-cli)
-    ACIKIT_BIN=$repo/target/release/acikit
-fi
+bench_binary
 [ -f "$dir/debian-minbase.tar" ] || "$here/make-image.sh" "$dir"
 tar=$dir/debian-minbase.tar
 

@@ -30,19 +30,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-check=0
-runs=5
-dir=${ACIKIT_BENCH_DIR:-$repo/target/bench}
-while [ $# -gt 0 ]; do
-    case $1 in
-        --check) check=1 ;;
-        --runs) runs=$2; shift ;;
-        --dir) dir=$2; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
-        *) echo "unknown argument: $1" >&2; exit 2 ;;
-    esac
-    shift
-done
+source "$here/lib.sh"
+bench_args 5 28 "$@"
 
 MAX_IMPORT_RATIO=1.20
 MAX_IMPORT_TAR_RATIO=1.00 # strictly below
@@ -51,17 +40,10 @@ MAX_EXPORT_RATIO=$(awk 'BEGIN { printf "%.3f", 1 / 0.9 }')
 MAX_DISK_RATIO=1.05
 GROWTH_FACTOR=1.1
 
-log() { printf '[bench] %s\n' "$*" >&2; }
 
 [ -x /usr/bin/time ] || { log "GNU time missing: apt-get install -y time"; exit 1; }
 
-if [ -z "${ACIKIT_BIN:-}" ]; then
-    log "cargo build --release -p acikit-cli"
-    (cd "$repo" && cargo build --release -q -p acikit-cli)
-    target_dir=${CARGO_TARGET_DIR:-$repo/target}
-    ACIKIT_BIN=$target_dir/release/acikit
-fi
-[ -x "$ACIKIT_BIN" ] || { log "no binary at $ACIKIT_BIN"; exit 1; }
+bench_binary
 bin=$ACIKIT_BIN
 
 image=$dir/debian-minbase.aci
