@@ -293,6 +293,13 @@ impl Setup {
         );
     }
 
+    /// Fetches `name` at `version` by discovery with [`Setup::options`].
+    async fn fetch(&self, name: &str, version: &str) -> acikit::Result<acikit::fetch::Fetched> {
+        self.store
+            .fetch(by_name(name, version), self.options())
+            .await
+    }
+
     fn options(&self) -> FetchOptions {
         FetchOptions {
             net: self.server.net_options(),
@@ -347,11 +354,7 @@ async fn fetch_by_name_verifies_and_imports() {
     let aci = make_aci(&s.dir, &manifest_for(APP, "1.0.0"), 1);
     s.publish(APP, "1.0.0", &aci.bytes, &aci.sig, Served::default());
 
-    let fetched = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let fetched = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(fetched.image_id.as_str(), aci.id);
     assert_eq!(fetched.outcome, FetchOutcome::Downloaded);
     let signature = fetched.signature.expect("verified");
@@ -438,11 +441,7 @@ async fn a_bad_signature_leaves_nothing() {
     .unwrap();
     for (what, bytes, sig, kind) in cases {
         s.publish(APP, "1.0.0", &bytes, &sig, Served::default());
-        let err = s
-            .store
-            .fetch(by_name(APP, "1.0.0"), s.options())
-            .await
-            .unwrap_err();
+        let err = s.fetch(APP, "1.0.0").await.unwrap_err();
         assert_eq!(err.kind(), kind, "{what}: {err}");
         s.assert_empty(what).await;
     }
@@ -465,11 +464,7 @@ async fn a_key_trusted_for_another_prefix_is_refused() {
         ),
     )]);
     s.publish(other, "1.0.0", &aci.bytes, &aci.sig, Served::default());
-    let err = s
-        .store
-        .fetch(by_name(other, "1.0.0"), s.options())
-        .await
-        .unwrap_err();
+    let err = s.fetch(other, "1.0.0").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::KeyWrongPrefix, "{err}");
     s.assert_empty("wrong prefix").await;
 }
@@ -484,11 +479,7 @@ async fn name_and_label_mismatches_are_refused() {
     ] {
         let aci = make_aci(&s.dir, &manifest, 4);
         s.publish(APP, "1.0.0", &aci.bytes, &aci.sig, Served::default());
-        let err = s
-            .store
-            .fetch(by_name(APP, "1.0.0"), s.options())
-            .await
-            .unwrap_err();
+        let err = s.fetch(APP, "1.0.0").await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ImageMismatch, "{what}: {err}");
         s.assert_empty(what).await;
     }
@@ -528,11 +519,7 @@ async fn a_dropped_connection_resumes_with_a_range_request() {
             ..Served::default()
         },
     );
-    let fetched = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let fetched = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(fetched.image_id.as_str(), aci.id);
     assert!(fetched.signature.is_some());
     let ranges = s.repo.ranges.lock().unwrap().clone();
@@ -554,18 +541,10 @@ async fn within_max_age_nothing_is_requested() {
             ..Served::default()
         },
     );
-    let first = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let first = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(first.outcome, FetchOutcome::Downloaded);
     s.server.clear_requests();
-    let again = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let again = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(again.outcome, FetchOutcome::Cached);
     assert_eq!(again.image_id, first.image_id);
     assert!(s.server.requests().is_empty(), "{:?}", s.server.requests());
@@ -586,18 +565,10 @@ async fn a_stale_copy_is_revalidated_with_304() {
             ..Served::default()
         },
     );
-    let first = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let first = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(first.outcome, FetchOutcome::Downloaded);
     s.repo.ranges.lock().unwrap().clear();
-    let again = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let again = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(again.outcome, FetchOutcome::NotModified);
     assert_eq!(again.image_id, first.image_id);
     // One image request, answered 304 (no body): the log has it once.
@@ -619,11 +590,7 @@ async fn not_ready_answers_are_waited_through() {
             ..Served::default()
         },
     );
-    let fetched = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let fetched = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(fetched.image_id.as_str(), aci.id);
     // Two 202 answers, then the image.
     s.assert_gets(&format!("/images/{APP}-1.0.0.aci"), 3);
@@ -639,11 +606,7 @@ async fn not_ready_answers_are_waited_through() {
             ..Served::default()
         },
     );
-    let err = s
-        .store
-        .fetch(by_name(APP, "2.0.0"), s.options())
-        .await
-        .unwrap_err();
+    let err = s.fetch(APP, "2.0.0").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     assert!(err.to_string().contains("not ready"), "{err}");
 }
@@ -662,11 +625,7 @@ async fn transient_failures_are_retried_then_given_up() {
             ..Served::default()
         },
     );
-    let fetched = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let fetched = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(fetched.image_id.as_str(), aci.id);
     // Two 503 answers, then the image.
     s.assert_gets(&format!("/images/{APP}-1.0.0.aci"), 3);
@@ -682,11 +641,7 @@ async fn transient_failures_are_retried_then_given_up() {
             ..Served::default()
         },
     );
-    let err = s
-        .store
-        .fetch(by_name(APP, "2.0.0"), s.options())
-        .await
-        .unwrap_err();
+    let err = s.fetch(APP, "2.0.0").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     assert!(err.to_string().contains("503"), "{err}");
     // One try and three retries.
@@ -735,11 +690,7 @@ async fn dependencies_are_fetched_by_name() {
     let app = make_aci(&s.dir, &manifest_with_dep(APP, "1.0.0", base, "3.0.0"), 12);
     s.publish(base, "3.0.0", &dep.bytes, &dep.sig, Served::default());
     s.publish(APP, "1.0.0", &app.bytes, &app.sig, Served::default());
-    let fetched = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let fetched = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(fetched.image_id.as_str(), app.id);
     assert_eq!(fetched.dependencies.len(), 1);
     assert_eq!(fetched.dependencies[0].image_id.as_str(), dep.id);
@@ -753,11 +704,7 @@ async fn dependencies_are_fetched_by_name() {
         13,
     );
     s.publish(APP, "2.0.0", &lone.bytes, &lone.sig, Served::default());
-    let err = s
-        .store
-        .fetch(by_name(APP, "2.0.0"), s.options())
-        .await
-        .unwrap_err();
+    let err = s.fetch(APP, "2.0.0").await.unwrap_err();
     assert!(err.to_string().contains("example.test/acme/gone"), "{err}");
 }
 
@@ -777,11 +724,7 @@ async fn a_dependency_with_another_id_or_size_is_refused() {
         );
         let app = make_aci(&s.dir, &manifest, 19);
         s.publish(APP, version, &app.bytes, &app.sig, Served::default());
-        let err = s
-            .store
-            .fetch(by_name(APP, version), s.options())
-            .await
-            .unwrap_err();
+        let err = s.fetch(APP, version).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::DependencyMismatch, "{pin}: {err}");
         assert!(err.to_string().contains(base), "{err}");
     }
@@ -819,11 +762,7 @@ async fn endpoints_are_tried_in_order() {
         ),
     ]);
     s.publish(APP, "1.0.0", &aci.bytes, &aci.sig, Served::default());
-    let fetched = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap();
+    let fetched = s.fetch(APP, "1.0.0").await.unwrap();
     assert_eq!(fetched.image_id.as_str(), aci.id);
     assert!(fetched.url.unwrap().contains("/images/"));
     let mirror: Vec<String> = s
@@ -893,11 +832,7 @@ async fn insecure_image_skips_the_signature_only_when_asked() {
             ..Served::default()
         },
     );
-    let err = s
-        .store
-        .fetch(by_name(APP, "1.0.0"), s.options())
-        .await
-        .unwrap_err();
+    let err = s.fetch(APP, "1.0.0").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "no signature: {err}");
     s.assert_empty("unsigned").await;
     let mut options = s.options();
