@@ -2,8 +2,19 @@
 
 /// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
 pub fn format_utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02}:{:02}",
+        format_utc_date(secs),
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The UTC day of `secs` since the Unix epoch, as `YYYY-MM-DD`.
+pub fn format_utc_date(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -14,12 +25,7 @@ pub fn format_utc(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 #[cfg(test)]
@@ -30,5 +36,6 @@ mod tests {
         assert_eq!(super::format_utc(1_577_836_800), "2020-01-01 00:00:00");
         assert_eq!(super::format_utc(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(super::format_utc(-1), "1969-12-31 23:59:59");
+        assert_eq!(super::format_utc_date(951_868_799), "2000-02-29");
     }
 }

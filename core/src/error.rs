@@ -276,6 +276,16 @@ impl From<Error> for std::io::Error {
     }
 }
 
+/// The message a caught panic carried (empty if it was not a string), for the error that
+/// reports it.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

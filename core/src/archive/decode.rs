@@ -451,11 +451,7 @@ fn run<R: Read>(
         decode_all(source, name.as_deref(), &mut out, &done, &mut compression)
     }));
     let result = result.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let what = crate::error::panic_message(panic.as_ref());
         Err(Error::new(
             ErrorKind::CorruptCompression,
             format!(

@@ -317,11 +317,7 @@ fn serve_thread(
         Ok(Err(err)) if err.kind() == ErrorKind::Cancelled => return,
         Ok(Err(err)) => err,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::error::panic_message(panic.as_ref());
             Error::new(
                 ErrorKind::Io,
                 format!("serving {} failed: {what}", image_name(job.image)),

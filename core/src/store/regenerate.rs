@@ -155,11 +155,7 @@ fn export_thread(
         Ok(Ok(_)) => return,
         Ok(Err(err)) => err,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::error::panic_message(panic.as_ref());
             Error::new(
                 ErrorKind::Io,
                 format!("the export of {} failed: {what}", image_name(expected)),
