@@ -219,43 +219,23 @@ enum Command {
     },
     /// Serve the store as an HTTP(S) image repository (discovery, images, signatures,
     /// keys, a JSON API, pushes) until SIGINT or SIGTERM.
-    Serve {
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
-        listen: std::net::SocketAddr,
-        #[arg(long, value_name = "FILE", requires = "tls_key")]
-        tls_cert: Option<std::path::PathBuf>,
-        #[arg(long, value_name = "FILE", requires = "tls_cert")]
-        tls_key: Option<std::path::PathBuf>,
-        #[arg(long, value_name = "TOKEN")]
-        push_token: Option<String>,
-        #[arg(long, value_name = "FILE")]
-        push_token_file: Option<std::path::PathBuf>,
-        #[arg(long)]
-        require_signature: bool,
-        #[arg(long, value_name = "URL")]
-        public_url: Option<String>,
-        #[arg(long = "host", value_name = "NAME")]
-        hosts: Vec<String>,
-        #[arg(long = "serve-file", value_name = "FILE")]
-        files: Vec<std::path::PathBuf>,
-        /// After SIGINT or SIGTERM, how long requests in flight may take to finish before
-        /// their connections are closed (a second signal closes them at once).
-        #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = commands::serve::parse_seconds)]
-        shutdown_grace: std::time::Duration,
-        #[arg(long)]
-        json: bool,
-    },
+    Serve(commands::serve::ServeArgs),
     /// Push an ACI (and its signature) into a server's store.
     Push {
+        /// The image archive, sent as it is.
         file: std::path::PathBuf,
+        /// Its ascii-armored detached signature (default: none).
         #[arg(long, value_name = "FILE")]
         signature: Option<std::path::PathBuf>,
+        /// The server's base URL (https://HOST[:PORT]).
         #[arg(long, value_name = "URL")]
         to: String,
+        /// The server's push token.
         #[arg(long, value_name = "TOKEN")]
         token: String,
         #[command(flatten)]
         net: commands::NetArgs,
+        /// Machine-readable output (JSON).
         #[arg(long)]
         json: bool,
     },
@@ -438,37 +418,7 @@ fn main() -> ExitCode {
                 net,
                 json,
             } => commands::discover(&store_dir, &image, &labels, &net, json).await,
-            Command::Serve {
-                listen,
-                tls_cert,
-                tls_key,
-                push_token,
-                push_token_file,
-                require_signature,
-                public_url,
-                hosts,
-                files,
-                shutdown_grace,
-                json,
-            } => {
-                commands::serve::serve(
-                    &store_dir,
-                    commands::serve::ServeArgs {
-                        listen,
-                        tls_cert,
-                        tls_key,
-                        push_token,
-                        push_token_file,
-                        require_signature,
-                        public_url,
-                        hosts,
-                        files,
-                        shutdown_grace,
-                        json,
-                    },
-                )
-                .await
-            }
+            Command::Serve(args) => commands::serve::serve(&store_dir, args).await,
             Command::Push {
                 file,
                 signature,

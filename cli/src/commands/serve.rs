@@ -13,29 +13,42 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use super::net::NetArgs;
 use super::store::fail;
 
-/// What `acikit serve` was asked.
+/// What `acikit serve` was asked (its command-line flags).
+#[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Where to listen.
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// TLS certificate chain (PEM).
+    /// TLS certificate chain (PEM); without it the server speaks plain HTTP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// The push token.
+    /// The bearer token pushes must carry (without one, pushes are refused).
+    #[arg(long, value_name = "TOKEN")]
     pub push_token: Option<String>,
-    /// A file holding the push token (first line).
+    /// A file holding the push token (first line), kept out of the process list.
+    #[arg(long, value_name = "FILE")]
     pub push_token_file: Option<PathBuf>,
-    /// Only accept pushes signed by a trusted key.
+    /// Only accept pushes signed by a key the store trusts for the image's name.
+    #[arg(long)]
     pub require_signature: bool,
-    /// Base URL for discovery templates.
+    /// The base URL in the discovery templates (default: the request's own host).
+    #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// Host names answered for in discovery.
+    /// A host name answered for in discovery (repeatable; default: any).
+    #[arg(long = "host", value_name = "NAME")]
     pub hosts: Vec<String>,
-    /// Plain files served at /files/NAME.
+    /// A plain file served at /files/NAME (repeatable).
+    #[arg(long = "serve-file", value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// How long requests in flight may take to finish after SIGINT or SIGTERM.
+    /// After SIGINT or SIGTERM, how long requests in flight may take to finish before
+    /// their connections are closed (a second signal closes them at once).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub shutdown_grace: Duration,
-    /// JSON output.
+    /// Machine-readable output (JSON).
+    #[arg(long)]
     pub json: bool,
 }
 
