@@ -148,4 +148,24 @@ fn two_serve_processes_share_one_postgresql_index() {
         "{err}"
     );
     assert!(!err.contains(":acikit@"), "no password in messages: {err}");
+
+    // A database that does not answer: the reason, at once, and no store folder made.
+    let nowhere = d.join("nowhere");
+    let started = std::time::Instant::now();
+    let out = acikit(&[
+        "--store",
+        nowhere.to_str().unwrap(),
+        "--database",
+        "postgres://ann:secret@127.0.0.1:1/images",
+        "list",
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("database") && err.contains("refused"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        !nowhere.exists(),
+        "nothing is created for a database that fails"
+    );
 }

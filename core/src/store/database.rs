@@ -12,7 +12,9 @@
 
 use std::path::Path;
 
+use super::facade::join_error;
 use super::index::{Index, database_identity};
+use super::objects;
 use super::paths::StorePaths;
 use crate::atomic_file::write_atomic;
 use crate::{Error, ErrorKind, Result};
@@ -27,16 +29,46 @@ enum Choice {
 }
 
 /// Opens the index of the store at `paths`: the one recorded for it, or the one
-/// `database_url` names for a new store. The folders must exist.
+/// `database_url` names for a new store. Creates the store's folders (after connecting,
+/// for PostgreSQL: a database that does not answer leaves nothing behind) and removes
+/// the staging left by killed imports.
 pub(super) async fn open_index(paths: &StorePaths, database_url: Option<&str>) -> Result<Index> {
     match choose(paths, database_url)? {
-        Choice::Sqlite => Index::open(&paths.index_db()).await,
+        Choice::Sqlite => {
+            prepare_folders(paths).await?;
+            Index::open(&paths.index_db()).await
+        }
         Choice::Postgres(url) => {
             let index = Index::connect(&url).await?;
-            record(paths, &database_identity(&url)?)?;
+            let prepared = async {
+                prepare_folders(paths).await?;
+                record(paths, &database_identity(&url)?)
+            };
+            if let Err(err) = prepared.await {
+                index.close().await;
+                return Err(err);
+            }
             Ok(index)
         }
     }
+}
+
+/// Creates the store's folders if missing and removes the staging folders of imports
+/// that were killed.
+async fn prepare_folders(paths: &StorePaths) -> Result<()> {
+    let paths = paths.clone();
+    tokio::task::spawn_blocking(move || {
+        paths.create().map_err(|e| {
+            Error::io(
+                format!("creating the store at {}", paths.root().display()),
+                e,
+            )
+        })?;
+        objects::remove_stale_staging(&paths)
+    })
+    .await
+    .map_err(join_error)?
+    .map(|_| ())
 }
 
 /// Decides which index to open, refusing any that is not the store's own.

@@ -10,7 +10,6 @@ use super::database;
 use super::housekeeping::{self, FsckReport, GcReport, StoreStats};
 use super::import::{self, ImportOptions, Imported};
 use super::index::{ImageRecord, Index, IndexBackend};
-use super::objects;
 use super::paths::StorePaths;
 use super::regenerate::{self, ExportReader, ObjectPaths};
 use crate::progress::Observer;
@@ -175,21 +174,10 @@ impl Store {
     }
 
     /// Opens (creating if needed) the store at `dir` as `options` say; see
-    /// [`StoreOptions::database_url`] for where the index goes.
+    /// [`StoreOptions::database_url`] for where the index goes. A new store's folder is
+    /// only created once its PostgreSQL database (if any) has answered.
     pub async fn open_with(dir: impl Into<PathBuf>, options: StoreOptions) -> Result<Store> {
         let paths = StorePaths::new(dir);
-        let creating = paths.clone();
-        tokio::task::spawn_blocking(move || {
-            creating.create().map_err(|e| {
-                Error::io(
-                    format!("creating the store at {}", creating.root().display()),
-                    e,
-                )
-            })?;
-            objects::remove_stale_staging(&creating)
-        })
-        .await
-        .map_err(join_error)??;
         let index = database::open_index(&paths, options.database_url.as_deref()).await?;
         Ok(Store { paths, index })
     }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -93,20 +93,29 @@ pub(super) async fn connect_postgres(url: &str) -> Result<PgPool> {
             ),
         )
     })?;
+    let connect_error = |e: sqlx::Error| {
+        let shown = database_identity(url).unwrap_or_default();
+        Error::new(
+            ErrorKind::Database,
+            format!("index: connect to PostgreSQL at {shown}: {e}"),
+        )
+        .with_source(e)
+    };
+    // One connection first, so that a server that refuses or rejects us says why at
+    // once (a pool would retry until its acquire timeout, then only say it timed out).
+    PgConnection::connect_with(&options)
+        .await
+        .map_err(connect_error)?
+        .close()
+        .await
+        .map_err(connect_error)?;
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .min_connections(0)
         .acquire_timeout(BUSY_TIMEOUT)
         .connect_with(options)
         .await
-        .map_err(|e| {
-            let shown = database_identity(url).unwrap_or_default();
-            Error::new(
-                ErrorKind::Database,
-                format!("index: connect to PostgreSQL at {shown}: {e}"),
-            )
-            .with_source(e)
-        })?;
+        .map_err(connect_error)?;
     let migrated: Result<()> = run_migrations!(&pool).await;
     if let Err(e) = migrated {
         pool.close().await;
