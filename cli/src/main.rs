@@ -1,7 +1,10 @@
 //! The `acikit` command line: a thin layer over the `acikit` crate.
 //!
-//! Each subcommand lives in [`commands`]; [`report`] prints results as text or JSON.
+//! Each subcommand lives in [`commands`]; [`report`] prints results as text or JSON, and
+//! every print goes through [`stdout`], so that no write error panics.
 
+#[macro_use]
+mod stdout;
 mod commands;
 mod report;
 
@@ -314,7 +317,7 @@ fn main() -> ExitCode {
         .expect("a tokio runtime");
     let store_dir = cli.store.unwrap_or_else(acikit::Store::default_dir);
     commands::store::set_database_url(cli.database);
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match cli.command {
             Command::Validate { files, opts } => commands::validate(&files, &opts).await,
             Command::Id { file, opts } => commands::id(&file, &opts).await,
@@ -337,7 +340,7 @@ fn main() -> ExitCode {
                 compression,
                 mtime,
                 json,
-            } => commands::build(&dir, &out, compression, mtime, json).await,
+            } => commands::build(&store_dir, &dir, &out, compression, mtime, json).await,
             Command::Sign {
                 file,
                 key,
@@ -346,6 +349,7 @@ fn main() -> ExitCode {
                 json,
             } => {
                 commands::sign(
+                    &store_dir,
                     &file,
                     &key,
                     passphrase_file.as_deref(),
@@ -439,5 +443,7 @@ fn main() -> ExitCode {
                 .await
             }
         }
-    })
+    });
+    stdout::finish();
+    code
 }

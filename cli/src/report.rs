@@ -67,9 +67,13 @@ impl FileReport {
     /// Prints `FILE: ok ...` on stdout, or one line per problem on stderr.
     pub fn print_text(&self) {
         match &self.inspection {
-            Some(i) => println!(
+            Some(i) => outln!(
                 "{}: ok {} ({}, {} entries, {} bytes uncompressed)",
-                self.file, i.image_id, i.compression, i.entries, i.uncompressed_size
+                self.file,
+                i.image_id,
+                i.compression,
+                i.entries,
+                i.uncompressed_size
             ),
             None => {
                 for p in &self.problems {
@@ -81,7 +85,7 @@ impl FileReport {
                     if let Some(entry) = &p.entry {
                         line.push_str(&format!(" (entry \"{entry}\")"));
                     }
-                    eprintln!("{line}");
+                    errln!("{line}");
                 }
             }
         }
@@ -113,7 +117,7 @@ fn problems_of(err: &Error) -> Vec<ProblemReport> {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json(value: &impl Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("reports serialize")
     );

@@ -14,6 +14,8 @@
 //! - [`fetch`]: an image by name or URL, verified, into the store (with dependencies);
 //! - [`serve`]: an HTTP(S) image repository over a store: discovery, images, signatures,
 //!   keys, a JSON API and pushes;
+//! - [`output`]: the one policy for files written at a caller's path (export, build, sign):
+//!   regular files replaced atomically, devices and FIFOs written in place, the rest refused;
 //! - [`progress`]: progress events and cancellation for long calls;
 //! - [`clock`]: UTC civil time for messages and listings;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`].
@@ -26,6 +28,7 @@ pub mod discovery;
 pub mod error;
 pub mod fetch;
 pub mod net;
+pub mod output;
 pub mod progress;
 pub mod render;
 pub mod schema;

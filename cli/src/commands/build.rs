@@ -6,13 +6,24 @@ use std::process::ExitCode;
 
 use acikit::Error;
 use acikit::build::{BuildCompression, Builder};
+use acikit::output::{OutputFile, OutputOptions};
 
 use super::progress;
 use super::store::{CompressionArg, fail};
 use crate::report::print_json;
 
-/// `acikit build DIR OUT [--compression C] [--mtime SECONDS]`
+/// The output-path policy of `build` and `sign`: nothing is written inside the store.
+fn output_options(store_dir: &Path) -> OutputOptions {
+    OutputOptions {
+        protected: vec![store_dir.to_path_buf()],
+        sync: false,
+    }
+}
+
+/// `acikit build DIR OUT [--compression C] [--mtime SECONDS]`; OUT `-` is stdout (the
+/// report then goes to stderr).
 pub async fn build(
+    store_dir: &Path,
     dir: &Path,
     out: &Path,
     compression: CompressionArg,
@@ -24,22 +35,48 @@ pub async fn build(
         CompressionArg::Gzip => BuildCompression::Gzip,
         CompressionArg::Zstd => BuildCompression::Zstd,
     };
+    let to_stdout = out == Path::new("-");
     let (observer, bar) = progress::observer("building");
-    let result = Builder::new()
+    let builder = Builder::new()
         .compression(compression)
         .mtime_clamp(mtime)
-        .observer(observer)
-        .build(dir, out)
-        .await;
+        .observer(observer);
+    let result = if to_stdout {
+        match crate::stdout::binary_stdout() {
+            Ok(stdout) => builder.build_to_writer(dir, stdout).await,
+            Err(err) => Err(err),
+        }
+    } else {
+        builder
+            .build_with(dir, out, output_options(store_dir))
+            .await
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     match result {
+        Ok(built) if to_stdout => {
+            if json {
+                errln!(
+                    "{}",
+                    serde_json::to_string_pretty(&built).expect("reports serialize")
+                );
+            } else {
+                errln!(
+                    "-: {} ({} entries, {} bytes)",
+                    built.image_id,
+                    built.entries,
+                    built.size
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) if to_stdout => crate::stdout::stream_failed(&err),
         Ok(built) => {
             if json {
                 print_json(&built);
             } else {
-                println!(
+                outln!(
                     "{}: {} ({} entries, {} bytes)",
                     out.display(),
                     built.image_id,
@@ -53,8 +90,10 @@ pub async fn build(
     }
 }
 
-/// `acikit sign FILE --key SECRETKEY [--passphrase-file F] [-o OUT]`
+/// `acikit sign FILE --key SECRETKEY [--passphrase-file F] [-o OUT]`; OUT `-` is stdout
+/// (the report then goes to stderr).
 pub async fn sign(
+    store_dir: &Path,
     file: &Path,
     key: &Path,
     passphrase_file: Option<&Path>,
@@ -69,6 +108,11 @@ pub async fn sign(
             PathBuf::from(name)
         }
     };
+    let to_stdout = out == Path::new("-");
+    let options = output_options(store_dir);
+    if !to_stdout && let Err(err) = acikit::output::check_output_path(&out, &options) {
+        return fail(&err);
+    }
     let key_bytes = match std::fs::read(key) {
         Ok(bytes) => bytes,
         Err(e) => return fail(&Error::io(format!("reading {}", key.display()), e)),
@@ -103,38 +147,44 @@ pub async fn sign(
         Ok(signed) => signed,
         Err(err) => return fail(&err),
     };
-    if let Err(e) = write_atomically(&out, &signed.armored) {
-        return fail(&Error::io(format!("writing {}", out.display()), e));
+    if to_stdout {
+        crate::stdout::write_bytes(&signed.armored);
+    } else if let Err(err) = write_output(&out, &options, &signed.armored) {
+        return fail(&err);
     }
-    if json {
-        #[derive(serde::Serialize)]
-        struct Report<'a> {
-            signature: String,
-            #[serde(flatten)]
-            signed: &'a acikit::trust::Signed,
-        }
-        print_json(&Report {
-            signature: out.display().to_string(),
-            signed: &signed,
-        });
-    } else {
-        println!(
-            "{}: signed by {} ({})",
-            out.display(),
-            signed.signing_key,
-            signed.hash_algorithm
-        );
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        signature: String,
+        #[serde(flatten)]
+        signed: &'a acikit::trust::Signed,
+    }
+    let report = Report {
+        signature: out.display().to_string(),
+        signed: &signed,
+    };
+    let text = format!(
+        "{}: signed by {} ({})",
+        out.display(),
+        signed.signing_key,
+        signed.hash_algorithm
+    );
+    match (to_stdout, json) {
+        (true, true) => errln!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("reports serialize")
+        ),
+        (true, false) => errln!("{text}"),
+        (false, true) => print_json(&report),
+        (false, false) => outln!("{text}"),
     }
     ExitCode::SUCCESS
 }
 
-fn write_atomically(out: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let temp = out.with_file_name(name);
-    let result = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, out));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
+/// Writes `bytes` to `out` under the output-path policy.
+fn write_output(out: &Path, options: &OutputOptions, bytes: &[u8]) -> acikit::Result<()> {
+    use std::io::Write as _;
+    let mut file = OutputFile::create(out, options)?;
+    file.write_all(bytes)
+        .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+    file.commit()
 }

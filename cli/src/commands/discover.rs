@@ -42,10 +42,10 @@ pub async fn discover(
                 crate::report::print_json(&found);
             } else {
                 for endpoint in &found.aci_endpoints {
-                    println!("ACI: {}, ASC: {}", endpoint.aci, endpoint.asc);
+                    outln!("ACI: {}, ASC: {}", endpoint.aci, endpoint.asc);
                 }
                 for key in &found.pubkeys {
-                    println!("Keys: {key}");
+                    outln!("Keys: {key}");
                 }
             }
             ExitCode::SUCCESS

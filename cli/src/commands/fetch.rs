@@ -68,9 +68,11 @@ pub async fn fetch(store_dir: &Path, args: FetchArgs<'_>) -> ExitCode {
         }
         Ok(fetched) => {
             for key in &fetched.keys_added {
-                eprintln!(
+                errln!(
                     "trusted key {} for {} (from {})",
-                    key.fingerprint, key.prefix, key.url
+                    key.fingerprint,
+                    key.prefix,
+                    key.url
                 );
             }
             print_tree(&fetched, 0);
@@ -92,7 +94,7 @@ fn print_tree(fetched: &Fetched, depth: usize) {
         .as_ref()
         .map(|s| format!(", signed by {}", s.fingerprint))
         .unwrap_or_default();
-    println!(
+    outln!(
         "{:indent$}{} {} ({how}{signer})",
         "",
         fetched.image_id,

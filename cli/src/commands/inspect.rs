@@ -1,6 +1,5 @@
 //! `validate`, `id` and `manifest`: the commands that read one archive in one pass.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -35,7 +34,7 @@ pub async fn validate(files: &[PathBuf], opts: &CommonOpts) -> ExitCode {
 /// `acikit id FILE`
 pub async fn id(file: &Path, opts: &CommonOpts) -> ExitCode {
     one(file, opts, |inspection| {
-        println!("{}", inspection.image_id);
+        outln!("{}", inspection.image_id);
     })
     .await
 }
@@ -43,9 +42,7 @@ pub async fn id(file: &Path, opts: &CommonOpts) -> ExitCode {
 /// `acikit manifest FILE`
 pub async fn manifest(file: &Path, opts: &CommonOpts) -> ExitCode {
     one(file, opts, |inspection| {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(inspection.manifest.raw());
-        let _ = out.flush();
+        crate::stdout::write_bytes(inspection.manifest.raw());
     })
     .await
 }

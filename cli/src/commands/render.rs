@@ -61,7 +61,7 @@ pub async fn render(
     {
         Ok(rendered) => {
             for warning in &rendered.warnings {
-                eprintln!("warning: {warning}");
+                errln!("warning: {warning}");
             }
             if json {
                 crate::report::print_json(&rendered);
@@ -71,7 +71,7 @@ pub async fn render(
                 } else {
                     ""
                 };
-                println!(
+                outln!(
                     "{}: {} rendered with {}{note}, {} layers{}",
                     rendered.target.display(),
                     rendered.image_id,
@@ -98,7 +98,7 @@ pub async fn release(dir: &Path, target: &Path) -> ExitCode {
     };
     match store.release(target).await {
         Ok(()) => {
-            println!("released {}", target.display());
+            outln!("released {}", target.display());
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err),

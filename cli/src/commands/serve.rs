@@ -116,7 +116,7 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
     let scheme = if tls_on { "https" } else { "http" };
     if args.json {
         // One line, so a script can read it before the server ends.
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "listening": addr.to_string(),
@@ -124,10 +124,9 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
             })
         );
     } else {
-        println!("serving {} on {scheme}://{addr}", store_dir.display());
+        outln!("serving {} on {scheme}://{addr}", store_dir.display());
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    crate::stdout::finish();
     // Until SIGINT or SIGTERM: then no new connection is accepted, and requests in flight
     // (downloads, pushes) have the grace period to finish; a second signal ends them at
     // once. Either way nothing is left half-done in the store: an import cut short leaves
@@ -135,7 +134,7 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
     let served = tokio::select! {
         served = running.wait() => served,
         name = signals.next() => {
-            eprintln!(
+            errln!(
                 "acikit serve: {name}: stopping; requests in flight have {}s to finish",
                 args.shutdown_grace.as_secs_f64()
             );
@@ -143,7 +142,7 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
             tokio::select! {
                 served = running.wait() => served,
                 name = signals.next() => {
-                    eprintln!("acikit serve: {name} again: closing every connection now");
+                    errln!("acikit serve: {name} again: closing every connection now");
                     running.shutdown_now();
                     running.wait().await
                 }
@@ -221,7 +220,7 @@ pub async fn push(
             ExitCode::SUCCESS
         }
         Ok(pushed) => {
-            println!(
+            outln!(
                 "{} {} ({}{}, served as {})",
                 pushed.image_id,
                 pushed.name,

@@ -54,7 +54,7 @@ pub(super) async fn open(dir: &Path) -> Result<Store, ExitCode> {
 
 /// Prints an error on stderr as `error: KIND: MESSAGE`; exit code 1.
 pub(super) fn fail(err: &Error) -> ExitCode {
-    eprintln!("error: {err}");
+    errln!("error: {err}");
     ExitCode::from(1)
 }
 
@@ -89,7 +89,7 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCod
                     } else {
                         "imported"
                     };
-                    println!(
+                    outln!(
                         "{}: {what} {} {} ({} new bytes in {} new objects)",
                         file.display(),
                         imported.image_id,
@@ -151,6 +151,9 @@ pub async fn export(
         CompressionArg::Gzip => ExportCompression::Gzip,
         CompressionArg::Zstd => ExportCompression::Zstd,
     };
+    if out == Path::new("-") {
+        return export_to_stdout(&store, &id, compression, json).await;
+    }
     let (observer, bar) = progress::observer("exporting");
     let result = store.export_to(&id, out, compression, observer).await;
     if let Some(bar) = bar {
@@ -161,7 +164,7 @@ pub async fn export(
             if json {
                 print_json(&exported);
             } else {
-                println!(
+                outln!(
                     "{}: {} ({} bytes)",
                     out.display(),
                     exported.image_id,
@@ -171,6 +174,35 @@ pub async fn export(
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err),
+    }
+}
+
+/// `acikit export IMAGE -`: the archive on stdout, the report (text or JSON) on stderr; a
+/// reader that goes away ends the command quietly with status 141.
+async fn export_to_stdout(
+    store: &Store,
+    id: &acikit::schema::ImageId,
+    compression: ExportCompression,
+    json: bool,
+) -> ExitCode {
+    let stdout = match crate::stdout::binary_stdout() {
+        Ok(stdout) => stdout,
+        Err(err) => return fail(&err),
+    };
+    match store
+        .export_to_writer(id, stdout, compression, Observer::default())
+        .await
+    {
+        Ok(exported) if json => {
+            let text = serde_json::to_string_pretty(&exported).expect("reports serialize");
+            errln!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(exported) => {
+            errln!("-: {} ({} bytes)", exported.image_id, exported.written);
+            ExitCode::SUCCESS
+        }
+        Err(err) => crate::stdout::stream_failed(&err),
     }
 }
 
@@ -188,12 +220,17 @@ pub async fn list(dir: &Path, json: bool) -> ExitCode {
         print_json(&images);
         return ExitCode::SUCCESS;
     }
-    println!(
+    outln!(
         "{:<40} {:<12} {:<8} {:<8} {:<24} {:>12}  IMPORTED",
-        "NAME", "VERSION", "OS", "ARCH", "ID", "SIZE"
+        "NAME",
+        "VERSION",
+        "OS",
+        "ARCH",
+        "ID",
+        "SIZE"
     );
     for image in &images {
-        println!(
+        outln!(
             "{:<40} {:<12} {:<8} {:<8} {:<24} {:>12}  {}",
             image.name,
             image.label("version").unwrap_or("-"),
@@ -230,7 +267,7 @@ pub async fn rm(dir: &Path, images: &[String], json: bool) -> ExitCode {
         match result {
             Ok(()) => {
                 if !json {
-                    println!("removed {id}");
+                    outln!("removed {id}");
                 }
                 removed.push(id);
             }
@@ -255,7 +292,7 @@ pub async fn gc(dir: &Path, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(report) => {
-            println!(
+            outln!(
                 "removed {} objects ({} bytes), {} recipes, {} staging folders, {} trees and stacks, {} checkouts, {} orphan push files",
                 report.objects_removed,
                 report.bytes_removed,
@@ -285,12 +322,12 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
         print_json(&report);
     } else {
         for p in &report.problems {
-            eprintln!("{}: {}: {}", p.kind, p.subject, p.message);
+            errln!("{}: {}: {}", p.kind, p.subject, p.message);
         }
         for id in &report.images_dropped {
-            println!("dropped {id}");
+            outln!("dropped {id}");
         }
-        println!(
+        outln!(
             "checked {} objects and {} images: {} problems; {} unreferenced objects, {} stale staging folders, {} orphan push files{}",
             report.objects_checked,
             report.images_checked,
@@ -328,29 +365,31 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
                 acikit::store::IndexBackend::Sqlite => "sqlite (index.db)",
                 acikit::store::IndexBackend::Postgres => "postgresql (config/database)",
             };
-            println!("index                  {index}");
-            println!("images                 {}", s.images);
-            println!(
+            outln!("index                  {index}");
+            outln!("images                 {}", s.images);
+            outln!(
                 "logical size           {} bytes (canonical tars)",
                 s.logical_bytes
             );
-            println!(
+            outln!(
                 "content of files       {} bytes",
                 s.referenced_content_bytes
             );
-            println!(
+            outln!(
                 "content stored         {} bytes ({} distinct objects)",
-                s.object_bytes, s.objects
+                s.object_bytes,
+                s.objects
             );
-            println!(
+            outln!(
                 "signed images          {} (signatures kept from pushes)",
                 s.signed_images
             );
-            println!(
+            outln!(
                 "kept originals         {} bytes ({} uploads kept as pushed)",
-                s.original_bytes, s.originals
+                s.original_bytes,
+                s.originals
             );
-            println!(
+            outln!(
                 "on disk                {} bytes (objects {}, recipes {}, index {}, signatures {}, originals {})",
                 s.disk_bytes,
                 s.objects_disk_bytes,
@@ -359,7 +398,7 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
                 s.signatures_disk_bytes,
                 s.originals_disk_bytes
             );
-            println!("de-duplication ratio   {:.2}", s.dedup_ratio);
+            outln!("de-duplication ratio   {:.2}", s.dedup_ratio);
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err),

@@ -72,9 +72,9 @@ pub async fn add(
             if json {
                 report::print_json(&key);
             } else {
-                println!("trusted {} for {}", key.fingerprint, key.scope);
+                outln!("trusted {} for {}", key.fingerprint, key.scope);
                 for uid in &key.user_ids {
-                    println!("  user ID: {uid}");
+                    outln!("  user ID: {uid}");
                 }
             }
             ExitCode::SUCCESS
@@ -97,12 +97,16 @@ pub async fn list(dir: &Path, json: bool) -> ExitCode {
         report::print_json(&keys);
         return ExitCode::SUCCESS;
     }
-    println!(
+    outln!(
         "{:<40} {:<24} {:<10} {:<10} {:<10}  USER IDS",
-        "FINGERPRINT", "SCOPE", "ALGORITHM", "CREATED", "EXPIRES"
+        "FINGERPRINT",
+        "SCOPE",
+        "ALGORITHM",
+        "CREATED",
+        "EXPIRES"
     );
     for key in &keys {
-        println!(
+        outln!(
             "{:<40} {:<24} {:<10} {:<10} {:<10}  {}",
             key.fingerprint,
             scope_text(&key.scope),
@@ -128,7 +132,7 @@ pub async fn rm(dir: &Path, fingerprint: &str, json: bool) -> ExitCode {
                 report::print_json(&serde_json::json!({ "removed": removed }));
             } else {
                 for key in &removed {
-                    println!("removed {}, trusted for {}", key.fingerprint, key.scope);
+                    outln!("removed {}, trusted for {}", key.fingerprint, key.scope);
                 }
             }
             ExitCode::SUCCESS

@@ -3,10 +3,12 @@
 //! [`Builder::build`] validates the layout (the manifest with
 //! [`ImageManifest::parse`](crate::schema::ImageManifest::parse)), walks it without following
 //! symlinks, writes a POSIX pax tar with our own writer ([`tar_writer`]) through the chosen
-//! compression into `OUT.tmp-…`, reads the result back with
-//! [`archive::inspect_file`](crate::archive::inspect_file) (so our own reader accepts it and
-//! gives the image ID, checked against the SHA-512 computed while writing), and only then
-//! renames it to `OUT`. On any error or cancellation no output is left behind.
+//! compression into a temporary file beside `OUT` (see [`crate::output`] for the output-path
+//! policy), reads the result back with [`archive::inspect_file`](crate::archive::inspect_file)
+//! (so our own reader accepts it and gives the image ID, checked against the SHA-512 computed
+//! while writing), and only then renames it to `OUT`. On any error or cancellation no output
+//! is left behind. A device, a FIFO or a writer ([`Builder::build_to_writer`]) is written as a
+//! stream, read back from a copy as it goes.
 //!
 //! Reproducibility rules (see `docs/ARCHITECTURE.md`, "Build and sign"):
 //! - `manifest` first, then `rootfs` and everything below it, sorted bytewise by path (so a
@@ -25,16 +27,15 @@ mod walk;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use sha2::{Digest, Sha512};
 
 use crate::archive::Limits;
+use crate::output::{NamedWriter, OutputFile, OutputOptions};
 use crate::progress::{CancelToken, Observer, Phase};
 use crate::schema::{ImageId, ImageManifest};
 use crate::{Error, ErrorKind, Result};
@@ -86,8 +87,6 @@ pub struct Builder {
     observer: Observer,
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 impl Builder {
     /// A builder with gzip compression, no mtime clamp, default limits.
     pub fn new() -> Builder {
@@ -119,8 +118,15 @@ impl Builder {
         self
     }
 
-    /// Builds the image layout at `dir` into the archive `out` (replaced if it exists). The
-    /// future owns what it needs (`'static + Send`); the file work runs on blocking threads.
+    /// Builds the image layout at `dir` into the archive `out`. The future owns what it needs
+    /// (`'static + Send`); the file work runs on blocking threads.
+    ///
+    /// `out` follows the output-path policy of [`crate::output`]: a regular file (or a new
+    /// name) is written to a temporary file beside it, read back, synced and renamed over it
+    /// (on any error or cancellation the temporary file is removed and an old file keeps its
+    /// content); a character device or FIFO is written in place, the read-back running on a
+    /// copy of the stream as it is written; a folder, a block device, a socket, a dangling
+    /// symlink and `-` are refused with [`ErrorKind::InvalidArgument`].
     ///
     /// Errors: [`ErrorKind::MissingManifest`], [`ErrorKind::MissingRootfs`],
     /// [`ErrorKind::WrongTopLevelType`], [`ErrorKind::ManifestTooLarge`],
@@ -132,76 +138,133 @@ impl Builder {
         dir: impl AsRef<Path>,
         out: impl AsRef<Path>,
     ) -> impl Future<Output = Result<Built>> + Send + 'static {
+        self.build_with(dir, out, OutputOptions::default())
+    }
+
+    /// [`Builder::build`] with the output policy's options (e.g. folders protected from
+    /// writes, such as the image store).
+    pub fn build_with(
+        &self,
+        dir: impl AsRef<Path>,
+        out: impl AsRef<Path>,
+        options: OutputOptions,
+    ) -> impl Future<Output = Result<Built>> + Send + 'static {
         let builder = self.clone();
         let dir = dir.as_ref().to_path_buf();
         let out = out.as_ref().to_path_buf();
-        async move { builder.run(dir, out).await }
+        async move {
+            let options = OutputOptions {
+                sync: true,
+                ..options
+            };
+            let opening = {
+                let out = out.clone();
+                tokio::task::spawn_blocking(move || OutputFile::create(&out, &options))
+            };
+            let output = opening
+                .await
+                .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))??;
+            if output.kind().is_replaced() {
+                builder.run(dir, output).await
+            } else {
+                builder.run_stream(dir, output, out).await
+            }
+        }
     }
 
-    async fn run(self, dir: PathBuf, out: PathBuf) -> Result<Built> {
-        let name = out
-            .file_name()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!("the output {} names no file", out.display()),
-                )
-            })?
-            .to_os_string();
-        let mut temp_name = name.clone();
-        temp_name.push(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let temp = out.with_file_name(temp_name);
-        // Dropping this future cancels the blocking writer, which then removes its file.
+    /// Builds the image layout at `dir` into any writer (stdout, a pipe, a socket), reading
+    /// the archive back from a copy of the stream as it is written. On failure part of the
+    /// archive may have been written; the error says why. [`Built::path`] is `-`.
+    pub fn build_to_writer(
+        &self,
+        dir: impl AsRef<Path>,
+        out: impl Write + Send + 'static,
+    ) -> impl Future<Output = Result<Built>> + Send + 'static {
+        let builder = self.clone();
+        let dir = dir.as_ref().to_path_buf();
+        async move { builder.run_stream(dir, out, PathBuf::from("-")).await }
+    }
+
+    async fn run(self, dir: PathBuf, mut output: OutputFile) -> Result<Built> {
+        // Dropping this future cancels the blocking writer; dropping the output removes its
+        // temporary file.
         let token = self.observer.cancel.child_token();
         let _cancel_on_drop = token.clone().drop_guard();
-        let mut guard = RemoveOnDrop(Some(temp.clone()));
+        let temp = output
+            .temp_path()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let writing = {
-            let temp = temp.clone();
             let builder = self.clone();
             let token = token.clone();
             tokio::task::spawn_blocking(move || {
-                let result = builder.write_archive(&dir, &temp, &token);
-                if result.is_err() {
-                    let _ = std::fs::remove_file(&temp);
-                }
-                result
+                let name = output.path().display().to_string();
+                let written = builder.write_archive(&dir, &mut output, &name, &token);
+                (written, output)
+            })
+        };
+        let (written, output) = writing
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))?;
+        let written = written?;
+        self.observer.check()?;
+        let inspection = crate::archive::inspect_file(&temp, &self.limits).await?;
+        check_read_back(&inspection, &written)?;
+        self.observer.check()?;
+        let out = output.path().to_path_buf();
+        tokio::task::spawn_blocking(move || output.commit())
+            .await
+            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))??;
+        Ok(self.built(out, written))
+    }
+
+    /// Builds into a stream: the archive goes to `out` and, through a pipe, to our reader,
+    /// which checks it as [`Builder::run`] checks a file.
+    async fn run_stream(
+        self,
+        dir: PathBuf,
+        out: impl Write + Send + 'static,
+        path: PathBuf,
+    ) -> Result<Built> {
+        let token = self.observer.cancel.child_token();
+        let _cancel_on_drop = token.clone().drop_guard();
+        let (pipe_reader, pipe_writer) =
+            std::io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
+        let reading = {
+            let limits = self.limits;
+            tokio::spawn(async move { crate::archive::inspect(pipe_reader, &limits).await })
+        };
+        let writing = {
+            let builder = self.clone();
+            let token = token.clone();
+            let name = path.display().to_string();
+            tokio::task::spawn_blocking(move || {
+                let mut tee = Tee {
+                    out,
+                    copy: Some(pipe_writer),
+                };
+                let written = builder.write_archive(&dir, &mut tee, &name, &token);
+                // Closing the pipe ends the reader's stream.
+                tee.copy = None;
+                written
             })
         };
         let written = writing
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))??;
-        self.observer.check()?;
-        let inspection = crate::archive::inspect_file(&temp, &self.limits).await?;
-        let image_id = ImageId::from_sha512(&written.sha512);
-        if inspection.image_id != image_id
-            || inspection.entries != written.entries
-            || inspection.uncompressed_size != written.tar_size
-        {
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!(
-                    "the archive read back ({}, {} entries, {} bytes) is not the one written \
-                     ({image_id}, {} entries, {} bytes)",
-                    inspection.image_id,
-                    inspection.entries,
-                    inspection.uncompressed_size,
-                    written.entries,
-                    written.tar_size
-                ),
-            ));
-        }
-        self.observer.check()?;
-        tokio::fs::rename(&temp, &out)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))?;
+        let inspection = reading
             .await
-            .map_err(|e| Error::io(format!("renaming to {}", out.display()), e))?;
-        guard.0 = None;
-        Ok(Built {
-            path: out,
-            image_id,
+            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")));
+        let written = written?;
+        let inspection = inspection??;
+        check_read_back(&inspection, &written)?;
+        Ok(self.built(path, written))
+    }
+
+    fn built(&self, path: PathBuf, written: Written) -> Built {
+        Built {
+            path,
+            image_id: ImageId::from_sha512(&written.sha512),
             size: written.size,
             tar_size: written.tar_size,
             entries: written.entries,
@@ -209,11 +272,18 @@ impl Builder {
             sparse_files: written.sparse_files,
             hardlinks: written.hardlinks,
             compression: self.compression,
-        })
+        }
     }
 
-    /// The blocking part: validate, walk, write `temp`.
-    fn write_archive(&self, dir: &Path, temp: &Path, cancel: &CancelToken) -> Result<Written> {
+    /// The blocking part: validate, walk, write the archive into `out` (`name` names it in
+    /// errors).
+    fn write_archive(
+        &self,
+        dir: &Path,
+        out: &mut impl Write,
+        name: &str,
+        cancel: &CancelToken,
+    ) -> Result<Written> {
         let check = || -> Result<()> {
             if cancel.is_cancelled() {
                 return Err(Error::new(
@@ -233,12 +303,15 @@ impl Builder {
             .map(|n| n.size)
             .sum();
 
-        let file =
-            File::create(temp).map_err(|e| Error::io(format!("creating {}", temp.display()), e))?;
+        let named = NamedWriter {
+            inner: out,
+            what: name,
+        };
         let counted = Counting {
-            inner: BufWriter::with_capacity(1 << 20, file),
+            inner: BufWriter::with_capacity(1 << 20, named),
             count: 0,
         };
+        let writing = |e| Error::io(format!("writing {name}"), e);
         let mut state = WriteState {
             observer: &self.observer,
             check: &check,
@@ -258,24 +331,22 @@ impl Builder {
                     .mtime(0)
                     .write(counted, flate2::Compression::new(6));
                 let gz = state.write_tar(gz, &manifest_node, &manifest_bytes, &nodes)?;
-                gz.finish()
-                    .map_err(|e| Error::io(format!("writing {}", temp.display()), e))?
+                gz.finish().map_err(writing)?
             }
             BuildCompression::Zstd => {
                 let zst =
                     zstd::Encoder::new(counted, 3).map_err(|e| Error::io("starting zstd", e))?;
                 let zst = state.write_tar(zst, &manifest_node, &manifest_bytes, &nodes)?;
-                zst.finish()
-                    .map_err(|e| Error::io(format!("writing {}", temp.display()), e))?
+                zst.finish().map_err(writing)?
             }
         };
         let size = counted.count;
-        let file = counted
+        counted
             .inner
             .into_inner()
-            .map_err(|e| Error::io(format!("writing {}", temp.display()), e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| Error::io(format!("writing {}", temp.display()), e))?;
+            .map_err(|e| writing(e.into_error()))?
+            .flush()
+            .map_err(writing)?;
         check()?;
         self.observer.report(Phase::Build, total, Some(total));
         Ok(Written {
@@ -362,14 +433,48 @@ impl Builder {
     }
 }
 
-/// Removes a file when dropped, unless disarmed.
-struct RemoveOnDrop(Option<PathBuf>);
+/// Whether the archive read back is the one written.
+fn check_read_back(inspection: &crate::archive::Inspection, written: &Written) -> Result<()> {
+    let image_id = ImageId::from_sha512(&written.sha512);
+    if inspection.image_id != image_id
+        || inspection.entries != written.entries
+        || inspection.uncompressed_size != written.tar_size
+    {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the archive read back ({}, {} entries, {} bytes) is not the one written \
+                 ({image_id}, {} entries, {} bytes)",
+                inspection.image_id,
+                inspection.entries,
+                inspection.uncompressed_size,
+                written.entries,
+                written.tar_size
+            ),
+        ));
+    }
+    Ok(())
+}
 
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            let _ = std::fs::remove_file(path);
+/// Writes to the output and to a copy (the pipe our reader checks); a copy that fails
+/// (its reader stopped at an error it will report) is dropped, the output goes on.
+struct Tee<W> {
+    out: W,
+    copy: Option<std::io::PipeWriter>,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(copy) = &mut self.copy
+            && copy.write_all(&buf[..n]).is_err()
+        {
+            self.copy = None;
         }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -12,6 +12,7 @@ use super::import::{self, ImportOptions, Imported};
 use super::index::{ImageRecord, Index, IndexBackend};
 use super::paths::StorePaths;
 use super::regenerate::{self, ExportReader, ObjectPaths};
+use crate::output::OutputOptions;
 use crate::progress::Observer;
 use crate::schema::{ImageId, ImageIdPrefix};
 use crate::{Error, ErrorKind, Result};
@@ -322,9 +323,13 @@ impl Store {
         ))
     }
 
-    /// Writes the image's canonical tar (optionally compressed) to `out`. The bytes are
-    /// hashed as they stream; if they do not hash to the image ID the export fails loudly
-    /// and the partial output is deleted.
+    /// Writes the image's canonical tar (optionally compressed) to the file `out`. The bytes
+    /// are hashed as they stream; if they do not hash to the image ID the export fails
+    /// loudly. `out` follows the output-path policy of [`crate::output`]: a regular file is
+    /// replaced atomically (on failure it keeps its old content, a new file is removed), a
+    /// character device or FIFO is written in place; a folder, a block device, a socket, a
+    /// dangling symlink, `-`, and any path inside the store's folder are refused with
+    /// [`ErrorKind::InvalidArgument`].
     pub async fn export_to(
         &self,
         id: &ImageId,
@@ -332,14 +337,58 @@ impl Store {
         compression: ExportCompression,
         observer: Observer,
     ) -> Result<Exported> {
+        let options = OutputOptions {
+            protected: vec![self.paths.root().to_path_buf()],
+            sync: false,
+        };
+        let out = out.as_ref().to_path_buf();
+        crate::output::check_output_path(&out, &options)?;
         self.require(id).await?;
         self.index.touch(id).await?;
-        let out = out.as_ref().to_path_buf();
         let recipe = self.paths.recipe(id);
         let objects = self.object_paths();
         let id = id.clone();
         tokio::task::spawn_blocking(move || {
-            housekeeping::export_file(&recipe, &objects, &id, &out, compression, &observer)
+            housekeeping::export_file(
+                &recipe,
+                &objects,
+                &id,
+                &out,
+                &options,
+                compression,
+                &observer,
+            )
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// [`Store::export_to`] into any writer (stdout, a socket, a pipe), written on a
+    /// blocking thread and flushed at the end. On failure part of the output may have been
+    /// written (the error says why; a closed pipe is an [`ErrorKind::Io`] error whose source
+    /// is the `BrokenPipe` I/O error).
+    pub async fn export_to_writer(
+        &self,
+        id: &ImageId,
+        out: impl std::io::Write + Send + 'static,
+        compression: ExportCompression,
+        observer: Observer,
+    ) -> Result<Exported> {
+        self.require(id).await?;
+        self.index.touch(id).await?;
+        let recipe = self.paths.recipe(id);
+        let objects = self.object_paths();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            housekeeping::export_into(
+                &recipe,
+                &objects,
+                &id,
+                out,
+                "the export",
+                compression,
+                &observer,
+            )
         })
         .await
         .map_err(join_error)?

@@ -16,6 +16,7 @@ use super::objects;
 use super::paths::StorePaths;
 use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
+use crate::output::{NamedWriter, OutputFile, OutputOptions};
 use crate::progress::{Observer, Phase};
 use crate::render::{fsops, tree, usage};
 use crate::schema::ImageId;
@@ -124,74 +125,86 @@ pub struct StoreStats {
     pub dedup_ratio: f64,
 }
 
-/// Regenerates an image into `out` (via a temporary file beside it, renamed at the end);
-/// on any failure the partial output is deleted.
+/// Regenerates an image into the file `out`, following the output-path policy of
+/// [`crate::output`] (a regular file is replaced through a temporary file beside it, renamed
+/// at the end; a device or FIFO is written in place); on any failure a temporary file is
+/// deleted and a replaced file keeps its old content.
 pub(crate) fn export_file(
     recipe: &Path,
     objects: &ObjectPaths,
     id: &ImageId,
     out: &Path,
+    options: &OutputOptions,
     compression: ExportCompression,
     observer: &Observer,
 ) -> Result<Exported> {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = out.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-    let result = (|| -> Result<Exported> {
-        let file = File::create(&partial)
-            .map_err(|e| Error::io(format!("creating {}", partial.display()), e))?;
-        let counted = CountingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            written: 0,
-        };
-        let expected = id.sha512();
-        let (regenerated, counted) = match compression {
-            ExportCompression::None => {
-                let mut out = ObservedWriter::new(counted, observer);
-                let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
-                (r, out.inner)
-            }
-            ExportCompression::Gzip => {
-                let gz = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .write(counted, flate2::Compression::new(6));
-                let mut out = ObservedWriter::new(gz, observer);
-                let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
-                (r, out.inner.finish()?)
-            }
-            ExportCompression::Zstd => {
-                let zst = zstd::Encoder::new(counted, 3)?;
-                let mut out = ObservedWriter::new(zst, observer);
-                let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
-                (r, out.inner.finish()?)
-            }
-        };
-        let written = counted.written;
-        // Not fsynced: like cp or tar, an export is written at page-cache speed; the rename
-        // still makes it appear whole, and it can always be regenerated from the store.
-        counted
-            .inner
-            .into_inner()
-            .map_err(|e| Error::io("writing the export", e.into_error()))?;
-        Ok(Exported {
-            image_id: id.clone(),
-            tar_size: regenerated.bytes,
-            written,
-        })
-    })();
-    match result {
-        Ok(exported) => {
-            std::fs::rename(&partial, out)
-                .map_err(|e| Error::io(format!("renaming to {}", out.display()), e))?;
-            Ok(exported)
+    let mut file = OutputFile::create(out, options)?;
+    let exported = export_into(
+        recipe,
+        objects,
+        id,
+        &mut file,
+        &out.display().to_string(),
+        compression,
+        observer,
+    )?;
+    // Not fsynced: like cp or tar, an export is written at page-cache speed; the rename
+    // still makes it appear whole, and it can always be regenerated from the store.
+    file.commit()?;
+    Ok(exported)
+}
+
+/// Regenerates an image into `out` (any writer; `what` names it in errors), optionally
+/// compressed; `out` is flushed at the end. On failure part of it may have been written.
+pub(crate) fn export_into<W: Write>(
+    recipe: &Path,
+    objects: &ObjectPaths,
+    id: &ImageId,
+    out: W,
+    what: &str,
+    compression: ExportCompression,
+    observer: &Observer,
+) -> Result<Exported> {
+    let named = NamedWriter { inner: out, what };
+    let counted = CountingWriter {
+        inner: BufWriter::with_capacity(1 << 20, named),
+        written: 0,
+    };
+    let expected = id.sha512();
+    let writing = |e| Error::io(format!("writing {what}"), e);
+    let (regenerated, counted) = match compression {
+        ExportCompression::None => {
+            let mut out = ObservedWriter::new(counted, observer);
+            let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
+            (r, out.inner)
         }
-        Err(err) => {
-            let _ = std::fs::remove_file(&partial);
-            Err(err)
+        ExportCompression::Gzip => {
+            let gz = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(counted, flate2::Compression::new(6));
+            let mut out = ObservedWriter::new(gz, observer);
+            let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
+            (r, out.inner.finish().map_err(writing)?)
         }
-    }
+        ExportCompression::Zstd => {
+            let zst = zstd::Encoder::new(counted, 3)?;
+            let mut out = ObservedWriter::new(zst, observer);
+            let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
+            (r, out.inner.finish().map_err(writing)?)
+        }
+    };
+    let written = counted.written;
+    counted
+        .inner
+        .into_inner()
+        .map_err(|e| writing(e.into_error()))?
+        .flush()
+        .map_err(writing)?;
+    Ok(Exported {
+        image_id: id.clone(),
+        tar_size: regenerated.bytes,
+        written,
+    })
 }
 
 struct CountingWriter<W> {
