@@ -286,7 +286,9 @@ fn resolve(path: &Path, protected: &[PathBuf]) -> Result<(PathBuf, OutputKind, O
                     format!("{} is not a folder", parent.display()),
                 ));
             }
-            (dir.join(name), OutputKind::NewFile, None)
+            let target = dir.join(name);
+            check_protected(path, &target, protected)?;
+            (target, OutputKind::NewFile, None)
         }
         Err(e) => return Err(Error::io(format!("cannot write to {}", path.display()), e)),
         Ok(link) => {
@@ -311,6 +313,9 @@ fn resolve(path: &Path, protected: &[PathBuf]) -> Result<(PathBuf, OutputKind, O
             } else {
                 link
             };
+            let target = std::fs::canonicalize(path)
+                .map_err(|e| Error::io(format!("cannot write to {}", path.display()), e))?;
+            check_protected(path, &target, protected)?;
             let t = meta.file_type();
             let kind = match kind_of(&meta) {
                 Some(kind) => kind,
@@ -327,12 +332,15 @@ fn resolve(path: &Path, protected: &[PathBuf]) -> Result<(PathBuf, OutputKind, O
                 None if t.is_socket() => return Err(invalid(path, "it is a socket")),
                 None => return Err(invalid(path, "it is not a file, device or FIFO")),
             };
-            let target = std::fs::canonicalize(path)
-                .map_err(|e| Error::io(format!("cannot write to {}", path.display()), e))?;
             let existing = (kind == OutputKind::RegularFile).then_some(meta);
             (target, kind, existing)
         }
     };
+    Ok((target, kind, existing))
+}
+
+/// Refuses a target inside one of the `protected` folders.
+fn check_protected(path: &Path, target: &Path, protected: &[PathBuf]) -> Result<()> {
     for root in protected {
         let Ok(root) = std::fs::canonicalize(root) else {
             continue;
@@ -347,7 +355,7 @@ fn resolve(path: &Path, protected: &[PathBuf]) -> Result<(PathBuf, OutputKind, O
             ));
         }
     }
-    Ok((target, kind, existing))
+    Ok(())
 }
 
 /// Creates the temporary file beside `target`: `.NAME.acikit-PID-N`, new (never an
