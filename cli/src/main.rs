@@ -70,7 +70,8 @@ enum Command {
     Export {
         /// Image ID, unambiguous ID prefix, or NAME[:VERSION].
         image: String,
-        /// Output file.
+        /// Output file (replaced atomically), FIFO or character device (written in place),
+        /// or `-` for stdout.
         out: std::path::PathBuf,
         /// Compression of the output.
         #[arg(long, value_enum, default_value = "none")]
@@ -183,7 +184,8 @@ enum Command {
     Build {
         /// The image layout folder.
         dir: std::path::PathBuf,
-        /// The archive to write (replaced if it exists).
+        /// The archive to write (replaced atomically if it exists; a FIFO or character
+        /// device is written in place; `-` is stdout).
         out: std::path::PathBuf,
         /// Compression of the output.
         #[arg(long, value_enum, default_value = "gzip")]
@@ -207,7 +209,7 @@ enum Command {
         /// A file whose first line is the key's passphrase.
         #[arg(long, value_name = "FILE")]
         passphrase_file: Option<std::path::PathBuf>,
-        /// Where the signature goes (default: FILE.asc).
+        /// Where the signature goes (default: FILE.asc; `-` is stdout).
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: Option<std::path::PathBuf>,
         /// Machine-readable output (JSON).

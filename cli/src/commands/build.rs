@@ -149,8 +149,20 @@ pub async fn sign(
     };
     if to_stdout {
         crate::stdout::write_bytes(&signed.armored);
-    } else if let Err(err) = write_output(&out, &options, &signed.armored) {
-        return fail(&err);
+    } else {
+        // Off the runtime: opening a FIFO waits for its reader.
+        let (path, bytes) = (out.clone(), signed.armored.clone());
+        let written = tokio::task::spawn_blocking(move || write_output(&path, &options, &bytes))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Error::new(
+                    acikit::ErrorKind::Io,
+                    format!("a background task failed: {e}"),
+                ))
+            });
+        if let Err(err) = written {
+            return fail(&err);
+        }
     }
     #[derive(serde::Serialize)]
     struct Report<'a> {
