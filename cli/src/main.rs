@@ -311,7 +311,18 @@ impl CommonOpts {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version go to stdout: a write error there is handled like any other.
+            if let Err(e) = err.print()
+                && !err.use_stderr()
+            {
+                stdout::stdout_failed(&e);
+            }
+            std::process::exit(err.exit_code());
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

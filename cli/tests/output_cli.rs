@@ -496,6 +496,9 @@ fn a_closed_stdout_ends_quietly_and_a_full_one_is_an_error() {
             assert_eq!(err, "", "{args:?} printed on stderr");
         }
     }
+    // clap's help goes the same way.
+    let out = into_closed_pipe(store, &["--help"]);
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
     for args in &commands[..7] {
         let full = std::fs::File::options()
             .write(true)
