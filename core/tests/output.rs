@@ -275,3 +275,30 @@ fn protected_folders_are_refused_after_resolving_links_and_dotdot() {
         OutputKind::NewFile
     );
 }
+
+/// A build into a stream whose read-back stops early (the archive is over the limit) ends
+/// with the reader's error instead of waiting on the pipe, and writes the stream to its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_into_a_stream_reports_its_read_back_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::write(
+        dir.join("manifest"),
+        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/limits"}"#,
+    )
+    .unwrap();
+    let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(dir.join("rootfs/big"), &big).unwrap();
+    let limits = acikit::archive::Limits {
+        max_total_size: 1 << 20,
+        ..Default::default()
+    };
+    let err = acikit::build::Builder::new()
+        .compression(acikit::build::BuildCompression::None)
+        .limits(limits)
+        .build_to_writer(&dir, std::io::sink())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
+}
