@@ -9,20 +9,22 @@
 //! | --- | --- | --- | --- |
 //! | `overlay` | one `mount(2)`, no data | root (`CAP_SYS_ADMIN`), overlayfs | `STORE/runs/<id>/upper` |
 //! | `reflink` | one `FICLONE` per file, shared extents | lower and target on one btrfs / XFS (`reflink=1`) | the target (copy on write) |
-//! | `hardlink` | one `link(2)` per file, symlink or device; a `mkdir(2)` per folder | lower and target on one file system | **the lower tree: read-only use only** |
+//! | `hardlink` | one `link(2)` per file, symlink or device; a `mkdir(2)` per folder; a read-only bind mount | lower and target on one file system; root (`CAP_SYS_ADMIN`) for the mount | nowhere: `EROFS` (unprotected: **the lower tree**, so refused unless allowed) |
 //! | `copy` | every byte | nothing | the target |
 //!
 //! `auto` tries overlay, then reflink (probed with one `FICLONE`), then copy, and the
 //! [`RunHandle`] says which it chose. Whatever the strategy, the lower tree is never
-//! written, and a write inside one run is never visible in the lower tree or another run
-//! (except `hardlink`, which shares inodes with the lower tree and is for read-only use:
-//! [`RunHandle::read_only`] is `true`).
+//! written, and a write inside one run is never visible in the lower tree or another run.
+//! `hardlink` shares inodes with the lower tree, so it is mounted read-only
+//! ([`super::protect`], [`RunHandle::protected`]), and refused where it cannot be unless
+//! [`RunOptions::allow_unprotected_hardlink`] says the caller will only read it.
 //!
 //! Every run has a record on disk, `STORE/runs/<sha256 of the canonical target>/record.json`
 //! (plus `upper/` and `work/` for an overlay), written before anything is mounted or copied,
 //! so that [`release_run`] in another process, even after the creating process was killed,
 //! finds what to unmount and remove. A run folder is locked (`flock` on its `lock` file) while
-//! a run is created or released.
+//! a run is created or released. The record names its creator (pid and start time), so runs
+//! whose creator died before finishing are found and cleaned ([`super::reap`]).
 //!
 //! The target is a folder that does not exist (it is created, with its missing parents) or
 //! is empty; [`release_run`] removes it in both cases. A copy (reflink, hardlink, copy) is
@@ -73,9 +75,10 @@ pub enum Strategy {
     /// (btrfs, XFS with `reflink=1`).
     Reflink,
     /// A hardlink farm: directories (and FIFOs) are made, regular files, symlinks and device
-    /// nodes are hardlinks to the lower tree's. Fast, but **for read-only use only**: a node
-    /// shares its inode with the lower tree, so writing to a file (or changing the owner,
-    /// mode, times or xattrs of any linked node) changes the lower tree and every other run.
+    /// nodes are hardlinks to the lower tree's. Fast, but **read-only**: a node shares its
+    /// inode with the lower tree, so writing to a file (or changing the owner, mode, times or
+    /// xattrs of any linked node) would change the lower tree and every other run; the run is
+    /// therefore mounted read-only (root), or refused unless the caller allows it unprotected.
     /// A symlink's target and a device's numbers cannot be changed in place, so sharing them
     /// exposes nothing a read-only run could not see anyway; FIFOs are not shared (one FIFO
     /// inode is one pipe: runs could talk through it). [`RunHandle::read_only`] is `true`.
