@@ -128,6 +128,10 @@ enum Command {
         /// Skip device nodes and foreign owners that need root, with a warning.
         #[arg(long)]
         skip_unprivileged: bool,
+        /// Allow a hardlink run that cannot be protected by a read-only mount (without
+        /// root): it shares its files with the store's cache, so it must only be read.
+        #[arg(long)]
+        unprotected_read_only: bool,
         /// Machine-readable output (JSON).
         #[arg(long)]
         json: bool,
@@ -378,18 +382,15 @@ fn main() -> ExitCode {
                 strategy,
                 labels,
                 skip_unprivileged,
+                unprotected_read_only,
                 json,
             } => {
-                commands::render(
-                    &store_dir,
-                    &image,
-                    &labels,
-                    &dir,
+                let flags = commands::RenderFlags {
                     strategy,
                     skip_unprivileged,
-                    json,
-                )
-                .await
+                    unprotected_read_only,
+                };
+                commands::render(&store_dir, &image, &labels, &dir, flags, json).await
             }
             Command::Release { dir } => commands::release(&store_dir, &dir).await,
             Command::Trust(TrustCommand::Add {

@@ -2,13 +2,17 @@
 //! a dependency (files of both, the image's own overriding its dependency's; the `--json`
 //! report), clean isolated runs for every strategy (`auto`, `overlay` as root, `hardlink`,
 //! `copy`), no mount left after `release`, `rm` refused while a run uses an image and the
-//! renders cleaned up after, and the dependency errors (cycle, missing dependency). Archives
-//! are written by GNU tar and gzip.
+//! renders cleaned up after, and the dependency errors (cycle, missing dependency); hardlink
+//! runs mounted read-only as root (a write fails and leaves the cache clean) and refused
+//! without root unless `--unprotected-read-only` (as `nobody`); renders killed at random
+//! points, then `fsck`, `gc` and `rm`. Archives are written by GNU tar and gzip.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use acikit::render::run::list_runs;
 use acikit::store::ContentDigest;
 use serde_json::Value;
 
@@ -503,6 +507,313 @@ fn rm_refuses_an_image_in_use_and_renders_are_cleaned_after_release() {
         })
         .collect();
     assert_eq!(checkouts, Vec::<PathBuf>::new(), "{again}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Hardlink runs cannot write to the cache.
+
+#[test]
+fn a_write_into_a_hardlink_run_fails_and_leaves_every_later_render_clean() {
+    if !is_root() {
+        eprintln!("SKIPPED: a protected hardlink run needs root");
+        return;
+    }
+    let (_dir, d) = tempdir();
+    let store = d.join("store");
+    let (_a, _b) = a_over_b(&d, &store);
+    let run = d.join("hard");
+    let report = render(&store, "example.com/a", &run, "hardlink");
+    assert_eq!(report["read_only"], true, "{report}");
+    assert_eq!(report["protected"], true, "{report}");
+    assert_eq!(mounts_under(&run), [run.to_str().unwrap()]);
+    // Root, the usual user of a rootfs, writes to a file of A and one of B.
+    for file in ["etc/shared", "usr/lib/b.so"] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("echo X > '{}/{file}'", run.display()))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{file}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Read-only file system"), "{file}: {stderr}");
+    }
+    assert_eq!(read(run.join("etc/shared")), "from a\n");
+    let run2 = d.join("hard2");
+    let out = ok(
+        &store,
+        &[
+            "render",
+            "example.com/a",
+            run2.to_str().unwrap(),
+            "--strategy",
+            "hardlink",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mounted read-only"), "{text}");
+
+    // Every later render, by every strategy, of the image and of its dependency alone.
+    for strategy in ["copy", "overlay", "hardlink"] {
+        let later = d.join(format!("later-{strategy}"));
+        render(&store, "example.com/a", &later, strategy);
+        assert_eq!(read(later.join("etc/shared")), "from a\n", "{strategy}");
+        assert_eq!(
+            read(later.join("usr/lib/b.so")),
+            "b library\n",
+            "{strategy}"
+        );
+        release(&store, &later);
+        let b_alone = d.join(format!("b-{strategy}"));
+        render(&store, "example.com/b", &b_alone, strategy);
+        assert_eq!(
+            read(b_alone.join("usr/lib/b.so")),
+            "b library\n",
+            "{strategy}"
+        );
+        release(&store, &b_alone);
+    }
+    let fsck = json(&store, &["fsck", "--json"]);
+    assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");
+    assert_eq!(fsck["dead_runs"], 0, "{fsck}");
+    for run in [&run, &run2] {
+        release(&store, run);
+        assert!(!run.exists());
+    }
+    assert_eq!(mounts_under(&d), Vec::<String>::new());
+    assert_eq!(entries(&store.join("runs")), Vec::<String>::new());
+}
+
+/// `acikit --store STORE ARGS` as `nobody` (uid and gid 65534, no groups); `render` gets
+/// `--skip-unprivileged` (the archives hold files owned by root).
+fn acikit_as_nobody(store: &Path, args: &[&str]) -> Output {
+    let skip: &[&str] = if args[0] == "render" {
+        &["--skip-unprivileged"]
+    } else {
+        &[]
+    };
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_acikit"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .args(skip)
+        .current_dir(store.parent().unwrap())
+        .output()
+        .expect("setpriv runs")
+}
+
+/// `acikit_as_nobody` that must succeed with JSON on stdout.
+fn json_as_nobody(store: &Path, args: &[&str]) -> Value {
+    let out = acikit_as_nobody(store, args);
+    let what = describe(&format!("{args:?} as nobody"), &out);
+    assert!(out.status.success(), "{what}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
+}
+
+#[test]
+fn without_root_hardlink_needs_unprotected_read_only_and_auto_never_picks_it() {
+    let have_setpriv = Command::new("sh")
+        .args(["-c", "command -v setpriv"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !is_root() || !have_setpriv {
+        eprintln!("SKIPPED: needs root and setpriv to run acikit as nobody");
+        return;
+    }
+    let (_dir, d) = tempdir();
+    std::os::unix::fs::chown(&d, Some(65534), Some(65534)).unwrap();
+    let store = d.join("store");
+    let image = make_image(
+        &d,
+        "c",
+        &manifest_for("example.com/c", &[]),
+        &[("etc/c", b"c\n"), ("usr/bin/c", b"c binary\n")],
+    );
+    json_as_nobody(&store, &["import", image.aci(), "--json"]);
+
+    let refused = d.join("refused");
+    let args = [
+        "render",
+        "example.com/c",
+        refused.to_str().unwrap(),
+        "--strategy",
+        "hardlink",
+    ];
+    let out = acikit_as_nobody(&store, &args);
+    let what = describe("render --strategy hardlink as nobody", &out);
+    assert_eq!(out.status.code(), Some(1), "{what}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: needs_privilege: "), "{what}");
+    assert!(stderr.contains("--unprotected-read-only"), "{what}");
+    assert!(!refused.exists(), "{what}");
+    assert_eq!(entries(&store.join("runs")), Vec::<String>::new());
+
+    let allowed = d.join("allowed");
+    let report = json_as_nobody(
+        &store,
+        &[
+            "render",
+            "example.com/c",
+            allowed.to_str().unwrap(),
+            "--strategy",
+            "hardlink",
+            "--unprotected-read-only",
+            "--json",
+        ],
+    );
+    assert_eq!(report["strategy"], "hardlink", "{report}");
+    assert_eq!(report["read_only"], true, "{report}");
+    assert_eq!(report["protected"], false, "{report}");
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("NOT protected"), "{report}");
+    assert_eq!(mounts_under(&allowed), Vec::<String>::new());
+    assert_eq!(read(allowed.join("etc/c")), "c\n");
+
+    for flags in [&[][..], &["--unprotected-read-only"][..]] {
+        let auto = d.join("auto");
+        let mut args = vec![
+            "render",
+            "example.com/c",
+            auto.to_str().unwrap(),
+            "--strategy",
+            "auto",
+            "--json",
+        ];
+        args.extend(flags);
+        let report = json_as_nobody(&store, &args);
+        let chosen = report["strategy"].as_str().unwrap();
+        assert!(["reflink", "copy"].contains(&chosen), "{report}");
+        assert_eq!(report["read_only"], false, "{report}");
+        let out = acikit_as_nobody(&store, &["release", auto.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", describe("release", &out));
+    }
+    let out = acikit_as_nobody(&store, &["release", allowed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", describe("release", &out));
+    assert_eq!(entries(&store.join("runs")), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// Killed renders.
+
+/// The next number of a xorshift64 sequence.
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// Starts `acikit render IMAGE TARGET --strategy copy`, kills it (SIGKILL) after `delay`
+/// (or lets it finish first); returns how many runs it left dead and releases a run it
+/// completed, as its user would.
+fn killed_render(store: &Path, image: &str, target: &Path, delay: Duration) -> usize {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_acikit"))
+        .arg("--store")
+        .arg(store)
+        .args([
+            "render",
+            image,
+            target.to_str().unwrap(),
+            "--strategy",
+            "copy",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    // A run is live once it completed with its target in place; any other is dead.
+    let records = list_runs(&store.join("runs")).unwrap();
+    let (live, dead): (Vec<_>, Vec<_>) = records
+        .iter()
+        .partition(|r| r.complete && r.target.exists());
+    eprintln!(
+        "killed after {delay:?} ({status}): {} live, {} dead",
+        live.len(),
+        dead.len()
+    );
+    for record in live {
+        release(store, &record.target);
+    }
+    dead.len()
+}
+
+#[test]
+fn renders_killed_at_random_points_leave_nothing_after_gc() {
+    let (_dir, d) = tempdir();
+    let store = d.join("store");
+    let contents: Vec<(String, Vec<u8>)> = (0..3000)
+        .map(|i| {
+            (
+                format!("usr/share/big/{:02}/file-{i}", i % 40),
+                format!("{i:015}\n").repeat(1024).into_bytes(),
+            )
+        })
+        .collect();
+    let files: Vec<(&str, &[u8])> = contents
+        .iter()
+        .map(|(path, content)| (path.as_str(), content.as_slice()))
+        .collect();
+    let big = make_image(&d, "big", &manifest_for("example.com/big", &[]), &files);
+    import(&store, &[&big]);
+    let targets = d.join("targets");
+    // The first render builds the exploded tree; the second is what the killed ones redo.
+    let first = targets.join("first");
+    render(&store, &big.id, &first, "copy");
+    release(&store, &first);
+    let started = Instant::now();
+    render(&store, &big.id, &first, "copy");
+    let full = started.elapsed();
+    release(&store, &first);
+
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    eprintln!("a copy render takes {full:?}; seed {seed}");
+    let mut dead_seen = 0;
+    for trial in 0..10 {
+        seed = xorshift(seed);
+        let delay = full.mul_f64((seed % 1000) as f64 / 1000.0 * 1.5);
+        let target = targets.join(format!("t{trial}"));
+        let dead = killed_render(&store, &big.id, &target, delay);
+        dead_seen += dead;
+        let fsck = json(&store, &["fsck", "--json"]);
+        assert_eq!(fsck["dead_runs"], dead, "trial {trial}: {fsck}");
+        assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");
+        let gc = json(&store, &["gc", "--json"]);
+        assert_eq!(gc["dead_runs_removed"], dead, "trial {trial}: {gc}");
+        assert_eq!(
+            entries(&store.join("runs")),
+            Vec::<String>::new(),
+            "trial {trial}: {gc}"
+        );
+        assert_eq!(
+            entries(&targets),
+            Vec::<String>::new(),
+            "trial {trial}: left beside the target"
+        );
+    }
+    assert!(
+        dead_seen > 0,
+        "no kill landed in a render's copy (a render takes {full:?})"
+    );
+
+    // An image whose only users are dead runs can be removed at once, without gc.
+    for attempt in 0..5 {
+        let target = targets.join(format!("rm{attempt}"));
+        if killed_render(&store, &big.id, &target, full / 2) > 0 {
+            break;
+        }
+    }
+    let removed = json(&store, &["rm", "--json", &big.id]);
+    assert_eq!(removed["removed"], serde_json::json!([big.id]), "{removed}");
+    assert_eq!(entries(&store.join("runs")), Vec::<String>::new());
+    assert_eq!(entries(&targets), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 //! Per-run copies of a rendered rootfs (`acikit::render::run`): isolation between runs and
 //! from the lower tree for every strategy, release (also after the creating process was
-//! killed), overlay as root, reflinks on a loop-mounted XFS image, and the errors.
+//! killed), overlay as root, reflinks on a loop-mounted XFS image, hardlink runs protected
+//! by a read-only mount (and refused unprotected unless allowed, as `nobody`), dead runs
+//! found and cleaned (`acikit::render::reap`), and the errors.
 //!
 //! The lower tree is made by hand here (directories, files, symlinks, a fifo, a hardlink
 //! pair, xattrs, a setuid file, and as root a device node and a foreign owner).
@@ -17,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use acikit::ErrorKind;
 use acikit::render::fsops::Privileges;
-use acikit::render::run::{RunHandle, Strategy, create_run, list_runs, release_run};
+use acikit::render::reap;
+use acikit::render::run::{
+    RunHandle, RunOptions, Strategy, create_run, create_run_with, list_runs, release_run,
+};
 use common::kind_name;
 
 // ---------------------------------------------------------------------------------------------
@@ -310,7 +315,12 @@ fn isolation(base: &Path, strategy: Strategy, expect: Strategy) -> RunHandle {
     assert_eq!(h1.read_only, expect == Strategy::Hardlink);
     assert_eq!(h1.target, std::fs::canonicalize(&t1).unwrap());
     assert_eq!(h1.stats.is_none(), expect == Strategy::Overlay);
-    assert_eq!(is_mounted(&h1.target), expect == Strategy::Overlay);
+    // As root a hardlink run is protected by a read-only mount.
+    assert_eq!(h1.protected, expect == Strategy::Hardlink);
+    assert_eq!(
+        is_mounted(&h1.target),
+        expect == Strategy::Overlay || h1.protected
+    );
 
     assert_same("run 1 as made", &snapshot(&t1), &before);
     assert_same("run 2 as made", &snapshot(&t2), &before);
@@ -322,6 +332,8 @@ fn isolation(base: &Path, strategy: Strategy, expect: Strategy) -> RunHandle {
         assert_eq!(r.strategy, expect);
         assert_eq!(r.lower, std::fs::canonicalize(&lower).unwrap());
         assert_eq!(r.pid, std::process::id());
+        assert!(r.start_ticks.is_some() && r.boot_id.is_some());
+        assert_eq!(r.protected, expect == Strategy::Hardlink);
         assert!(r.run_dir.join("record.json").is_file());
     }
 
@@ -382,6 +394,10 @@ fn copy_runs_are_isolated() {
 
 #[test]
 fn hardlink_runs_are_read_only_and_leave_the_lower_tree_alone() {
+    if !is_root() {
+        eprintln!("SKIPPED: a protected hardlink run needs root (see the unprivileged test)");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let h = isolation(dir.path(), Strategy::Hardlink, Strategy::Hardlink);
     assert!(h.read_only);
@@ -580,15 +596,19 @@ fn child_creates_a_run_and_waits() {
     ) else {
         return;
     };
+    let strategy = std::env::var("ACIKIT_TEST_CHILD_STRATEGY")
+        .map_or(Strategy::Overlay, |s| s.parse().unwrap());
     let h = create_run(
         Path::new(&runs),
         Path::new(&lower),
         Path::new(&target),
-        Strategy::Overlay,
+        strategy,
         &Privileges::detect(),
     )
     .unwrap();
-    std::fs::write(h.target.join("etc/written-by-child"), "x").unwrap();
+    if strategy == Strategy::Overlay {
+        std::fs::write(h.target.join("etc/written-by-child"), "x").unwrap();
+    }
     println!("READY");
     std::io::stdout().flush().unwrap();
     std::thread::sleep(Duration::from_secs(600));
@@ -798,6 +818,463 @@ fn concurrent_creates_on_one_target_make_one_run() {
     release_run(&runs, &target).unwrap();
     assert!(!target.exists());
     assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hardlink runs cannot write to the lower tree
+
+const EROFS: i32 = 30;
+
+#[test]
+fn a_write_into_a_protected_hardlink_run_fails_and_every_later_run_is_clean() {
+    if !is_root() {
+        eprintln!("SKIPPED: a protected hardlink run needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let privs = Privileges::detect();
+    let lower = make_lower(dir.path());
+    let before = snapshot(&lower);
+    let runs = dir.path().join("store/runs");
+    let run = dir.path().join("hard");
+    let h = create_run(&runs, &lower, &run, Strategy::Hardlink, &privs).unwrap();
+    assert!(h.read_only && h.protected, "{h:?}");
+    assert!(is_mounted(&h.target));
+    // Root, the usual user of a rootfs: `echo X > RUN/etc/hosts`.
+    let err = std::fs::write(run.join("etc/hosts"), "X\n").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(EROFS), "{err}");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo X > '{}/etc/passwd'", run.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "{out:?}"
+    );
+    // Nor may any shared inode's metadata change, nor the tree.
+    let chmod = std::fs::set_permissions(
+        run.join("usr/bin/tool"),
+        std::fs::Permissions::from_mode(0o777),
+    );
+    assert_eq!(chmod.unwrap_err().raw_os_error(), Some(EROFS));
+    let chown = std::os::unix::fs::lchown(run.join("etc/hosts"), Some(1), Some(1));
+    assert_eq!(chown.unwrap_err().raw_os_error(), Some(EROFS));
+    let xattr = rustix::fs::lsetxattr(
+        run.join("etc/hosts"),
+        "user.acikit",
+        b"changed",
+        rustix::fs::XattrFlags::empty(),
+    );
+    assert_eq!(xattr.unwrap_err().raw_os_error(), EROFS);
+    let created = std::fs::write(run.join("etc/new"), "x");
+    assert_eq!(created.unwrap_err().raw_os_error(), Some(EROFS));
+    let removed = std::fs::remove_file(run.join("etc/hosts"));
+    assert_eq!(removed.unwrap_err().raw_os_error(), Some(EROFS));
+    assert_same("the run", &snapshot(&run), &before);
+    assert_same("the lower tree", &snapshot(&lower), &before);
+
+    // Every later run starts from the clean lower tree.
+    for strategy in [Strategy::Copy, Strategy::Overlay, Strategy::Hardlink] {
+        let later = dir.path().join(format!("later-{strategy}"));
+        create_run(&runs, &lower, &later, strategy, &privs).unwrap();
+        assert_same(
+            &format!("a later {strategy} run"),
+            &snapshot(&later),
+            &before,
+        );
+        release_run(&runs, &later).unwrap();
+    }
+    release_run(&runs, &run).unwrap();
+    assert!(!is_mounted(&h.target));
+    assert!(!run.exists());
+    assert!(list_runs(&runs).unwrap().is_empty());
+    assert_same("the lower tree after release", &snapshot(&lower), &before);
+}
+
+/// Starts `child_creates_a_run_and_waits` making a `strategy` run, waits until it is made,
+/// then kills it (SIGKILL: no destructor, no release); returns its pid.
+fn run_made_by_a_killed_child(runs: &Path, lower: &Path, target: &Path, strategy: Strategy) -> u32 {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_creates_a_run_and_waits", "--nocapture"])
+        .env("ACIKIT_TEST_CHILD_RUNS", runs)
+        .env("ACIKIT_TEST_CHILD_LOWER", lower)
+        .env("ACIKIT_TEST_CHILD_TARGET", target)
+        .env("ACIKIT_TEST_CHILD_STRATEGY", strategy.as_str())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let pid = child.id();
+    let mut child = KillOnDrop(child);
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(|line| line.ok())
+        .any(|line| line.trim() == "READY");
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    assert!(ready, "the child did not make its run");
+    pid
+}
+
+#[test]
+fn protected_hardlink_run_of_a_killed_process_can_be_released() {
+    if !is_root() {
+        eprintln!("SKIPPED: a protected hardlink run needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lower = make_lower(dir.path());
+    let before = snapshot(&lower);
+    let runs = dir.path().join("store/runs");
+    let target = dir.path().join("target");
+    let pid = run_made_by_a_killed_child(&runs, &lower, &target, Strategy::Hardlink);
+    assert!(
+        is_mounted(&target),
+        "the read-only mount outlives its creator"
+    );
+    let err = std::fs::write(target.join("etc/hosts"), "X").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(EROFS), "{err}");
+    let records = list_runs(&runs).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].pid, pid);
+    assert!(records[0].complete && records[0].protected);
+    // Complete and its target there: a live run, which no clean-up touches.
+    assert_eq!(reap::find_dead_runs(&runs).unwrap().dead_count(), 0);
+    assert_eq!(reap::reap_dead_runs(&runs).unwrap().runs, 0);
+    assert!(is_mounted(&target));
+
+    release_run(&runs, &target).unwrap();
+    assert!(!is_mounted(&target));
+    assert!(!target.exists());
+    assert!(list_runs(&runs).unwrap().is_empty());
+    assert_same("lower", &snapshot(&lower), &before);
+}
+
+/// Not a test on its own: the part of `unprivileged_hardlink_runs_need_the_caller_to_allow_them`
+/// that runs as `nobody` (it does nothing unless asked).
+#[test]
+fn child_makes_unprivileged_hardlink_runs() {
+    let Ok(base) = std::env::var("ACIKIT_TEST_UNPRIVILEGED_DIR") else {
+        return;
+    };
+    assert!(!is_root());
+    let base = Path::new(&base);
+    let lower = make_lower(base);
+    let runs = base.join("runs");
+    let privs = Privileges::detect();
+    let refused = base.join("refused");
+    let err = create_run(&runs, &lower, &refused, Strategy::Hardlink, &privs).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NeedsPrivilege, "{err}");
+    assert!(err.message().contains("read-only"), "{err}");
+    assert!(!refused.exists());
+    assert!(list_runs(&runs).unwrap().is_empty());
+
+    let allowed = RunOptions {
+        strategy: Strategy::Hardlink,
+        allow_unprotected_hardlink: true,
+    };
+    let run = base.join("allowed");
+    let h = create_run_with(&runs, &lower, &run, &allowed, &privs).unwrap();
+    assert_eq!(h.strategy, Strategy::Hardlink);
+    assert!(h.read_only && !h.protected, "{h:?}");
+    assert!(
+        h.warnings.iter().any(|w| w.contains("NOT protected")),
+        "{:?}",
+        h.warnings
+    );
+    assert!(!is_mounted(&h.target));
+    assert_eq!(
+        std::fs::metadata(run.join("usr/bin/tool")).unwrap().ino(),
+        std::fs::metadata(lower.join("usr/bin/tool")).unwrap().ino()
+    );
+    assert!(!list_runs(&runs).unwrap()[0].protected);
+    release_run(&runs, &run).unwrap();
+    assert!(!run.exists());
+
+    // auto never picks hardlink, allowed or not.
+    for allow in [false, true] {
+        let options = RunOptions {
+            strategy: Strategy::Auto,
+            allow_unprotected_hardlink: allow,
+        };
+        let h = create_run_with(&runs, &lower, &base.join("auto"), &options, &privs).unwrap();
+        assert!(
+            matches!(h.strategy, Strategy::Reflink | Strategy::Copy),
+            "{h:?}"
+        );
+        assert!(!h.read_only && !h.protected);
+        release_run(&runs, &h.target).unwrap();
+    }
+    println!("CHILD-OK");
+}
+
+#[test]
+fn unprivileged_hardlink_runs_need_the_caller_to_allow_them() {
+    if !is_root() || !have("setpriv") {
+        eprintln!("SKIPPED: needs root and setpriv to run a child as nobody");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_makes_unprivileged_hardlink_runs",
+            "--nocapture",
+        ])
+        .env("ACIKIT_TEST_UNPRIVILEGED_DIR", dir.path())
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-OK"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dead runs
+
+/// The pid of a process that has exited (and been waited for).
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Rewrites the record of the run at `run_dir` as a killed creator would have left it.
+fn edit_record(run_dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let path = run_dir.join("record.json");
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(value.as_object_mut().unwrap());
+    std::fs::write(&path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
+}
+
+/// The hidden copy beside `target` of the run at `run_dir`.
+fn staging_of(target: &Path, run_dir: &Path) -> PathBuf {
+    let key = run_dir.file_name().unwrap().to_str().unwrap();
+    let name = target.file_name().unwrap().to_str().unwrap();
+    target.with_file_name(format!(".{name}.acikit-run-{}", &key[..16]))
+}
+
+#[test]
+fn dead_runs_are_found_and_cleaned_and_live_runs_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::canonicalize(dir.path()).unwrap();
+    let privs = Privileges::detect();
+    let lower = make_lower(&base);
+    let runs = base.join("store/runs");
+    let targets = base.join("targets");
+    let copy = |name: &str| {
+        create_run(&runs, &lower, &targets.join(name), Strategy::Copy, &privs).unwrap()
+    };
+    let gone = dead_pid();
+    let kill_creator = |record: &mut serde_json::Map<String, serde_json::Value>| {
+        record.insert("pid".into(), gone.into());
+    };
+    let incomplete = |record: &mut serde_json::Map<String, serde_json::Value>| {
+        record.insert("complete".into(), false.into());
+    };
+
+    // Every run is made first: making a run cleans the dead runs already there.
+    let mid_copy = copy("mid-copy");
+    let removed = copy("removed");
+    let moved = copy("moved");
+    let foreign = copy("foreign");
+    let old = copy("old");
+    let reused = copy("reused");
+    let half_released = copy("half-released");
+    let live = copy("live");
+    let creating = copy("creating");
+
+    // Killed in the middle of its copy: half a copy beside the empty target it made.
+    let mid_copy_staging = staging_of(&mid_copy.target, &mid_copy.run_dir);
+    std::fs::rename(&mid_copy.target, &mid_copy_staging).unwrap();
+    std::fs::remove_dir_all(mid_copy_staging.join("usr")).unwrap();
+    std::fs::create_dir(&mid_copy.target).unwrap();
+    edit_record(&mid_copy.run_dir, |r| {
+        kill_creator(r);
+        incomplete(r);
+    });
+    // Complete, but its rootfs was removed by hand instead of released.
+    std::fs::remove_dir_all(&removed.target).unwrap();
+    edit_record(&removed.run_dir, kill_creator);
+    // Killed just after its copy was moved into place, before it was marked complete.
+    edit_record(&moved.run_dir, |r| {
+        kill_creator(r);
+        incomplete(r);
+    });
+    // Killed before its copy was moved, and someone put their own files at the target.
+    std::fs::remove_dir_all(&foreign.target).unwrap();
+    std::fs::create_dir(&foreign.target).unwrap();
+    std::fs::write(foreign.target.join("mine"), "keep me").unwrap();
+    edit_record(&foreign.run_dir, |r| {
+        kill_creator(r);
+        incomplete(r);
+    });
+    // Written by an older version (no start time, boot, copy inode...), killed before its
+    // copy: an empty target.
+    std::fs::remove_dir_all(&old.target).unwrap();
+    std::fs::create_dir(&old.target).unwrap();
+    edit_record(&old.run_dir, |r| {
+        for field in [
+            "start_ticks",
+            "boot_id",
+            "protected",
+            "target_existed",
+            "copy_identity",
+        ] {
+            assert!(r.remove(field).is_some(), "{field}");
+        }
+        kill_creator(r);
+        incomplete(r);
+    });
+    // Its pid now belongs to another process (this one), started at another time.
+    std::fs::remove_dir_all(&reused.target).unwrap();
+    std::fs::create_dir(&reused.target).unwrap();
+    edit_record(&reused.run_dir, |r| {
+        let ticks = r["start_ticks"].as_u64().unwrap();
+        r.insert("start_ticks".into(), (ticks + 1).into());
+        incomplete(r);
+    });
+    // A release killed half-way: a run folder with its lock and no record.
+    std::fs::remove_dir_all(&half_released.target).unwrap();
+    std::fs::remove_file(half_released.run_dir.join("record.json")).unwrap();
+    std::fs::create_dir(half_released.run_dir.join("upper")).unwrap();
+    // A create killed before it published its run folder (a minute has not passed).
+    let staging = runs.join(format!(".tmp-{gone}-1-2"));
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::write(staging.join("lock"), "").unwrap();
+    // Live: complete with its target, though its creator is gone.
+    edit_record(&live.run_dir, kill_creator);
+    // Live: not complete, but its creator (this process) runs.
+    edit_record(&creating.run_dir, incomplete);
+
+    let found = reap::find_dead_runs(&runs).unwrap();
+    let mut dead: Vec<PathBuf> = found.runs.iter().map(|r| r.target.clone()).collect();
+    dead.sort();
+    let mut want: Vec<PathBuf> = [&mid_copy, &removed, &moved, &foreign, &old, &reused]
+        .iter()
+        .map(|h| h.target.clone())
+        .collect();
+    want.sort();
+    assert_eq!(dead, want);
+    assert_eq!(found.orphan_folders, [half_released.run_dir.as_path()]);
+    assert_eq!(found.stale_staging, [staging.as_path()]);
+    assert_eq!(found.dead_count(), 7);
+    assert_eq!(
+        list_runs(&runs).unwrap().len(),
+        8,
+        "finding changes nothing"
+    );
+
+    let reaped = reap::reap_dead_runs(&runs).unwrap();
+    assert!(reaped.failures.is_empty(), "{:?}", reaped.failures);
+    assert_eq!((reaped.runs, reaped.staging), (7, 1));
+    for h in [&mid_copy, &removed, &moved, &old, &reused] {
+        assert!(!h.target.exists(), "{}", h.target.display());
+    }
+    assert!(!mid_copy_staging.exists(), "the half copy is removed");
+    assert_eq!(
+        std::fs::read_to_string(foreign.target.join("mine")).unwrap(),
+        "keep me",
+        "files that are not the run's stay"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&targets)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["creating", "foreign", "live"]);
+    let mut listed: Vec<PathBuf> = list_runs(&runs)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.target)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, [creating.target.clone(), live.target.clone()]);
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 2);
+    assert_same("a live run", &snapshot(&live.target), &snapshot(&lower));
+    assert_eq!(reap::find_dead_runs(&runs).unwrap().dead_count(), 0);
+
+    // A new run cleans the dead runs of its runs folder first.
+    let killed = copy("killed");
+    std::fs::remove_dir_all(&killed.target).unwrap();
+    std::fs::create_dir(&killed.target).unwrap();
+    edit_record(&killed.run_dir, |r| {
+        kill_creator(r);
+        incomplete(r);
+    });
+    let next = copy("next");
+    assert!(!killed.target.exists());
+    assert!(!killed.run_dir.exists());
+    for h in [&live, &creating, &next] {
+        release_run(&runs, &h.target).unwrap();
+    }
+    assert_eq!(std::fs::read_dir(&runs).unwrap().count(), 0);
+}
+
+#[test]
+fn a_dead_run_in_a_folder_the_caller_gave_leaves_it_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let privs = Privileges::detect();
+    let lower = make_lower(dir.path());
+    let runs = dir.path().join("runs");
+    let target = dir.path().join("given");
+    std::fs::create_dir(&target).unwrap();
+    let h = create_run(&runs, &lower, &target, Strategy::Copy, &privs).unwrap();
+    let gone = dead_pid();
+    edit_record(&h.run_dir, |r| {
+        r.insert("pid".into(), gone.into());
+        r.insert("complete".into(), false.into());
+    });
+    assert_eq!(reap::reap_dead_runs(&runs).unwrap().runs, 1);
+    assert!(target.is_dir());
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    assert!(list_runs(&runs).unwrap().is_empty());
+}
+
+#[test]
+fn records_of_older_versions_are_read_and_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let privs = Privileges::detect();
+    let lower = make_lower(dir.path());
+    let runs = dir.path().join("runs");
+    let target = dir.path().join("t");
+    let h = create_run(&runs, &lower, &target, Strategy::Copy, &privs).unwrap();
+    // The record as the code before start times and protection wrote it.
+    let old = format!(
+        r#"{{
+  "target": "{}",
+  "strategy": "hardlink",
+  "lower": "{}",
+  "created_ms": 1700000000000,
+  "read_only": true,
+  "pid": {},
+  "complete": true
+}}"#,
+        h.target.display(),
+        std::fs::canonicalize(&lower).unwrap().display(),
+        std::process::id()
+    );
+    std::fs::write(h.run_dir.join("record.json"), old).unwrap();
+    let records = list_runs(&runs).unwrap();
+    assert_eq!(records.len(), 1);
+    let record = &records[0];
+    assert!(record.complete && record.read_only && !record.protected);
+    assert_eq!((record.start_ticks, &record.copy_identity), (None, &None));
+    assert!(record.creator().is_alive());
+    release_run(&runs, &target).unwrap();
+    assert!(!target.exists());
+    assert!(list_runs(&runs).unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,5 +17,5 @@ pub use build::{build, sign};
 pub use discover::discover;
 pub use inspect::{id, manifest, validate};
 pub use net::NetArgs;
-pub use render::{StrategyArg, release, render};
+pub use render::{RenderFlags, StrategyArg, release, render};
 pub use store::{CompressionArg, export, fsck, gc, import, list, parse_label, rm, stats};

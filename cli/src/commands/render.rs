@@ -17,10 +17,21 @@ pub enum StrategyArg {
     Overlay,
     /// A reflink copy (btrfs, XFS).
     Reflink,
-    /// A hardlink farm: fast, for read-only use only.
+    /// A hardlink farm: fast, read-only (mounted read-only as root; else only with
+    /// --unprotected-read-only).
     Hardlink,
     /// A full copy.
     Copy,
+}
+
+/// The flags of `render` that shape the run.
+pub struct RenderFlags {
+    /// `--strategy`.
+    pub strategy: StrategyArg,
+    /// `--skip-unprivileged`.
+    pub skip_unprivileged: bool,
+    /// `--unprotected-read-only`: a hardlink run without the read-only mount is allowed.
+    pub unprotected_read_only: bool,
 }
 
 /// `acikit render IMAGE DIR`
@@ -29,8 +40,7 @@ pub async fn render(
     image: &str,
     labels: &[(String, String)],
     target: &Path,
-    strategy: StrategyArg,
-    skip_unprivileged: bool,
+    flags: RenderFlags,
     json: bool,
 ) -> ExitCode {
     let store: Store = match open(dir).await {
@@ -41,7 +51,7 @@ pub async fn render(
         Ok(id) => id,
         Err(err) => return fail(&err),
     };
-    let strategy = match strategy {
+    let strategy = match flags.strategy {
         StrategyArg::Auto => Strategy::Auto,
         StrategyArg::Overlay => Strategy::Overlay,
         StrategyArg::Reflink => Strategy::Reflink,
@@ -54,7 +64,8 @@ pub async fn render(
             target,
             RenderOptions {
                 strategy,
-                skip_unprivileged,
+                skip_unprivileged: flags.skip_unprivileged,
+                allow_unprotected_hardlink: flags.unprotected_read_only,
             },
         )
         .await
@@ -66,10 +77,10 @@ pub async fn render(
             if json {
                 crate::report::print_json(&rendered);
             } else {
-                let note = if rendered.read_only {
-                    " (read-only: do not write into it)"
-                } else {
-                    ""
+                let note = match (rendered.read_only, rendered.protected) {
+                    (true, true) => " (mounted read-only)",
+                    (true, false) => " (read-only, NOT protected: do not write into it)",
+                    _ => "",
                 };
                 outln!(
                     "{}: {} rendered with {}{note}, {} layers{}",

@@ -293,14 +293,15 @@ pub async fn gc(dir: &Path, json: bool) -> ExitCode {
         }
         Ok(report) => {
             outln!(
-                "removed {} objects ({} bytes), {} recipes, {} staging folders, {} trees and stacks, {} checkouts, {} orphan push files",
+                "removed {} objects ({} bytes), {} recipes, {} staging folders, {} trees and stacks, {} checkouts, {} orphan push files, {} dead runs",
                 report.objects_removed,
                 report.bytes_removed,
                 report.recipes_removed,
                 report.staging_removed,
                 report.renders_removed,
                 report.checkouts_removed,
-                report.push_files_removed
+                report.push_files_removed,
+                report.dead_runs_removed
             );
             ExitCode::SUCCESS
         }
@@ -328,7 +329,7 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
             outln!("dropped {id}");
         }
         outln!(
-            "checked {} objects and {} images: {} problems; {} unreferenced objects, {} stale staging folders, {} orphan push files{}",
+            "checked {} objects and {} images: {} problems; {} unreferenced objects, {} stale staging folders, {} orphan push files{}, {} dead runs",
             report.objects_checked,
             report.images_checked,
             report.problems.len(),
@@ -339,7 +340,8 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
                 format!(" ({} removed)", report.push_files_removed)
             } else {
                 String::new()
-            }
+            },
+            report.dead_runs
         );
     }
     if report.is_clean() || repair {

@@ -6,10 +6,16 @@
 //! - [`deps`]: dependency resolution (depth-first, list order) and pathWhitelist filtering;
 //! - [`stack`]: the flattened rootfs of an image and its dependencies, cached by layers;
 //! - [`run`]: a clean per-run copy of a stack (overlay, reflink, hardlink, copy);
+//! - [`protect`]: the read-only mount over a hardlink run, so it cannot write to the cache;
+//! - [`process`]: a run's creator (pid and start time), to tell whether it still runs;
+//! - [`reap`]: dead runs (killed creators, removed targets), found and cleaned;
 //! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away.
 
 pub mod deps;
 pub mod fsops;
+pub mod process;
+pub mod protect;
+pub mod reap;
 pub mod run;
 pub mod stack;
 pub mod tree;
@@ -20,7 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use fsops::Privileges;
-pub use run::{RunRecord, Strategy};
+pub use run::{RunOptions, RunRecord, Strategy};
 
 use crate::schema::ImageId;
 use crate::store::facade::join_error;
@@ -34,6 +40,11 @@ pub struct RenderOptions {
     /// Skip device nodes and foreign owners that need root, with a warning, instead of
     /// failing with `needs_privilege`.
     pub skip_unprivileged: bool,
+    /// Allow a `hardlink` run that cannot be protected by a read-only mount (without
+    /// `CAP_SYS_ADMIN`, or when the mount fails): the caller promises to only read it, as a
+    /// write there would change the store's cache and every later render. Without it such a
+    /// run is refused (`needs_privilege` or `unsupported`).
+    pub allow_unprotected_hardlink: bool,
 }
 
 /// A rendered run: a clean rootfs at `target`, to be released with [`Store::release`].
@@ -47,6 +58,9 @@ pub struct Rendered {
     pub strategy: Strategy,
     /// Whether the rootfs must only be read (`hardlink`: it shares inodes with the cache).
     pub read_only: bool,
+    /// Whether a read-only mount enforces that (`hardlink` as root): writes fail with
+    /// `EROFS`. A read-only run that is not protected must be left alone by the caller.
+    pub protected: bool,
     /// The layers applied, in order (image IDs; a dependency reached twice appears twice).
     pub layers: Vec<ImageId>,
     /// Whether the flattened rootfs came from the cache.
@@ -59,21 +73,29 @@ impl Store {
     /// Renders `id` with its dependencies and pathWhitelist into `target` (missing or an
     /// empty folder): the flattened rootfs is built once and cached, then each run gets a
     /// clean copy by the strategy asked. A write in one run is never seen by the store,
-    /// the cache or another run (`hardlink` runs are read-only and say so).
+    /// the cache or another run: `hardlink` runs are mounted read-only, and refused where
+    /// they cannot be unless [`RenderOptions::allow_unprotected_hardlink`].
     pub async fn render(
         &self,
         id: &ImageId,
         target: impl AsRef<Path>,
         options: RenderOptions,
     ) -> Result<Rendered> {
+        if options.strategy == Strategy::Hardlink && !options.allow_unprotected_hardlink {
+            run::refuse_unprotectable_hardlink()?;
+        }
         let mut privs = Privileges::detect();
         privs.skip_unprivileged = options.skip_unprivileged;
+        let run_options = RunOptions {
+            strategy: options.strategy,
+            allow_unprotected_hardlink: options.allow_unprotected_hardlink,
+        };
         let stack = stack::ensure_stack(self, id, privs).await?;
         let runs = self.paths().runs();
         let lower = stack.path.clone();
         let target = target.as_ref().to_path_buf();
         let handle = tokio::task::spawn_blocking(move || {
-            run::create_run(&runs, &lower, &target, options.strategy, &privs)
+            run::create_run_with(&runs, &lower, &target, &run_options, &privs)
         })
         .await
         .map_err(join_error)??;
@@ -84,6 +106,7 @@ impl Store {
             target: handle.target,
             strategy: handle.strategy,
             read_only: handle.read_only,
+            protected: handle.protected,
             layers: stack.layers.into_iter().map(|l| l.image_id).collect(),
             cached: stack.reused,
             warnings,

@@ -9,20 +9,22 @@
 //! | --- | --- | --- | --- |
 //! | `overlay` | one `mount(2)`, no data | root (`CAP_SYS_ADMIN`), overlayfs | `STORE/runs/<id>/upper` |
 //! | `reflink` | one `FICLONE` per file, shared extents | lower and target on one btrfs / XFS (`reflink=1`) | the target (copy on write) |
-//! | `hardlink` | one `link(2)` per file, symlink or device; a `mkdir(2)` per folder | lower and target on one file system | **the lower tree: read-only use only** |
+//! | `hardlink` | one `link(2)` per file, symlink or device; a `mkdir(2)` per folder; a read-only bind mount | lower and target on one file system; root (`CAP_SYS_ADMIN`) for the mount | nowhere: `EROFS` (unprotected: **the lower tree**, so refused unless allowed) |
 //! | `copy` | every byte | nothing | the target |
 //!
 //! `auto` tries overlay, then reflink (probed with one `FICLONE`), then copy, and the
 //! [`RunHandle`] says which it chose. Whatever the strategy, the lower tree is never
-//! written, and a write inside one run is never visible in the lower tree or another run
-//! (except `hardlink`, which shares inodes with the lower tree and is for read-only use:
-//! [`RunHandle::read_only`] is `true`).
+//! written, and a write inside one run is never visible in the lower tree or another run.
+//! `hardlink` shares inodes with the lower tree, so it is mounted read-only
+//! ([`super::protect`], [`RunHandle::protected`]), and refused where it cannot be unless
+//! [`RunOptions::allow_unprotected_hardlink`] says the caller will only read it.
 //!
 //! Every run has a record on disk, `STORE/runs/<sha256 of the canonical target>/record.json`
 //! (plus `upper/` and `work/` for an overlay), written before anything is mounted or copied,
 //! so that [`release_run`] in another process, even after the creating process was killed,
 //! finds what to unmount and remove. A run folder is locked (`flock` on its `lock` file) while
-//! a run is created or released.
+//! a run is created or released. The record names its creator (pid and start time), so runs
+//! whose creator died before finishing are found and cleaned ([`super::reap`]).
 //!
 //! The target is a folder that does not exist (it is created, with its missing parents) or
 //! is empty; [`release_run`] removes it in both cases. A copy (reflink, hardlink, copy) is
@@ -52,6 +54,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fsops::{self, CopyMode, CopyStats, Privileges};
+use super::process::ProcessIdentity;
+use super::protect;
 use crate::error::{Error, ErrorKind, Result};
 
 /// How [`create_run`] makes the per-run copy of the lower tree.
@@ -71,9 +75,10 @@ pub enum Strategy {
     /// (btrfs, XFS with `reflink=1`).
     Reflink,
     /// A hardlink farm: directories (and FIFOs) are made, regular files, symlinks and device
-    /// nodes are hardlinks to the lower tree's. Fast, but **for read-only use only**: a node
-    /// shares its inode with the lower tree, so writing to a file (or changing the owner,
-    /// mode, times or xattrs of any linked node) changes the lower tree and every other run.
+    /// nodes are hardlinks to the lower tree's. Fast, but **read-only**: a node shares its
+    /// inode with the lower tree, so writing to a file (or changing the owner, mode, times or
+    /// xattrs of any linked node) would change the lower tree and every other run; the run is
+    /// therefore mounted read-only (root), or refused unless the caller allows it unprotected.
     /// A symlink's target and a device's numbers cannot be changed in place, so sharing them
     /// exposes nothing a read-only run could not see anyway; FIFOs are not shared (one FIFO
     /// inode is one pipe: runs could talk through it). [`RunHandle::read_only`] is `true`.
@@ -143,6 +148,9 @@ pub struct RunHandle {
     /// `true` for [`Strategy::Hardlink`]: the run shares inodes with the lower tree, so
     /// writing to a file would change the lower tree and every other run.
     pub read_only: bool,
+    /// A `hardlink` run under a read-only bind mount: writes fail with `EROFS`. `false` for
+    /// other strategies and for a hardlink run allowed unprotected.
+    pub protected: bool,
     /// The run's folder under the runs folder (record, and `upper/` + `work/` for overlay).
     pub run_dir: PathBuf,
     /// What the copy did (`None` for overlay).
@@ -169,16 +177,60 @@ pub struct RunRecord {
     /// `false` while the run is being created (or if its creator died before finishing):
     /// such a run can still be released.
     pub complete: bool,
+    /// When the creating process started (clock ticks since boot, `/proc/PID/stat`), so a
+    /// later process with the same pid is not taken for it; `None` in records written
+    /// before this was kept.
+    #[serde(default)]
+    pub start_ticks: Option<u64>,
+    /// The boot the creating process ran in (`/proc/sys/kernel/random/boot_id`).
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// A `hardlink` run protected by a read-only bind mount over its target (for a run
+    /// still being created: one is, or is about to be, mounted). Release unmounts it first.
+    #[serde(default)]
+    pub protected: bool,
+    /// The target was an empty folder given by the caller (else the run made it). Release
+    /// removes it either way; cleaning a dead run leaves such a folder in place, empty.
+    #[serde(default)]
+    pub target_existed: bool,
+    /// The identity of the root folder of the run's copy (reflink, hardlink, copy: its
+    /// inode and birth time, see [`dir_identity`]), written before the copy is moved over
+    /// the target: a dead run's target is removed only when it is this copy or an empty
+    /// folder, never files someone else put there.
+    #[serde(default)]
+    pub copy_identity: Option<String>,
     /// The run's folder (not stored: where the record was read from).
     #[serde(skip)]
     pub run_dir: PathBuf,
 }
 
-const RECORD: &str = "record.json";
-const LOCK: &str = "lock";
+impl RunRecord {
+    /// The process that created the run.
+    pub fn creator(&self) -> ProcessIdentity {
+        ProcessIdentity {
+            pid: self.pid,
+            start_ticks: self.start_ticks,
+            boot_id: self.boot_id.clone(),
+        }
+    }
+}
+
+/// What [`create_run_with`] is asked to make.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// How the copy is made.
+    pub strategy: Strategy,
+    /// Allow a `hardlink` run that cannot be protected by a read-only mount (no
+    /// `CAP_SYS_ADMIN`, or the mount failed): the caller promises to only read it, since a
+    /// write there changes the store's cache. Without it such a run is refused.
+    pub allow_unprotected_hardlink: bool,
+}
+
+pub(super) const RECORD: &str = "record.json";
+pub(super) const LOCK: &str = "lock";
 const UPPER: &str = "upper";
 const WORK: &str = "work";
-const STAGING_PREFIX: &str = ".tmp-";
+pub(super) const STAGING_PREFIX: &str = ".tmp-";
 
 /// Makes a clean per-run copy of `lower` (a read-only rendered tree) in `target` by
 /// `strategy`, recorded under `runs_dir` (`STORE/runs`).
@@ -189,6 +241,9 @@ const STAGING_PREFIX: &str = ".tmp-";
 /// [`ErrorKind::NeedsPrivilege`] for `overlay` without `CAP_SYS_ADMIN`,
 /// [`ErrorKind::Unsupported`] for a strategy this kernel or these file systems cannot do.
 /// On error nothing is left behind (a target that existed is left empty).
+///
+/// A `hardlink` run is protected by a read-only mount, and refused where it cannot be
+/// ([`create_run_with`] can allow it unprotected).
 pub fn create_run(
     runs_dir: &Path,
     lower: &Path,
@@ -196,6 +251,30 @@ pub fn create_run(
     strategy: Strategy,
     privs: &Privileges,
 ) -> Result<RunHandle> {
+    let options = RunOptions {
+        strategy,
+        allow_unprotected_hardlink: false,
+    };
+    create_run_with(runs_dir, lower, target, &options, privs)
+}
+
+/// [`create_run`] with every option. A `hardlink` run gets a read-only bind mount over its
+/// target once the farm is made; where that is impossible (no `CAP_SYS_ADMIN`: refused
+/// before any work; or the mount fails) it is [`ErrorKind::NeedsPrivilege`] or
+/// [`ErrorKind::Unsupported`] unless `options.allow_unprotected_hardlink`, which makes it
+/// unprotected with a warning. Dead runs found under `runs_dir` are cleaned first
+/// ([`super::reap`]).
+pub fn create_run_with(
+    runs_dir: &Path,
+    lower: &Path,
+    target: &Path,
+    options: &RunOptions,
+    privs: &Privileges,
+) -> Result<RunHandle> {
+    let strategy = options.strategy;
+    if strategy == Strategy::Hardlink && !options.allow_unprotected_hardlink {
+        refuse_unprotectable_hardlink()?;
+    }
     let lower = std::fs::canonicalize(lower)
         .map_err(|e| Error::io(format!("lower tree {}", lower.display()), e))?;
     let lower_meta = std::fs::metadata(&lower)
@@ -233,7 +312,9 @@ pub fn create_run(
             ),
         ));
     }
-    remove_stale_staging(&runs_dir);
+    // Best effort: dead runs and staging folders of killed creates (what cannot be cleaned
+    // now is left for gc).
+    let _ = super::reap::reap_dead_runs(&runs_dir);
 
     // Publish the record before touching the target, so that a killed process's run can be
     // found and undone.
@@ -241,14 +322,20 @@ pub fn create_run(
         Strategy::Auto => Strategy::Overlay,
         s => s,
     };
+    let creator = ProcessIdentity::current();
     let mut record = RunRecord {
         target: target.clone(),
         strategy: first,
         lower: lower.clone(),
         created_ms: now_ms(),
         read_only: first.is_read_only(),
-        pid: std::process::id(),
+        pid: creator.pid,
         complete: false,
+        start_ticks: creator.start_ticks,
+        boot_id: creator.boot_id,
+        protected: false,
+        target_existed: existed,
+        copy_identity: None,
         run_dir: runs_dir.join(target_key(&target)),
     };
     let lock = publish_run_dir(&runs_dir, &record)?;
@@ -259,7 +346,7 @@ pub fn create_run(
     }
 
     let mut warnings = Vec::new();
-    let made = make_run(&mut record, strategy, privs, &mut warnings);
+    let made = make_run(&mut record, options, privs, &mut warnings);
     match made {
         Ok(stats) => {
             record.complete = true;
@@ -273,6 +360,7 @@ pub fn create_run(
                 target,
                 strategy: record.strategy,
                 read_only: record.read_only,
+                protected: record.protected,
                 run_dir: record.run_dir,
                 stats,
                 warnings,
@@ -373,10 +461,11 @@ pub fn run_dir_for(runs_dir: &Path, target: &Path) -> PathBuf {
 /// statistics (`None` for overlay).
 fn make_run(
     record: &mut RunRecord,
-    strategy: Strategy,
+    options: &RunOptions,
     privs: &Privileges,
     warnings: &mut Vec<String>,
 ) -> Result<Option<CopyStats>> {
+    let strategy = options.strategy;
     let target = record.target.clone();
     let lower = record.lower.clone();
     let chosen = match strategy {
@@ -456,6 +545,15 @@ fn make_run(
             e
         }
     })?;
+    // Before the copy takes the target's place, the record names it (so that cleaning a dead
+    // run removes this copy and nothing else) and says whether a mount will protect it (so
+    // that a release after a crash unmounts it).
+    record.copy_identity = Some(
+        dir_identity(&staging)
+            .map_err(|e| Error::io(format!("cannot stat {}", staging.display()), e))?,
+    );
+    record.protected = chosen == Strategy::Hardlink && protect::can_mount();
+    write_record(&record.run_dir, record, false)?;
     std::fs::rename(&staging, &target).map_err(|e| {
         if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) {
             Error::new(
@@ -472,12 +570,65 @@ fn make_run(
             )
         }
     })?;
+    if chosen == Strategy::Hardlink {
+        protect_hardlink_run(record, options, warnings)?;
+    }
     Ok(Some(stats))
+}
+
+/// Refuses a `hardlink` run this process cannot protect (no `CAP_SYS_ADMIN`), before any
+/// work: [`ErrorKind::NeedsPrivilege`].
+pub(crate) fn refuse_unprotectable_hardlink() -> Result<()> {
+    if protect::can_mount() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::NeedsPrivilege,
+        "a hardlink run shares its files with the store's cache, so a write there would \
+         change every later render; protecting it with a read-only mount needs root \
+         (CAP_SYS_ADMIN). Use the copy, reflink or overlay strategy, or allow an unprotected \
+         run that will only be read (`--unprotected-read-only`, \
+         RenderOptions::allow_unprotected_hardlink)",
+    ))
+}
+
+/// Mounts the hardlink farm at the target read-only (the record already says it may be
+/// mounted). Where that fails: an error, or with `allow_unprotected_hardlink` an
+/// unprotected run and a warning.
+fn protect_hardlink_run(
+    record: &mut RunRecord,
+    options: &RunOptions,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    let failed = if record.protected {
+        match protect::mount_read_only(&record.target) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        }
+    } else {
+        Error::new(
+            ErrorKind::NeedsPrivilege,
+            format!(
+                "cannot protect the hardlink run at {} with a read-only mount: mounting needs \
+                 root (CAP_SYS_ADMIN)",
+                record.target.display()
+            ),
+        )
+    };
+    record.protected = false;
+    if !options.allow_unprotected_hardlink {
+        return Err(failed);
+    }
+    warnings.push(format!(
+        "{}; the run is NOT protected: only read it (a write changes the store's cache)",
+        failed.message()
+    ));
+    Ok(())
 }
 
 /// Where a copy of the run of `record` is made before it is renamed over the target: a
 /// hidden sibling of the target, named after the run.
-fn copy_staging(record: &RunRecord) -> PathBuf {
+pub(super) fn copy_staging(record: &RunRecord) -> PathBuf {
     let name = record
         .target
         .file_name()
@@ -494,8 +645,30 @@ fn copy_staging(record: &RunRecord) -> PathBuf {
         .with_file_name(format!(".{name}.acikit-run-{key}"))
 }
 
+/// What tells the folder at `path` from another made later at the same place: its inode and
+/// birth time (inode numbers are reused at once on ext4), or its mtime where the file system
+/// keeps no birth time.
+pub fn dir_identity(path: &Path) -> std::io::Result<String> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let st = rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::INO | StatxFlags::BTIME | StatxFlags::MTIME,
+    )?;
+    let (what, time) = if st.stx_mask & StatxFlags::BTIME.bits() != 0 {
+        ("born", st.stx_btime)
+    } else {
+        ("mtime", st.stx_mtime)
+    };
+    Ok(format!(
+        "ino={} {what}={}.{:09}",
+        st.stx_ino, time.tv_sec, time.tv_nsec
+    ))
+}
+
 /// Removes the tree at `path` if there is one.
-fn remove_if_present(path: &Path) -> Result<()> {
+pub(super) fn remove_if_present(path: &Path) -> Result<()> {
     match fsops::remove_tree(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -773,7 +946,7 @@ fn escape_overlay_path(path: &Path) -> Result<String> {
     Ok(out)
 }
 
-fn remove_overlay_dirs(run_dir: &Path) -> Result<()> {
+pub(super) fn remove_overlay_dirs(run_dir: &Path) -> Result<()> {
     for name in [UPPER, WORK] {
         remove_if_present(&run_dir.join(name))?;
     }
@@ -797,6 +970,17 @@ fn mounted_fs_type(path: &Path) -> Option<String> {
             .map(|t| String::from_utf8_lossy(t).into_owned());
     }
     found
+}
+
+/// Every mount point of this mount namespace (from `/proc/self/mountinfo`), as bytes.
+pub(super) fn mount_points() -> std::collections::HashSet<Vec<u8>> {
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
+        return Default::default();
+    };
+    info.split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(unescape_mountinfo)
+        .collect()
 }
 
 /// Undoes the octal escapes (`\040` for a space...) of a mountinfo field.
@@ -933,6 +1117,9 @@ fn undo(record: &RunRecord, keep_target: bool) -> Result<()> {
             }
         }
         Strategy::Reflink | Strategy::Hardlink | Strategy::Copy => {
+            if record.protected {
+                unmount_read_only(target)?;
+            }
             // A copy interrupted before it was moved into place.
             remove_if_present(&copy_staging(record))?;
             if keep_target {
@@ -967,8 +1154,20 @@ fn unmount(target: &Path) -> Result<()> {
     })
 }
 
+/// Unmounts the read-only bind mount(s) of a protected hardlink run at `target`, if any.
+fn unmount_read_only(target: &Path) -> Result<()> {
+    // One mount, or two if bound twice by a creator killed between two attempts; bounded.
+    for _ in 0..4 {
+        if mounted_fs_type(target).is_none() {
+            return Ok(());
+        }
+        unmount(target)?;
+    }
+    Ok(())
+}
+
 /// Removes everything inside `dir` (a missing `dir` is fine).
-fn clear_dir(dir: &Path) -> Result<()> {
+pub(super) fn clear_dir(dir: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -989,7 +1188,7 @@ fn target_key(target: &Path) -> String {
     hex::encode(Sha256::digest(target.as_os_str().as_bytes()))
 }
 
-fn is_key(name: &[u8]) -> bool {
+pub(super) fn is_key(name: &[u8]) -> bool {
     name.len() == 64 && name.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
@@ -1054,7 +1253,7 @@ fn rename_no_replace(from: &Path, to: &Path) -> std::result::Result<(), Errno> {
     }
 }
 
-fn open_lock(path: &Path, create: bool) -> Result<File> {
+pub(super) fn open_lock(path: &Path, create: bool) -> Result<File> {
     File::options()
         .read(true)
         .write(true)
@@ -1067,6 +1266,16 @@ fn open_lock(path: &Path, create: bool) -> Result<File> {
 /// Locks the run folder `run_dir`; `None` if it does not exist (or was removed while we
 /// waited for its lock).
 fn lock_run_dir(run_dir: &Path) -> Result<Option<File>> {
+    lock_run_dir_with(run_dir, true)
+}
+
+/// Locks the run folder `run_dir` if no one holds its lock; `None` if someone does (a run
+/// being created or released), or if it does not exist.
+pub(super) fn try_lock_run_dir(run_dir: &Path) -> Result<Option<File>> {
+    lock_run_dir_with(run_dir, false)
+}
+
+fn lock_run_dir_with(run_dir: &Path, wait: bool) -> Result<Option<File>> {
     let path = run_dir.join(LOCK);
     loop {
         let lock = match open_lock(&path, false) {
@@ -1074,8 +1283,18 @@ fn lock_run_dir(run_dir: &Path) -> Result<Option<File>> {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        lock.lock()
-            .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+        if wait {
+            lock.lock()
+                .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+        } else {
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(format!("cannot lock {}", path.display()), e));
+                }
+            }
+        }
         // The folder may have been released (and even made again) while we waited.
         let held = rustix::fs::fstat(lock.as_fd())
             .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e.into()))?;
@@ -1110,7 +1329,7 @@ fn write_record(dir: &Path, record: &RunRecord, durable: bool) -> Result<()> {
 }
 
 /// Reads `record.json` of the run folder `dir`; `None` if it has none.
-fn read_record(dir: &Path) -> Result<Option<RunRecord>> {
+pub(super) fn read_record(dir: &Path) -> Result<Option<RunRecord>> {
     let path = dir.join(RECORD);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
@@ -1129,7 +1348,7 @@ fn read_record(dir: &Path) -> Result<Option<RunRecord>> {
 
 /// Removes a run folder: its record first (so a release interrupted later finds only
 /// folders to remove), then the rest.
-fn remove_run_dir(run_dir: &Path) -> Result<()> {
+pub(super) fn remove_run_dir(run_dir: &Path) -> Result<()> {
     match std::fs::remove_file(run_dir.join(RECORD)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -1147,43 +1366,7 @@ fn remove_run_dir(run_dir: &Path) -> Result<()> {
     }
 }
 
-/// Removes staging folders left by a `create_run` that died before publishing its run
-/// folder (their lock is free). Best effort.
-fn remove_stale_staging(runs_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(runs_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if !entry
-            .file_name()
-            .as_bytes()
-            .starts_with(STAGING_PREFIX.as_bytes())
-        {
-            continue;
-        }
-        // A create_run in progress holds its lock; only a minute-old folder can be between
-        // its creation and the lock being taken.
-        let young = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_none_or(|age| age.as_secs() < 60);
-        if young {
-            continue;
-        }
-        let path = entry.path();
-        let free = match open_lock(&path.join(LOCK), false) {
-            Ok(lock) => lock.try_lock().is_ok(),
-            Err(e) => e.kind() == ErrorKind::NotFound,
-        };
-        if free {
-            let _ = std::fs::remove_dir_all(&path);
-        }
-    }
-}
-
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -18,7 +18,7 @@ use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
 use crate::output::{NamedWriter, OutputFile, OutputOptions};
 use crate::progress::{Observer, Phase};
-use crate::render::{fsops, tree, usage};
+use crate::render::{fsops, reap, tree, usage};
 use crate::schema::ImageId;
 use crate::{Error, ErrorKind, Result};
 
@@ -40,6 +40,9 @@ pub struct GcReport {
     /// Files in `signatures/` and `originals/` of images no longer in the index (left by a
     /// crash), removed.
     pub push_files_removed: u64,
+    /// Dead runs (creator killed, or rootfs removed without release) cleaned: their copies
+    /// beside the target, targets, overlay folders and records (see `render::reap`).
+    pub dead_runs_removed: u64,
 }
 
 /// One problem `fsck` found.
@@ -73,6 +76,9 @@ pub struct FsckReport {
     pub orphan_push_files: u64,
     /// Of those, removed (with `repair`).
     pub push_files_removed: u64,
+    /// Dead runs (creator killed, or rootfs removed without release) and run folders left
+    /// by a killed release (not an error; `gc`, `rm` and the next render clean them).
+    pub dead_runs: u64,
 }
 
 impl FsckReport {
@@ -302,6 +308,9 @@ pub(crate) async fn remove_many(
     index: &Index,
     ids: &[ImageId],
 ) -> Vec<Result<()>> {
+    // Dead runs use nothing: clean them, so that only live runs keep an image.
+    let runs = paths.runs();
+    let _ = tokio::task::spawn_blocking(move || reap::reap_dead_runs(&runs)).await;
     let in_use = match usage::in_use(paths) {
         Ok(in_use) => in_use,
         Err(err) => return ids.iter().map(|_| Err(same_error(&err))).collect(),
@@ -450,6 +459,12 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         staging_removed: objects::remove_stale_staging(paths)?,
         ..GcReport::default()
     };
+    let runs = paths.runs();
+    let reaped = tokio::task::spawn_blocking(move || reap::reap_dead_runs(&runs))
+        .await
+        .map_err(join_error)??;
+    report.dead_runs_removed = reaped.runs;
+    report.staging_removed += reaped.staging;
     let paths_owned = paths.clone();
     let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
         .await
@@ -509,6 +524,17 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
     report.bytes_removed = bytes;
     report.recipes_removed = recipes;
     report.push_files_removed = push_files;
+    if !reaped.failures.is_empty() {
+        // Everything else is done; the runs are kept for a later try.
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "gc is done, but {} dead run(s) cannot be cleaned: {}",
+                reaped.failures.len(),
+                reaped.failures.join("; ")
+            ),
+        ));
+    }
     Ok(report)
 }
 
@@ -616,7 +642,12 @@ pub(crate) async fn fsck(
             }
         }
     }
-    report.stale_staging = count_stale_staging(paths);
+    let runs = paths.runs();
+    let dead = tokio::task::spawn_blocking(move || reap::find_dead_runs(&runs))
+        .await
+        .map_err(join_error)??;
+    report.dead_runs = dead.dead_count();
+    report.stale_staging = count_stale_staging(paths) + dead.stale_staging.len() as u64;
     // Push files of images not in the index (after the repairs above, which may have
     // dropped images).
     let indexed = indexed_images(index).await?;
