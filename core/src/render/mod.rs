@@ -6,10 +6,13 @@
 //! - [`deps`]: dependency resolution (depth-first, list order) and pathWhitelist filtering;
 //! - [`stack`]: the flattened rootfs of an image and its dependencies, cached by layers;
 //! - [`run`]: a clean per-run copy of a stack (overlay, reflink, hardlink, copy);
-//! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away.
+//! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away;
+//! - [`read_only`]: rendering from a read-only store (cached trees, or built without caching
+//!   straight into the run; run records outside the store).
 
 pub mod deps;
 pub mod fsops;
+pub mod read_only;
 pub mod run;
 pub mod stack;
 pub mod tree;
@@ -20,11 +23,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use fsops::Privileges;
+pub use read_only::outside_runs_dir;
 pub use run::{RunRecord, Strategy};
 
 use crate::schema::ImageId;
 use crate::store::facade::join_error;
-use crate::{Result, Store};
+use crate::{ErrorKind, Result, Store};
 
 /// Options of [`Store::render`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,6 +64,10 @@ impl Store {
     /// empty folder): the flattened rootfs is built once and cached, then each run gets a
     /// clean copy by the strategy asked. A write in one run is never seen by the store,
     /// the cache or another run (`hardlink` runs are read-only and say so).
+    ///
+    /// A read-only store is not written: a tree or stack it has is used as is, any other
+    /// is built without caching straight into the run (by copy), and the run is recorded
+    /// outside the store (see [`read_only`]).
     pub async fn render(
         &self,
         id: &ImageId,
@@ -68,6 +76,9 @@ impl Store {
     ) -> Result<Rendered> {
         let mut privs = Privileges::detect();
         privs.skip_unprivileged = options.skip_unprivileged;
+        if self.is_read_only() {
+            return read_only::render(self, id, target.as_ref(), options, privs).await;
+        }
         let stack = stack::ensure_stack(self, id, privs).await?;
         let runs = self.paths().runs();
         let lower = stack.path.clone();
@@ -90,20 +101,46 @@ impl Store {
         })
     }
 
-    /// Undoes a run made by [`Store::render`]: unmounts or removes its rootfs.
+    /// Undoes a run made by [`Store::render`]: unmounts or removes its rootfs. The run's
+    /// record is looked for in the store (`runs/`) and where runs made while the store was
+    /// read-only are recorded ([`outside_runs_dir`]), the latter first on a read-only store.
     pub async fn release(&self, target: impl AsRef<Path>) -> Result<()> {
-        let runs = self.paths().runs();
+        let (first, second) = self.runs_dirs();
         let target = target.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || run::release_run(&runs, &target))
-            .await
-            .map_err(join_error)?
+        tokio::task::spawn_blocking(move || match run::release_run(&first, &target) {
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                match run::release_run(&second, &target) {
+                    Err(again) if again.kind() == ErrorKind::NotFound => Err(err),
+                    other => other,
+                }
+            }
+            other => other,
+        })
+        .await
+        .map_err(join_error)?
     }
 
-    /// The runs made from this store and not yet released.
+    /// The runs made from this store and not yet released (those recorded in the store,
+    /// then those made while it was read-only, or the other way round on a read-only store).
     pub async fn runs(&self) -> Result<Vec<RunRecord>> {
-        let runs = self.paths().runs();
-        tokio::task::spawn_blocking(move || run::list_runs(&runs))
-            .await
-            .map_err(join_error)?
+        let (first, second) = self.runs_dirs();
+        tokio::task::spawn_blocking(move || {
+            let mut runs = run::list_runs(&first)?;
+            runs.extend(run::list_runs(&second)?);
+            Ok(runs)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// The folders run records are in, the one new runs go to first.
+    fn runs_dirs(&self) -> (PathBuf, PathBuf) {
+        let own = self.paths().runs();
+        let outside = self.outside_runs().to_path_buf();
+        if self.is_read_only() {
+            (outside, own)
+        } else {
+            (own, outside)
+        }
     }
 }
