@@ -30,7 +30,12 @@ struct Cli {
     /// Open the store read-only: reads work and write nothing into it, writes (import, rm,
     /// gc, fsck --repair, trust add/rm, fetch, pushes) fail with read_only_store. A store
     /// on a read-only mount or in a folder this user cannot write is read-only anyway.
-    #[arg(long, global = true, env = "ACIKIT_READ_ONLY")]
+    #[arg(
+        long,
+        global = true,
+        env = "ACIKIT_READ_ONLY",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     read_only: bool,
     #[command(subcommand)]
     command: Command,
