@@ -5,7 +5,8 @@
 //! copy, an image without a cached tree, an image with a dependency) into folders elsewhere
 //! and releases them, and serves downloads, discovery and the JSON API; every write fails at
 //! once with `read_only_store`. A store opened read-only on purpose writes nothing either
-//! (files and use records unchanged).
+//! (files and use records unchanged), also with a PostgreSQL index; a schema that needs a
+//! migration is a clear error; a run made read-only is released once the store is writable.
 
 mod common;
 
@@ -523,4 +524,86 @@ async fn a_read_only_store_needing_a_migration_is_a_clear_error() {
     .expect("no store");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(!missing.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_made_read_only_is_released_once_the_store_is_writable() {
+    let f = fixture().await;
+    let store = Store::open_with(
+        &f.store_dir,
+        StoreOptions {
+            read_only: true,
+            ..options(&f.root)
+        },
+    )
+    .await
+    .unwrap();
+    let target = f.root.join("runs/b");
+    store
+        .render(&f.b.id, &target, RenderOptions::default())
+        .await
+        .unwrap();
+    store.close().await;
+    let writable = Store::open_with(&f.store_dir, options(&f.root))
+        .await
+        .unwrap();
+    assert!(!writable.is_read_only());
+    assert_eq!(writable.runs().await.unwrap().len(), 1);
+    writable.release(&target).await.unwrap();
+    assert!(!target.exists());
+    assert!(writable.runs().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_store_indexed_in_postgresql_reads_without_writing() {
+    let schema = common::postgres::TestSchema::new("read_only");
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let a = make_image(
+        root,
+        "a",
+        &manifest_with_deps("a", &[]),
+        &[("etc/a.conf", b"alpha\n")],
+    );
+    let store_dir = root.join("store");
+    let writable = Store::open_with(
+        &store_dir,
+        StoreOptions {
+            database_url: Some(schema.url.clone()),
+            ..options(root)
+        },
+    )
+    .await
+    .unwrap();
+    writable
+        .import_file(&a.path, ImportOptions::default())
+        .await
+        .unwrap();
+    let used = writable.list().await.unwrap()[0].last_used_at_ms;
+    writable.close().await;
+
+    // Opened again read-only with the same URL: no migration, no write.
+    let store = Store::open_with(
+        &store_dir,
+        StoreOptions {
+            database_url: Some(schema.url.clone()),
+            read_only: true,
+            ..options(root)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(store.is_read_only());
+    let out = root.join("a-export.tar");
+    store
+        .export_to(&a.id, &out, ExportCompression::None, Observer::default())
+        .await
+        .unwrap();
+    assert!(std::fs::read(&out).unwrap() == a.bytes);
+    let report = store.fsck(false, Observer::default()).await.unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_refused(store.remove(&a.id).await, &store_dir, "rm");
+    assert_refused(store.gc(Observer::default()).await, &store_dir, "gc");
+    assert_eq!(store.list().await.unwrap()[0].last_used_at_ms, used);
+    store.close().await;
 }
