@@ -77,7 +77,7 @@ enum Command {
     Export {
         /// Image ID, unambiguous ID prefix, or NAME[:VERSION].
         image: String,
-        /// Output file.
+        /// Output file, or `-` for stdout (the canonical tar, no compression).
         out: std::path::PathBuf,
         /// Compression of the output.
         #[arg(long, value_enum, default_value = "none")]

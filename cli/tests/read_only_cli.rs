@@ -1,7 +1,7 @@
 //! Read-only stores from the command line: `--read-only` serves reads (list, export, fsck,
 //! stats) without recording uses, and refuses writes (import, rm, gc, fsck --repair, trust
 //! add) with `read_only_store`; a store folder an unprivileged user cannot write is
-//! read-only for that user without being asked.
+//! read-only for that user without being asked. `export IMAGE -` streams the tar to stdout.
 
 mod common;
 
@@ -102,6 +102,9 @@ fn the_read_only_flag_serves_reads_and_refuses_writes() {
         std::fs::read(&out_file).unwrap(),
         std::fs::read(&tar).unwrap()
     );
+    let streamed = ro(&["export", &id, "-"]);
+    assert_ok(&streamed, "export to stdout");
+    assert_eq!(streamed.stdout, std::fs::read(&tar).unwrap());
     assert_ok(&ro(&["fsck"]), "fsck");
     assert_ok(&ro(&["stats"]), "stats");
 
@@ -174,6 +177,9 @@ fn a_store_folder_this_user_cannot_write_is_read_only_for_it() {
         std::fs::read(&out_file).unwrap(),
         std::fs::read(&tar).unwrap()
     );
+    let streamed = nobody(&["export", &id, "-"]);
+    assert_ok(&streamed, "export to stdout as nobody");
+    assert_eq!(streamed.stdout, std::fs::read(&tar).unwrap());
     assert_ok(&nobody(&["fsck"]), "fsck as nobody");
     assert_refused(
         &nobody(&["import", tar.to_str().unwrap()]),

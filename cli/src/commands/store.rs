@@ -161,6 +161,9 @@ pub async fn export(
         CompressionArg::Gzip => ExportCompression::Gzip,
         CompressionArg::Zstd => ExportCompression::Zstd,
     };
+    if out == Path::new("-") {
+        return export_to_stdout(&store, &id, compression).await;
+    }
     let (observer, bar) = progress::observer("exporting");
     let result = store.export_to(&id, out, compression, observer).await;
     if let Some(bar) = bar {
@@ -181,6 +184,32 @@ pub async fn export(
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err),
+    }
+}
+
+/// `acikit export IMAGE -`: the canonical tar on stdout, streamed. The bytes are hashed as
+/// they go; if they do not hash to the image ID the command fails (exit 1) after writing them.
+async fn export_to_stdout(
+    store: &Store,
+    id: &acikit::schema::ImageId,
+    compression: ExportCompression,
+) -> ExitCode {
+    if compression != ExportCompression::None {
+        return fail(&Error::new(
+            acikit::ErrorKind::InvalidArgument,
+            "export to stdout (-) writes the canonical tar: --compression none",
+        ));
+    }
+    let mut reader = match store.export_reader(id).await {
+        Ok(reader) => reader,
+        Err(err) => return fail(&err),
+    };
+    let mut stdout = tokio::io::stdout();
+    let copied = tokio::io::copy(&mut reader, &mut stdout).await;
+    let flushed = tokio::io::AsyncWriteExt::flush(&mut stdout).await;
+    match copied.and(flushed) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&Error::io("exporting to stdout", e)),
     }
 }
 

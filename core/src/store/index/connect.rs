@@ -52,12 +52,22 @@ macro_rules! run_migrations {
 macro_rules! require_current_schema {
     ($conn:expr, $shown:expr) => {
         async {
-            let applied: Vec<i64> = sqlx::query_scalar(
+            let applied: Vec<i64> = match sqlx::query_scalar(
                 "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
             )
             .fetch_all($conn)
             .await
-            .unwrap_or_default();
+            {
+                Ok(applied) => applied,
+                // No migration table (SQLite: "no such table", PostgreSQL: 42P01): none ran.
+                Err(sqlx::Error::Database(e))
+                    if e.message().contains("no such table")
+                        || e.code().as_deref() == Some("42P01") =>
+                {
+                    Vec::new()
+                }
+                Err(e) => return Err(db_error("read the schema version")(e)),
+            };
             let known: Vec<i64> = MIGRATOR
                 .iter()
                 .filter(|m| !m.migration_type.is_down_migration())
