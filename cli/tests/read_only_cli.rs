@@ -106,6 +106,7 @@ fn the_read_only_flag_serves_reads_and_refuses_writes() {
     assert_ok(&streamed, "export to stdout");
     assert_eq!(streamed.stdout, std::fs::read(&tar).unwrap());
     assert_ok(&ro(&["fsck"]), "fsck");
+    assert_ok(&ro(&["trust", "list"]), "trust list");
     assert_ok(&ro(&["stats"]), "stats");
 
     assert_refused(&ro(&["import", tar.to_str().unwrap()]), &store, "import");
@@ -181,6 +182,30 @@ fn a_store_folder_this_user_cannot_write_is_read_only_for_it() {
     assert_ok(&streamed, "export to stdout as nobody");
     assert_eq!(streamed.stdout, std::fs::read(&tar).unwrap());
     assert_ok(&nobody(&["fsck"]), "fsck as nobody");
+    // A render: no tree is cached in the store, the run is recorded under the user's cache
+    // folder ($HOME/.cache/acikit/runs here), and released from there.
+    let target = out_dir.join("run");
+    let rendered = nobody(&[
+        "render",
+        &id,
+        target.to_str().unwrap(),
+        "--skip-unprivileged",
+        "--json",
+    ]);
+    assert_ok(&rendered, "render as nobody");
+    let rendered: Value = serde_json::from_slice(&rendered.stdout).unwrap();
+    assert_eq!(rendered["strategy"], "copy", "{rendered}");
+    assert_eq!(
+        std::fs::read(target.join("etc/a.conf")).unwrap(),
+        b"alpha\n"
+    );
+    assert!(out_dir.join(".cache/acikit/runs").is_dir());
+    assert!(!store.join("trees").exists() && !store.join("runs").exists());
+    assert_ok(
+        &nobody(&["release", target.to_str().unwrap()]),
+        "release as nobody",
+    );
+    assert!(!target.exists());
     assert_refused(
         &nobody(&["import", tar.to_str().unwrap()]),
         &store,
