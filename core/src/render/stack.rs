@@ -246,7 +246,10 @@ fn build(
         )
         .map_err(|e| Error::io(format!("writing {}", listing_path.display()), e))?;
 
-        crate::store::objects::sync_filesystem(&staged)?;
+        // Not for a stack built in a render root: it is neither shared nor kept.
+        if paths.render_root().is_none() {
+            crate::store::objects::sync_filesystem(&staged)?;
+        }
         let done = paths.stack(key);
         std::fs::create_dir_all(paths.stacks())
             .map_err(|e| Error::io(format!("creating {}", paths.stacks().display()), e))?;

@@ -549,8 +549,12 @@ fn build(
         }
     }
     b.finish_dirs(&out)?;
-    // Contents on disk before any name that points at them is published.
-    crate::store::objects::sync_filesystem(&stage.dir)?;
+    // Contents on disk before any name that points at them is published. A tree built in a
+    // render root (a read-only store's render) is neither shared nor kept: like a run's
+    // copy, it is not synced (a `syncfs` of a whole image would cost seconds for nothing).
+    if paths.render_root().is_none() {
+        crate::store::objects::sync_filesystem(&stage.dir)?;
+    }
     b.publish_checkouts()?;
     if b.owners_replaced > 0 {
         let (uid, gid) = b.own.unwrap_or_default();

@@ -48,6 +48,11 @@ impl StorePaths {
         self
     }
 
+    /// The render root given with [`StorePaths::with_render_root`], if any.
+    pub fn render_root(&self) -> Option<&Path> {
+        self.render_root.as_deref()
+    }
+
     /// The folder holding the render folders: the store, or the render root given.
     fn render_base(&self) -> &Path {
         self.render_root.as_deref().unwrap_or(&self.root)
