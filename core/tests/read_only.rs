@@ -539,10 +539,15 @@ async fn a_run_made_read_only_is_released_once_the_store_is_writable() {
     .await
     .unwrap();
     let target = f.root.join("runs/b");
+    // What a killed render left beside the target (its lock free) goes.
+    let stale = f.root.join("runs/.b.acikit-render-999999-0");
+    std::fs::create_dir_all(stale.join("render/tmp")).unwrap();
+    std::fs::write(stale.join(".lock"), b"").unwrap();
     store
         .render(&f.b.id, &target, RenderOptions::default())
         .await
         .unwrap();
+    assert!(!stale.exists());
     store.close().await;
     let writable = Store::open_with(&f.store_dir, options(&f.root))
         .await

@@ -167,14 +167,19 @@ pub(super) async fn render(
 }
 
 /// The scratch folder of one uncached render, beside its target: `empty/` (the lower folder
-/// of the run's record) and `render/` (the render root the tree is built in). Removed by
-/// [`Scratch::remove`], or when dropped (a render cut short).
+/// of the run's record), `render/` (the render root the tree is built in) and `.lock`, held
+/// while it is used. Removed by [`Scratch::remove`], or when dropped (a render cut short);
+/// one a killed process left (its lock free) goes at the next render to the same target.
 struct Scratch {
     dir: PathBuf,
     empty: PathBuf,
     render: PathBuf,
     removed: bool,
+    _lock: Option<std::fs::File>,
 }
+
+/// The lock file in a scratch folder.
+const SCRATCH_LOCK: &str = ".lock";
 
 impl Scratch {
     /// Makes `.NAME.acikit-render-PID-N` (mode 0700) in the target's folder, which is made
@@ -196,17 +201,19 @@ impl Scratch {
         };
         std::fs::create_dir_all(&parent)
             .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        let prefix = format!(".{}.acikit-render-", name.to_string_lossy());
+        remove_stale_scratch(&parent, &prefix);
         let dir = parent.join(format!(
-            ".{}.acikit-render-{}-{}",
-            name.to_string_lossy(),
+            "{prefix}{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let scratch = Scratch {
+        let mut scratch = Scratch {
             empty: dir.join("empty"),
             render: dir.join("render"),
             dir,
             removed: false,
+            _lock: None,
         };
         for folder in [&scratch.dir, &scratch.empty, &scratch.render] {
             use std::os::unix::fs::DirBuilderExt;
@@ -215,6 +222,12 @@ impl Scratch {
                 .create(folder)
                 .map_err(|e| Error::io(format!("cannot create {}", folder.display()), e))?;
         }
+        let lock_path = scratch.dir.join(SCRATCH_LOCK);
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| Error::io(format!("creating {}", lock_path.display()), e))?;
+        lock.lock()
+            .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
+        scratch._lock = Some(lock);
         Ok(scratch)
     }
 
@@ -223,6 +236,30 @@ impl Scratch {
         self.removed = true;
         let dir = self.dir.clone();
         let _ = tokio::task::spawn_blocking(move || fsops::remove_tree(&dir)).await;
+    }
+}
+
+/// Removes the scratch folders named `PREFIX…` in `parent` whose lock is free (their render
+/// was killed). A folder just made, before its lock, is younger than a minute: kept.
+fn remove_stale_scratch(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let dir = entry.path();
+        let stale = match std::fs::File::open(dir.join(SCRATCH_LOCK)) {
+            Ok(lock) => lock.try_lock().is_ok(),
+            Err(_) => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60)),
+        };
+        if stale {
+            let _ = fsops::remove_tree(&dir);
+        }
     }
 }
 
