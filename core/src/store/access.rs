@@ -1,14 +1,17 @@
 //! Whether a store can be written: a store on a read-only mount (a read-only bind mount or
 //! NFS export, read-only media), in a folder this user cannot write, or opened read-only on
 //! purpose ([`crate::store::StoreOptions::read_only`]) serves every read and refuses every
-//! write at once with [`ErrorKind::ReadOnlyStore`].
+//! write at once with [`ErrorKind::ReadOnlyStore`]. Here: the detection ([`detect`]), the
+//! error ([`refused`]) and the [`Store`] methods the other modules ask
+//! ([`Store::is_read_only`], [`Store::require_writable`], [`Store::trust_to_change`]).
 
 use std::path::Path;
 
 use rustix::fs::{Access, AtFlags, StatVfsMountFlags};
 use rustix::io::Errno;
 
-use crate::{Error, ErrorKind, Result};
+use crate::schema::ImageId;
+use crate::{Error, ErrorKind, Result, Store};
 
 /// Why a store is read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,4 +73,45 @@ pub fn refused(root: &Path, reason: &ReadOnlyReason, operation: &str) -> Error {
             root.display()
         ),
     )
+}
+
+impl Store {
+    /// Whether the store is read-only: every read works and writes nothing into it (use
+    /// records are skipped; renders use the cached trees it has and build the others outside
+    /// it), every write fails at once with [`ErrorKind::ReadOnlyStore`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
+    /// Fails with [`ErrorKind::ReadOnlyStore`], naming the store and `operation`, if the
+    /// store is read-only.
+    pub fn require_writable(&self, operation: &str) -> Result<()> {
+        match &self.read_only {
+            Some(reason) => Err(refused(self.dir(), reason, operation)),
+            None => Ok(()),
+        }
+    }
+
+    /// Where the records of runs made while the store is read-only go.
+    pub(crate) fn outside_runs(&self) -> &Path {
+        &self.outside_runs
+    }
+
+    /// Records a use of the image (its `last_used_at`); skipped, with a debug note, on a
+    /// read-only store.
+    pub(crate) async fn record_use(&self, id: &ImageId) -> Result<()> {
+        if self.is_read_only() {
+            tracing::debug!(image = %id, store = %self.dir().display(),
+                "read-only store: the use is not recorded");
+            return Ok(());
+        }
+        self.index().touch(id).await
+    }
+
+    /// The store's trusted keys, to add or remove some: [`ErrorKind::ReadOnlyStore`] on a
+    /// read-only store.
+    pub fn trust_to_change(&self) -> Result<crate::trust::TrustStore> {
+        self.require_writable("change the trusted keys")?;
+        self.trust()
+    }
 }

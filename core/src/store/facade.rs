@@ -160,10 +160,10 @@ pub struct StoreOptions {
 pub struct Store {
     paths: StorePaths,
     index: Index,
-    /// Why the store is read-only, if it is.
-    read_only: Option<ReadOnlyReason>,
+    /// Why the store is read-only, if it is (see `store::access`).
+    pub(super) read_only: Option<ReadOnlyReason>,
     /// Where runs rendered while the store is read-only are recorded.
-    outside_runs: PathBuf,
+    pub(super) outside_runs: PathBuf,
 }
 
 impl Store {
@@ -213,38 +213,6 @@ impl Store {
         })
     }
 
-    /// Whether the store is read-only: every read works and writes nothing into it (use
-    /// records are skipped; renders use the cached trees it has and build the others outside
-    /// it), every write fails at once with [`ErrorKind::ReadOnlyStore`].
-    pub fn is_read_only(&self) -> bool {
-        self.read_only.is_some()
-    }
-
-    /// Fails with [`ErrorKind::ReadOnlyStore`], naming the store and `operation`, if the
-    /// store is read-only.
-    pub fn require_writable(&self, operation: &str) -> Result<()> {
-        match &self.read_only {
-            Some(reason) => Err(access::refused(self.paths.root(), reason, operation)),
-            None => Ok(()),
-        }
-    }
-
-    /// Where the records of runs made while the store is read-only go.
-    pub(crate) fn outside_runs(&self) -> &Path {
-        &self.outside_runs
-    }
-
-    /// Records a use of the image (its `last_used_at`); skipped, with a debug note, on a
-    /// read-only store.
-    pub(crate) async fn record_use(&self, id: &ImageId) -> Result<()> {
-        if self.is_read_only() {
-            tracing::debug!(image = %id, store = %self.paths.root().display(),
-                "read-only store: the use is not recorded");
-            return Ok(());
-        }
-        self.index.touch(id).await
-    }
-
     /// The store folder.
     pub fn dir(&self) -> &Path {
         self.paths.root()
@@ -283,13 +251,6 @@ impl Store {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(crate::trust::TrustStore::new(dir))
-    }
-
-    /// The store's trusted keys, to add or remove some: [`ErrorKind::ReadOnlyStore`] on a
-    /// read-only store.
-    pub fn trust_to_change(&self) -> Result<crate::trust::TrustStore> {
-        self.require_writable("change the trusted keys")?;
-        self.trust()
     }
 
     /// Imports the archive at `path` (any compression); see [`Store::import`].
