@@ -30,6 +30,16 @@ struct Cli {
         hide_env_values = true
     )]
     database: Option<String>,
+    /// Open the store read-only: reads work and write nothing into it, writes (import, rm,
+    /// gc, fsck --repair, trust add/rm, fetch, pushes) fail with read_only_store. A store
+    /// on a read-only mount or in a folder this user cannot write is read-only anyway.
+    #[arg(
+        long,
+        global = true,
+        env = "ACIKIT_READ_ONLY",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    read_only: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -334,6 +344,7 @@ fn main() -> ExitCode {
         .expect("a tokio runtime");
     let store_dir = cli.store.unwrap_or_else(acikit::Store::default_dir);
     commands::store::set_database_url(cli.database);
+    commands::store::set_read_only(cli.read_only);
     let code = runtime.block_on(async {
         match cli.command {
             Command::Validate { files, opts } => commands::validate(&files, &opts).await,

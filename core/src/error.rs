@@ -118,6 +118,10 @@ error_kinds! {
     Unsupported => "unsupported",
     /// The image or file is used by a run that was not released.
     InUse => "in_use",
+    /// The operation would write to a store that is read-only (on a read-only mount, in a
+    /// folder this user cannot write, or opened read-only on purpose); the message names the
+    /// store and why it is read-only. Nothing was changed.
+    ReadOnlyStore => "read_only_store",
 
     /// Meta discovery found no endpoint for the name (the message lists every URL tried).
     DiscoveryFailed => "discovery_failed",

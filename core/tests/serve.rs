@@ -116,6 +116,7 @@ impl Setup {
         std::fs::write(root.join("ca.pem"), &ca.ca_pem).unwrap();
         let options = StoreOptions {
             database_url: database.map(str::to_string),
+            ..StoreOptions::default()
         };
         let store = Store::open_with(root.join("server-store"), options)
             .await
@@ -675,6 +676,7 @@ async fn two_servers_share_one_postgresql_index() {
         a.store.dir(),
         StoreOptions {
             database_url: Some(schema.url.clone()),
+            ..StoreOptions::default()
         },
     )
     .await
@@ -685,6 +687,7 @@ async fn two_servers_share_one_postgresql_index() {
         a.store.dir(),
         StoreOptions {
             database_url: Some(other.url.clone()),
+            ..StoreOptions::default()
         },
     )
     .await

@@ -506,6 +506,7 @@ async fn remove_and_gc(database: Option<&str>) {
     let store_dir = dir.path().join("store");
     let options = StoreOptions {
         database_url: database.map(str::to_string),
+        ..StoreOptions::default()
     };
     let store = Store::open_with(&store_dir, options).await.unwrap();
     let backend = if database.is_some() {

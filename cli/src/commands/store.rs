@@ -39,10 +39,20 @@ pub fn set_database_url(url: Option<String>) {
     let _ = DATABASE_URL.set(url);
 }
 
-/// Opens the store at `dir` with the `--database` given, if any.
+/// `--read-only`, set once by `main` before any command runs.
+static READ_ONLY: OnceLock<bool> = OnceLock::new();
+
+/// Records `--read-only` (or `$ACIKIT_READ_ONLY`) for every store opened.
+pub fn set_read_only(read_only: bool) {
+    let _ = READ_ONLY.set(read_only);
+}
+
+/// Opens the store at `dir` with the `--database` and `--read-only` given, if any.
 pub(super) async fn open_store(dir: &Path) -> acikit::Result<Store> {
     let options = StoreOptions {
         database_url: DATABASE_URL.get().cloned().flatten(),
+        read_only: READ_ONLY.get().copied().unwrap_or(false),
+        ..StoreOptions::default()
     };
     Store::open_with(dir, options).await
 }

@@ -14,6 +14,12 @@ async fn trust_store(dir: &Path) -> Result<TrustStore, ExitCode> {
     store.trust().map_err(|e| fail(&e))
 }
 
+/// The trusted keys, to change them: refused at once on a read-only store.
+async fn trust_store_to_change(dir: &Path) -> Result<TrustStore, ExitCode> {
+    let store: Store = open(dir).await?;
+    store.trust_to_change().map_err(|e| fail(&e))
+}
+
 /// Runs a blocking trust-store call off the async runtime.
 async fn blocking<T: Send + 'static>(
     call: impl FnOnce() -> acikit::Result<T> + Send + 'static,
@@ -63,7 +69,7 @@ pub async fn add(
         Ok(bytes) => bytes,
         Err(e) => return fail(&Error::io(format!("reading {}", keyfile.display()), e)),
     };
-    let trust = match trust_store(dir).await {
+    let trust = match trust_store_to_change(dir).await {
         Ok(trust) => trust,
         Err(code) => return code,
     };
@@ -121,7 +127,7 @@ pub async fn list(dir: &Path, json: bool) -> ExitCode {
 
 /// `acikit trust rm FINGERPRINT`
 pub async fn rm(dir: &Path, fingerprint: &str, json: bool) -> ExitCode {
-    let trust = match trust_store(dir).await {
+    let trust = match trust_store_to_change(dir).await {
         Ok(trust) => trust,
         Err(code) => return code,
     };

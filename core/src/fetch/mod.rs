@@ -213,6 +213,7 @@ impl Store {
     /// Fetches an image (and, unless turned off, its missing dependencies) into the store.
     /// See the [`fetch`](crate::fetch) module for the rules.
     pub async fn fetch(&self, source: FetchSource, options: FetchOptions) -> Result<Fetched> {
+        self.require_writable("fetch")?;
         let client = HttpClient::new(options.net.clone())?;
         let mut transports = options.transports.clone();
         transports.push(Arc::new(http::HttpTransport::new(client.clone())));

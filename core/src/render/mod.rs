@@ -9,12 +9,15 @@
 //! - [`protect`]: the read-only mount over a hardlink run, so it cannot write to the cache;
 //! - [`process`]: a run's creator (pid and start time), to tell whether it still runs;
 //! - [`reap`]: dead runs (killed creators, removed targets), found and cleaned;
-//! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away.
+//! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away;
+//! - [`read_only`]: rendering from a read-only store (cached trees, or built without caching
+//!   straight into the run; run records outside the store).
 
 pub mod deps;
 pub mod fsops;
 pub mod process;
 pub mod protect;
+pub mod read_only;
 pub mod reap;
 pub mod run;
 pub mod stack;
@@ -26,11 +29,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use fsops::Privileges;
+pub use read_only::outside_runs_dir;
 pub use run::{RunOptions, RunRecord, Strategy};
 
 use crate::schema::ImageId;
 use crate::store::facade::join_error;
-use crate::{Result, Store};
+use crate::{ErrorKind, Result, Store};
 
 /// Options of [`Store::render`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,6 +79,10 @@ impl Store {
     /// clean copy by the strategy asked. A write in one run is never seen by the store,
     /// the cache or another run: `hardlink` runs are mounted read-only, and refused where
     /// they cannot be unless [`RenderOptions::allow_unprotected_hardlink`].
+    ///
+    /// A read-only store is not written: a tree or stack it has is used as is, any other
+    /// is built without caching straight into the run (by copy), and the run is recorded
+    /// outside the store (see [`read_only`]).
     pub async fn render(
         &self,
         id: &ImageId,
@@ -90,6 +98,9 @@ impl Store {
             strategy: options.strategy,
             allow_unprotected_hardlink: options.allow_unprotected_hardlink,
         };
+        if self.is_read_only() {
+            return read_only::render(self, id, target.as_ref(), options, privs).await;
+        }
         let stack = stack::ensure_stack(self, id, privs).await?;
         let runs = self.paths().runs();
         let lower = stack.path.clone();
@@ -113,20 +124,46 @@ impl Store {
         })
     }
 
-    /// Undoes a run made by [`Store::render`]: unmounts or removes its rootfs.
+    /// Undoes a run made by [`Store::render`]: unmounts or removes its rootfs. The run's
+    /// record is looked for in the store (`runs/`) and where runs made while the store was
+    /// read-only are recorded ([`outside_runs_dir`]), the latter first on a read-only store.
     pub async fn release(&self, target: impl AsRef<Path>) -> Result<()> {
-        let runs = self.paths().runs();
+        let (first, second) = self.runs_dirs();
         let target = target.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || run::release_run(&runs, &target))
-            .await
-            .map_err(join_error)?
+        tokio::task::spawn_blocking(move || match run::release_run(&first, &target) {
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                match run::release_run(&second, &target) {
+                    Err(again) if again.kind() == ErrorKind::NotFound => Err(err),
+                    other => other,
+                }
+            }
+            other => other,
+        })
+        .await
+        .map_err(join_error)?
     }
 
-    /// The runs made from this store and not yet released.
+    /// The runs made from this store and not yet released (those recorded in the store,
+    /// then those made while it was read-only, or the other way round on a read-only store).
     pub async fn runs(&self) -> Result<Vec<RunRecord>> {
-        let runs = self.paths().runs();
-        tokio::task::spawn_blocking(move || run::list_runs(&runs))
-            .await
-            .map_err(join_error)?
+        let (first, second) = self.runs_dirs();
+        tokio::task::spawn_blocking(move || {
+            let mut runs = run::list_runs(&first)?;
+            runs.extend(run::list_runs(&second)?);
+            Ok(runs)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// The folders run records are in, the one new runs go to first.
+    fn runs_dirs(&self) -> (PathBuf, PathBuf) {
+        let own = self.paths().runs();
+        let outside = self.outside_runs().to_path_buf();
+        if self.is_read_only() {
+            (outside, own)
+        } else {
+            (own, outside)
+        }
     }
 }

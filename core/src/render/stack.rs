@@ -46,7 +46,7 @@ use sha2::{Digest, Sha256};
 
 use super::deps::{Layer, PathFilter, resolve_layers};
 use super::fsops::{self, NodeKind, NodeMeta, Privileges};
-use super::tree::ensure_tree;
+use super::tree::ensure_tree_in;
 use crate::schema::ImageId;
 use crate::store::Store;
 use crate::store::paths::StorePaths;
@@ -99,10 +99,44 @@ static BUILD_SEQ: AtomicU64 = AtomicU64::new(0);
 /// The flattened rootfs of `root`: its exploded tree when it has no dependencies and no
 /// whitelist, else the cached stack `STORE/stacks/<key>/rootfs`, built now if missing. See
 /// the module documentation.
+///
+/// On a read-only store only a stack (or tree) already there is returned;
+/// [`ErrorKind::ReadOnlyStore`](crate::ErrorKind::ReadOnlyStore) otherwise (see
+/// [`ensure_stack_in`]).
 pub async fn ensure_stack(store: &Store, root: &ImageId, privs: Privileges) -> Result<StackBuilt> {
+    ensure_stack_in(store, StorePaths::new(store.dir()), root, privs).await
+}
+
+/// The stack of `root` if the store already has it (or, for an image without dependencies
+/// and whitelist, its tree); nothing is built.
+pub async fn cached_stack(store: &Store, root: &ImageId) -> Result<Option<StackBuilt>> {
+    let layers = resolve_layers(store, root).await?;
+    let paths = StorePaths::new(store.dir());
+    let rootfs = if layers.len() == 1 && layers[0].filters.is_empty() {
+        paths.tree(root).join("rootfs")
+    } else {
+        paths.stack(&stack_key(&layers)).join("rootfs")
+    };
+    Ok(is_dir(&rootfs).then(|| StackBuilt {
+        path: rootfs,
+        reused: true,
+        layers,
+        warnings: Vec::new(),
+    }))
+}
+
+/// [`ensure_stack`] with the render folders where `paths` says (see
+/// [`super::tree::ensure_tree_in`]): with a render root, the stack and the trees of its
+/// layers are built there.
+pub async fn ensure_stack_in(
+    store: &Store,
+    paths: StorePaths,
+    root: &ImageId,
+    privs: Privileges,
+) -> Result<StackBuilt> {
     let layers = resolve_layers(store, root).await?;
     if layers.len() == 1 && layers[0].filters.is_empty() {
-        let tree = ensure_tree(store, root, privs).await?;
+        let tree = ensure_tree_in(store, paths, root, privs).await?;
         return Ok(StackBuilt {
             path: tree.path,
             reused: tree.reused,
@@ -111,7 +145,6 @@ pub async fn ensure_stack(store: &Store, root: &ImageId, privs: Privileges) -> R
         });
     }
 
-    let paths = StorePaths::new(store.dir());
     let key = stack_key(&layers);
     let done = paths.stack(&key);
     let rootfs = done.join("rootfs");
@@ -123,12 +156,15 @@ pub async fn ensure_stack(store: &Store, root: &ImageId, privs: Privileges) -> R
             warnings: Vec::new(),
         });
     }
+    if paths.stacks().starts_with(store.dir()) {
+        store.require_writable(&format!("build the rendered stack of {root}"))?;
+    }
 
     let mut warnings = Vec::new();
     let mut trees: HashMap<ImageId, PathBuf> = HashMap::new();
     for layer in &layers {
         if !trees.contains_key(&layer.image_id) {
-            let tree = ensure_tree(store, &layer.image_id, privs).await?;
+            let tree = ensure_tree_in(store, paths.clone(), &layer.image_id, privs).await?;
             warnings.extend(tree.warnings);
             trees.insert(layer.image_id.clone(), tree.path);
         }
@@ -210,7 +246,10 @@ fn build(
         )
         .map_err(|e| Error::io(format!("writing {}", listing_path.display()), e))?;
 
-        crate::store::objects::sync_filesystem(&staged)?;
+        // Not for a stack built in a render root: it is neither shared nor kept.
+        if paths.render_root().is_none() {
+            crate::store::objects::sync_filesystem(&staged)?;
+        }
         let done = paths.stack(key);
         std::fs::create_dir_all(paths.stacks())
             .map_err(|e| Error::io(format!("creating {}", paths.stacks().display()), e))?;
@@ -253,7 +292,9 @@ fn create_build_folder(paths: &StorePaths) -> Result<(PathBuf, std::fs::File)> {
             .as_nanos(),
         BUILD_SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    let forming = paths.tmp().join(format!("forming-{BUILD_PREFIX}{name}"));
+    let forming = paths
+        .render_tmp()
+        .join(format!("forming-{BUILD_PREFIX}{name}"));
     std::fs::create_dir_all(&forming)
         .map_err(|e| Error::io(format!("creating {}", forming.display()), e))?;
     let lock_path = forming.join(BUILD_LOCK);
@@ -261,7 +302,7 @@ fn create_build_folder(paths: &StorePaths) -> Result<(PathBuf, std::fs::File)> {
         .map_err(|e| Error::io(format!("creating {}", lock_path.display()), e))?;
     lock.lock()
         .map_err(|e| Error::io("locking the stack build folder", e))?;
-    let folder = paths.tmp().join(format!("{BUILD_PREFIX}{name}"));
+    let folder = paths.render_tmp().join(format!("{BUILD_PREFIX}{name}"));
     std::fs::rename(&forming, &folder)
         .map_err(|e| Error::io(format!("creating {}", folder.display()), e))?;
     Ok((folder, lock))
@@ -269,7 +310,7 @@ fn create_build_folder(paths: &StorePaths) -> Result<(PathBuf, std::fs::File)> {
 
 /// Removes `tmp/stack-…` folders of builders that are gone (their lock is free).
 fn remove_stale_builds(paths: &StorePaths) {
-    let Ok(entries) = std::fs::read_dir(paths.tmp()) else {
+    let Ok(entries) = std::fs::read_dir(paths.render_tmp()) else {
         return;
     };
     for entry in entries.flatten() {

@@ -98,11 +98,29 @@ pub struct TreeBuilt {
 /// reuse it. Errors: [`ErrorKind::NotFound`] if the image is not in the store,
 /// [`ErrorKind::CorruptStore`] if its recipe or objects do not give back the image,
 /// [`ErrorKind::NeedsPrivilege`] for what needs root (see [`Privileges`]).
+///
+/// On a read-only store only a tree already there is returned;
+/// [`ErrorKind::ReadOnlyStore`] otherwise (see [`ensure_tree_in`]).
 pub async fn ensure_tree(store: &Store, id: &ImageId, privs: Privileges) -> Result<TreeBuilt> {
-    let paths = StorePaths::new(store.dir());
+    ensure_tree_in(store, StorePaths::new(store.dir()), id, privs).await
+}
+
+/// [`ensure_tree`] with the render folders where `paths` says: with a render root
+/// ([`StorePaths::with_render_root`]), the tree and its checkout objects are built (and
+/// looked for) there, from the store's recipe and objects; that is how a read-only store
+/// renders an image it has no tree of.
+pub async fn ensure_tree_in(
+    store: &Store,
+    paths: StorePaths,
+    id: &ImageId,
+    privs: Privileges,
+) -> Result<TreeBuilt> {
     store.manifest(id).await?; // NotFound if the image is not stored
     if let Some(done) = existing(&paths, id) {
         return Ok(done);
+    }
+    if paths.trees().starts_with(store.dir()) {
+        store.require_writable(&format!("build the rendered tree of {id}"))?;
     }
     let reader = store.export_reader(id).await?;
     let handle = tokio::runtime::Handle::current();
@@ -120,9 +138,9 @@ pub fn remove_tree_of(paths: &StorePaths, id: &ImageId) -> Result<()> {
     if std::fs::symlink_metadata(&tree).is_err() {
         return Ok(());
     }
-    let doomed = paths.tmp().join(stage_name("rm"));
-    std::fs::create_dir_all(paths.tmp())
-        .map_err(|e| Error::io(format!("creating {}", paths.tmp().display()), e))?;
+    let doomed = paths.render_tmp().join(stage_name("rm"));
+    std::fs::create_dir_all(paths.render_tmp())
+        .map_err(|e| Error::io(format!("creating {}", paths.render_tmp().display()), e))?;
     match std::fs::rename(&tree, &doomed) {
         Ok(()) => match fsops::remove_tree(&doomed) {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()), // a stale-stage sweep won
@@ -221,7 +239,7 @@ fn private_dir(path: &Path) -> Result<()> {
 /// before each build; `gc` may call it too.
 pub fn remove_stale_stages(paths: &StorePaths) -> u64 {
     let mut removed = 0;
-    let Ok(entries) = std::fs::read_dir(paths.tmp()) else {
+    let Ok(entries) = std::fs::read_dir(paths.render_tmp()) else {
         return 0;
     };
     for entry in entries.flatten() {
@@ -252,8 +270,8 @@ struct Stage {
 
 impl Stage {
     fn create(paths: &StorePaths) -> Result<Stage> {
-        private_dir(&paths.tmp())?;
-        let dir = paths.tmp().join(stage_name("build"));
+        private_dir(&paths.render_tmp())?;
+        let dir = paths.render_tmp().join(stage_name("build"));
         std::fs::create_dir(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let lock = File::create(dir.join(STAGE_LOCK))
@@ -531,8 +549,12 @@ fn build(
         }
     }
     b.finish_dirs(&out)?;
-    // Contents on disk before any name that points at them is published.
-    crate::store::objects::sync_filesystem(&stage.dir)?;
+    // Contents on disk before any name that points at them is published. A tree built in a
+    // render root (a read-only store's render) is neither shared nor kept: like a run's
+    // copy, it is not synced (a `syncfs` of a whole image would cost seconds for nothing).
+    if paths.render_root().is_none() {
+        crate::store::objects::sync_filesystem(&stage.dir)?;
+    }
     b.publish_checkouts()?;
     if b.owners_replaced > 0 {
         let (uid, gid) = b.own.unwrap_or_default();

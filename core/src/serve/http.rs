@@ -197,7 +197,7 @@ async fn body(source: Source, total: u64, start: u64, end: u64) -> crate::Result
             // continue or split a download (resume, parallel parts) do not repeat it.
             if start == 0 {
                 tokio::spawn(async move {
-                    let _ = store.index().touch(&id).await;
+                    let _ = store.record_use(&id).await;
                 });
             }
             Ok(Body::from_stream(range))

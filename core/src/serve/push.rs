@@ -124,6 +124,9 @@ pub(crate) async fn push(shared: Arc<Shared>, headers: HeaderMap, body: Body) ->
         set_kind(&mut response, "unauthorized");
         return response;
     }
+    if let Err(err) = shared.store.require_writable("accept a push") {
+        return refuse(body, status_of(&err), &err).await;
+    }
     let signature = match signature(&headers) {
         Ok(sig) => sig,
         Err(err) => return refuse(body, status_of(&err), &err).await,
@@ -463,7 +466,8 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
         | ErrorKind::WeakSignatureHash
         | ErrorKind::KeyExpired
         | ErrorKind::KeyRevoked
-        | ErrorKind::KeyNotSigning => StatusCode::FORBIDDEN,
+        | ErrorKind::KeyNotSigning
+        | ErrorKind::ReadOnlyStore => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Io | ErrorKind::Database | ErrorKind::CorruptStore | ErrorKind::Cancelled => {

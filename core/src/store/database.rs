@@ -12,6 +12,7 @@
 
 use std::path::Path;
 
+use super::access::{self, ReadOnlyReason};
 use super::facade::join_error;
 use super::index::{Index, database_identity};
 use super::objects;
@@ -32,7 +33,18 @@ enum Choice {
 /// `database_url` names for a new store. Creates the store's folders (after connecting,
 /// for PostgreSQL: a database that does not answer leaves nothing behind) and removes
 /// the staging left by killed imports.
-pub(super) async fn open_index(paths: &StorePaths, database_url: Option<&str>) -> Result<Index> {
+///
+/// A read-only store (`read_only` says why) is opened without writing anything: no folder
+/// is created, no staging removed, no migration run, no marker written; its index must
+/// exist with its schema up to date ([`ErrorKind::ReadOnlyStore`] otherwise).
+pub(super) async fn open_index(
+    paths: &StorePaths,
+    database_url: Option<&str>,
+    read_only: Option<&ReadOnlyReason>,
+) -> Result<Index> {
+    if let Some(reason) = read_only {
+        return open_index_read_only(paths, database_url, reason).await;
+    }
     match choose(paths, database_url)? {
         Choice::Sqlite => {
             prepare_folders(paths).await?;
@@ -50,6 +62,35 @@ pub(super) async fn open_index(paths: &StorePaths, database_url: Option<&str>) -
             }
             Ok(index)
         }
+    }
+}
+
+/// [`open_index`] for a read-only store.
+async fn open_index_read_only(
+    paths: &StorePaths,
+    database_url: Option<&str>,
+    reason: &ReadOnlyReason,
+) -> Result<Index> {
+    let root = paths.root();
+    let no_store = || {
+        Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "no store at {} (it is read-only, {reason}, so none can be created there)",
+                root.display()
+            ),
+        )
+    };
+    if !root.is_dir() {
+        return Err(no_store());
+    }
+    match choose(paths, database_url)? {
+        Choice::Sqlite if !paths.index_db().exists() => Err(no_store()),
+        Choice::Sqlite => Index::open_read_only(&paths.index_db()).await,
+        Choice::Postgres(_) if read_marker(&paths.database_marker())?.is_none() => Err(
+            access::refused(root, reason, "create a store indexed in PostgreSQL"),
+        ),
+        Choice::Postgres(url) => Index::connect_read_only(&url).await,
     }
 }
 

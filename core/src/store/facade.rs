@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::access::{self, ReadOnlyReason};
 use super::database;
 use super::housekeeping::{self, FsckReport, GcReport, StoreStats};
 use super::import::{self, ImportOptions, Imported};
@@ -143,6 +144,15 @@ pub struct StoreOptions {
     /// default. A store keeps the index it was created with; opening it with another
     /// fails with [`ErrorKind::InvalidArgument`].
     pub database_url: Option<String>,
+    /// Open the store read-only even if it could be written: every read works and writes
+    /// nothing (no use records), every write fails at once with
+    /// [`ErrorKind::ReadOnlyStore`]. A store on a read-only mount or in a folder this user
+    /// cannot write is opened so without being asked.
+    pub read_only: bool,
+    /// Where the records of runs rendered from a read-only store go (see
+    /// [`crate::render::outside_runs_dir`] for the default); a writable store keeps them in
+    /// `STORE/runs`.
+    pub runs_dir: Option<PathBuf>,
 }
 
 /// An image store: content objects, recipes and the SQL index (a file in the folder,
@@ -151,6 +161,10 @@ pub struct StoreOptions {
 pub struct Store {
     paths: StorePaths,
     index: Index,
+    /// Why the store is read-only, if it is (see `store::access`).
+    pub(super) read_only: Option<ReadOnlyReason>,
+    /// Where runs rendered while the store is read-only are recorded.
+    pub(super) outside_runs: PathBuf,
 }
 
 impl Store {
@@ -177,10 +191,27 @@ impl Store {
     /// Opens (creating if needed) the store at `dir` as `options` say; see
     /// [`StoreOptions::database_url`] for where the index goes. A new store's folder is
     /// only created once its PostgreSQL database (if any) has answered.
+    ///
+    /// A store on a read-only mount, in a folder this user cannot write, or opened with
+    /// [`StoreOptions::read_only`] is opened without writing anything (no folder made, no
+    /// staging removed, no migration); it must exist ([`ErrorKind::NotFound`]) with an index
+    /// whose schema is up to date ([`ErrorKind::ReadOnlyStore`]). See
+    /// [`Store::is_read_only`].
     pub async fn open_with(dir: impl Into<PathBuf>, options: StoreOptions) -> Result<Store> {
         let paths = StorePaths::new(dir);
-        let index = database::open_index(&paths, options.database_url.as_deref()).await?;
-        Ok(Store { paths, index })
+        let read_only = access::detect(paths.root(), options.read_only)?;
+        let index =
+            database::open_index(&paths, options.database_url.as_deref(), read_only.as_ref())
+                .await?;
+        let outside_runs = options
+            .runs_dir
+            .unwrap_or_else(|| crate::render::outside_runs_dir(paths.root()));
+        Ok(Store {
+            paths,
+            index,
+            read_only,
+            outside_runs,
+        })
     }
 
     /// The store folder.
@@ -210,9 +241,14 @@ impl Store {
         &self.paths
     }
 
-    /// The store's trusted OpenPGP keys (`config/trust/`), its folder created if missing.
+    /// The store's trusted OpenPGP keys (`config/trust/`), its folder created if missing
+    /// (on a read-only store, not created: a missing folder trusts no key). To add or
+    /// remove keys, use [`Store::trust_to_change`].
     pub fn trust(&self) -> Result<crate::trust::TrustStore> {
         let dir = self.paths.trust();
+        if self.is_read_only() {
+            return Ok(crate::trust::TrustStore::new(dir));
+        }
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(crate::trust::TrustStore::new(dir))
@@ -225,6 +261,7 @@ impl Store {
         options: ImportOptions,
     ) -> Result<Imported> {
         let path = path.as_ref();
+        self.require_writable("import")?;
         let file = std::fs::File::open(path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let mut options = options;
@@ -242,6 +279,7 @@ impl Store {
         source: R,
         options: ImportOptions,
     ) -> Result<Imported> {
+        self.require_writable("import")?;
         import::import(&self.paths, &self.index, source, &options).await
     }
 
@@ -315,7 +353,7 @@ impl Store {
     /// to the image ID.
     pub async fn export_reader(&self, id: &ImageId) -> Result<ExportReader> {
         self.require(id).await?;
-        self.index.touch(id).await?;
+        self.record_use(id).await?;
         Ok(regenerate::export_reader(
             self.paths.recipe(id),
             self.object_paths(),
@@ -344,7 +382,7 @@ impl Store {
         let out = out.as_ref().to_path_buf();
         crate::output::check_output_path(&out, &options)?;
         self.require(id).await?;
-        self.index.touch(id).await?;
+        self.record_use(id).await?;
         let recipe = self.paths.recipe(id);
         let objects = self.object_paths();
         let id = id.clone();
@@ -375,7 +413,7 @@ impl Store {
         observer: Observer,
     ) -> Result<Exported> {
         self.require(id).await?;
-        self.index.touch(id).await?;
+        self.record_use(id).await?;
         let recipe = self.paths.recipe(id);
         let objects = self.object_paths();
         let id = id.clone();
@@ -397,24 +435,36 @@ impl Store {
     /// Removes an image from the index, then its recipe and the objects no other image
     /// references.
     pub async fn remove(&self, id: &ImageId) -> Result<()> {
+        self.require_writable("remove images")?;
         housekeeping::remove(&self.paths, &self.index, id).await
     }
 
     /// [`Store::remove`] for several images, one result per image in order; the
     /// objects the remaining images use are read once, not once per image.
     pub async fn remove_many(&self, ids: Vec<ImageId>) -> Vec<Result<()>> {
+        if let Err(err) = self.require_writable("remove images") {
+            return ids
+                .iter()
+                .map(|_| Err(Error::new(err.kind(), err.message())))
+                .collect();
+        }
         housekeeping::remove_many(&self.paths, &self.index, &ids).await
     }
 
     /// Removes objects and recipes no image references, and staging folders of killed
     /// imports. Safe while other processes import: their objects are pinned.
     pub async fn gc(&self, observer: Observer) -> Result<GcReport> {
+        self.require_writable("collect garbage")?;
         housekeeping::gc(&self.paths, &self.index, &observer).await
     }
 
     /// Re-hashes every object and regenerates every image to check its ID; with `repair`,
-    /// drops broken images and corrupt objects.
+    /// drops broken images and corrupt objects. A read-only store is checked (nothing is
+    /// written), but not repaired ([`ErrorKind::ReadOnlyStore`] at once with `repair`).
     pub async fn fsck(&self, repair: bool, observer: Observer) -> Result<FsckReport> {
+        if repair {
+            self.require_writable("repair")?;
+        }
         housekeeping::fsck(&self.paths, &self.index, repair, &observer).await
     }
 

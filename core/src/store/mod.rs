@@ -14,8 +14,10 @@
 //!   or PostgreSQL); [`database`]: which of the two a store folder uses;
 //! - [`references`]: which objects the images use, read from their recipes;
 //! - [`housekeeping`]: export to a file, `rm`, `gc`, `fsck`, `stats`;
+//! - [`access`]: whether a store is read-only (then it serves reads and refuses writes);
 //! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
 
+pub mod access;
 pub mod database;
 pub mod digest;
 pub mod facade;

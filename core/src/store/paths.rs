@@ -27,12 +27,41 @@ use crate::schema::ImageId;
 #[derive(Debug, Clone)]
 pub struct StorePaths {
     root: PathBuf,
+    /// Where the render folders (`trees/`, `stacks/`, `checkouts/`, `runs/` and the render
+    /// staging in `tmp/`) are, when not in the store: a scratch folder, for a read-only store.
+    render_root: Option<PathBuf>,
 }
 
 impl StorePaths {
     /// The layout of the store at `root`.
     pub fn new(root: impl Into<PathBuf>) -> StorePaths {
-        StorePaths { root: root.into() }
+        StorePaths {
+            root: root.into(),
+            render_root: None,
+        }
+    }
+
+    /// The same store with its render folders (trees, stacks, checkouts, runs and their
+    /// staging) in `dir` instead: renders from a read-only store build there.
+    pub fn with_render_root(mut self, dir: impl Into<PathBuf>) -> StorePaths {
+        self.render_root = Some(dir.into());
+        self
+    }
+
+    /// The render root given with [`StorePaths::with_render_root`], if any.
+    pub fn render_root(&self) -> Option<&Path> {
+        self.render_root.as_deref()
+    }
+
+    /// The folder holding the render folders: the store, or the render root given.
+    fn render_base(&self) -> &Path {
+        self.render_root.as_deref().unwrap_or(&self.root)
+    }
+
+    /// Folder of the staging areas of renders (tree and stack builds): `tmp/` of the store
+    /// or of the render root.
+    pub fn render_tmp(&self) -> PathBuf {
+        self.render_base().join("tmp")
     }
 
     /// The store folder.
@@ -101,13 +130,13 @@ impl StorePaths {
     /// Folder of the records of rendered runs (`runs/<sha256 of the target path>/`), with the
     /// overlay upper and work folders of each overlay run.
     pub fn runs(&self) -> PathBuf {
-        self.root.join("runs")
+        self.render_base().join("runs")
     }
 
     /// Folder of the rendered stacks (`stacks/<key>/rootfs`: the flattened rootfs of an image
     /// with dependencies or a whitelist; see `render::stack`).
     pub fn stacks(&self) -> PathBuf {
-        self.root.join("stacks")
+        self.render_base().join("stacks")
     }
 
     /// Folder of one rendered stack (its `rootfs/` and `layers.json`), by key.
@@ -118,7 +147,7 @@ impl StorePaths {
     /// Folder of the exploded trees of images (`trees/sha512/<hex>/rootfs`; see
     /// `render::tree`).
     pub fn trees(&self) -> PathBuf {
-        self.root.join("trees").join("sha512")
+        self.render_base().join("trees").join("sha512")
     }
 
     /// Folder of one image's exploded tree (holding its `rootfs/`).
@@ -129,7 +158,7 @@ impl StorePaths {
     /// Folder of checkout objects: regular files with their final metadata, hardlinked into
     /// the trees (`checkouts/<2 hex>/<sha256 of content digest + metadata>`).
     pub fn checkouts(&self) -> PathBuf {
-        self.root.join("checkouts")
+        self.render_base().join("checkouts")
     }
 
     /// Path of one checkout object, by the hex of its key.

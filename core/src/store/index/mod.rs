@@ -329,6 +329,22 @@ impl Index {
         })
     }
 
+    /// Opens the SQLite index file at `path` of a read-only store, writing nothing (see
+    /// the rules in `connect::open_sqlite_read_only`); its schema must be up to date.
+    pub async fn open_read_only(path: &Path) -> Result<Index> {
+        Ok(Index {
+            pool: Pool::Sqlite(connect::open_sqlite_read_only(path).await?),
+        })
+    }
+
+    /// Connects to the PostgreSQL index at `url` of a read-only store: no migration runs,
+    /// its schema must be up to date.
+    pub async fn connect_read_only(url: &str) -> Result<Index> {
+        Ok(Index {
+            pool: Pool::Postgres(connect::connect_postgres_read_only(url).await?),
+        })
+    }
+
     /// Connects to the PostgreSQL index at `url` (`postgres://user[:password]@host
     /// [:port]/database`; the password may also come from `PGPASSWORD` or
     /// `~/.pgpass`) and brings its schema up to date.

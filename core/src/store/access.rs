@@ -1,0 +1,117 @@
+//! Whether a store can be written: a store on a read-only mount (a read-only bind mount or
+//! NFS export, read-only media), in a folder this user cannot write, or opened read-only on
+//! purpose ([`crate::store::StoreOptions::read_only`]) serves every read and refuses every
+//! write at once with [`ErrorKind::ReadOnlyStore`]. Here: the detection ([`detect`]), the
+//! error ([`refused`]) and the [`Store`] methods the other modules ask
+//! ([`Store::is_read_only`], [`Store::require_writable`], [`Store::trust_to_change`]).
+
+use std::path::Path;
+
+use rustix::fs::{Access, AtFlags, StatVfsMountFlags};
+use rustix::io::Errno;
+
+use crate::schema::ImageId;
+use crate::{Error, ErrorKind, Result, Store};
+
+/// Why a store is read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOnlyReason {
+    /// The caller asked for it (`StoreOptions::read_only`, `acikit --read-only`).
+    Asked,
+    /// The store folder is on a read-only mount (`statvfs` reports `ST_RDONLY`).
+    ReadOnlyMount,
+    /// This user may not write the store folder (`access(W_OK)` fails).
+    NotWritable,
+}
+
+impl std::fmt::Display for ReadOnlyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReadOnlyReason::Asked => "opened read-only",
+            ReadOnlyReason::ReadOnlyMount => "on a read-only mount",
+            ReadOnlyReason::NotWritable => "a folder this user cannot write",
+        })
+    }
+}
+
+/// Whether the existing store folder `root` is read-only, and why; `None` when it can be
+/// written or does not exist (it will be created). Asked-for read-only wins.
+pub fn detect(root: &Path, asked: bool) -> Result<Option<ReadOnlyReason>> {
+    if asked {
+        return Ok(Some(ReadOnlyReason::Asked));
+    }
+    match rustix::fs::statvfs(root) {
+        Ok(st) if st.f_flag.contains(StatVfsMountFlags::RDONLY) => {
+            return Ok(Some(ReadOnlyReason::ReadOnlyMount));
+        }
+        Ok(_) => {}
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => {
+            return Err(Error::io(
+                format!("checking the store folder {}", root.display()),
+                e.into(),
+            ));
+        }
+    }
+    match rustix::fs::accessat(rustix::fs::CWD, root, Access::WRITE_OK, AtFlags::EACCESS) {
+        Ok(()) => Ok(None),
+        Err(Errno::ACCESS | Errno::PERM | Errno::ROFS) => Ok(Some(ReadOnlyReason::NotWritable)),
+        Err(e) => Err(Error::io(
+            format!("checking the store folder {}", root.display()),
+            e.into(),
+        )),
+    }
+}
+
+/// The error of a write refused on the read-only store at `root`: `operation` says what
+/// was refused ("import", "remove images", ...).
+pub fn refused(root: &Path, reason: &ReadOnlyReason, operation: &str) -> Error {
+    Error::new(
+        ErrorKind::ReadOnlyStore,
+        format!(
+            "cannot {operation}: the store at {} is read-only ({reason}); nothing was changed",
+            root.display()
+        ),
+    )
+}
+
+impl Store {
+    /// Whether the store is read-only: every read works and writes nothing into it (use
+    /// records are skipped; renders use the cached trees it has and build the others outside
+    /// it), every write fails at once with [`ErrorKind::ReadOnlyStore`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only.is_some()
+    }
+
+    /// Fails with [`ErrorKind::ReadOnlyStore`], naming the store and `operation`, if the
+    /// store is read-only.
+    pub fn require_writable(&self, operation: &str) -> Result<()> {
+        match &self.read_only {
+            Some(reason) => Err(refused(self.dir(), reason, operation)),
+            None => Ok(()),
+        }
+    }
+
+    /// Where the records of runs made while the store is read-only go.
+    pub(crate) fn outside_runs(&self) -> &Path {
+        &self.outside_runs
+    }
+
+    /// Records a use of the image (its `last_used_at`); skipped, with a debug note, on a
+    /// read-only store.
+    pub(crate) async fn record_use(&self, id: &ImageId) -> Result<()> {
+        if self.is_read_only() {
+            tracing::debug!(image = %id, store = %self.dir().display(),
+                "read-only store: the use is not recorded");
+            return Ok(());
+        }
+        self.index().touch(id).await
+    }
+
+    /// The store's trusted keys, to add or remove some: [`ErrorKind::ReadOnlyStore`] on a
+    /// read-only store.
+    pub fn trust_to_change(&self) -> Result<crate::trust::TrustStore> {
+        self.require_writable("change the trusted keys")?;
+        self.trust()
+    }
+}
