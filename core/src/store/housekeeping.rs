@@ -12,10 +12,10 @@ use super::ContentDigest;
 use super::facade::{ExportCompression, Exported, join_error};
 use super::import::digest_file;
 use super::index::{Index, IndexBackend};
-use super::objects;
 use super::paths::StorePaths;
 use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
+use super::{heads, objects};
 use crate::progress::{Observer, Phase};
 use crate::render::{fsops, tree, usage};
 use crate::schema::ImageId;
@@ -72,6 +72,9 @@ pub struct FsckReport {
     pub orphan_push_files: u64,
     /// Of those, removed (with `repair`).
     pub push_files_removed: u64,
+    /// Entries of the side index of large objects (`heads/`) added or removed to match
+    /// the objects (not an error: the index is only a hint, rebuilt by every `fsck`).
+    pub head_entries_fixed: u64,
 }
 
 impl FsckReport {
@@ -470,6 +473,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
                 }
             }
             let push_files = remove_orphan_push_files(&paths, &in_index)?;
+            heads::prune(&paths)?;
             Ok((removed, bytes, recipes, push_files))
         })
         .await
@@ -560,6 +564,17 @@ pub(crate) async fn fsck(
             let _ = std::fs::remove_file(path);
         }
     }
+    let paths_owned = paths.clone();
+    let (added, removed) = tokio::task::spawn_blocking(move || {
+        let objects: Vec<_> = walk_objects(&paths_owned)?
+            .into_iter()
+            .filter_map(|(digest, path)| Some((digest?, path)))
+            .collect();
+        heads::rebuild(&paths_owned, &objects)
+    })
+    .await
+    .map_err(join_error)??;
+    report.head_entries_fixed = added + removed;
     // Images: regenerate each and compare with its ID.
     let object_paths: ObjectPaths = {
         let paths = paths.clone();

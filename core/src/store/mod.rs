@@ -7,7 +7,9 @@
 //!
 //! - [`facade`]: [`Store`], the one entry point the CLI and bindings use;
 //! - [`import`]: the one-pass import pipeline;
-//! - [`objects`]: the content-addressed object store and per-import staging;
+//! - [`objects`]: the content-addressed object store and per-import staging; [`large`]:
+//!   staging a large file without writing content the store has, found through
+//!   [`heads`], the side index of large objects by size and first MiB;
 //! - [`recipe`]: the recipe format; [`regenerate`]: recipe + objects back to the tar (hashed,
 //!   for export and fsck); [`range`]: any byte range of it, for serving;
 //! - [`index`]: the SQL index of images, labels, annotations and fetch state (SQLite
@@ -19,9 +21,11 @@
 pub mod database;
 pub mod digest;
 pub mod facade;
+pub mod heads;
 pub mod housekeeping;
 pub mod import;
 pub mod index;
+pub mod large;
 pub mod objects;
 pub mod paths;
 pub mod range;
