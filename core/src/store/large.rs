@@ -4,10 +4,12 @@
 //! The first MiB is held in memory; its SHA-256 and the file's size look up candidate
 //! objects in the side index ([`super::heads`]). While at least one candidate's bytes equal
 //! the stream, nothing is written: the rest is compared chunk by chunk (and hashed). At
-//! the first difference a staging file is started: the equal prefix is copied from the
-//! candidate object, then the stream is written as usual. At the end, content equal to a
-//! candidate whose name is its SHA-256 is pinned (a hardlink), not written. Memory stays
-//! at the head plus one chunk.
+//! the first difference a staging file is started: the equal prefix is copied (and hashed)
+//! from the candidate object, then the stream is written and hashed as usual. Content equal
+//! to a candidate to its end is pinned (a hardlink), not written, and takes the
+//! candidate's name without being hashed: its bytes are the object's, so the image
+//! regenerates exactly (a damaged object would be `fsck`'s to report, as for any image
+//! using it). Memory stays at the head plus one chunk.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -60,7 +62,6 @@ impl LargeContent {
 
     /// Takes the next chunk of the file's content.
     pub fn write(&mut self, staging: &mut Staging, chunk: &[u8]) -> Result<()> {
-        self.hasher.update(chunk);
         let mut rest = chunk;
         if let State::Head = self.state {
             let take = rest.len().min(HEAD_LEN - self.buffer.len());
@@ -78,7 +79,10 @@ impl LargeContent {
         self.received += rest.len() as u64;
         match &mut self.state {
             State::Head => unreachable!("the head is complete before more is taken"),
-            State::Writing(writer) => writer.write(rest),
+            State::Writing(writer) => {
+                self.hasher.update(rest);
+                writer.write(rest)
+            }
             State::Comparing(candidates) => {
                 let buffer = &mut self.buffer;
                 let mut diverged = None;
@@ -98,7 +102,8 @@ impl LargeContent {
                     .expect("a candidate was dropped")
                     .map_err(|e| Error::io("reopening an object", e))?;
                 let mut writer = staging.large_writer()?;
-                writer.copy_from(&source, at)?;
+                writer.copy_hashing(&source, at, &mut self.hasher)?;
+                self.hasher.update(rest);
                 writer.write(rest)?;
                 self.state = State::Writing(writer);
                 Ok(())
@@ -126,6 +131,7 @@ impl LargeContent {
         }
         if candidates.is_empty() {
             let mut writer = staging.large_writer()?;
+            self.hasher.update(&self.buffer);
             writer.write(&self.buffer)?;
             self.buffer = Vec::new();
             self.state = State::Writing(writer);
@@ -141,25 +147,19 @@ impl LargeContent {
         if let State::Head = self.state {
             // Shorter than a head (only if the caller sends small content here).
             let mut writer = staging.large_writer()?;
+            self.hasher.update(&self.buffer);
             writer.write(&self.buffer)?;
             self.state = State::Writing(writer);
         }
-        let digest = self.hasher.finish();
-        let in_store = match self.state {
+        let (digest, in_store) = match self.state {
             State::Head => unreachable!("replaced above"),
-            State::Writing(writer) => staging.put_file(writer, digest)?,
+            State::Writing(writer) => {
+                let digest = self.hasher.finish();
+                (digest, staging.put_file(writer, digest)?)
+            }
             State::Comparing(candidates) => {
-                match candidates.iter().find(|c| c.digest == digest) {
-                    Some(same) => !staging.pin_object(digest, &same.file)?,
-                    None => {
-                        // Equal bytes under another name: that object is damaged (fsck
-                        // reports it). Its bytes are the content: copy them.
-                        let mut writer = staging.large_writer()?;
-                        writer.copy_from(&candidates[0].file, self.size)?;
-                        staging.put_file(writer, digest)?;
-                        false
-                    }
-                }
+                let same = &candidates[0];
+                (same.digest, !staging.pin_object(same.digest, &same.file)?)
             }
         };
         if let Some(key) = self.key {

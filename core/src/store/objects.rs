@@ -320,6 +320,29 @@ impl LargeObjectWriter {
     }
 }
 
+impl LargeObjectWriter {
+    /// Appends the first `len` bytes of `source` (read from its start), adding them to
+    /// `hasher`.
+    pub fn copy_hashing(
+        &mut self,
+        source: &File,
+        len: u64,
+        hasher: &mut super::ContentHasher,
+    ) -> Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut at = 0u64;
+        while at < len {
+            let want = buf.len().min((len - at) as usize);
+            std::os::unix::fs::FileExt::read_exact_at(source, &mut buf[..want], at)
+                .map_err(|e| Error::io("reading an object", e))?;
+            hasher.update(&buf[..want]);
+            self.write(&buf[..want])?;
+            at += want as u64;
+        }
+        Ok(())
+    }
+}
+
 /// Reads a file from an offset with `pread`, leaving the handle's position alone.
 struct PositionedReader<'a> {
     file: &'a File,
