@@ -34,7 +34,9 @@ pub mod references;
 pub mod regenerate;
 
 pub use digest::{ContentDigest, ContentHasher};
-pub use facade::{ExportCompression, Exported, ImageInfo, ImageQuery, Store, StoreOptions};
+pub use facade::{
+    ExportCompression, Exported, ImageInfo, ImageQuery, Resolved, Store, StoreOptions,
+};
 pub use housekeeping::{FsckProblem, FsckReport, GcReport, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};
 pub use index::IndexBackend;
