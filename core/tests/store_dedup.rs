@@ -2,7 +2,8 @@
 //! also for files over 1 MiB (compared with the stored objects through the side index of
 //! large objects), so re-importing a stored image works on a full disk; a large file that
 //! differs after its first MiB is written whole and right; the side index is pruned by
-//! `gc` and rebuilt by `fsck`; concurrent imports count each new object once in total.
+//! `gc` and rebuilt by `fsck`; concurrent imports count each new object once in total; a
+//! file whose bytes were imported before is found by its digest (`archives/`).
 
 mod common;
 
@@ -158,6 +159,13 @@ async fn reimport_on_a_full_disk_writes_nothing_to_staging() {
     let image = gnu_image(dir.path(), "v1", MANIFEST, &files);
     let repacked = python_repack(dir.path(), "v1", "v1-python");
     assert_ne!(image.id, repacked.id, "the re-pack must be another image");
+    // The same tar gzipped: other archive bytes (no shortcut by the file's digest), the
+    // same image, read through in full.
+    sh(dir.path(), "gzip -1 -c v1.tar > v1.tar.gz");
+    let gzipped = Image {
+        path: dir.path().join("v1.tar.gz"),
+        id: image.id.clone(),
+    };
 
     let fs = Tmpfs::mount(dir.path(), "16m");
     let store_dir = fs.mnt.join("store");
@@ -180,13 +188,16 @@ async fn reimport_on_a_full_disk_writes_nothing_to_staging() {
     );
     assert!(free_bytes(&fs.mnt) <= slack, "{}", free_bytes(&fs.mnt));
 
-    let again = import(&store, &image).await;
-    assert!(again.already_present, "{again:?}");
-    assert_eq!(
-        (again.staged_bytes, again.new_bytes, again.new_objects),
-        (0, 0, 0),
-        "{again:?}"
-    );
+    for same in [&image, &gzipped] {
+        let again = import(&store, same).await;
+        assert!(again.already_present, "{again:?}");
+        assert_eq!(again.image_id, image.id);
+        assert_eq!(
+            (again.staged_bytes, again.new_bytes, again.new_objects),
+            (0, 0, 0),
+            "{again:?}"
+        );
+    }
     let other = import(&store, &repacked).await;
     assert!(!other.already_present, "{other:?}");
     assert_eq!(
@@ -265,6 +276,7 @@ async fn the_side_index_is_refilled_pruned_by_gc_and_rebuilt_by_fsck() {
     // A store made before the side index: still works, writes the large files once more
     // (found stored at the end, so nothing new) and fills the index.
     std::fs::remove_dir_all(store_dir.join("heads")).unwrap();
+    std::fs::remove_dir_all(store_dir.join("archives")).unwrap();
     let again = import(&store, &image).await;
     assert!(again.already_present);
     assert_eq!(again.staged_bytes, large_bytes(&files), "{again:?}");
@@ -289,15 +301,23 @@ async fn the_side_index_is_refilled_pruned_by_gc_and_rebuilt_by_fsck() {
     assert_eq!(report.head_entries_fixed, 1, "the stray entry: {report:?}");
     assert_eq!(head_entries(&store_dir), entries);
 
-    // gc removes the entries of the objects it removes.
+    // gc removes the entries of the objects and images it removes.
+    assert_eq!(files_under(&store_dir.join("archives")).len(), 2);
     store.remove(&image.id).await.unwrap();
+    store.gc(Observer::default()).await.unwrap();
+    assert_eq!(files_under(&store_dir.join("archives")).len(), 1);
     store.remove(&repacked.id).await.unwrap();
     store.gc(Observer::default()).await.unwrap();
+    assert!(files_under(&store_dir.join("archives")).is_empty());
     assert!(
         head_entries(&store_dir).is_empty(),
         "{:?}",
         head_entries(&store_dir)
     );
+    // The entry gone with its image, the file is imported in full again.
+    let back = import(&store, &image).await;
+    assert!(!back.already_present, "{back:?}");
+    assert_eq!(back.new_objects, files.len() as u64 + 1, "{back:?}");
     store.close().await;
 }
 

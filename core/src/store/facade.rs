@@ -273,7 +273,9 @@ impl Store {
         Ok(crate::trust::TrustStore::new(dir))
     }
 
-    /// Imports the archive at `path` (any compression); see [`Store::import`].
+    /// Imports the archive at `path` (any compression); see [`Store::import`]. The file
+    /// is hashed first: if the same bytes were imported before and their image is still
+    /// in the store, that is the answer (without a gate and with the default limits).
     pub async fn import_file(
         &self,
         path: impl AsRef<Path>,
@@ -287,7 +289,7 @@ impl Store {
         options
             .origin
             .get_or_insert_with(|| path.display().to_string());
-        self.import(file, options).await
+        super::archives::import_file(&self.paths, &self.index, path, file, options).await
     }
 
     /// Imports an archive in one streaming pass. The image becomes visible only once it is

@@ -15,7 +15,7 @@ use super::index::{Index, IndexBackend};
 use super::paths::StorePaths;
 use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
-use super::{heads, objects};
+use super::{archives, heads, objects};
 use crate::progress::{Observer, Phase};
 use crate::render::{fsops, tree, usage};
 use crate::schema::ImageId;
@@ -474,6 +474,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
             }
             let push_files = remove_orphan_push_files(&paths, &in_index)?;
             heads::prune(&paths)?;
+            archives::prune(&paths, &in_index)?;
             Ok((removed, bytes, recipes, push_files))
         })
         .await

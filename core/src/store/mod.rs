@@ -6,7 +6,8 @@
 //! tar byte for byte, so the image ID can always be recomputed.
 //!
 //! - [`facade`]: [`Store`], the one entry point the CLI and bindings use;
-//! - [`import`]: the one-pass import pipeline;
+//! - [`import`]: the one-pass import pipeline; [`archives`]: archive files already imported,
+//!   by the SHA-256 of their bytes (a re-import of the same file is a lookup);
 //! - [`objects`]: the content-addressed object store and per-import staging; [`large`]:
 //!   staging a large file without writing content the store has, found through
 //!   [`heads`], the side index of large objects by size and first MiB;
@@ -18,6 +19,7 @@
 //! - [`housekeeping`]: export to a file, `rm`, `gc`, `fsck`, `stats`;
 //! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
 
+pub mod archives;
 pub mod database;
 pub mod digest;
 pub mod facade;
