@@ -318,9 +318,7 @@ impl LargeObjectWriter {
         self.len += len;
         Ok(())
     }
-}
 
-impl LargeObjectWriter {
     /// Appends the first `len` bytes of `source` (read from its start), adding them to
     /// `hasher`.
     pub fn copy_hashing(
