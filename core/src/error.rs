@@ -98,7 +98,8 @@ error_kinds! {
     LimitExceeded => "limit_exceeded",
     /// A string is not a valid value of an appc type (name, image ID, version...).
     InvalidValue => "invalid_value",
-    /// An image ID prefix matches several images (the message lists them).
+    /// An image ID prefix matches several images, or a name and labels match several where
+    /// one must be named exactly (`rm`); the message lists them.
     AmbiguousImage => "ambiguous_image",
     /// The store's files are damaged (a recipe or object does not match what the index says).
     CorruptStore => "corrupt_store",

@@ -130,13 +130,44 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCod
     }
 }
 
+/// Resolves IMAGE (and labels) to one image for `export` and `render`: when a name
+/// matches several images, the newest import is used and a note on stderr says which,
+/// what else matched, and how to choose.
 pub(super) async fn resolve(
     store: &Store,
     image: &str,
     labels: &[(String, String)],
 ) -> Result<acikit::schema::ImageId, Error> {
     let query = ImageQuery::parse(image, labels)?;
-    Ok(store.resolve(&query).await?.image_id)
+    let resolved = store.resolve_matches(&query).await?;
+    if !resolved.others.is_empty() {
+        eprintln!(
+            "note: {query} matches {} images; using {} (imported {}), the newest import; \
+             name an image ID or add labels (--label NAME=VALUE) to choose another:",
+            resolved.others.len() + 1,
+            resolved.image.image_id,
+            format_time(resolved.image.imported_at_ms)
+        );
+        for other in &resolved.others {
+            eprintln!(
+                "note:   {} (imported {})",
+                other.image_id,
+                format_time(other.imported_at_ms)
+            );
+        }
+    }
+    Ok(resolved.image.image_id)
+}
+
+/// Resolves IMAGE to exactly one image, for `rm`: a name that matches several images is
+/// an `ambiguous_image` error listing them.
+async fn resolve_unique(store: &Store, image: &str) -> Result<acikit::schema::ImageId, Error> {
+    let query = ImageQuery::parse(image, &[])?;
+    Ok(store
+        .resolve_matches(&query)
+        .await?
+        .unique(&query)?
+        .image_id)
 }
 
 /// `acikit export IMAGE OUT`
@@ -266,7 +297,7 @@ pub async fn rm(dir: &Path, images: &[String], json: bool) -> ExitCode {
     // objects the others still use).
     let mut ids = Vec::new();
     for image in images {
-        match resolve(&store, image, &[]).await {
+        match resolve_unique(&store, image).await {
             Ok(id) if !ids.contains(&id) => ids.push(id),
             Ok(_) => {}
             Err(err) => code = fail(&err),

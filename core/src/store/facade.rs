@@ -124,6 +124,62 @@ impl From<ImageRecord> for ImageInfo {
     }
 }
 
+/// What a query found: the image chosen and the other images it matched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolved {
+    /// The image chosen: the only match, or the newest import of the images matching a
+    /// name and labels (as rkt does).
+    pub image: ImageInfo,
+    /// The other images a name query matched, newest import first; empty for an ID
+    /// (an ambiguous ID prefix is an error).
+    pub others: Vec<ImageInfo>,
+}
+
+impl Resolved {
+    /// The image, if the query matched only it; else an [`ErrorKind::AmbiguousImage`]
+    /// error naming every match (for commands that must not guess, like `rm`).
+    pub fn unique(self, query: &ImageQuery) -> Result<ImageInfo> {
+        if self.others.is_empty() {
+            return Ok(self.image);
+        }
+        let matches: Vec<String> = std::iter::once(&self.image)
+            .chain(&self.others)
+            .map(|i| {
+                format!(
+                    "{} (imported {})",
+                    i.image_id,
+                    crate::clock::format_utc(i.imported_at_ms.div_euclid(1000))
+                )
+            })
+            .collect();
+        Err(Error::new(
+            ErrorKind::AmbiguousImage,
+            format!(
+                "{query} matches {} images: {}; name one by its image ID",
+                matches.len(),
+                matches.join(", ")
+            ),
+        ))
+    }
+}
+
+impl std::fmt::Display for ImageQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageQuery::Id(prefix) => write!(f, "{prefix}"),
+            ImageQuery::Name { name, labels } => {
+                f.write_str(name)?;
+                if !labels.is_empty() {
+                    let labels: Vec<String> =
+                        labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    write!(f, " [{}]", labels.join(", "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The outcome of an export.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exported {
@@ -254,7 +310,9 @@ impl Store {
         Ok(crate::trust::TrustStore::new(dir))
     }
 
-    /// Imports the archive at `path` (any compression); see [`Store::import`].
+    /// Imports the archive at `path` (any compression); see [`Store::import`]. The file
+    /// is hashed first: if the same bytes were imported before and their image is still
+    /// in the store, that is the answer (without a gate and with the default limits).
     pub async fn import_file(
         &self,
         path: impl AsRef<Path>,
@@ -269,7 +327,7 @@ impl Store {
         options
             .origin
             .get_or_insert_with(|| path.display().to_string());
-        self.import(file, options).await
+        super::archives::import_file(&self.paths, &self.index, path, file, options).await
     }
 
     /// Imports an archive in one streaming pass. The image becomes visible only once it is
@@ -284,46 +342,70 @@ impl Store {
     }
 
     /// Finds one image: by full ID, by unambiguous ID prefix, or by name and labels
-    /// (newest import first).
+    /// (the newest import of those matching; see [`Store::resolve_matches`] to know
+    /// whether there were others).
     pub async fn resolve(&self, query: &ImageQuery) -> Result<ImageInfo> {
-        match query {
+        Ok(self.resolve_matches(query).await?.image)
+    }
+
+    /// [`Store::resolve`], also returning the other images a name query matched, so that
+    /// a caller can say which it picked, or refuse ([`Resolved::unique`]).
+    pub async fn resolve_matches(&self, query: &ImageQuery) -> Result<Resolved> {
+        let image: ImageInfo = match query {
             ImageQuery::Id(prefix) => {
                 let mut found = self.index.find_by_prefix(prefix).await?;
                 match found.len() {
-                    0 => Err(Error::new(
-                        ErrorKind::NotFound,
-                        format!("no image {prefix} in the store"),
-                    )),
-                    1 => Ok(found.remove(0).into()),
-                    _ => Err(Error::new(
-                        ErrorKind::AmbiguousImage,
-                        format!(
-                            "{prefix} matches {} images: {}",
-                            found.len(),
-                            found
-                                .iter()
-                                .map(|r| r.image_id.to_string())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    )),
+                    0 => {
+                        return Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!("no image {prefix} in the store"),
+                        ));
+                    }
+                    1 => found.remove(0).into(),
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::AmbiguousImage,
+                            format!(
+                                "{prefix} matches {} images: {}",
+                                found.len(),
+                                found
+                                    .iter()
+                                    .map(|r| r.image_id.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
                 }
             }
             ImageQuery::Name { name, labels } => {
-                let found = self.index.find_by_name(name, labels).await?;
-                found.into_iter().next().map(Into::into).ok_or_else(|| {
+                let mut found = self
+                    .index
+                    .find_by_name(name, labels)
+                    .await?
+                    .into_iter()
+                    .map(ImageInfo::from);
+                let Some(image) = found.next() else {
                     let wanted: Vec<String> =
                         labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    Error::new(
+                    return Err(Error::new(
                         ErrorKind::NotFound,
                         format!(
                             "no image named {name} with labels [{}] in the store",
                             wanted.join(", ")
                         ),
-                    )
-                })
+                    ));
+                };
+                return Ok(Resolved {
+                    image,
+                    others: found.collect(),
+                });
             }
-        }
+        };
+        Ok(Resolved {
+            image,
+            others: Vec::new(),
+        })
     }
 
     /// Every image, by name then newest first.
@@ -465,7 +547,14 @@ impl Store {
         if repair {
             self.require_writable("repair")?;
         }
-        housekeeping::fsck(&self.paths, &self.index, repair, &observer).await
+        housekeeping::fsck(
+            &self.paths,
+            &self.index,
+            repair,
+            !self.is_read_only(),
+            &observer,
+        )
+        .await
     }
 
     /// Sizes: logical, on disk, and the de-duplication ratio.

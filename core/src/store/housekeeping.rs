@@ -12,11 +12,11 @@ use super::ContentDigest;
 use super::facade::{ExportCompression, Exported, join_error};
 use super::import::digest_file;
 use super::index::{Index, IndexBackend};
-use super::objects;
 use super::paths::StorePaths;
 use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
 use crate::output::{NamedWriter, OutputFile, OutputOptions};
+use super::{archives, heads, objects};
 use crate::progress::{Observer, Phase};
 use crate::render::{fsops, reap, tree, usage};
 use crate::schema::ImageId;
@@ -79,6 +79,10 @@ pub struct FsckReport {
     /// Dead runs (creator killed, or rootfs removed without release) and run folders left
     /// by a killed release (not an error; `gc`, `rm` and the next render clean them).
     pub dead_runs: u64,
+    /// Entries of the side index of large objects (`heads/`) added or removed to match
+    /// the objects (not an error: the index is only a hint, rebuilt by every `fsck` of a
+    /// store that can be written).
+    pub head_entries_fixed: u64,
 }
 
 impl FsckReport {
@@ -498,6 +502,8 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
                 }
             }
             let push_files = remove_orphan_push_files(&paths, &in_index)?;
+            heads::prune(&paths)?;
+            archives::prune(&paths, &in_index)?;
             Ok((removed, bytes, recipes, push_files))
         })
         .await
@@ -544,6 +550,7 @@ pub(crate) async fn fsck(
     paths: &StorePaths,
     index: &Index,
     repair: bool,
+    writable: bool,
     observer: &Observer,
 ) -> Result<FsckReport> {
     let mut report = FsckReport::default();
@@ -598,6 +605,21 @@ pub(crate) async fn fsck(
         if repair {
             let _ = std::fs::remove_file(path);
         }
+    }
+    // The side index of large objects is derived data: rebuilt on every fsck of a store
+    // that can be written, left as it is on a read-only one.
+    if writable {
+        let paths_owned = paths.clone();
+        let (added, removed) = tokio::task::spawn_blocking(move || {
+            let objects: Vec<_> = walk_objects(&paths_owned)?
+                .into_iter()
+                .filter_map(|(digest, path)| Some((digest?, path)))
+                .collect();
+            heads::rebuild(&paths_owned, &objects)
+        })
+        .await
+        .map_err(join_error)??;
+        report.head_entries_fixed = added + removed;
     }
     // Images: regenerate each and compare with its ID.
     let object_paths: ObjectPaths = {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::index::{Index, NewImage};
+use super::large::LargeContent;
 use super::objects::Staging;
 use super::paths::StorePaths;
 use super::recipe::{RecipeSink, RecipeWriter};
@@ -26,8 +27,9 @@ use crate::schema::{ImageId, ImageManifest};
 use crate::{Error, Result};
 
 /// Content up to this size is hashed in memory before anything is written, so content
-/// the store already has costs no write at all.
-const SMALL_CONTENT: u64 = 1 << 20;
+/// the store already has costs no write at all; larger content is compared with the
+/// objects that may hold it while it streams (see [`super::large`]).
+const SMALL_CONTENT: u64 = super::heads::HEAD_LEN as u64;
 
 /// Name of the recipe file inside the staging folder.
 const RECIPE_FILE: &str = "recipe";
@@ -94,12 +96,18 @@ pub struct Imported {
     pub image_id: ImageId,
     /// The image name from the manifest.
     pub name: String,
-    /// Whether the store already had this image (nothing was changed).
+    /// Whether the store already had this image: its index row was there when this import
+    /// checked, or another import committed it first (then the objects this import
+    /// published before that are still counted below).
     pub already_present: bool,
-    /// Content bytes written that the store did not have.
+    /// Bytes of the content objects this import added to the store.
     pub new_bytes: u64,
-    /// Content objects written that the store did not have.
+    /// Content objects this import added to the store: only those its publish created,
+    /// so concurrent imports of the same content count each object once in total.
     pub new_objects: u64,
+    /// Content bytes written into the import's staging folder: new content (and content
+    /// another import published meanwhile); content the store has is never written.
+    pub staged_bytes: u64,
     /// Size of the archive as read (compressed).
     pub archive_size: u64,
     /// Size of the uncompressed tar.
@@ -120,6 +128,7 @@ struct Staged {
     content_size: u64,
     recipe_size: u64,
     entries: u64,
+    staged_bytes: u64,
 }
 
 /// Imports an archive read from `source` into the store at `paths` with `index`.
@@ -191,15 +200,15 @@ async fn stage<R: Read + Send + 'static>(
             staging.put_bytes(digest, &small)?;
             Some(digest)
         } else {
-            let mut writer = staging.large_writer()?;
+            let mut large = LargeContent::new(entry.size);
             while let Some(chunk) = tar.read_content().await? {
                 if is_manifest {
                     layout.manifest_chunk(&chunk)?;
                 }
-                writer.write(&chunk)?;
+                large.write(&mut staging, &chunk)?;
                 observer.check()?;
             }
-            Some(staging.put_file(writer)?)
+            Some(large.finish(&mut staging)?)
         };
         tar.sink_mut().content_digest(digest)?;
         if digest.is_some() {
@@ -236,6 +245,7 @@ async fn stage<R: Read + Send + 'static>(
         Some(decoded.compressed_size),
     );
     Ok(Staged {
+        staged_bytes: staging.staged_bytes(),
         staging,
         image_id,
         manifest,
@@ -264,13 +274,15 @@ async fn commit(
         content_size,
         recipe_size,
         entries,
+        staged_bytes,
     } = staged;
     let mut imported = Imported {
         image_id: image_id.clone(),
         name: manifest.name.to_string(),
         already_present: false,
-        new_bytes: staging.new_bytes(),
-        new_objects: staging.new_objects(),
+        new_bytes: 0,
+        new_objects: 0,
+        staged_bytes,
         archive_size,
         tar_size,
         recipe_size,
@@ -278,8 +290,6 @@ async fn commit(
     };
     if index.get(&image_id).await?.is_some() {
         imported.already_present = true;
-        imported.new_bytes = 0;
-        imported.new_objects = 0;
         return Ok(imported); // dropping the staging folder removes what it held
     }
     options.observer.check()?;
@@ -307,12 +317,13 @@ async fn commit(
         })
         .await?;
     drop(lock);
+    // Counted by the publish: only the objects it created, whoever commits the image.
+    imported.new_bytes = staging.new_bytes();
+    imported.new_objects = staging.new_objects();
     drop(staging);
     if !inserted {
         // Another process committed the same image first: same files, one copy.
         imported.already_present = true;
-        imported.new_bytes = 0;
-        imported.new_objects = 0;
     }
     Ok(imported)
 }

@@ -6,8 +6,11 @@
 //! tar byte for byte, so the image ID can always be recomputed.
 //!
 //! - [`facade`]: [`Store`], the one entry point the CLI and bindings use;
-//! - [`import`]: the one-pass import pipeline;
-//! - [`objects`]: the content-addressed object store and per-import staging;
+//! - [`import`]: the one-pass import pipeline; [`archives`]: archive files already imported,
+//!   by the SHA-256 of their bytes (a re-import of the same file is a lookup);
+//! - [`objects`]: the content-addressed object store and per-import staging; [`large`]:
+//!   staging a large file without writing content the store has, found through
+//!   [`heads`], the side index of large objects by size and first MiB;
 //! - [`recipe`]: the recipe format; [`regenerate`]: recipe + objects back to the tar (hashed,
 //!   for export and fsck); [`range`]: any byte range of it, for serving;
 //! - [`index`]: the SQL index of images, labels, annotations and fetch state (SQLite
@@ -18,12 +21,15 @@
 //! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
 
 pub mod access;
+pub mod archives;
 pub mod database;
 pub mod digest;
 pub mod facade;
+pub mod heads;
 pub mod housekeeping;
 pub mod import;
 pub mod index;
+pub mod large;
 pub mod objects;
 pub mod paths;
 pub mod range;
@@ -32,7 +38,9 @@ pub mod references;
 pub mod regenerate;
 
 pub use digest::{ContentDigest, ContentHasher};
-pub use facade::{ExportCompression, Exported, ImageInfo, ImageQuery, Store, StoreOptions};
+pub use facade::{
+    ExportCompression, Exported, ImageInfo, ImageQuery, Resolved, Store, StoreOptions,
+};
 pub use housekeeping::{FsckProblem, FsckReport, GcReport, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};
 pub use index::IndexBackend;

@@ -6,16 +6,19 @@
 //! content already in the store is *pinned* by a hardlink (so a concurrent `gc` that removes
 //! the object cannot take it away), then [`Staging::publish`] makes the data durable and
 //! renames everything into place under the commit lock, just before the index commit.
+//! Only a rename that creates an object counts it as new (a rename never replaces an
+//! object), so concurrent imports of the same content count each object once in total.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::ContentDigest;
+use super::heads::{HeadIndex, HeadKey};
 use super::paths::StorePaths;
-use super::{ContentDigest, ContentHasher};
 use crate::{Error, Result};
 
 /// Mode of content objects: read-only for everyone.
@@ -38,7 +41,12 @@ pub struct Staging {
     paths: StorePaths,
     dir: PathBuf,
     _lock: File,
-    staged: HashSet<ContentDigest>,
+    /// Every content staged (written or pinned), with its size.
+    staged: HashMap<ContentDigest, u64>,
+    /// Large contents written here, to enter in the side index once published.
+    new_heads: Vec<(HeadKey, ContentDigest)>,
+    heads: Option<HeadIndex>,
+    staged_bytes: u64,
     new_bytes: u64,
     new_objects: u64,
     next_tmp: u64,
@@ -74,7 +82,10 @@ impl Staging {
             paths: paths.clone(),
             dir,
             _lock: lock,
-            staged: HashSet::new(),
+            staged: HashMap::new(),
+            new_heads: Vec::new(),
+            heads: None,
+            staged_bytes: 0,
             new_bytes: 0,
             new_objects: 0,
             next_tmp: 0,
@@ -86,14 +97,49 @@ impl Staging {
         &self.dir
     }
 
-    /// Bytes of content this import wrote that the store did not have.
+    /// Bytes of content written into the staging folder so far (content the store
+    /// already has is pinned or compared, not written).
+    pub fn staged_bytes(&self) -> u64 {
+        self.staged_bytes
+    }
+
+    /// Bytes of the objects [`Staging::publish`] created (0 before it ran).
     pub fn new_bytes(&self) -> u64 {
         self.new_bytes
     }
 
-    /// Number of objects this import wrote that the store did not have.
+    /// Number of objects [`Staging::publish`] created (0 before it ran): objects another
+    /// import published first are not counted.
     pub fn new_objects(&self) -> u64 {
         self.new_objects
+    }
+
+    /// The path of the object `digest` in the store.
+    pub fn object_path(&self, digest: &ContentDigest) -> PathBuf {
+        self.paths.object(digest)
+    }
+
+    /// The side index of large objects, read at the first call.
+    pub fn heads(&mut self) -> Result<&HeadIndex> {
+        if self.heads.is_none() {
+            self.heads = Some(HeadIndex::load(&self.paths)?);
+        }
+        Ok(self.heads.as_ref().expect("just loaded"))
+    }
+
+    /// Notes that the large content `digest` has key `key`: its side-index entry is
+    /// written now if the object is in the store, else when [`Staging::publish`] creates it.
+    pub fn note_head(&mut self, key: HeadKey, digest: ContentDigest, in_store: bool) -> Result<()> {
+        if !in_store {
+            self.new_heads.push((key, digest));
+            return Ok(());
+        }
+        self.heads()?;
+        let paths = self.paths.clone();
+        self.heads
+            .as_mut()
+            .expect("loaded above")
+            .record(&paths, key, digest)
     }
 
     fn staged_path(&self, digest: &ContentDigest) -> PathBuf {
@@ -102,8 +148,9 @@ impl Staging {
 
     /// Stages content held in memory under its digest.
     pub fn put_bytes(&mut self, digest: ContentDigest, bytes: &[u8]) -> Result<()> {
-        if self.staged.contains(&digest) || self.pin_existing(&digest)? {
-            self.staged.insert(digest);
+        let len = bytes.len() as u64;
+        if self.staged.contains_key(&digest) || self.pin_existing(&digest)? {
+            self.staged.insert(digest, len);
             return Ok(());
         }
         let path = self.staged_path(&digest);
@@ -112,10 +159,27 @@ impl Staging {
         file.write_all(bytes)
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         set_object_mode(&file, &path)?;
-        self.new_bytes += bytes.len() as u64;
-        self.new_objects += 1;
-        self.staged.insert(digest);
+        self.staged_bytes += len;
+        self.staged.insert(digest, len);
         Ok(())
+    }
+
+    /// Stages the object `digest`, which the store had when `object` (an open handle on
+    /// it) was opened: pinned by a hardlink, or, if a concurrent `gc` removed it meanwhile,
+    /// copied from the handle. Returns whether it had to be copied.
+    pub fn pin_object(&mut self, digest: ContentDigest, object: &File) -> Result<bool> {
+        let len = object
+            .metadata()
+            .map_err(|e| Error::io("reading an object's size", e))?
+            .len();
+        if self.staged.contains_key(&digest) || self.pin_existing(&digest)? {
+            self.staged.insert(digest, len);
+            return Ok(false);
+        }
+        let mut writer = self.large_writer()?;
+        writer.copy_from(object, len)?;
+        self.put_file(writer, digest)?;
+        Ok(true)
     }
 
     /// A writer for content too large to hold in memory; finish it with [`Staging::put_file`].
@@ -124,24 +188,18 @@ impl Staging {
         self.next_tmp += 1;
         let file =
             File::create(&path).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        Ok(LargeObjectWriter {
-            file,
-            path,
-            hasher: ContentHasher::default(),
-            len: 0,
-        })
+        Ok(LargeObjectWriter { file, path, len: 0 })
     }
 
-    /// Stages the content written to `writer`; returns its digest.
-    pub fn put_file(&mut self, writer: LargeObjectWriter) -> Result<ContentDigest> {
-        let LargeObjectWriter {
-            file,
-            path,
-            hasher,
-            len,
-        } = writer;
-        let digest = hasher.finish();
-        if self.staged.contains(&digest) || self.pin_existing(&digest)? {
+    /// Stages the content written to `writer`, whose SHA-256 is `digest` (the caller
+    /// hashed what it wrote). Returns whether the store had it (then it is pinned and
+    /// the file written is dropped).
+    pub fn put_file(&mut self, writer: LargeObjectWriter, digest: ContentDigest) -> Result<bool> {
+        let LargeObjectWriter { file, path, len } = writer;
+        self.staged_bytes += len;
+        let already = self.staged.contains_key(&digest);
+        let pinned = !already && self.pin_existing(&digest)?;
+        if already || pinned {
             drop(file);
             std::fs::remove_file(&path)
                 .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
@@ -151,11 +209,9 @@ impl Staging {
             let target = self.staged_path(&digest);
             std::fs::rename(&path, &target)
                 .map_err(|e| Error::io(format!("renaming {}", path.display()), e))?;
-            self.new_bytes += len;
-            self.new_objects += 1;
         }
-        self.staged.insert(digest);
-        Ok(digest)
+        self.staged.insert(digest, len);
+        Ok(pinned)
     }
 
     /// Pins an object already in the store by hardlinking it into the staging folder;
@@ -178,12 +234,15 @@ impl Staging {
     }
 
     /// Moves the staged objects into the store. Data is made durable first (one `syncfs`),
-    /// then every object is renamed into place (restoring any that a concurrent `gc`
-    /// removed), then the renames are made durable. The caller holds the commit lock.
+    /// then every object the store lacks is renamed into place (restoring any that a
+    /// concurrent `gc` removed; an object already there is never replaced), then the
+    /// renames are made durable. The objects created are counted ([`Staging::new_objects`],
+    /// [`Staging::new_bytes`]) and the large ones entered in the side index. The caller
+    /// holds the commit lock.
     pub fn publish(&mut self) -> Result<()> {
         sync_filesystem(&self.dir)?;
         let mut shards = HashSet::new();
-        for digest in &self.staged {
+        for (digest, len) in &self.staged {
             let target = self.paths.object(digest);
             let shard = target
                 .parent()
@@ -194,10 +253,18 @@ impl Staging {
                     .map_err(|e| Error::io(format!("creating {}", shard.display()), e))?;
             }
             let staged = self.staged_path(digest);
-            std::fs::rename(&staged, &target)
-                .map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
+            if rename_no_replace(&staged, &target)
+                .map_err(|e| Error::io(format!("publishing {}", target.display()), e))?
+            {
+                self.new_objects += 1;
+                self.new_bytes += len;
+            }
         }
-        sync_filesystem(&self.dir)
+        sync_filesystem(&self.dir)?;
+        for (key, digest) in std::mem::take(&mut self.new_heads) {
+            self.note_head(key, digest, true)?;
+        }
+        Ok(())
     }
 
     /// Moves a finished file (the recipe) from the staging folder to `target`, durably.
@@ -217,22 +284,91 @@ impl Drop for Staging {
     }
 }
 
-/// Streams one large object into the staging folder, hashing as it writes.
+/// Streams one large object into the staging folder (the caller hashes it).
 pub struct LargeObjectWriter {
     file: File,
     path: PathBuf,
-    hasher: ContentHasher,
     len: u64,
 }
 
 impl LargeObjectWriter {
     /// Appends content.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.hasher.update(bytes);
         self.len += bytes.len() as u64;
         self.file
             .write_all(bytes)
             .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))
+    }
+
+    /// Appends the first `len` bytes of `source` (read from its start, whatever its
+    /// position; the kernel copies them when it can).
+    pub fn copy_from(&mut self, source: &File, len: u64) -> Result<()> {
+        let mut source = PositionedReader {
+            file: source,
+            at: 0,
+        };
+        let copied = std::io::copy(&mut std::io::Read::take(&mut source, len), &mut self.file)
+            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+        if copied != len {
+            return Err(Error::io(
+                format!("copying into {}", self.path.display()),
+                std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+            ));
+        }
+        self.len += len;
+        Ok(())
+    }
+
+    /// Appends the first `len` bytes of `source` (read from its start), adding them to
+    /// `hasher`.
+    pub fn copy_hashing(
+        &mut self,
+        source: &File,
+        len: u64,
+        hasher: &mut super::ContentHasher,
+    ) -> Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut at = 0u64;
+        while at < len {
+            let want = buf.len().min((len - at) as usize);
+            std::os::unix::fs::FileExt::read_exact_at(source, &mut buf[..want], at)
+                .map_err(|e| Error::io("reading an object", e))?;
+            hasher.update(&buf[..want]);
+            self.write(&buf[..want])?;
+            at += want as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a file from an offset with `pread`, leaving the handle's position alone.
+struct PositionedReader<'a> {
+    file: &'a File,
+    at: u64,
+}
+
+impl std::io::Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists; `true` if it was renamed. Where the file
+/// system has no `RENAME_NOREPLACE`, a hardlink does the same (and `from` stays).
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(true),
+        Err(Errno::EXIST) => Ok(false),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => match std::fs::hard_link(from, to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e.into()),
     }
 }
 

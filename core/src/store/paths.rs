@@ -6,6 +6,8 @@
 //!   config/database               the PostgreSQL index's URL, without password, if not SQLite
 //!   objects/sha256/ab/abcd…       content objects, named by SHA-256, immutable
 //!   recipes/sha512/01/0123….recipe  one recipe per image (non-content bytes + content refs)
+//!   heads/<size>-<head>-<digest>  large objects by size and SHA-256 of their first MiB
+//!   archives/<sha256>             the image ID of an archive file imported (its bytes' SHA-256)
 //!   tmp/import-…/                 staging folders of imports in progress (each holds a lock)
 //!   locks/commit.lock             shared by imports while they commit, exclusive for gc
 //!   config/                       settings and trusted keys
@@ -88,6 +90,16 @@ impl StorePaths {
     pub fn object_in_objects(digest: &ContentDigest) -> PathBuf {
         let hex = digest.to_hex();
         Path::new(&hex[..2]).join(&hex)
+    }
+
+    /// The side index of large objects by size and head (see `store::heads`).
+    pub fn heads(&self) -> PathBuf {
+        self.root.join("heads")
+    }
+
+    /// Archive files imported, by the SHA-256 of their bytes (see `store::archives`).
+    pub fn archives(&self) -> PathBuf {
+        self.root.join("archives")
     }
 
     /// Folder of all recipes.
