@@ -304,6 +304,23 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
                 String::new()
             }
         );
+        let caches = &report.render_caches;
+        println!(
+            "checked {} trees and {} stacks: {} damaged ({} set aside, {} used by live runs, {} rebuilt, {} checkout objects unlinked); {} damaged caches left in damaged/{}",
+            caches.trees_checked,
+            caches.stacks_checked,
+            caches.damaged,
+            caches.set_aside,
+            caches.in_use,
+            caches.rebuilt,
+            caches.checkouts_unlinked,
+            caches.damaged_left,
+            if repair {
+                format!(" ({} removed)", caches.damaged_removed)
+            } else {
+                String::new()
+            }
+        );
     }
     if report.is_clean() || repair {
         ExitCode::SUCCESS

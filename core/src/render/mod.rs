@@ -6,7 +6,8 @@
 //! - [`deps`]: dependency resolution (depth-first, list order) and pathWhitelist filtering;
 //! - [`stack`]: the flattened rootfs of an image and its dependencies, cached by layers;
 //! - [`run`]: a clean per-run copy of a stack (overlay, reflink, hardlink, copy);
-//! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away.
+//! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away;
+//! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
 pub mod deps;
 pub mod fsops;
@@ -14,6 +15,7 @@ pub mod run;
 pub mod stack;
 pub mod tree;
 pub mod usage;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 

@@ -363,10 +363,16 @@ impl Store {
         housekeeping::gc(&self.paths, &self.index, &observer).await
     }
 
-    /// Re-hashes every object and regenerates every image to check its ID; with `repair`,
-    /// drops broken images and corrupt objects.
+    /// Re-hashes every object and regenerates every image to check its ID, then checks the
+    /// render caches (`render::verify`); with `repair`, drops broken images and corrupt
+    /// objects and rebuilds damaged trees and stacks.
     pub async fn fsck(&self, repair: bool, observer: Observer) -> Result<FsckReport> {
-        housekeeping::fsck(&self.paths, &self.index, repair, &observer).await
+        let mut report = housekeeping::fsck(&self.paths, &self.index, repair, &observer).await?;
+        let (problems, caches) =
+            crate::render::verify::check_render_caches(self, repair, &observer).await?;
+        report.problems.extend(problems);
+        report.render_caches = caches;
+        Ok(report)
     }
 
     /// Sizes: logical, on disk, and the de-duplication ratio.
