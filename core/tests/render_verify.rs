@@ -422,3 +422,43 @@ async fn stacks_are_checked_against_their_layers() {
     f.store.release(&target).await.unwrap();
     assert!(f.fsck(false).await.is_clean());
 }
+
+#[tokio::test]
+async fn every_kind_of_member_checks_clean_and_a_byte_in_a_hole_is_found() {
+    for format in ["posix", "gnu"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = make_layout(tmp.path(), true);
+        let tar = tmp.path().join("image.tar");
+        write_tar(
+            &layout,
+            WRITERS.iter().find(|w| w.name == format).unwrap(),
+            &tar,
+        );
+        let store = Store::open(tmp.path().join("store")).await.unwrap();
+        let id = store
+            .import_file(&tar, ImportOptions::default())
+            .await
+            .unwrap()
+            .image_id;
+        let tree = ensure_tree(&store, &id, privs()).await.unwrap();
+        let report = store.fsck(false, Observer::default()).await.unwrap();
+        assert!(report.is_clean(), "{format}: {:?}", report.problems);
+        assert_eq!(report.render_caches.trees_checked, 1);
+
+        // The sparse file (5 MiB, data at 2000000 and at the end): a byte written in one of
+        // its holes (the size stays).
+        let sparse = tree.path.join("sparse");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&sparse)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_at(&file, b"!", 1_000_000).unwrap();
+        drop(file);
+        let report = store.fsck(false, Observer::default()).await.unwrap();
+        let message = problem_of(&report, id.as_str());
+        assert!(
+            message.contains("/sparse: byte 1000000 is not zero where the image has a hole"),
+            "{format}: {message}"
+        );
+    }
+}
