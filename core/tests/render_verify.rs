@@ -3,7 +3,8 @@
 //! added to or removed from a tree or a stack are found and named; a damaged cache is set
 //! aside so that the next render rebuilds it; `fsck --repair` rebuilds it, and renders of
 //! every strategy, of the image and of another image sharing the file, show the original
-//! bytes again.
+//! bytes again; a damaged cache a live run (hardlink, overlay) uses stays set aside until
+//! the run is released, then `gc` removes it.
 
 mod common;
 
@@ -465,4 +466,49 @@ async fn every_kind_of_member_checks_clean_and_a_byte_in_a_hole_is_found() {
             "{format}: {message}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_damaged_stack_under_a_live_overlay_run_stays_until_release() {
+    if !is_root() {
+        eprintln!("skipped: overlay needs root");
+        return;
+    }
+    let mut f = Fixture::new().await;
+    let _base = f.image("base", json!({}), &script("base")).await;
+    let app = f
+        .image(
+            "app",
+            json!({"dependencies": [{"imageName": "example.com/base"}]}),
+            "mkdir -p etc && printf 'app' > etc/app",
+        )
+        .await;
+    let run = f.render(&app, "overlay", Strategy::Overlay).await;
+    let stack = ensure_stack(&f.store, &app, privs()).await.unwrap();
+    assert!(stack.reused);
+    // Damage in the stack's folder, outside its rootfs (the run's lower layer stays as it is).
+    std::fs::write(stack.path.parent().unwrap().join("layers.json"), "{}").unwrap();
+
+    let report = f.fsck(true).await;
+    assert_eq!(damaged(&report).len(), 1, "{:?}", report.problems);
+    let message = problem_of(&report, "stack ");
+    assert!(
+        message.contains("layers.json cannot be read") && message.contains("1 live run"),
+        "{message}"
+    );
+    assert_eq!(report.render_caches.in_use, 1);
+    assert_eq!(
+        report.render_caches.damaged_left, 1,
+        "kept for the live run"
+    );
+    // The run still reads its lower layer; a new render gets a rebuilt stack.
+    assert_eq!(read(&run, "etc/app"), "app");
+    assert_eq!(read(&run, "etc/debian_version"), ORIGINAL);
+    let again = ensure_stack(&f.store, &app, privs()).await.unwrap();
+    assert!(!again.reused);
+    assert!(f.fsck(false).await.is_clean());
+    // Released: gc removes the set-aside stack.
+    f.store.release(&run).await.unwrap();
+    f.store.gc(Observer::default()).await.unwrap();
+    assert_eq!(f.fsck(false).await.render_caches.damaged_left, 0);
 }
