@@ -604,16 +604,26 @@ impl TreeChecker<'_> {
         }
     }
 
-    fn parent_fd(&mut self, parent: &[u8]) -> std::result::Result<BorrowedFd<'_>, String> {
-        if self.parent.as_ref().is_none_or(|(p, _)| p != parent) {
-            let fd = fsops::open_dir_beneath(self.root, Path::new(OsStr::from_bytes(parent)))
-                .map_err(|e| e.message().to_string());
-            self.parent = Some((parent.to_vec(), fd));
+    /// The parent directory `parent` of the tree, taken out of the one-entry cache (give it
+    /// back with [`TreeChecker::keep_parent`]); why it cannot be opened, if so (remembered).
+    fn take_parent(&mut self, parent: &[u8]) -> std::result::Result<OwnedFd, String> {
+        match self.parent.take() {
+            Some((p, Ok(fd))) if p == parent => return Ok(fd),
+            Some((p, Err(e))) if p == parent => {
+                self.parent = Some((p, Err(e.clone())));
+                return Err(e);
+            }
+            _ => {}
         }
-        match &self.parent.as_ref().expect("just set").1 {
-            Ok(fd) => Ok(fd.as_fd()),
-            Err(e) => Err(e.clone()),
-        }
+        fsops::open_dir_beneath(self.root, Path::new(OsStr::from_bytes(parent))).map_err(|e| {
+            let why = e.message().to_string();
+            self.parent = Some((parent.to_vec(), Err(why.clone())));
+            why
+        })
+    }
+
+    fn keep_parent(&mut self, parent: Vec<u8>, fd: OwnedFd) {
+        self.parent = Some((parent, Ok(fd)));
     }
 
     fn member(&mut self, entry: &Entry, rel: &[u8], content: Option<ContentDigest>) -> Result<()> {
@@ -627,8 +637,7 @@ impl TreeChecker<'_> {
         }
         let (parent, name) = split(rel);
         let parent = parent.as_os_str().as_bytes().to_vec();
-        let relaxed = self.relaxed;
-        let dir = match self.parent_fd(&parent) {
+        let dir = match self.take_parent(&parent) {
             Ok(dir) => dir,
             Err(e) => {
                 self.diffs
@@ -636,9 +645,22 @@ impl TreeChecker<'_> {
                 return Ok(());
             }
         };
-        let dir = rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-            .map_err(|e| Error::io("reopening a folder", e.into()))?;
-        let st = match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        let result = self.check_member(dir.as_fd(), entry, rel, name, content);
+        self.keep_parent(parent, dir);
+        result
+    }
+
+    /// Checks the member `entry` at `rel`, named `name` in its folder `dir`.
+    fn check_member(
+        &mut self,
+        dir: BorrowedFd,
+        entry: &Entry,
+        rel: &[u8],
+        name: &OsStr,
+        content: Option<ContentDigest>,
+    ) -> Result<()> {
+        let relaxed = self.relaxed;
+        let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => {
                 let skipped = relaxed.is_some()
@@ -674,7 +696,7 @@ impl TreeChecker<'_> {
             EntryKind::Other(_) => return Ok(()), // never built
         };
         let want = tree::node_meta(entry, kind)?;
-        let have = match fsops::read_meta(dir.as_fd(), name) {
+        let have = match fsops::read_meta(dir, name) {
             Ok(have) => have,
             Err(e) => {
                 self.diffs
@@ -714,7 +736,7 @@ impl TreeChecker<'_> {
             let verdict = match self.verdicts.content.get(&key) {
                 Some(v) => v.clone(),
                 None => {
-                    let v = check_content(dir.as_fd(), name, entry, &digest, &mut self.buf);
+                    let v = check_content(dir, name, entry, &digest, &mut self.buf);
                     self.verdicts.content.insert(key, v.clone());
                     v
                 }
