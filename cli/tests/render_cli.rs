@@ -913,3 +913,81 @@ fn a_dependency_cycle_and_a_missing_dependency_are_clear_errors() {
     assert_eq!(entries(&store.join("runs")), Vec::<String>::new());
     assert_eq!(mounts_under(&d), Vec::<String>::new());
 }
+
+// ---------------------------------------------------------------------------------------
+// fsck of the render caches.
+
+#[test]
+fn fsck_finds_a_write_through_a_hardlink_run_and_repair_rebuilds_the_tree() {
+    let (_dir, d) = tempdir();
+    let store = d.join("store");
+    let manifest = manifest_for("example.com/plain", &[]);
+    let image = make_image(&d, "plain", &manifest, &[("etc/version", b"12.5\n")]);
+    import(&store, &[&image]);
+    let run = d.join("run");
+    render(&store, "example.com/plain", &run, "hardlink");
+    let report = json(&store, &["fsck", "--json"]);
+    assert_eq!(report["render_caches"]["trees_checked"], 1, "{report}");
+
+    // What a process in the run could do: write to a file it shares with the cache (written
+    // through the tree's name for the same inode, whether or not the run is mounted read-only).
+    let tree = store.join("trees/sha512").join(image.hex()).join("rootfs");
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(&run.join("etc/version")),
+        ino(&tree.join("etc/version"))
+    );
+    std::fs::write(tree.join("etc/version"), "X").unwrap();
+    assert_eq!(read(run.join("etc/version")), "X");
+    let out = acikit(&store, &["fsck"]);
+    let what = describe("fsck", &out);
+    assert_eq!(out.status.code(), Some(1), "{what}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("damaged_render_cache: {}: ", image.id))
+            && stderr.contains("/etc/version: 1 bytes where the image has 5"),
+        "{what}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .contains("checked 1 trees and 0 stacks, 0 trees not checkable: 1 damaged (1 set aside, 1 used by live runs"),
+        "{what}"
+    );
+
+    // Set aside: the next render builds the tree again from the store.
+    let run2 = d.join("run2");
+    render(&store, "example.com/plain", &run2, "copy");
+    assert_eq!(read(run2.join("etc/version")), "12.5\n");
+    release(&store, &run2);
+
+    // Damaged again (the new tree, through a file of it), then repaired at once.
+    std::fs::write(tree.join("etc/version"), "Y").unwrap();
+    let out = acikit(&store, &["fsck", "--repair", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        describe("fsck --repair", &out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["problems"][0]["kind"], "damaged_render_cache",
+        "{report}"
+    );
+    assert_eq!(
+        report["problems"][0]["subject"],
+        image.id.as_str(),
+        "{report}"
+    );
+    assert_eq!(report["render_caches"]["rebuilt"], 1, "{report}");
+    assert_eq!(read(tree.join("etc/version")), "12.5\n");
+    let report = json(&store, &["fsck", "--json"]);
+    assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+    // The first run's tree stays aside until that run is released; gc then removes it.
+    assert_eq!(report["render_caches"]["damaged_left"], 1, "{report}");
+    release(&store, &run);
+    let gc = json(&store, &["gc", "--json"]);
+    assert!(gc["renders_removed"].as_u64().unwrap() >= 1, "{gc}");
+    assert_eq!(entries(&store.join("damaged")), Vec::<String>::new());
+}

@@ -384,6 +384,24 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
             },
             report.dead_runs
         );
+        let caches = &report.render_caches;
+        println!(
+            "checked {} trees and {} stacks, {} trees not checkable: {} damaged ({} set aside, {} used by live runs, {} rebuilt, {} checkout objects unlinked); {} damaged caches left in damaged/{}",
+            caches.trees_checked,
+            caches.stacks_checked,
+            caches.unverified,
+            caches.damaged,
+            caches.set_aside,
+            caches.in_use,
+            caches.rebuilt,
+            caches.checkouts_unlinked,
+            caches.damaged_left,
+            if repair {
+                format!(" ({} removed)", caches.damaged_removed)
+            } else {
+                String::new()
+            }
+        );
     }
     if report.is_clean() || repair {
         ExitCode::SUCCESS

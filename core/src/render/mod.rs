@@ -11,7 +11,8 @@
 //! - [`reap`]: dead runs (killed creators, removed targets), found and cleaned;
 //! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away;
 //! - [`read_only`]: rendering from a read-only store (cached trees, or built without caching
-//!   straight into the run; run records outside the store).
+//!   straight into the run; run records outside the store);
+//! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
 pub mod deps;
 pub mod fsops;
@@ -23,6 +24,7 @@ pub mod run;
 pub mod stack;
 pub mod tree;
 pub mod usage;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 

@@ -190,7 +190,7 @@ pub async fn ensure_stack_in(
 
 /// The root layer's own whitelist: the last of its filters (its chain is itself alone, so its
 /// filters are its own whitelist or nothing).
-fn own_whitelist(root: &Layer) -> Vec<String> {
+pub(crate) fn own_whitelist(root: &Layer) -> Vec<String> {
     root.filters.last().cloned().unwrap_or_default()
 }
 
@@ -199,8 +199,10 @@ fn is_dir(path: &Path) -> bool {
 }
 
 /// Builds the stack `key` in `tmp/` and renames it into `stacks/`. Returns whether another
-/// builder finished it first (then that one is used), and the warnings.
-fn build(
+/// builder finished it first (then that one is used), and the warnings. `plan` gives each
+/// layer with the path of its exploded tree; `root_whitelist` is [`own_whitelist`] of the
+/// root layer.
+pub(crate) fn build(
     paths: &StorePaths,
     key: &str,
     plan: &[(PathBuf, Layer)],
@@ -212,24 +214,13 @@ fn build(
     let (folder, _lock) = create_build_folder(paths)?;
     let result = (|| {
         let staged = folder.join("stack");
-        let rootfs = staged.join("rootfs");
-        std::fs::create_dir_all(&rootfs)
-            .map_err(|e| Error::io(format!("creating {}", rootfs.display()), e))?;
-        let target = open_root(&rootfs)?;
-        let mut builder = Builder {
-            target: target.as_fd(),
-            dirs: BTreeMap::new(),
+        flatten(
+            &staged.join("rootfs"),
+            plan,
+            root_whitelist,
             privs,
-            warnings: &mut warnings,
-        };
-        for (tree, layer) in plan {
-            builder.apply_layer(tree, layer)?;
-        }
-        if !root_whitelist.is_empty() {
-            builder.prune(&PathFilter::new(&[root_whitelist.to_vec()]))?;
-        }
-        builder.finish_dirs()?;
-        drop(target);
+            &mut warnings,
+        )?;
 
         let listing = serde_json::json!({
             "layers": plan.iter().map(|(_, l)| serde_json::json!({
@@ -266,6 +257,67 @@ fn build(
     })();
     let _ = fsops::remove_tree(&folder);
     result.map(|reused| (reused, warnings))
+}
+
+/// A flattened rootfs built in `tmp/` for comparison only (never published): removed, with
+/// its build folder, when dropped. See [`scratch`].
+pub(crate) struct Scratch {
+    folder: PathBuf,
+    _lock: std::fs::File,
+    /// The flattened rootfs.
+    pub rootfs: PathBuf,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fsops::remove_tree(&self.folder);
+    }
+}
+
+/// Flattens `plan` as [`build`] does, into a build folder of `tmp/` that is never renamed
+/// into `stacks/`: what the stack of these layers must hold, to compare a cached one with.
+pub(crate) fn scratch(
+    paths: &StorePaths,
+    plan: &[(PathBuf, Layer)],
+    root_whitelist: &[String],
+    privs: &Privileges,
+) -> Result<Scratch> {
+    let (folder, lock) = create_build_folder(paths)?;
+    let scratch = Scratch {
+        rootfs: folder.join("stack").join("rootfs"),
+        folder,
+        _lock: lock,
+    };
+    let mut warnings = Vec::new();
+    flatten(&scratch.rootfs, plan, root_whitelist, privs, &mut warnings)?;
+    Ok(scratch)
+}
+
+/// Creates `rootfs` and lays the layers of `plan` onto it, then applies the root's whitelist
+/// and gives the directories their metadata.
+fn flatten(
+    rootfs: &Path,
+    plan: &[(PathBuf, Layer)],
+    root_whitelist: &[String],
+    privs: &Privileges,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    std::fs::create_dir_all(rootfs)
+        .map_err(|e| Error::io(format!("creating {}", rootfs.display()), e))?;
+    let target = open_root(rootfs)?;
+    let mut builder = Builder {
+        target: target.as_fd(),
+        dirs: BTreeMap::new(),
+        privs,
+        warnings,
+    };
+    for (tree, layer) in plan {
+        builder.apply_layer(tree, layer)?;
+    }
+    if !root_whitelist.is_empty() {
+        builder.prune(&PathFilter::new(&[root_whitelist.to_vec()]))?;
+    }
+    builder.finish_dirs()
 }
 
 fn open_root(path: &Path) -> Result<std::os::fd::OwnedFd> {

@@ -194,7 +194,8 @@ pub fn prune_checkouts(paths: &StorePaths) -> Result<(u64, u64)> {
 
 // ---------------------------------------------------------------------------------------------
 
-fn lock_path(paths: &StorePaths, id: &ImageId) -> PathBuf {
+/// The lock file taken while the tree of `id` is built (and while it is set aside).
+pub(crate) fn lock_path(paths: &StorePaths, id: &ImageId) -> PathBuf {
     paths.trees().join(format!("{}.lock", id.hex()))
 }
 
@@ -335,7 +336,7 @@ fn build_locked(
 }
 
 /// The metadata of a tar member as a node of `kind`.
-fn node_meta(entry: &Entry, kind: NodeKind) -> Result<NodeMeta> {
+pub(crate) fn node_meta(entry: &Entry, kind: NodeKind) -> Result<NodeMeta> {
     let id = |v: u64, what: &str| {
         u32::try_from(v).map_err(|_| {
             Error::new(ErrorKind::InvalidValue, format!("{what} {v} is too large"))
@@ -409,7 +410,7 @@ fn split(rel: &[u8]) -> (&Path, &OsStr) {
 
 /// Where a member goes: `None` for `manifest` and the archive's root, `Some(b"")` for
 /// `rootfs` itself, `Some(rel)` for what is below it.
-fn tree_path(raw: &[u8]) -> Result<Option<Vec<u8>>> {
+pub(crate) fn tree_path(raw: &[u8]) -> Result<Option<Vec<u8>>> {
     let p = normalize_path(raw)?;
     if p.is_empty() || p == b"manifest" {
         return Ok(None);

@@ -540,21 +540,28 @@ impl Store {
         housekeeping::gc(&self.paths, &self.index, &observer).await
     }
 
-    /// Re-hashes every object and regenerates every image to check its ID; with `repair`,
-    /// drops broken images and corrupt objects. A read-only store is checked (nothing is
-    /// written), but not repaired ([`ErrorKind::ReadOnlyStore`] at once with `repair`).
+    /// Re-hashes every object and regenerates every image to check its ID, then checks the
+    /// render caches (`render::verify`); with `repair`, drops broken images and corrupt
+    /// objects and rebuilds damaged trees and stacks. A read-only store is checked (nothing
+    /// is written, damaged caches are reported but not set aside), but not repaired
+    /// ([`ErrorKind::ReadOnlyStore`] at once with `repair`).
     pub async fn fsck(&self, repair: bool, observer: Observer) -> Result<FsckReport> {
         if repair {
             self.require_writable("repair")?;
         }
-        housekeeping::fsck(
+        let mut report = housekeeping::fsck(
             &self.paths,
             &self.index,
             repair,
             !self.is_read_only(),
             &observer,
         )
-        .await
+        .await?;
+        let (problems, caches) =
+            crate::render::verify::check_render_caches(self, repair, &observer).await?;
+        report.problems.extend(problems);
+        report.render_caches = caches;
+        Ok(report)
     }
 
     /// Sizes: logical, on disk, and the de-duplication ratio.

@@ -33,7 +33,8 @@ pub struct GcReport {
     pub recipes_removed: u64,
     /// Staging folders of killed imports and renders, removed.
     pub staging_removed: u64,
-    /// Exploded trees and stacks of images no longer in the store, removed.
+    /// Exploded trees and stacks of images no longer in the store, and damaged ones `fsck`
+    /// set aside that no live run uses, removed.
     pub renders_removed: u64,
     /// Checkout objects no tree uses any more, removed.
     pub checkouts_removed: u64,
@@ -48,7 +49,7 @@ pub struct GcReport {
 /// One problem `fsck` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct FsckProblem {
-    /// `corrupt_object`, `missing_recipe`, `broken_image`, `index`.
+    /// `corrupt_object`, `missing_recipe`, `broken_image`, `index`, `damaged_render_cache`.
     pub kind: &'static str,
     /// The object digest or image ID concerned.
     pub subject: String,
@@ -83,6 +84,8 @@ pub struct FsckReport {
     /// the objects (not an error: the index is only a hint, rebuilt by every `fsck` of a
     /// store that can be written).
     pub head_entries_fixed: u64,
+    /// The exploded trees and stacks checked, set aside and rebuilt (see `render::verify`).
+    pub render_caches: crate::render::verify::RenderCacheReport,
 }
 
 impl FsckReport {
@@ -519,7 +522,8 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         let (trees, stacks) = remove_renders_of(&paths_owned, &gone)?;
         let stale = tree::remove_stale_stages(&paths_owned);
         let (checkouts, _) = tree::prune_checkouts(&paths_owned)?;
-        Ok((trees + stacks, stale, checkouts))
+        let damaged = crate::render::verify::remove_unused_damaged(&paths_owned)?;
+        Ok((trees + stacks + damaged, stale, checkouts))
     })
     .await
     .map_err(join_error)??;
