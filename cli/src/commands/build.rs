@@ -139,7 +139,7 @@ pub async fn sign(
     .await
     .unwrap_or_else(|e| {
         Err(Error::new(
-            acikit::ErrorKind::Io,
+            acikit::ErrorKind::Internal,
             format!("a background task failed: {e}"),
         ))
     });
@@ -156,7 +156,7 @@ pub async fn sign(
             .await
             .unwrap_or_else(|e| {
                 Err(Error::new(
-                    acikit::ErrorKind::Io,
+                    acikit::ErrorKind::Internal,
                     format!("a background task failed: {e}"),
                 ))
             });

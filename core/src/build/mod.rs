@@ -163,7 +163,7 @@ impl Builder {
             };
             let output = opening
                 .await
-                .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))??;
+                .map_err(|e| crate::error::join_error_of("the build task", e))??;
             if output.kind().is_replaced() {
                 builder.run(dir, output).await
             } else {
@@ -205,7 +205,7 @@ impl Builder {
         };
         let (written, output) = writing
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))?;
+            .map_err(|e| crate::error::join_error_of("the build task", e))?;
         let written = written?;
         self.observer.check()?;
         let inspection = crate::archive::inspect_file(&temp, &self.limits).await?;
@@ -214,7 +214,7 @@ impl Builder {
         let out = output.path().to_path_buf();
         tokio::task::spawn_blocking(move || output.commit())
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))??;
+            .map_err(|e| crate::error::join_error_of("the build task", e))??;
         Ok(self.built(out, written))
     }
 
@@ -251,10 +251,10 @@ impl Builder {
         };
         let written = writing
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))?;
+            .map_err(|e| crate::error::join_error_of("the build task", e))?;
         let inspection = reading
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")));
+            .map_err(|e| crate::error::join_error_of("the build task", e));
         let written = written?;
         let inspection = inspection??;
         check_read_back(&inspection, &written)?;

@@ -317,11 +317,7 @@ fn serve_thread(
         Ok(Err(err)) if err.kind() == ErrorKind::Cancelled => return,
         Ok(Err(err)) => err,
         Err(panic) => {
-            let what = crate::error::panic_message(panic.as_ref());
-            Error::new(
-                ErrorKind::Io,
-                format!("serving {} failed: {what}", image_name(job.image)),
-            )
+            crate::error::panicked(format!("serving {}", image_name(job.image)), panic.as_ref())
         }
     };
     // Fails harmlessly if the response is gone.
