@@ -18,12 +18,16 @@
 //!   sorted order is stored, later ones link to it), holes of sparse files;
 //! - normalised: owner *names* are empty, atime and ctime are not stored, extension headers
 //!   have fixed names and times; with [`Builder::mtime_clamp`] every mtime newer than the
-//!   clamp is set to it (`SOURCE_DATE_EPOCH` style);
+//!   clamp is set to it (`SOURCE_DATE_EPOCH` style; [`source_date_epoch`] reads the
+//!   variable, which the CLI uses when `--mtime` is not given);
 //! - gzip output has no file name, mtime 0 and a fixed level; zstd uses a fixed level on one
 //!   thread.
 
+mod epoch;
 pub mod tar_writer;
 mod walk;
+
+pub use epoch::{SOURCE_DATE_EPOCH, parse_source_date_epoch, source_date_epoch};
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -99,7 +103,9 @@ impl Builder {
         self
     }
 
-    /// Sets every mtime newer than `secs` (seconds since the epoch) to `secs`.
+    /// Sets every mtime newer than `secs` (seconds since the epoch) to `secs`; older ones
+    /// are kept (the clamp of GNU tar's `--clamp-mtime` and dpkg). The builder never reads
+    /// the environment: pass [`source_date_epoch`]`()?` to honour `SOURCE_DATE_EPOCH`.
     pub fn mtime_clamp(mut self, secs: Option<i64>) -> Builder {
         self.mtime_clamp = secs;
         self
