@@ -197,8 +197,11 @@ pub async fn tar_range(
         }),
         Ok(Err(err)) => Err(err),
         Err(_) => Err(Error::new(
-            ErrorKind::Io,
-            format!("the regenerating thread of {} failed", image_name(&image)),
+            ErrorKind::Internal,
+            format!(
+                "the regenerating thread of {} ended without an answer",
+                image_name(&image)
+            ),
         )),
     }
 }
@@ -250,7 +253,7 @@ impl TarRange {
             ),
             Some(Err(err)) => Error::from(err),
             None => Error::new(
-                ErrorKind::Io,
+                ErrorKind::Internal,
                 format!(
                     "the regenerating thread stopped {} bytes before the end",
                     self.left
