@@ -204,8 +204,9 @@ enum Command {
         /// Compression of the output.
         #[arg(long, value_enum, default_value = "gzip")]
         compression: commands::CompressionArg,
-        /// Clamp every mtime newer than this to it (seconds since the epoch, like
-        /// SOURCE_DATE_EPOCH).
+        /// Clamp every mtime newer than this to it; older mtimes are kept (seconds since the
+        /// epoch). Without it, a set SOURCE_DATE_EPOCH (digits only, as `date +%s` prints;
+        /// anything else is an error) is the clamp; --mtime wins over the variable.
         #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
         mtime: Option<i64>,
         /// Machine-readable output (JSON).

@@ -169,3 +169,158 @@ fn build_refuses_a_bad_layout_with_its_kind() {
         "nothing written"
     );
 }
+
+/// `acikit build DIR OUT ARGS...` with `SOURCE_DATE_EPOCH` set to `epoch`, or unset.
+fn build_with_epoch(dir: &Path, out: &Path, epoch: Option<&str>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_acikit"));
+    command
+        .arg("build")
+        .arg(dir)
+        .arg(out)
+        .args(args)
+        .env_remove("ACIKIT_DATABASE");
+    match epoch {
+        Some(value) => command.env("SOURCE_DATE_EPOCH", value),
+        None => command.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    command.output().expect("the acikit binary runs")
+}
+
+/// Sets the mtime of every file and folder under `dir` (not symlinks) to `at`, children
+/// before their folder so that the folders keep it.
+fn touch_tree(dir: &Path, at: std::time::SystemTime) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            touch_tree(&path, at);
+        } else if meta.is_file() {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        }
+    }
+    std::fs::File::open(dir).unwrap().set_modified(at).unwrap();
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
+
+#[test]
+fn source_date_epoch_gives_identical_builds_of_a_touched_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    layout(&dir);
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let out = |name: &str| tmp.path().join(name);
+
+    // With the variable, touching every file between the builds changes nothing: all the
+    // mtimes are after the epoch and clamped to it.
+    ok(&build_with_epoch(
+        &dir,
+        &out("a.aci"),
+        Some("1600000000"),
+        &[],
+    ));
+    touch_tree(&dir, now + day);
+    ok(&build_with_epoch(
+        &dir,
+        &out("b.aci"),
+        Some("1600000000"),
+        &[],
+    ));
+    assert_eq!(read(&out("a.aci")), read(&out("b.aci")));
+    // It is exactly the --mtime clamp.
+    ok(&build_with_epoch(
+        &dir,
+        &out("m.aci"),
+        None,
+        &["--mtime", "1600000000"],
+    ));
+    assert_eq!(read(&out("a.aci")), read(&out("m.aci")));
+
+    // Without it the touched mtimes are stored as they are.
+    ok(&build_with_epoch(&dir, &out("c.aci"), None, &[]));
+    touch_tree(&dir, now + 2 * day);
+    ok(&build_with_epoch(&dir, &out("d.aci"), None, &[]));
+    assert_ne!(read(&out("c.aci")), read(&out("d.aci")));
+
+    // Clamping keeps mtimes older than the epoch: a later epoch than every mtime stores
+    // them unchanged, as a build without the variable does.
+    let later = (now + 3 * day)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    ok(&build_with_epoch(&dir, &out("e.aci"), Some(&later), &[]));
+    assert_eq!(read(&out("d.aci")), read(&out("e.aci")));
+}
+
+#[test]
+fn mtime_wins_over_source_date_epoch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    layout(&dir);
+    let out = |name: &str| tmp.path().join(name);
+    ok(&build_with_epoch(
+        &dir,
+        &out("epoch.aci"),
+        Some("1500000000"),
+        &[],
+    ));
+    ok(&build_with_epoch(
+        &dir,
+        &out("flag.aci"),
+        None,
+        &["--mtime", "1500000000"],
+    ));
+    assert_eq!(read(&out("epoch.aci")), read(&out("flag.aci")));
+    ok(&build_with_epoch(
+        &dir,
+        &out("both.aci"),
+        Some("1600000000"),
+        &["--mtime", "1500000000"],
+    ));
+    assert_eq!(read(&out("both.aci")), read(&out("flag.aci")));
+    // With --mtime the variable is not read at all, so even a malformed one is no error.
+    ok(&build_with_epoch(
+        &dir,
+        &out("bad.aci"),
+        Some("soon"),
+        &["--mtime", "1500000000"],
+    ));
+    assert_eq!(read(&out("bad.aci")), read(&out("flag.aci")));
+}
+
+#[test]
+fn an_invalid_source_date_epoch_is_a_clear_error_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("layout");
+    layout(&dir);
+    let target = tmp.path().join("out.aci");
+    for bad in [
+        "",
+        "-5",
+        "1.5",
+        " 1600000000",
+        "1600000000x",
+        "99999999999999999999",
+    ] {
+        let out = build_with_epoch(&dir, &target, Some(bad), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {err}");
+        assert!(err.contains("error: invalid_argument"), "{bad:?}: {err}");
+        assert!(
+            err.contains(&format!("SOURCE_DATE_EPOCH={bad:?}")),
+            "{bad:?}: {err}"
+        );
+        assert!(!target.exists(), "{bad:?}: nothing written");
+    }
+    // Nothing but the layout was left in the folder.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+}

@@ -43,6 +43,9 @@ error_kinds! {
     InvalidArgument => "invalid_argument",
     /// The operation was cancelled through its cancellation token.
     Cancelled => "cancelled",
+    /// A bug in the core: a background task or thread panicked or was lost (the message
+    /// says which task and what it panicked with). Never caused by the input.
+    Internal => "internal",
 
     /// The input is empty (zero bytes).
     EmptyArchive => "empty_archive",
@@ -154,6 +157,170 @@ error_kinds! {
     KeyRevoked => "key_revoked",
     /// The key that made the signature is not allowed to sign (no signing flag).
     KeyNotSigning => "key_not_signing",
+}
+
+/// The group an [`ErrorKind`] belongs to: what a binding turns into one exception class.
+///
+/// Every kind has exactly one category ([`ErrorKind::category`]); the table in
+/// `docs/ERRORS.md` lists them. Codes ([`ErrorCategory::as_str`]) never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCategory {
+    /// The caller passed an argument or value that cannot be used (fix the call).
+    Input,
+    /// The archive or manifest given as an image is not a valid image (fix the image).
+    InvalidImage,
+    /// What was asked for (a file, an image, a dependency) does not exist.
+    NotFound,
+    /// The thing is held by something else (e.g. an unreleased run) and cannot be changed now.
+    Conflict,
+    /// Data does not match what it was checked against: a damaged store, an image that is
+    /// not the one asked for.
+    Integrity,
+    /// A signature, key or security policy refused the operation.
+    Trust,
+    /// A request over the network failed or gave no usable answer.
+    Network,
+    /// The operating system or the SQL index failed (disk, permissions, database).
+    Io,
+    /// The operation needs privileges the process does not have.
+    Privilege,
+    /// The kernel or file system lacks what the operation needs.
+    Unsupported,
+    /// The caller cancelled the operation.
+    Cancelled,
+    /// A bug in the core (a panicked background task).
+    Internal,
+}
+
+impl ErrorCategory {
+    /// Every category, in declaration order.
+    pub const ALL: &'static [ErrorCategory] = &[
+        ErrorCategory::Input,
+        ErrorCategory::InvalidImage,
+        ErrorCategory::NotFound,
+        ErrorCategory::Conflict,
+        ErrorCategory::Integrity,
+        ErrorCategory::Trust,
+        ErrorCategory::Network,
+        ErrorCategory::Io,
+        ErrorCategory::Privilege,
+        ErrorCategory::Unsupported,
+        ErrorCategory::Cancelled,
+        ErrorCategory::Internal,
+    ];
+
+    /// The stable code of this category (snake case), e.g. `"invalid_image"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCategory::Input => "input",
+            ErrorCategory::InvalidImage => "invalid_image",
+            ErrorCategory::NotFound => "not_found",
+            ErrorCategory::Conflict => "conflict",
+            ErrorCategory::Integrity => "integrity",
+            ErrorCategory::Trust => "trust",
+            ErrorCategory::Network => "network",
+            ErrorCategory::Io => "io",
+            ErrorCategory::Privilege => "privilege",
+            ErrorCategory::Unsupported => "unsupported",
+            ErrorCategory::Cancelled => "cancelled",
+            ErrorCategory::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether trying the same call again later may succeed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// A transient condition (network, busy server, database lock): retrying may succeed.
+    Transient,
+    /// Retrying the same call gives the same error.
+    Permanent,
+}
+
+impl ErrorKind {
+    /// The category of this kind: what a binding maps to an exception class.
+    pub fn category(self) -> ErrorCategory {
+        self.traits().0
+    }
+
+    /// Whether retrying the same call later may succeed: true only for transient network
+    /// and server conditions ([`Network`](ErrorKind::Network), [`NotReady`](ErrorKind::NotReady))
+    /// and contention on the SQL index ([`Database`](ErrorKind::Database): locked, busy,
+    /// unreachable). The core has already retried these as its retry policy allows; a
+    /// caller retrying should wait first. Everything else is permanent: the input, the store
+    /// or the environment must change first.
+    pub fn is_retryable(self) -> bool {
+        self.traits().1 == Retry::Transient
+    }
+
+    /// The one place kinds are classified. No wildcard: a new kind does not compile until
+    /// it is given a category and a retry hint here (and a row in `docs/ERRORS.md`).
+    fn traits(self) -> (ErrorCategory, Retry) {
+        use ErrorCategory as C;
+        use ErrorKind as K;
+        use Retry::{Permanent, Transient};
+        match self {
+            K::Io => (C::Io, Permanent),
+            K::NotFound => (C::NotFound, Permanent),
+            K::InvalidArgument => (C::Input, Permanent),
+            K::Cancelled => (C::Cancelled, Permanent),
+            K::Internal => (C::Internal, Permanent),
+
+            K::EmptyArchive
+            | K::Encrypted
+            | K::CorruptCompression
+            | K::NotATar
+            | K::BadHeader
+            | K::TruncatedArchive
+            | K::BadPaxHeader
+            | K::PaxSizeMismatch
+            | K::BadLongName
+            | K::BadSparseMap
+            | K::UnsupportedEntryType
+            | K::UnexpectedData
+            | K::PathTraversal
+            | K::AbsolutePath
+            | K::BadPath
+            | K::ParentNotDirectory
+            | K::BadHardlink
+            | K::DuplicateEntry
+            | K::ExtraTopLevelEntry
+            | K::MissingManifest
+            | K::MissingRootfs
+            | K::WrongTopLevelType
+            | K::ManifestTooLarge
+            | K::InvalidManifest
+            | K::LimitExceeded
+            | K::DependencyCycle => (C::InvalidImage, Permanent),
+
+            K::InvalidValue | K::AmbiguousImage => (C::Input, Permanent),
+            K::CorruptStore | K::DependencyMismatch | K::ImageMismatch => (C::Integrity, Permanent),
+            K::Database => (C::Io, Transient),
+            K::MissingDependency => (C::NotFound, Permanent),
+            K::NeedsPrivilege => (C::Privilege, Permanent),
+            K::Unsupported => (C::Unsupported, Permanent),
+            K::InUse => (C::Conflict, Permanent),
+
+            K::Network | K::NotReady => (C::Network, Transient),
+            K::DiscoveryFailed | K::TooManyRedirects => (C::Network, Permanent),
+            K::InsecureRefused
+            | K::BadOpenpgp
+            | K::BadSignature
+            | K::UntrustedKey
+            | K::KeyWrongPrefix
+            | K::WeakSignatureHash
+            | K::KeyExpired
+            | K::KeyRevoked
+            | K::KeyNotSigning => (C::Trust, Permanent),
+        }
+    }
 }
 
 impl fmt::Display for ErrorKind {
@@ -281,6 +448,26 @@ impl From<Error> for std::io::Error {
     }
 }
 
+/// An [`ErrorKind::Internal`] error for a background task that panicked or was lost;
+/// `task` says which (e.g. "the build task").
+pub(crate) fn join_error_of(task: &str, err: tokio::task::JoinError) -> Error {
+    let message = if err.is_panic() {
+        let panic = err.into_panic();
+        format!("{task} panicked: {}", panic_message(panic.as_ref()))
+    } else {
+        format!("{task} was cancelled before it finished")
+    };
+    Error::new(ErrorKind::Internal, message)
+}
+
+/// An [`ErrorKind::Internal`] error for a panic caught while `doing` something.
+pub(crate) fn panicked(doing: impl fmt::Display, panic: &(dyn std::any::Any + Send)) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!("{doing} panicked: {}", panic_message(panic)),
+    )
+}
+
 /// The message a caught panic carried (empty if it was not a string), for the error that
 /// reports it.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -303,6 +490,93 @@ mod tests {
             assert!(seen.insert(code), "duplicate code {code}");
             assert!(code.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }
+    }
+
+    /// The rows of the kinds table in docs/ERRORS.md: code, variant, category, retryable.
+    fn documented_kinds() -> Vec<[String; 4]> {
+        let doc = include_str!("../../docs/ERRORS.md");
+        let table = doc
+            .split("\n## Kinds\n")
+            .nth(1)
+            .expect("docs/ERRORS.md has a \"## Kinds\" section");
+        table
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .skip(2) // the header and the |---| line
+            .map(|line| {
+                let cells: Vec<String> = line
+                    .split(" | ")
+                    .map(|cell| cell.trim_matches(|c| c == '|' || c == ' ' || c == '`'))
+                    .map(str::to_string)
+                    .collect();
+                assert!(cells.len() >= 5, "a short row in docs/ERRORS.md: {line}");
+                [
+                    cells[0].clone(),
+                    cells[1].clone(),
+                    cells[2].clone(),
+                    cells[3].clone(),
+                ]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn errors_doc_table_matches_the_code() {
+        let rows = documented_kinds();
+        let documented: Vec<&str> = rows.iter().map(|row| row[0].as_str()).collect();
+        let declared: Vec<&str> = ErrorKind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(
+            documented, declared,
+            "docs/ERRORS.md must list every kind once, in declaration order"
+        );
+        for (row, kind) in rows.iter().zip(ErrorKind::ALL) {
+            assert_eq!(row[1], format!("{kind:?}"), "variant of {kind}");
+            assert_eq!(row[2], kind.category().as_str(), "category of {kind}");
+            let retryable = if kind.is_retryable() { "yes" } else { "no" };
+            assert_eq!(row[3], retryable, "retry hint of {kind}");
+        }
+    }
+
+    #[test]
+    fn errors_doc_lists_every_category() {
+        let doc = include_str!("../../docs/ERRORS.md");
+        let section = doc.split("\n## Categories\n").nth(1).unwrap();
+        let section = section.split("\n## ").next().unwrap();
+        let listed: Vec<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("- `"))
+            .filter_map(|rest| rest.split('`').next())
+            .collect();
+        let declared: Vec<&str> = ErrorCategory::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, declared);
+        for kind in ErrorKind::ALL {
+            assert!(ErrorCategory::ALL.contains(&kind.category()));
+        }
+    }
+
+    #[test]
+    fn only_transient_kinds_are_retryable() {
+        let retryable: Vec<ErrorKind> = ErrorKind::ALL
+            .iter()
+            .copied()
+            .filter(|kind| kind.is_retryable())
+            .collect();
+        assert_eq!(
+            retryable,
+            [ErrorKind::Database, ErrorKind::Network, ErrorKind::NotReady]
+        );
+        assert_eq!(ErrorKind::Internal.category(), ErrorCategory::Internal);
+        assert_eq!(ErrorKind::Cancelled.category(), ErrorCategory::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_background_task_is_internal_not_io() {
+        let joined = tokio::task::spawn_blocking(|| -> u32 { panic!("boom in a task") }).await;
+        let err = crate::store::facade::join_error(joined.unwrap_err());
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert_eq!(err.kind().as_str(), "internal");
+        assert!(err.message().contains("boom in a task"), "{err}");
     }
 
     #[test]

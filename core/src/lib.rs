@@ -18,7 +18,7 @@
 //!   regular files replaced atomically, devices and FIFOs written in place, the rest refused;
 //! - [`progress`]: progress events and cancellation for long calls;
 //! - [`clock`]: UTC civil time for messages and listings;
-//! - [`error`]: the one error type, with a stable [`ErrorKind`].
+//! - [`error`]: the one error type, with a stable [`ErrorKind`] grouped in an [`ErrorCategory`].
 
 pub mod archive;
 mod atomic_file;
@@ -36,5 +36,5 @@ pub mod serve;
 pub mod store;
 pub mod trust;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorCategory, ErrorKind, Result};
 pub use store::Store;

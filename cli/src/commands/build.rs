@@ -21,7 +21,8 @@ fn output_options(store_dir: &Path) -> OutputOptions {
 }
 
 /// `acikit build DIR OUT [--compression C] [--mtime SECONDS]`; OUT `-` is stdout (the
-/// report then goes to stderr).
+/// report then goes to stderr). Without `--mtime`, a set `SOURCE_DATE_EPOCH` is the clamp
+/// (an invalid value fails before anything is written); `--mtime` wins over it.
 pub async fn build(
     store_dir: &Path,
     dir: &Path,
@@ -34,6 +35,13 @@ pub async fn build(
         CompressionArg::None => BuildCompression::None,
         CompressionArg::Gzip => BuildCompression::Gzip,
         CompressionArg::Zstd => BuildCompression::Zstd,
+    };
+    let mtime = match mtime {
+        Some(secs) => Some(secs),
+        None => match acikit::build::source_date_epoch() {
+            Ok(secs) => secs,
+            Err(err) => return fail(&err),
+        },
     };
     let to_stdout = out == Path::new("-");
     let (observer, bar) = progress::observer("building");
@@ -139,7 +147,7 @@ pub async fn sign(
     .await
     .unwrap_or_else(|e| {
         Err(Error::new(
-            acikit::ErrorKind::Io,
+            acikit::ErrorKind::Internal,
             format!("a background task failed: {e}"),
         ))
     });
@@ -156,7 +164,7 @@ pub async fn sign(
             .await
             .unwrap_or_else(|e| {
                 Err(Error::new(
-                    acikit::ErrorKind::Io,
+                    acikit::ErrorKind::Internal,
                     format!("a background task failed: {e}"),
                 ))
             });

@@ -26,7 +26,7 @@ async fn blocking<T: Send + 'static>(
 ) -> acikit::Result<T> {
     tokio::task::spawn_blocking(call).await.unwrap_or_else(|e| {
         Err(Error::new(
-            acikit::ErrorKind::Io,
+            acikit::ErrorKind::Internal,
             format!("a background task failed: {e}"),
         ))
     })

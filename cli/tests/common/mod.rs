@@ -3,12 +3,14 @@
 
 use std::process::{Child, Command, Output};
 
-/// `acikit ARGS...`, run to completion. `$ACIKIT_DATABASE` is not passed on, so that a
-/// developer's own setting never points a test at their database.
+/// `acikit ARGS...`, run to completion. `$ACIKIT_DATABASE` and `$SOURCE_DATE_EPOCH` are not
+/// passed on, so that a developer's own setting never points a test at their database or
+/// changes what a build writes.
 pub fn acikit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_acikit"))
         .args(args)
         .env_remove("ACIKIT_DATABASE")
+        .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .expect("the acikit binary runs")
 }

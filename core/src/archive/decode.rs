@@ -118,7 +118,7 @@ impl DecodedStream {
         shared.close();
         done.await.unwrap_or_else(|_| {
             Err(Error::new(
-                ErrorKind::Io,
+                ErrorKind::Internal,
                 "the decoder thread ended without a result",
             ))
         })
@@ -431,7 +431,7 @@ impl Output {
 }
 
 fn hasher_died() -> Error {
-    Error::new(ErrorKind::Io, "the hashing thread ended unexpectedly")
+    Error::new(ErrorKind::Internal, "the hashing thread ended unexpectedly")
 }
 
 /// The decoder thread.
@@ -451,13 +451,12 @@ fn run<R: Read>(
         decode_all(source, name.as_deref(), &mut out, &done, &mut compression)
     }));
     let result = result.unwrap_or_else(|panic| {
-        let what = crate::error::panic_message(panic.as_ref());
-        Err(Error::new(
-            ErrorKind::CorruptCompression,
-            format!(
-                "the {compression} decoder failed at uncompressed offset {}: {what}",
+        Err(crate::error::panicked(
+            format_args!(
+                "the {compression} decoder at uncompressed offset {}",
                 out.uncompressed
             ),
+            panic.as_ref(),
         ))
     });
     match result {

@@ -18,12 +18,16 @@
 //!   sorted order is stored, later ones link to it), holes of sparse files;
 //! - normalised: owner *names* are empty, atime and ctime are not stored, extension headers
 //!   have fixed names and times; with [`Builder::mtime_clamp`] every mtime newer than the
-//!   clamp is set to it (`SOURCE_DATE_EPOCH` style);
+//!   clamp is set to it (`SOURCE_DATE_EPOCH` style; [`source_date_epoch`] reads the
+//!   variable, which the CLI uses when `--mtime` is not given);
 //! - gzip output has no file name, mtime 0 and a fixed level; zstd uses a fixed level on one
 //!   thread.
 
+mod epoch;
 pub mod tar_writer;
 mod walk;
+
+pub use epoch::{SOURCE_DATE_EPOCH, parse_source_date_epoch, source_date_epoch};
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -99,7 +103,9 @@ impl Builder {
         self
     }
 
-    /// Sets every mtime newer than `secs` (seconds since the epoch) to `secs`.
+    /// Sets every mtime newer than `secs` (seconds since the epoch) to `secs`; older ones
+    /// are kept (the clamp of GNU tar's `--clamp-mtime` and dpkg). The builder never reads
+    /// the environment: pass [`source_date_epoch`]`()?` to honour `SOURCE_DATE_EPOCH`.
     pub fn mtime_clamp(mut self, secs: Option<i64>) -> Builder {
         self.mtime_clamp = secs;
         self
@@ -163,7 +169,7 @@ impl Builder {
             };
             let output = opening
                 .await
-                .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))??;
+                .map_err(|e| crate::error::join_error_of("the build task", e))??;
             if output.kind().is_replaced() {
                 builder.run(dir, output).await
             } else {
@@ -205,7 +211,7 @@ impl Builder {
         };
         let (written, output) = writing
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))?;
+            .map_err(|e| crate::error::join_error_of("the build task", e))?;
         let written = written?;
         self.observer.check()?;
         let inspection = crate::archive::inspect_file(&temp, &self.limits).await?;
@@ -214,7 +220,7 @@ impl Builder {
         let out = output.path().to_path_buf();
         tokio::task::spawn_blocking(move || output.commit())
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))??;
+            .map_err(|e| crate::error::join_error_of("the build task", e))??;
         Ok(self.built(out, written))
     }
 
@@ -251,10 +257,10 @@ impl Builder {
         };
         let written = writing
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")))?;
+            .map_err(|e| crate::error::join_error_of("the build task", e))?;
         let inspection = reading
             .await
-            .map_err(|e| Error::new(ErrorKind::Io, format!("the build task failed: {e}")));
+            .map_err(|e| crate::error::join_error_of("the build task", e));
         let written = written?;
         let inspection = inspection??;
         check_read_back(&inspection, &written)?;

@@ -270,5 +270,5 @@ async fn record(
 }
 
 fn poisoned() -> Error {
-    Error::new(ErrorKind::Io, "a fetch thread panicked")
+    Error::new(ErrorKind::Internal, "a fetch thread panicked")
 }

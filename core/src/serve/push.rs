@@ -470,9 +470,11 @@ pub(crate) fn status_of(err: &Error) -> StatusCode {
         | ErrorKind::ReadOnlyStore => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::LimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::Io | ErrorKind::Database | ErrorKind::CorruptStore | ErrorKind::Cancelled => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        ErrorKind::Io
+        | ErrorKind::Database
+        | ErrorKind::CorruptStore
+        | ErrorKind::Cancelled
+        | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
 }
@@ -492,7 +494,7 @@ fn unique() -> u64 {
 }
 
 fn poisoned() -> Error {
-    Error::new(ErrorKind::Io, "a push thread panicked")
+    Error::new(ErrorKind::Internal, "a push thread panicked")
 }
 
 /// The blocking end of an upload: what the import reads. Every byte also goes to the

@@ -585,7 +585,7 @@ impl Store {
     }
 }
 
-/// An error for a blocking task that panicked or was cancelled.
+/// An [`ErrorKind::Internal`] error for a blocking task that panicked or was cancelled.
 pub(crate) fn join_error(err: tokio::task::JoinError) -> Error {
-    Error::new(ErrorKind::Io, format!("a background task failed: {err}"))
+    crate::error::join_error_of("a background task", err)
 }

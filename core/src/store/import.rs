@@ -149,9 +149,7 @@ pub async fn import<R: Read + Send + 'static>(
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || handle.block_on(stage(paths, source, read, options)))
             .await
-            .map_err(|e| {
-                Error::new(crate::ErrorKind::Io, format!("the import task failed: {e}"))
-            })??
+            .map_err(|e| crate::error::join_error_of("the import task", e))??
     };
     commit(paths, index, staged, options).await
 }
@@ -303,7 +301,7 @@ async fn commit(
         Ok((staging, lock))
     })
     .await
-    .map_err(|e| Error::new(crate::ErrorKind::Io, format!("the commit task failed: {e}")))??;
+    .map_err(|e| crate::error::join_error_of("the commit task", e))??;
     let inserted = index
         .insert_image(&NewImage {
             image_id: image_id.clone(),

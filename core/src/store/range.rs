@@ -197,8 +197,11 @@ pub async fn tar_range(
         }),
         Ok(Err(err)) => Err(err),
         Err(_) => Err(Error::new(
-            ErrorKind::Io,
-            format!("the regenerating thread of {} failed", image_name(&image)),
+            ErrorKind::Internal,
+            format!(
+                "the regenerating thread of {} ended without an answer",
+                image_name(&image)
+            ),
         )),
     }
 }
@@ -250,7 +253,7 @@ impl TarRange {
             ),
             Some(Err(err)) => Error::from(err),
             None => Error::new(
-                ErrorKind::Io,
+                ErrorKind::Internal,
                 format!(
                     "the regenerating thread stopped {} bytes before the end",
                     self.left
@@ -317,11 +320,7 @@ fn serve_thread(
         Ok(Err(err)) if err.kind() == ErrorKind::Cancelled => return,
         Ok(Err(err)) => err,
         Err(panic) => {
-            let what = crate::error::panic_message(panic.as_ref());
-            Error::new(
-                ErrorKind::Io,
-                format!("serving {} failed: {what}", image_name(job.image)),
-            )
+            crate::error::panicked(format!("serving {}", image_name(job.image)), panic.as_ref())
         }
     };
     // Fails harmlessly if the response is gone.

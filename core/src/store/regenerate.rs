@@ -154,13 +154,10 @@ fn export_thread(
         // Dropping the sender is the reader's clean end.
         Ok(Ok(_)) => return,
         Ok(Err(err)) => err,
-        Err(panic) => {
-            let what = crate::error::panic_message(panic.as_ref());
-            Error::new(
-                ErrorKind::Io,
-                format!("the export of {} failed: {what}", image_name(expected)),
-            )
-        }
+        Err(panic) => crate::error::panicked(
+            format!("the export of {}", image_name(expected)),
+            panic.as_ref(),
+        ),
     };
     // Fails harmlessly if the reader is gone.
     let _ = tx.blocking_send(Err(err.into()));
@@ -172,7 +169,7 @@ fn image_name(sha512: &[u8; 64]) -> String {
 }
 
 fn hasher_died() -> Error {
-    Error::new(ErrorKind::Io, "the hashing thread ended unexpectedly")
+    Error::new(ErrorKind::Internal, "the hashing thread ended unexpectedly")
 }
 
 /// Regenerates the tar, handing each chunk to `emit` while a second thread hashes it; checks the
@@ -267,8 +264,8 @@ fn produce_beside(
         drop(rx);
         let produced = producer.join().unwrap_or_else(|_| {
             Err(Error::new(
-                ErrorKind::Io,
-                format!("image {image}: the export thread failed"),
+                ErrorKind::Internal,
+                format!("image {image}: the export thread panicked"),
             ))
         });
         match failed {

@@ -126,7 +126,7 @@ impl VerifyHandle {
     pub fn finish(self) -> Result<VerifiedSignature> {
         self.thread.join().unwrap_or_else(|_| {
             Err(Error::new(
-                ErrorKind::Io,
+                ErrorKind::Internal,
                 "the signature verification thread panicked",
             ))
         })
