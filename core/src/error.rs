@@ -307,6 +307,7 @@ impl ErrorKind {
             K::NeedsPrivilege => (C::Privilege, Permanent),
             K::Unsupported => (C::Unsupported, Permanent),
             K::InUse => (C::Conflict, Permanent),
+            K::ReadOnlyStore => (C::Privilege, Permanent),
 
             K::Network | K::NotReady => (C::Network, Transient),
             K::DiscoveryFailed | K::TooManyRedirects => (C::Network, Permanent),
