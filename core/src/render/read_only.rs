@@ -158,7 +158,7 @@ pub(super) async fn render(
                 target: handle.target,
                 strategy: handle.strategy,
                 read_only: handle.read_only,
-            protected: handle.protected,
+                protected: handle.protected,
                 layers: stack.layers.into_iter().map(|l| l.image_id).collect(),
                 cached: false,
                 warnings,
