@@ -24,6 +24,14 @@ struct Written {
     compressed: Vec<(&'static str, PathBuf)>,
 }
 
+/// Where [`round_trip`] exports the image of the store at `store_dir`: beside the store, not
+/// inside it (exports into the store folder are refused).
+fn export_path(store_dir: &Path) -> std::path::PathBuf {
+    let mut name = store_dir.file_name().unwrap().to_os_string();
+    name.push(".export.tar");
+    store_dir.with_file_name(name)
+}
+
 /// Imports `archive` into a fresh store at `store_dir`, checks the import's figures, exports
 /// the image to a file and through the async reader, and checks both against `tar` (the
 /// uncompressed bytes the tool wrote) and `sha512sum`. Returns the store.
@@ -49,8 +57,7 @@ async fn round_trip(store_dir: &Path, archive: &Path, tar: &[u8], id: &str, what
     );
 
     let image_id = ImageId::parse(id).unwrap();
-    // Beside the store, not inside it: exports into the store folder are refused.
-    let out = store_dir.with_extension("export.tar");
+    let out = export_path(store_dir);
     let exported = store
         .export_to(
             &image_id,
@@ -170,7 +177,6 @@ async fn every_writer_and_compressor_round_trips() {
             }
             drop(store);
             std::fs::remove_dir_all(&store_dir).unwrap();
-            std::fs::remove_file(store_dir.with_extension("export.tar")).unwrap();
             round_trips += 1;
         }
     }
