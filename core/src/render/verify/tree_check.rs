@@ -567,22 +567,7 @@ fn nonzero_in(
 /// The entries of `dir` (no `.`/`..`), sorted, with their types.
 pub(super) fn list_dir(dir: BorrowedFd) -> std::result::Result<Vec<(OsString, FileType)>, String> {
     let fail = |e: Errno| std::io::Error::from(e).to_string();
-    let mut out = Vec::new();
-    for entry in rustix::fs::Dir::read_from(dir).map_err(fail)? {
-        let entry = entry.map_err(fail)?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let name = OsString::from_vec(name.to_vec());
-        let mut ty = entry.file_type();
-        if ty == FileType::Unknown {
-            ty = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
-                .map(|st| FileType::from_raw_mode(st.st_mode))
-                .map_err(fail)?;
-        }
-        out.push((name, ty));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    fsops::list_dir_with(dir, fail, |name| {
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(fail)
+    })
 }
