@@ -464,15 +464,7 @@ impl Store {
         let out = out.as_ref().to_path_buf();
         crate::output::check_output_path(&out, &options)?;
         self.export_blocking(id, move |recipe, objects, id| {
-            housekeeping::export_file(
-                recipe,
-                objects,
-                id,
-                &out,
-                &options,
-                compression,
-                &observer,
-            )
+            housekeeping::export_file(recipe, objects, id, &out, &options, compression, &observer)
         })
         .await
     }
