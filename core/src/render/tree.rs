@@ -289,6 +289,21 @@ impl Drop for Stage {
     }
 }
 
+/// Takes the build lock of the tree of `id` (made if missing), waiting for it; held until
+/// the file is dropped. Its folder must exist.
+pub(crate) fn lock_tree(paths: &StorePaths, id: &ImageId) -> Result<File> {
+    let path = lock_path(paths, id);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    lock.lock()
+        .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+    Ok(lock)
+}
+
 fn build_locked(
     paths: &StorePaths,
     id: &ImageId,
@@ -297,15 +312,7 @@ fn build_locked(
     handle: &tokio::runtime::Handle,
 ) -> Result<TreeBuilt> {
     private_dir(&paths.trees())?;
-    let lock_file = lock_path(paths, id);
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_file)
-        .map_err(|e| Error::io(format!("opening {}", lock_file.display()), e))?;
-    lock.lock()
-        .map_err(|e| Error::io(format!("locking {}", lock_file.display()), e))?;
+    let lock = lock_tree(paths, id)?;
     if let Some(done) = existing(paths, id) {
         return Ok(done); // built by another process while we waited
     }
