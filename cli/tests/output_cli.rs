@@ -335,19 +335,7 @@ fn secret_key(dir: &Path) -> PathBuf {
     std::fs::create_dir(&home).unwrap();
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
     let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args([
-                "--batch",
-                "--yes",
-                "--no-tty",
-                "--pinentry-mode",
-                "loopback",
-            ])
-            .args(["--passphrase", ""])
-            .args(args)
-            .output()
-            .expect("gpg runs");
+        let out = common::gpg(&home, args);
         assert!(out.status.success(), "gpg: {}", text(&out.stderr));
         out.stdout
     };

@@ -6,25 +6,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{acikit, text};
+use common::{acikit, sh, text};
 use serde_json::Value;
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// An image tar made by GNU tar at `dir/a.tar`; returns its image ID.
 fn make_image(dir: &Path) -> String {
@@ -42,6 +28,23 @@ fn make_image(dir: &Path) -> String {
         .output()
         .unwrap();
     format!("sha512-{}", &text(&out.stdout)[..128])
+}
+
+/// The image of [`make_image`] imported into `dir/store`: its ID, the store and the tar.
+fn imported_image(dir: &Path) -> (String, PathBuf, PathBuf) {
+    let id = make_image(dir);
+    let store = dir.join("store");
+    let tar = dir.join("a.tar");
+    assert_ok(
+        &acikit(&[
+            "--store",
+            store.to_str().unwrap(),
+            "import",
+            tar.to_str().unwrap(),
+        ]),
+        "import",
+    );
+    (id, store, tar)
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -78,14 +81,8 @@ fn last_used(store: &str) -> Vec<i64> {
 fn the_read_only_flag_serves_reads_and_refuses_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let id = make_image(dir);
-    let store = dir.join("store");
+    let (id, store, tar) = imported_image(dir);
     let s = store.to_str().unwrap();
-    let tar = dir.join("a.tar");
-    assert_ok(
-        &acikit(&["--store", s, "import", tar.to_str().unwrap()]),
-        "import",
-    );
     let used = last_used(s);
 
     let out_file = dir.join("out.tar");
@@ -144,14 +141,8 @@ fn a_store_folder_this_user_cannot_write_is_read_only_for_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let id = make_image(dir);
-    let store = dir.join("store");
+    let (id, store, tar) = imported_image(dir);
     let s = store.to_str().unwrap();
-    let tar = dir.join("a.tar");
-    assert_ok(
-        &acikit(&["--store", s, "import", tar.to_str().unwrap()]),
-        "import",
-    );
     let used = last_used(s);
     let out_dir = dir.join("out");
     std::fs::create_dir(&out_dir).unwrap();
