@@ -66,6 +66,28 @@ fn assert_refused(out: &Output, store: &Path, what: &str) {
     );
 }
 
+/// `run` (acikit with its store) exports `id` to `out_file` and to stdout, each the bytes
+/// of `tar`; `who` ends the messages.
+fn assert_exports(
+    run: &dyn Fn(&[&str]) -> Output,
+    id: &str,
+    out_file: &Path,
+    tar: &Path,
+    who: &str,
+) {
+    assert_ok(
+        &run(&["export", id, out_file.to_str().unwrap()]),
+        &format!("export{who}"),
+    );
+    assert_eq!(
+        std::fs::read(out_file).unwrap(),
+        std::fs::read(tar).unwrap()
+    );
+    let streamed = run(&["export", id, "-"]);
+    assert_ok(&streamed, &format!("export to stdout{who}"));
+    assert_eq!(streamed.stdout, std::fs::read(tar).unwrap());
+}
+
 fn last_used(store: &str) -> Vec<i64> {
     let out = acikit(&["--store", store, "list", "--json"]);
     assert_ok(&out, "list");
@@ -94,14 +116,7 @@ fn the_read_only_flag_serves_reads_and_refuses_writes() {
     let listed = ro(&["list"]);
     assert_ok(&listed, "list");
     assert!(text(&listed.stdout).contains("example.test/a"));
-    assert_ok(&ro(&["export", &id, out_file.to_str().unwrap()]), "export");
-    assert_eq!(
-        std::fs::read(&out_file).unwrap(),
-        std::fs::read(&tar).unwrap()
-    );
-    let streamed = ro(&["export", &id, "-"]);
-    assert_ok(&streamed, "export to stdout");
-    assert_eq!(streamed.stdout, std::fs::read(&tar).unwrap());
+    assert_exports(&ro, &id, &out_file, &tar, "");
     assert_ok(&ro(&["fsck"]), "fsck");
     assert_ok(&ro(&["trust", "list"]), "trust list");
     assert_ok(&ro(&["stats"]), "stats");
@@ -161,17 +176,7 @@ fn a_store_folder_this_user_cannot_write_is_read_only_for_it() {
             .unwrap()
     };
     assert_ok(&nobody(&["list"]), "list as nobody");
-    assert_ok(
-        &nobody(&["export", &id, out_file.to_str().unwrap()]),
-        "export as nobody",
-    );
-    assert_eq!(
-        std::fs::read(&out_file).unwrap(),
-        std::fs::read(&tar).unwrap()
-    );
-    let streamed = nobody(&["export", &id, "-"]);
-    assert_ok(&streamed, "export to stdout as nobody");
-    assert_eq!(streamed.stdout, std::fs::read(&tar).unwrap());
+    assert_exports(&nobody, &id, &out_file, &tar, " as nobody");
     assert_ok(&nobody(&["fsck"]), "fsck as nobody");
     // A render: no tree is cached in the store, the run is recorded under the user's cache
     // folder ($HOME/.cache/acikit/runs here), and released from there.

@@ -51,6 +51,19 @@ impl Fixture {
             .image_id
     }
 
+    /// `base` (of [`script`]) and `app`, which depends on it and adds `etc/app`.
+    async fn base_and_app(&mut self) -> (ImageId, ImageId) {
+        let base = self.image("base", json!({}), &script("base")).await;
+        let app = self
+            .image(
+                "app",
+                json!({"dependencies": [{"imageName": "example.com/base"}]}),
+                "mkdir -p etc && printf 'app' > etc/app",
+            )
+            .await;
+        (base, app)
+    }
+
     fn paths(&self) -> acikit::store::paths::StorePaths {
         acikit::store::paths::StorePaths::new(self.store.dir())
     }
@@ -359,14 +372,7 @@ async fn files_added_to_or_removed_from_a_tree_are_found() {
 #[tokio::test]
 async fn stacks_are_checked_against_their_layers() {
     let mut f = Fixture::new().await;
-    let base = f.image("base", json!({}), &script("base")).await;
-    let app = f
-        .image(
-            "app",
-            json!({"dependencies": [{"imageName": "example.com/base"}]}),
-            "mkdir -p etc && printf 'app' > etc/app",
-        )
-        .await;
+    let (base, app) = f.base_and_app().await;
     let stack = ensure_stack(&f.store, &app, privs()).await.unwrap();
     let key = stack
         .path
@@ -459,14 +465,7 @@ async fn a_damaged_stack_under_a_live_overlay_run_stays_until_release() {
         return;
     }
     let mut f = Fixture::new().await;
-    let _base = f.image("base", json!({}), &script("base")).await;
-    let app = f
-        .image(
-            "app",
-            json!({"dependencies": [{"imageName": "example.com/base"}]}),
-            "mkdir -p etc && printf 'app' > etc/app",
-        )
-        .await;
+    let (_base, app) = f.base_and_app().await;
     let run = f.render(&app, "overlay", Strategy::Overlay).await;
     let stack = ensure_stack(&f.store, &app, privs()).await.unwrap();
     assert!(stack.reused);
