@@ -48,13 +48,16 @@ fn a_name_matching_two_images_is_reported_by_export_and_refused_by_rm() {
 
     // export NAME: the newest, with a note naming both and how to choose.
     let exported = dir.path().join("out.tar");
-    let out = acikit(&[
-        "--store",
-        store,
-        "export",
-        "example.com/twin",
-        exported.to_str().unwrap(),
-    ]);
+    let export_twin = || {
+        acikit(&[
+            "--store",
+            store,
+            "export",
+            "example.com/twin",
+            exported.to_str().unwrap(),
+        ])
+    };
+    let out = export_twin();
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -86,13 +89,7 @@ fn a_name_matching_two_images_is_reported_by_export_and_refused_by_rm() {
     // An ID names one image; then the name is no longer ambiguous.
     let out = acikit(&["--store", store, "rm", &newer_id]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = acikit(&[
-        "--store",
-        store,
-        "export",
-        "example.com/twin",
-        exported.to_str().unwrap(),
-    ]);
+    let out = export_twin();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         !text(&out.stderr).contains("note:"),

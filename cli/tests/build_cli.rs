@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::acikit;
+use common::{acikit, gpg};
 use serde_json::Value;
 
 const MANIFEST: &str = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/cli","labels":[{"name":"version","value":"1.0.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#;
@@ -18,22 +18,6 @@ fn ok(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn gpg(home: &Path, args: &[&str]) -> Output {
-    Command::new("gpg")
-        .env("GNUPGHOME", home)
-        .args([
-            "--batch",
-            "--yes",
-            "--no-tty",
-            "--pinentry-mode",
-            "loopback",
-        ])
-        .args(["--passphrase", ""])
-        .args(args)
-        .output()
-        .expect("gpg runs")
 }
 
 fn layout(dir: &Path) {

@@ -2,9 +2,12 @@
 //! per problem), `id` (the SHA-512 of the uncompressed tar, as `sha512sum` computes it),
 //! `manifest` (the bytes exactly as stored), `--max-manifest-size`, and a missing file.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::sh;
 use serde_json::Value;
 
 /// A valid manifest with odd whitespace, an unknown field and a number `serde_json` would
@@ -15,20 +18,6 @@ const GOOD_MANIFEST: &str = "{\n  \"acKind\" :\t\"ImageManifest\",\r\n\"acVersio
 
 /// A manifest with exactly two problems: the kind and the name.
 const BAD_MANIFEST: &str = r#"{"acKind":"PodManifest","acVersion":"0.8.11","name":"-Bad Name-"}"#;
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Writes `name.tar` (GNU tar of a manifest + rootfs) and `name.aci` (its gzip) in `dir`;
 /// returns the `.aci` path and the image ID `sha512sum` gives for the tar.

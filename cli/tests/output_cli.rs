@@ -140,6 +140,24 @@ fn char_device(path: &Path) -> u64 {
     meta.rdev()
 }
 
+/// `write` (the command `what` writing to the path it is given) writes `/dev/null` in place
+/// and fails on `/dev/full` with ENOSPC (exit code 1), both staying the same character
+/// devices; returns the stderr of the `/dev/full` try.
+fn assert_devices_written_in_place(what: &str, write: &dyn Fn(&str) -> Output) -> String {
+    let null = Path::new("/dev/null");
+    let rdev = char_device(null);
+    ok(&format!("{what} to /dev/null"), &write("/dev/null"));
+    assert_eq!(char_device(null), rdev);
+    let full = Path::new("/dev/full");
+    let rdev = char_device(full);
+    let out = write("/dev/full");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{what} to /dev/full: {err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(char_device(full), rdev);
+    err
+}
+
 fn fsck_clean(store: &Path) {
     let out = run(store, &["fsck"]);
     ok("fsck", &out);
@@ -213,27 +231,15 @@ fn export_writes_to_stdout_fifos_devices_and_through_symlinks() {
     );
     assert!(is_fifo(&fifo), "the FIFO was replaced");
 
-    // /dev/null takes it and stays a character device.
-    let null = Path::new("/dev/null");
-    let rdev = char_device(null);
-    ok(
-        "export to /dev/null",
-        &run(store, &["export", "example.com/out", "/dev/null"]),
-    );
-    assert_eq!(char_device(null), rdev);
-
-    // /dev/full: a clear ENOSPC error, the node intact.
-    let full = Path::new("/dev/full");
-    let rdev = char_device(full);
-    let out = run(store, &["export", "example.com/out", "/dev/full"]);
-    let err = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // /dev/null takes it and stays a character device; /dev/full: a clear ENOSPC error, the
+    // node intact.
+    let err = assert_devices_written_in_place("export", &|out| {
+        run(store, &["export", "example.com/out", out])
+    });
     assert!(
         err.contains("error: io: ") && err.contains("/dev/full"),
         "{err}"
     );
-    assert!(err.contains("No space left on device"), "{err}");
-    assert_eq!(char_device(full), rdev);
 
     // A symlink to a regular file: the link stays a link, its target gets the bytes and
     // keeps its permission bits.
@@ -335,19 +341,7 @@ fn secret_key(dir: &Path) -> PathBuf {
     std::fs::create_dir(&home).unwrap();
     std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
     let gpg = |args: &[&str]| {
-        let out = Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args([
-                "--batch",
-                "--yes",
-                "--no-tty",
-                "--pinentry-mode",
-                "loopback",
-            ])
-            .args(["--passphrase", ""])
-            .args(args)
-            .output()
-            .expect("gpg runs");
+        let out = common::gpg(&home, args);
         assert!(out.status.success(), "gpg: {}", text(&out.stderr));
         out.stdout
     };
@@ -394,18 +388,7 @@ fn build_and_sign_follow_the_same_policy() {
     );
     assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
     // Character devices: written in place.
-    let rdev = char_device(Path::new("/dev/null"));
-    ok("build to /dev/null", &build("/dev/null"));
-    assert_eq!(char_device(Path::new("/dev/null")), rdev);
-    let rdev = char_device(Path::new("/dev/full"));
-    let out = build("/dev/full");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("No space left on device"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(char_device(Path::new("/dev/full")), rdev);
+    assert_devices_written_in_place("build", &build);
     // A FIFO: the exact bytes, still a FIFO.
     let fifo = t.root.join("build-fifo");
     mkfifo(&fifo);
@@ -440,14 +423,7 @@ fn build_and_sign_follow_the_same_policy() {
         &s(&folder),
     );
     assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 0);
-    let rdev = char_device(Path::new("/dev/null"));
-    ok("sign to /dev/null", &sign("/dev/null"));
-    assert_eq!(char_device(Path::new("/dev/null")), rdev);
-    let rdev = char_device(Path::new("/dev/full"));
-    let out = sign("/dev/full");
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("No space left on device"));
-    assert_eq!(char_device(Path::new("/dev/full")), rdev);
+    assert_devices_written_in_place("sign", &sign);
     let inside = store.join("index.db");
     let before = std::fs::metadata(&inside).unwrap().ino();
     refused(

@@ -6,25 +6,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{acikit, text};
+use common::{acikit, sh, text};
 use serde_json::Value;
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// An image tar made by GNU tar at `dir/a.tar`; returns its image ID.
 fn make_image(dir: &Path) -> String {
@@ -42,6 +28,23 @@ fn make_image(dir: &Path) -> String {
         .output()
         .unwrap();
     format!("sha512-{}", &text(&out.stdout)[..128])
+}
+
+/// The image of [`make_image`] imported into `dir/store`: its ID, the store and the tar.
+fn imported_image(dir: &Path) -> (String, PathBuf, PathBuf) {
+    let id = make_image(dir);
+    let store = dir.join("store");
+    let tar = dir.join("a.tar");
+    assert_ok(
+        &acikit(&[
+            "--store",
+            store.to_str().unwrap(),
+            "import",
+            tar.to_str().unwrap(),
+        ]),
+        "import",
+    );
+    (id, store, tar)
 }
 
 fn assert_ok(out: &Output, what: &str) {
@@ -63,6 +66,28 @@ fn assert_refused(out: &Output, store: &Path, what: &str) {
     );
 }
 
+/// `run` (acikit with its store) exports `id` to `out_file` and to stdout, each the bytes
+/// of `tar`; `who` ends the messages.
+fn assert_exports(
+    run: &dyn Fn(&[&str]) -> Output,
+    id: &str,
+    out_file: &Path,
+    tar: &Path,
+    who: &str,
+) {
+    assert_ok(
+        &run(&["export", id, out_file.to_str().unwrap()]),
+        &format!("export{who}"),
+    );
+    assert_eq!(
+        std::fs::read(out_file).unwrap(),
+        std::fs::read(tar).unwrap()
+    );
+    let streamed = run(&["export", id, "-"]);
+    assert_ok(&streamed, &format!("export to stdout{who}"));
+    assert_eq!(streamed.stdout, std::fs::read(tar).unwrap());
+}
+
 fn last_used(store: &str) -> Vec<i64> {
     let out = acikit(&["--store", store, "list", "--json"]);
     assert_ok(&out, "list");
@@ -78,14 +103,8 @@ fn last_used(store: &str) -> Vec<i64> {
 fn the_read_only_flag_serves_reads_and_refuses_writes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let id = make_image(dir);
-    let store = dir.join("store");
+    let (id, store, tar) = imported_image(dir);
     let s = store.to_str().unwrap();
-    let tar = dir.join("a.tar");
-    assert_ok(
-        &acikit(&["--store", s, "import", tar.to_str().unwrap()]),
-        "import",
-    );
     let used = last_used(s);
 
     let out_file = dir.join("out.tar");
@@ -97,14 +116,7 @@ fn the_read_only_flag_serves_reads_and_refuses_writes() {
     let listed = ro(&["list"]);
     assert_ok(&listed, "list");
     assert!(text(&listed.stdout).contains("example.test/a"));
-    assert_ok(&ro(&["export", &id, out_file.to_str().unwrap()]), "export");
-    assert_eq!(
-        std::fs::read(&out_file).unwrap(),
-        std::fs::read(&tar).unwrap()
-    );
-    let streamed = ro(&["export", &id, "-"]);
-    assert_ok(&streamed, "export to stdout");
-    assert_eq!(streamed.stdout, std::fs::read(&tar).unwrap());
+    assert_exports(&ro, &id, &out_file, &tar, "");
     assert_ok(&ro(&["fsck"]), "fsck");
     assert_ok(&ro(&["trust", "list"]), "trust list");
     assert_ok(&ro(&["stats"]), "stats");
@@ -144,14 +156,8 @@ fn a_store_folder_this_user_cannot_write_is_read_only_for_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let id = make_image(dir);
-    let store = dir.join("store");
+    let (id, store, tar) = imported_image(dir);
     let s = store.to_str().unwrap();
-    let tar = dir.join("a.tar");
-    assert_ok(
-        &acikit(&["--store", s, "import", tar.to_str().unwrap()]),
-        "import",
-    );
     let used = last_used(s);
     let out_dir = dir.join("out");
     std::fs::create_dir(&out_dir).unwrap();
@@ -170,17 +176,7 @@ fn a_store_folder_this_user_cannot_write_is_read_only_for_it() {
             .unwrap()
     };
     assert_ok(&nobody(&["list"]), "list as nobody");
-    assert_ok(
-        &nobody(&["export", &id, out_file.to_str().unwrap()]),
-        "export as nobody",
-    );
-    assert_eq!(
-        std::fs::read(&out_file).unwrap(),
-        std::fs::read(&tar).unwrap()
-    );
-    let streamed = nobody(&["export", &id, "-"]);
-    assert_ok(&streamed, "export to stdout as nobody");
-    assert_eq!(streamed.stdout, std::fs::read(&tar).unwrap());
+    assert_exports(&nobody, &id, &out_file, &tar, " as nobody");
     assert_ok(&nobody(&["fsck"]), "fsck as nobody");
     // A render: no tree is cached in the store, the run is recorded under the user's cache
     // folder ($HOME/.cache/acikit/runs here), and released from there.

@@ -7,6 +7,8 @@
 //! without root unless `--unprotected-read-only` (as `nobody`); renders killed at random
 //! points, then `fsck`, `gc` and `rm`. Archives are written by GNU tar and gzip.
 
+mod common;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -14,24 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use acikit::render::run::list_runs;
 use acikit::store::ContentDigest;
+use common::sh;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
 // Helpers (in the style of store_cli.rs).
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A manifest named `name` depending on the images named in `deps` (by name only).
 fn manifest_for(name: &str, deps: &[&str]) -> String {

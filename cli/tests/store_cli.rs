@@ -4,6 +4,8 @@
 //! objects; and imports killed with SIGKILL at spread-out moments, each followed by a clean
 //! `fsck`, then a retry that completes. Archives are written by GNU tar and gzip.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -12,24 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use acikit::store::ContentDigest;
+use common::sh;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}`: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `len` pseudo-random bytes from a seeded xorshift generator.
 fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {

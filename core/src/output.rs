@@ -221,6 +221,46 @@ impl<W: Write> Write for NamedWriter<'_, W> {
     }
 }
 
+/// The sink of a tar export or build: `out`, buffered, its write errors named `what`, with
+/// the bytes written to it counted.
+pub(crate) struct CountedOutput<'a, W: Write> {
+    inner: std::io::BufWriter<NamedWriter<'a, W>>,
+    what: &'a str,
+    count: u64,
+}
+
+impl<'a, W: Write> CountedOutput<'a, W> {
+    pub(crate) fn new(out: W, what: &'a str) -> Self {
+        CountedOutput {
+            inner: std::io::BufWriter::with_capacity(1 << 20, NamedWriter { inner: out, what }),
+            what,
+            count: 0,
+        }
+    }
+
+    /// Flushes everything through to `out`; returns the number of bytes written.
+    pub(crate) fn finish(self) -> Result<u64> {
+        let writing = |e| Error::io(format!("writing {}", self.what), e);
+        self.inner
+            .into_inner()
+            .map_err(|e| writing(e.into_error()))?
+            .flush()
+            .map_err(writing)?;
+        Ok(self.count)
+    }
+}
+
+impl<W: Write> Write for CountedOutput<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Checks `path` against the policy without opening it: what it is and its final target.
 pub fn check_output_path(path: impl AsRef<Path>, options: &OutputOptions) -> Result<OutputKind> {
     resolve(path.as_ref(), &options.protected).map(|(_, kind, _)| kind)

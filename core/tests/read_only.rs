@@ -16,26 +16,11 @@ use std::path::{Path, PathBuf};
 
 use acikit::progress::Observer;
 use acikit::render::{RenderOptions, Strategy};
-use acikit::schema::ImageId;
 use acikit::serve::{ServeOptions, Server};
 use acikit::store::{ExportCompression, ImageQuery, ImportOptions, StoreOptions};
 use acikit::{Error, ErrorKind, Store};
 use common::*;
 use tokio::io::AsyncReadExt;
-
-/// A tar made here: where it is, its bytes and its image ID.
-struct Image {
-    path: PathBuf,
-    bytes: Vec<u8>,
-    id: ImageId,
-}
-
-fn make_image(dir: &Path, tag: &str, manifest: &str, files: &[(&str, &[u8])]) -> Image {
-    let path = dir.join(format!("{tag}.tar"));
-    let bytes = image_tar(&dir.join(tag), manifest, files, &path);
-    let id = ImageId::parse(&sha512sum(&path)).unwrap();
-    Image { path, bytes, id }
-}
 
 /// A manifest of `example.test/NAME` version 1 depending on `deps` (names under
 /// `example.test/`).

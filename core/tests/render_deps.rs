@@ -16,28 +16,12 @@ use acikit::render::stack::{StackBuilt, ensure_stack, stack_key};
 use acikit::render::tree::ensure_tree;
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
-use acikit::{Error, ErrorKind, Store};
+use acikit::{Error, ErrorKind};
+use common::ImageFixture as Fixture;
 use common::*;
 use serde_json::{Value, json};
 
-/// A store in a temporary folder, and a place to make images.
-struct Fixture {
-    dir: tempfile::TempDir,
-    store: Store,
-    made: usize,
-}
-
 impl Fixture {
-    async fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).await.unwrap();
-        Fixture {
-            dir,
-            store,
-            made: 0,
-        }
-    }
-
     /// A folder outside the store.
     fn scratch(&self, name: &str) -> PathBuf {
         let path = self.dir.path().join(name);
@@ -57,10 +41,7 @@ impl Fixture {
         script: &str,
         compress: Option<&str>,
     ) -> (ImageId, PathBuf) {
-        self.made += 1;
-        let layout = self.dir.path().join(format!("layout-{}", self.made));
-        std::fs::create_dir_all(layout.join("rootfs")).unwrap();
-        let mut manifest = json!({
+        let manifest = json!({
             "acKind": "ImageManifest",
             "acVersion": "0.8.11",
             "name": format!("example.com/{name}"),
@@ -70,18 +51,7 @@ impl Fixture {
                 {"name": "arch", "value": "amd64"},
             ],
         });
-        for (k, v) in extra.as_object().unwrap() {
-            manifest[k] = v.clone();
-        }
-        std::fs::write(
-            layout.join("manifest"),
-            serde_json::to_vec(&manifest).unwrap(),
-        )
-        .unwrap();
-        if !script.is_empty() {
-            sh(&layout.join("rootfs"), script);
-        }
-        let tar = self.dir.path().join(format!("image-{}.tar", self.made));
+        let (layout, tar) = self.layout(manifest, extra, script);
         sh(
             &layout,
             &format!("tar --format=gnu -cf '{}' manifest rootfs", tar.display()),

@@ -635,24 +635,7 @@ fn overlay_run_of_a_killed_process_can_be_released() {
     let before = snapshot(&lower);
     let runs = dir.path().join("store/runs");
     let target = dir.path().join("target");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_creates_a_run_and_waits", "--nocapture"])
-        .env("ACIKIT_TEST_CHILD_RUNS", &runs)
-        .env("ACIKIT_TEST_CHILD_LOWER", &lower)
-        .env("ACIKIT_TEST_CHILD_TARGET", &target)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let pid = child.id();
-    let mut child = KillOnDrop(child);
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(|line| line.ok())
-        .any(|line| line.trim() == "READY");
-    child.0.kill().unwrap(); // SIGKILL: no destructor, no release
-    child.0.wait().unwrap();
-    assert!(ready, "the child did not make its run");
+    let pid = run_made_by_a_killed_child(&runs, &lower, &target, Strategy::Overlay);
 
     assert!(is_mounted(&target), "the overlay outlives its creator");
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();

@@ -20,51 +20,23 @@ use acikit::render::tree::ensure_tree;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
 use acikit::store::{FsckReport, ImportOptions};
+use common::ImageFixture as Fixture;
 use common::*;
 use serde_json::{Value, json};
 
 const ORIGINAL: &str = "12.5\n";
 
-/// A store in a temporary folder, and a place to make images.
-struct Fixture {
-    dir: tempfile::TempDir,
-    store: Store,
-    made: usize,
-}
-
 impl Fixture {
-    async fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).await.unwrap();
-        Fixture {
-            dir,
-            store,
-            made: 0,
-        }
-    }
-
     /// Imports `example.com/<name>` whose manifest also holds `extra`, with a rootfs made by
     /// the shell `script` (archived with GNU tar).
     async fn image(&mut self, name: &str, extra: Value, script: &str) -> ImageId {
-        self.made += 1;
-        let layout = self.dir.path().join(format!("layout-{}", self.made));
-        std::fs::create_dir_all(layout.join("rootfs")).unwrap();
-        let mut manifest = json!({
+        let manifest = json!({
             "acKind": "ImageManifest",
             "acVersion": "0.8.11",
             "name": format!("example.com/{name}"),
             "labels": [{"name": "version", "value": "1.0.0"}],
         });
-        for (k, v) in extra.as_object().unwrap() {
-            manifest[k] = v.clone();
-        }
-        std::fs::write(
-            layout.join("manifest"),
-            serde_json::to_vec(&manifest).unwrap(),
-        )
-        .unwrap();
-        sh(&layout.join("rootfs"), script);
-        let tar = self.dir.path().join(format!("image-{}.tar", self.made));
+        let (layout, tar) = self.layout(manifest, extra, script);
         sh(
             &layout,
             &format!(
@@ -77,6 +49,19 @@ impl Fixture {
             .await
             .unwrap_or_else(|e| panic!("importing {name}: {e}"))
             .image_id
+    }
+
+    /// `base` (of [`script`]) and `app`, which depends on it and adds `etc/app`.
+    async fn base_and_app(&mut self) -> (ImageId, ImageId) {
+        let base = self.image("base", json!({}), &script("base")).await;
+        let app = self
+            .image(
+                "app",
+                json!({"dependencies": [{"imageName": "example.com/base"}]}),
+                "mkdir -p etc && printf 'app' > etc/app",
+            )
+            .await;
+        (base, app)
     }
 
     fn paths(&self) -> acikit::store::paths::StorePaths {
@@ -149,6 +134,15 @@ fn problem_of(report: &FsckReport, subject: &str) -> String {
         .find(|(s, _)| s.starts_with(subject))
         .unwrap_or_else(|| panic!("no problem about {subject}: {:?}", report.problems))
         .1
+}
+
+/// [`problem_of`], checked to say each of `expected`.
+fn problem_saying(report: &FsckReport, subject: &str, expected: &[&str]) -> String {
+    let message = problem_of(report, subject);
+    for expected in expected {
+        assert!(message.contains(expected), "{expected:?} in {message}");
+    }
+    message
 }
 
 /// Writes `X` over a file through its own name (as a process in a hardlink run writing to
@@ -334,15 +328,16 @@ async fn changed_metadata_on_tree_files_is_found() {
         sh(&tree, "chown 4321:4321 etc/debian_version");
     }
     let report = f.fsck(false).await;
-    let message = problem_of(&report, a.as_str());
-    for expected in [
-        "/own: mode 0600 where the image has 0644",
-        // tool and tool-link are one inode: the first in the archive is checked.
-        ": mtime 981158400.000000000 where the image has",
-        "/empty: xattrs [user.evil=1] where the image has []",
-    ] {
-        assert!(message.contains(expected), "{expected:?} in {message}");
-    }
+    let message = problem_saying(
+        &report,
+        a.as_str(),
+        &[
+            "/own: mode 0600 where the image has 0644",
+            // tool and tool-link are one inode: the first in the archive is checked.
+            ": mtime 981158400.000000000 where the image has",
+            "/empty: xattrs [user.evil=1] where the image has []",
+        ],
+    );
     if is_root() {
         assert!(
             message.contains("/etc/debian_version: owner 4321:4321 where the image has 0:0"),
@@ -362,28 +357,22 @@ async fn files_added_to_or_removed_from_a_tree_are_found() {
     std::fs::remove_file(tree.join("bin/tool-link")).unwrap();
     std::fs::write(tree.join("bin/tool-link"), "tool").unwrap();
     let report = f.fsck(false).await;
-    let message = problem_of(&report, a.as_str());
-    for expected in [
-        "/etc/added: is not in the image",
-        "/own: missing",
-        // Whichever GNU tar stored first, the other is a hardlink to it.
-        ": is not the same file as /bin/tool",
-    ] {
-        assert!(message.contains(expected), "{expected:?} in {message}");
-    }
+    problem_saying(
+        &report,
+        a.as_str(),
+        &[
+            "/etc/added: is not in the image",
+            "/own: missing",
+            // Whichever GNU tar stored first, the other is a hardlink to it.
+            ": is not the same file as /bin/tool",
+        ],
+    );
 }
 
 #[tokio::test]
 async fn stacks_are_checked_against_their_layers() {
     let mut f = Fixture::new().await;
-    let base = f.image("base", json!({}), &script("base")).await;
-    let app = f
-        .image(
-            "app",
-            json!({"dependencies": [{"imageName": "example.com/base"}]}),
-            "mkdir -p etc && printf 'app' > etc/app",
-        )
-        .await;
+    let (base, app) = f.base_and_app().await;
     let stack = ensure_stack(&f.store, &app, privs()).await.unwrap();
     let key = stack
         .path
@@ -476,14 +465,7 @@ async fn a_damaged_stack_under_a_live_overlay_run_stays_until_release() {
         return;
     }
     let mut f = Fixture::new().await;
-    let _base = f.image("base", json!({}), &script("base")).await;
-    let app = f
-        .image(
-            "app",
-            json!({"dependencies": [{"imageName": "example.com/base"}]}),
-            "mkdir -p etc && printf 'app' > etc/app",
-        )
-        .await;
+    let (_base, app) = f.base_and_app().await;
     let run = f.render(&app, "overlay", Strategy::Overlay).await;
     let stack = ensure_stack(&f.store, &app, privs()).await.unwrap();
     assert!(stack.reused);

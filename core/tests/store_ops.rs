@@ -23,21 +23,6 @@ use tokio::io::AsyncReadExt;
 // ---------------------------------------------------------------------------------------
 // Helpers.
 
-/// A tar made here: where it is, its bytes and its image ID.
-struct Image {
-    path: PathBuf,
-    bytes: Vec<u8>,
-    id: ImageId,
-}
-
-/// Archives a layout of `manifest` and `files` with GNU tar at `dir/<tag>.tar`.
-fn make_image(dir: &Path, tag: &str, manifest: &str, files: &[(&str, &[u8])]) -> Image {
-    let path = dir.join(format!("{tag}.tar"));
-    let bytes = image_tar(&dir.join(tag), manifest, files, &path);
-    let id = ImageId::parse(&sha512sum(&path)).unwrap();
-    Image { path, bytes, id }
-}
-
 async fn import(store: &Store, image: &Image) -> acikit::store::Imported {
     store
         .import_file(&image.path, ImportOptions::default())

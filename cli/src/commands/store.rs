@@ -377,11 +377,7 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
             report.unreferenced_objects,
             report.stale_staging,
             report.orphan_push_files,
-            if repair {
-                format!(" ({} removed)", report.push_files_removed)
-            } else {
-                String::new()
-            },
+            removed_note(repair, report.push_files_removed),
             report.dead_runs
         );
         let caches = &report.render_caches;
@@ -396,11 +392,7 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
             caches.rebuilt,
             caches.checkouts_unlinked,
             caches.damaged_left,
-            if repair {
-                format!(" ({} removed)", caches.damaged_removed)
-            } else {
-                String::new()
-            }
+            removed_note(repair, caches.damaged_removed)
         );
     }
     if report.is_clean() || repair {
@@ -469,4 +461,13 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
 /// `YYYY-MM-DD HH:MM:SS` in UTC.
 fn format_time(ms: i64) -> String {
     acikit::clock::format_utc(ms.div_euclid(1000))
+}
+
+/// ` (N removed)` after a count of things `fsck --repair` removes; nothing without `--repair`.
+fn removed_note(repair: bool, removed: u64) -> String {
+    if repair {
+        format!(" ({removed} removed)")
+    } else {
+        String::new()
+    }
 }

@@ -31,7 +31,7 @@ pub use epoch::{SOURCE_DATE_EPOCH, parse_source_date_epoch, source_date_epoch};
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -39,7 +39,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha512};
 
 use crate::archive::Limits;
-use crate::output::{NamedWriter, OutputFile, OutputOptions};
+use crate::output::{CountedOutput, OutputFile, OutputOptions};
 use crate::progress::{CancelToken, Observer, Phase};
 use crate::schema::{ImageId, ImageManifest};
 use crate::{Error, ErrorKind, Result};
@@ -309,14 +309,7 @@ impl Builder {
             .map(|n| n.size)
             .sum();
 
-        let named = NamedWriter {
-            inner: out,
-            what: name,
-        };
-        let counted = Counting {
-            inner: BufWriter::with_capacity(1 << 20, named),
-            count: 0,
-        };
+        let counted = CountedOutput::new(out, name);
         let writing = |e| Error::io(format!("writing {name}"), e);
         let mut state = WriteState {
             observer: &self.observer,
@@ -346,13 +339,7 @@ impl Builder {
                 zst.finish().map_err(writing)?
             }
         };
-        let size = counted.count;
-        counted
-            .inner
-            .into_inner()
-            .map_err(|e| writing(e.into_error()))?
-            .flush()
-            .map_err(writing)?;
+        let size = counted.finish()?;
         check()?;
         self.observer.report(Phase::Build, total, Some(total));
         Ok(Written {
@@ -493,22 +480,6 @@ struct Written {
     regular_files: u64,
     sparse_files: u64,
     hardlinks: u64,
-}
-
-struct Counting<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Hashes (SHA-512: the image ID) what passes through to the compressor.

@@ -779,9 +779,20 @@ fn list_dir(dir: BorrowedFd) -> Result<Vec<(OsString, FileType)>> {
             e,
         )
     };
+    list_dir_with(dir, fail, |name| lstat(dir, name))
+}
+
+/// The entries of the directory `dir` (without `.` and `..`), sorted by name, with their
+/// types (found by `lstat` when the directory entry does not say); `fail` makes the error
+/// of a failed read. [`list_dir`] and its like elsewhere differ only in their errors.
+pub(crate) fn list_dir_with<E>(
+    dir: BorrowedFd,
+    fail: impl Fn(Errno) -> E,
+    lstat: impl Fn(&OsStr) -> std::result::Result<rustix::fs::Stat, E>,
+) -> std::result::Result<Vec<(OsString, FileType)>, E> {
     let mut out = Vec::new();
-    for entry in rustix::fs::Dir::read_from(dir).map_err(fail)? {
-        let entry = entry.map_err(fail)?;
+    for entry in rustix::fs::Dir::read_from(dir).map_err(&fail)? {
+        let entry = entry.map_err(&fail)?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
             continue;
@@ -789,7 +800,7 @@ fn list_dir(dir: BorrowedFd) -> Result<Vec<(OsString, FileType)>> {
         let name = OsString::from_vec(name.to_vec());
         let mut ty = entry.file_type();
         if ty == FileType::Unknown {
-            ty = FileType::from_raw_mode(lstat(dir, &name)?.st_mode);
+            ty = FileType::from_raw_mode(lstat(&name)?.st_mode);
         }
         out.push((name, ty));
     }

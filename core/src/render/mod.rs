@@ -75,6 +75,31 @@ pub struct Rendered {
     pub warnings: Vec<String>,
 }
 
+impl Rendered {
+    /// The run `handle` made of `id`'s `stack`; its warnings are `warnings`, then the
+    /// stack's, then the run's.
+    pub(crate) fn of_run(
+        id: &ImageId,
+        stack: stack::StackBuilt,
+        handle: run::RunHandle,
+        cached: bool,
+        mut warnings: Vec<String>,
+    ) -> Rendered {
+        warnings.extend(stack.warnings);
+        warnings.extend(handle.warnings);
+        Rendered {
+            image_id: id.clone(),
+            target: handle.target,
+            strategy: handle.strategy,
+            read_only: handle.read_only,
+            protected: handle.protected,
+            layers: stack.layers.into_iter().map(|l| l.image_id).collect(),
+            cached,
+            warnings,
+        }
+    }
+}
+
 impl Store {
     /// Renders `id` with its dependencies and pathWhitelist into `target` (missing or an
     /// empty folder): the flattened rootfs is built once and cached, then each run gets a
@@ -112,18 +137,8 @@ impl Store {
         })
         .await
         .map_err(join_error)??;
-        let mut warnings = stack.warnings;
-        warnings.extend(handle.warnings);
-        Ok(Rendered {
-            image_id: id.clone(),
-            target: handle.target,
-            strategy: handle.strategy,
-            read_only: handle.read_only,
-            protected: handle.protected,
-            layers: stack.layers.into_iter().map(|l| l.image_id).collect(),
-            cached: stack.reused,
-            warnings,
-        })
+        let cached = stack.reused;
+        Ok(Rendered::of_run(id, stack, handle, cached, Vec::new()))
     }
 
     /// Undoes a run made by [`Store::render`]: unmounts or removes its rootfs. The run's

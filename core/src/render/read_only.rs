@@ -74,16 +74,7 @@ pub(super) async fn render(
         })
         .await
         .map_err(join_error)??;
-        return Ok(Rendered {
-            image_id: id.clone(),
-            target: handle.target,
-            strategy: handle.strategy,
-            read_only: handle.read_only,
-            protected: handle.protected,
-            layers: stack.layers.into_iter().map(|l| l.image_id).collect(),
-            cached: true,
-            warnings: handle.warnings,
-        });
+        return Ok(Rendered::of_run(id, stack, handle, true, Vec::new()));
     }
 
     let mut warnings = Vec::new();
@@ -150,20 +141,7 @@ pub(super) async fn render(
     .await;
     scratch.remove().await;
     match built {
-        Ok(stack) => {
-            warnings.extend(stack.warnings);
-            warnings.extend(handle.warnings);
-            Ok(Rendered {
-                image_id: id.clone(),
-                target: handle.target,
-                strategy: handle.strategy,
-                read_only: handle.read_only,
-                protected: handle.protected,
-                layers: stack.layers.into_iter().map(|l| l.image_id).collect(),
-                cached: false,
-                warnings,
-            })
-        }
+        Ok(stack) => Ok(Rendered::of_run(id, stack, handle, false, warnings)),
         Err(err) => {
             let target = handle.target.clone();
             let _ = tokio::task::spawn_blocking(move || run::release_run(&runs, &target)).await;

@@ -36,7 +36,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -408,22 +407,7 @@ fn list_dir(dir: BorrowedFd, shown: &Path) -> Result<Vec<(OsString, FileType)>> 
             e.into(),
         )
     };
-    let mut out = Vec::new();
-    for entry in rustix::fs::Dir::read_from(dir).map_err(fail)? {
-        let entry = entry.map_err(fail)?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let name = OsString::from_vec(name.to_vec());
-        let mut ty = entry.file_type();
-        if ty == FileType::Unknown {
-            ty = FileType::from_raw_mode(fsops::lstat(dir, &name)?.st_mode);
-        }
-        out.push((name, ty));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    fsops::list_dir_with(dir, fail, |name| fsops::lstat(dir, name))
 }
 
 impl Builder<'_> {

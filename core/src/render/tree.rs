@@ -289,6 +289,21 @@ impl Drop for Stage {
     }
 }
 
+/// Takes the build lock of the tree of `id` (made if missing), waiting for it; held until
+/// the file is dropped. Its folder must exist.
+pub(crate) fn lock_tree(paths: &StorePaths, id: &ImageId) -> Result<File> {
+    let path = lock_path(paths, id);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    lock.lock()
+        .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+    Ok(lock)
+}
+
 fn build_locked(
     paths: &StorePaths,
     id: &ImageId,
@@ -297,15 +312,7 @@ fn build_locked(
     handle: &tokio::runtime::Handle,
 ) -> Result<TreeBuilt> {
     private_dir(&paths.trees())?;
-    let lock_file = lock_path(paths, id);
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_file)
-        .map_err(|e| Error::io(format!("opening {}", lock_file.display()), e))?;
-    lock.lock()
-        .map_err(|e| Error::io(format!("locking {}", lock_file.display()), e))?;
+    let lock = lock_tree(paths, id)?;
     if let Some(done) = existing(paths, id) {
         return Ok(done); // built by another process while we waited
     }
@@ -393,12 +400,60 @@ fn checkout_key(base: &[u8; 32], occurrence: u64) -> String {
     hex::encode(h.finalize())
 }
 
+/// The content of the tar member `entry` of `id`: the recipe's next Content record (its
+/// Meta records skipped) for a regular file or a member with data, `None` for others.
+pub(crate) fn member_content<R: std::io::Read>(
+    recipe: &mut RecipeReader<R>,
+    entry: &Entry,
+    id: &ImageId,
+) -> Result<Option<ContentDigest>> {
+    if entry.size == 0 && entry.kind != EntryKind::Regular {
+        return Ok(None);
+    }
+    loop {
+        match recipe.next_record()? {
+            Some(RecipeRecord::Meta(_)) => continue,
+            Some(RecipeRecord::Content { len, digest }) => {
+                if len != entry.size {
+                    return Err(corrupt(format!(
+                        "the recipe of {id} does not match its tar (content of {} bytes where \
+                         the member has {})",
+                        len, entry.size
+                    ))
+                    .with_entry(&entry.path));
+                }
+                return Ok(digest);
+            }
+            None => {
+                return Err(corrupt(format!(
+                    "the recipe of {id} has fewer contents than its tar"
+                )));
+            }
+        }
+    }
+}
+
+/// Checks that the recipe of `id`, its tar read to the end, has no Content record left.
+pub(crate) fn recipe_done<R: std::io::Read>(
+    recipe: &mut RecipeReader<R>,
+    id: &ImageId,
+) -> Result<()> {
+    while let Some(record) = recipe.next_record()? {
+        if let RecipeRecord::Content { .. } = record {
+            return Err(corrupt(format!(
+                "the recipe of {id} has more contents than its tar"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::CorruptStore, what.to_string())
 }
 
 /// Splits a tree-relative path into its parent and last component.
-fn split(rel: &[u8]) -> (&Path, &OsStr) {
+pub(crate) fn split(rel: &[u8]) -> (&Path, &OsStr) {
     match rel.iter().rposition(|&b| b == b'/') {
         Some(i) => (
             Path::new(OsStr::from_bytes(&rel[..i])),
@@ -508,31 +563,7 @@ fn build(
     let mut recipe = RecipeReader::new(std::io::BufReader::new(recipe_file))?;
     let mut tar = TarReader::new(reader);
     while let Some(entry) = handle.block_on(tar.next_entry())? {
-        let content = if entry.size > 0 || entry.kind == EntryKind::Regular {
-            loop {
-                match recipe.next_record()? {
-                    Some(RecipeRecord::Meta(_)) => continue,
-                    Some(RecipeRecord::Content { len, digest }) => {
-                        if len != entry.size {
-                            return Err(corrupt(format!(
-                                "the recipe of {id} does not match its tar (content of {} \
-                                 bytes where the member has {})",
-                                len, entry.size
-                            ))
-                            .with_entry(&entry.path));
-                        }
-                        break digest;
-                    }
-                    None => {
-                        return Err(corrupt(format!(
-                            "the recipe of {id} has fewer contents than its tar"
-                        )));
-                    }
-                }
-            }
-        } else {
-            None
-        };
+        let content = member_content(&mut recipe, &entry, id)?;
         b.member(&entry, content).map_err(|e| {
             if e.entry().is_some() {
                 e
@@ -542,13 +573,7 @@ fn build(
         })?;
     }
     // The tar was read to its end: it hashed to the image ID. The recipe must be done too.
-    while let Some(record) = recipe.next_record()? {
-        if let RecipeRecord::Content { .. } = record {
-            return Err(corrupt(format!(
-                "the recipe of {id} has more contents than its tar"
-            )));
-        }
-    }
+    recipe_done(&mut recipe, id)?;
     b.finish_dirs(&out)?;
     // Contents on disk before any name that points at them is published. A tree built in a
     // render root (a read-only store's render) is neither shared nor kept: like a run's

@@ -117,14 +117,9 @@ fn record(paths: &StorePaths, digest: &ContentDigest, id: &ImageId) -> Result<()
 /// killed writes (`gc`, under the exclusive commit lock). Returns how many were removed.
 pub(crate) fn prune(paths: &StorePaths, indexed: &HashSet<String>) -> Result<u64> {
     let dir = paths.archives();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-    };
     let mut removed = 0;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for entry in super::heads::dir_entries(&dir)? {
+        let entry = entry?;
         let path = entry.path();
         let keep = std::fs::read_to_string(&path)
             .ok()

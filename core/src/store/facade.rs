@@ -463,24 +463,10 @@ impl Store {
         };
         let out = out.as_ref().to_path_buf();
         crate::output::check_output_path(&out, &options)?;
-        self.require(id).await?;
-        self.record_use(id).await?;
-        let recipe = self.paths.recipe(id);
-        let objects = self.object_paths();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || {
-            housekeeping::export_file(
-                &recipe,
-                &objects,
-                &id,
-                &out,
-                &options,
-                compression,
-                &observer,
-            )
+        self.export_blocking(id, move |recipe, objects, id| {
+            housekeeping::export_file(recipe, objects, id, &out, &options, compression, &observer)
         })
         .await
-        .map_err(join_error)?
     }
 
     /// [`Store::export_to`] into any writer (stdout, a socket, a pipe), written on a
@@ -494,16 +480,11 @@ impl Store {
         compression: ExportCompression,
         observer: Observer,
     ) -> Result<Exported> {
-        self.require(id).await?;
-        self.record_use(id).await?;
-        let recipe = self.paths.recipe(id);
-        let objects = self.object_paths();
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || {
+        self.export_blocking(id, move |recipe, objects, id| {
             housekeeping::export_into(
-                &recipe,
-                &objects,
-                &id,
+                recipe,
+                objects,
+                id,
                 out,
                 "the export",
                 compression,
@@ -511,7 +492,23 @@ impl Store {
             )
         })
         .await
-        .map_err(join_error)?
+    }
+
+    /// Checks that the store has `id` and records its use, then runs `export` on a blocking
+    /// thread with the image's recipe, the store's objects and `id`.
+    async fn export_blocking<T: Send + 'static>(
+        &self,
+        id: &ImageId,
+        export: impl FnOnce(&Path, &ObjectPaths, &ImageId) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.require(id).await?;
+        self.record_use(id).await?;
+        let recipe = self.paths.recipe(id);
+        let objects = self.object_paths();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || export(&recipe, &objects, &id))
+            .await
+            .map_err(join_error)?
     }
 
     /// Removes an image from the index, then its recipe and the objects no other image

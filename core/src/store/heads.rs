@@ -11,7 +11,7 @@
 //! images are imported again (or at the next `fsck`).
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{DirEntry, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -121,17 +121,26 @@ pub fn record(paths: &StorePaths, key: &HeadKey, digest: &ContentDigest) -> Resu
     }
 }
 
+/// The entries of the folder `dir` (none if it does not exist), each an error if it cannot
+/// be read, for the side indexes (`heads/`, `archives/`).
+pub(crate) fn dir_entries(dir: &Path) -> Result<impl Iterator<Item = Result<DirEntry>> + '_> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => Some(entries),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    Ok(entries
+        .into_iter()
+        .flatten()
+        .map(move |entry| entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))))
+}
+
 /// Every entry: its key, its object and its path; names that are not entries are skipped.
 fn list(paths: &StorePaths) -> Result<Vec<(HeadKey, ContentDigest, PathBuf)>> {
     let dir = paths.heads();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for entry in dir_entries(&dir)? {
+        let entry = entry?;
         if let Some((key, digest)) = HeadKey::parse_entry(&entry.file_name().to_string_lossy()) {
             out.push((key, digest, entry.path()));
         }

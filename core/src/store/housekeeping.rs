@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,7 @@ use super::paths::StorePaths;
 use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
 use super::{archives, heads, objects};
-use crate::output::{NamedWriter, OutputFile, OutputOptions};
+use crate::output::{CountedOutput, OutputFile, OutputOptions};
 use crate::progress::{Observer, Phase};
 use crate::render::{fsops, reap, tree, usage};
 use crate::schema::ImageId;
@@ -178,11 +178,7 @@ pub(crate) fn export_into<W: Write>(
     compression: ExportCompression,
     observer: &Observer,
 ) -> Result<Exported> {
-    let named = NamedWriter { inner: out, what };
-    let counted = CountingWriter {
-        inner: BufWriter::with_capacity(1 << 20, named),
-        written: 0,
-    };
+    let counted = CountedOutput::new(out, what);
     let expected = id.sha512();
     let writing = |e| Error::io(format!("writing {what}"), e);
     let (regenerated, counted) = match compression {
@@ -206,34 +202,12 @@ pub(crate) fn export_into<W: Write>(
             (r, out.inner.finish().map_err(writing)?)
         }
     };
-    let written = counted.written;
-    counted
-        .inner
-        .into_inner()
-        .map_err(|e| writing(e.into_error()))?
-        .flush()
-        .map_err(writing)?;
+    let written = counted.finish()?;
     Ok(Exported {
         image_id: id.clone(),
         tar_size: regenerated.bytes,
         written,
     })
-}
-
-struct CountingWriter<W> {
-    inner: W,
-    written: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Passes writes through, reporting export progress and stopping on cancellation.

@@ -475,3 +475,67 @@ pub fn kind_name(ft: &std::fs::FileType) -> &'static str {
         "other"
     }
 }
+
+/// A tar made here: where it is, its bytes and its image ID.
+pub struct Image {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub id: acikit::schema::ImageId,
+}
+
+/// Archives a layout of `manifest` and `files` with GNU tar at `dir/<tag>.tar` (see
+/// [`image_tar`]).
+pub fn make_image(dir: &Path, tag: &str, manifest: &str, files: &[(&str, &[u8])]) -> Image {
+    let path = dir.join(format!("{tag}.tar"));
+    let bytes = image_tar(&dir.join(tag), manifest, files, &path);
+    let id = acikit::schema::ImageId::parse(&sha512sum(&path)).unwrap();
+    Image { path, bytes, id }
+}
+
+/// A store in a temporary folder, and a place to make images (the test files add their own
+/// methods: image makers, renders, checks).
+pub struct ImageFixture {
+    pub dir: tempfile::TempDir,
+    pub store: acikit::Store,
+    /// How many layouts [`ImageFixture::layout`] made.
+    pub made: usize,
+}
+
+impl ImageFixture {
+    pub async fn new() -> ImageFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = acikit::Store::open(dir.path().join("store")).await.unwrap();
+        ImageFixture {
+            dir,
+            store,
+            made: 0,
+        }
+    }
+
+    /// A new image layout `layout-N` whose manifest is `manifest` with the fields of `extra`
+    /// added, and whose rootfs is made by the shell `script` run inside it (if not empty).
+    /// Returns the layout and where its archive goes (`image-N.tar`, not made yet).
+    pub fn layout(
+        &mut self,
+        mut manifest: serde_json::Value,
+        extra: serde_json::Value,
+        script: &str,
+    ) -> (PathBuf, PathBuf) {
+        self.made += 1;
+        let layout = self.dir.path().join(format!("layout-{}", self.made));
+        std::fs::create_dir_all(layout.join("rootfs")).unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            manifest[k] = v.clone();
+        }
+        std::fs::write(
+            layout.join("manifest"),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+        if !script.is_empty() {
+            sh(&layout.join("rootfs"), script);
+        }
+        let tar = self.dir.path().join(format!("image-{}.tar", self.made));
+        (layout, tar)
+    }
+}

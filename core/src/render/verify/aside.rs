@@ -86,18 +86,7 @@ pub(super) fn set_aside(
     let folder = cache.folder(paths);
     // A tree is set aside under its build lock, so no builder is publishing it meanwhile.
     let _lock = match cache {
-        Cache::Tree(id) => {
-            let path = tree::lock_path(paths, id);
-            let lock = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-            lock.lock()
-                .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
-            Some(lock)
-        }
+        Cache::Tree(id) => Some(tree::lock_tree(paths, id)?),
         Cache::Stack(..) => None,
     };
     let rootfs = std::fs::canonicalize(folder.join("rootfs")).unwrap_or(folder.join("rootfs"));

@@ -51,6 +51,7 @@ mod tree_check;
 pub use aside::remove_unused_damaged;
 use aside::{count_damaged, rebuild, set_aside, unlink_checkouts};
 use stack_check::{parse_layers, read_layers, verify_stack};
+use tree::split;
 use tree_check::{compare_meta, hash_range, list_dir, verify_tree};
 
 use std::collections::{HashMap, HashSet};
@@ -58,7 +59,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::BufReader;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -76,7 +77,7 @@ use crate::schema::ImageId;
 use crate::store::facade::join_error;
 use crate::store::housekeeping::FsckProblem;
 use crate::store::paths::StorePaths;
-use crate::store::recipe::{RecipeReader, RecipeRecord};
+use crate::store::recipe::RecipeReader;
 use crate::store::regenerate::{self, ExportReader, ObjectPaths};
 use crate::store::{ContentDigest, ContentHasher, Store};
 use crate::{Error, ErrorKind, Result};
@@ -449,17 +450,6 @@ fn open_root(path: &Path) -> std::result::Result<OwnedFd, String> {
         Mode::empty(),
     )
     .map_err(|e| std::io::Error::from(e).to_string())
-}
-
-/// Splits a tree-relative path into its parent and last component.
-fn split(rel: &[u8]) -> (&Path, &OsStr) {
-    match rel.iter().rposition(|&b| b == b'/') {
-        Some(i) => (
-            Path::new(OsStr::from_bytes(&rel[..i])),
-            OsStr::from_bytes(&rel[i + 1..]),
-        ),
-        None => (Path::new(""), OsStr::from_bytes(rel)),
-    }
 }
 
 fn corrupt(what: String) -> Error {

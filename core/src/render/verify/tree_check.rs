@@ -49,28 +49,7 @@ pub(super) fn verify_tree(
     let mut root_seen = false;
     while let Some(entry) = handle.block_on(tar.next_entry())? {
         // The same pairing of members and Content records as the build.
-        let content = if entry.size > 0 || entry.kind == EntryKind::Regular {
-            loop {
-                match recipe.next_record()? {
-                    Some(RecipeRecord::Meta(_)) => continue,
-                    Some(RecipeRecord::Content { len, digest }) => {
-                        if len != entry.size {
-                            return Err(corrupt(format!(
-                                "the recipe of {id} does not match its tar"
-                            )));
-                        }
-                        break digest;
-                    }
-                    None => {
-                        return Err(corrupt(format!(
-                            "the recipe of {id} has fewer contents than its tar"
-                        )));
-                    }
-                }
-            }
-        } else {
-            None
-        };
+        let content = tree::member_content(&mut recipe, &entry, id)?;
         let Some(rel) = tree::tree_path(&entry.path).map_err(|e| corrupt(e.to_string()))? else {
             continue;
         };
@@ -82,13 +61,7 @@ pub(super) fn verify_tree(
         }
         checker.member(&entry, &rel, content)?;
     }
-    while let Some(record) = recipe.next_record()? {
-        if let RecipeRecord::Content { .. } = record {
-            return Err(corrupt(format!(
-                "the recipe of {id} has more contents than its tar"
-            )));
-        }
-    }
+    tree::recipe_done(&mut recipe, id)?;
     if !root_seen {
         checker.check_root(None);
     }
@@ -567,22 +540,7 @@ fn nonzero_in(
 /// The entries of `dir` (no `.`/`..`), sorted, with their types.
 pub(super) fn list_dir(dir: BorrowedFd) -> std::result::Result<Vec<(OsString, FileType)>, String> {
     let fail = |e: Errno| std::io::Error::from(e).to_string();
-    let mut out = Vec::new();
-    for entry in rustix::fs::Dir::read_from(dir).map_err(fail)? {
-        let entry = entry.map_err(fail)?;
-        let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let name = OsString::from_vec(name.to_vec());
-        let mut ty = entry.file_type();
-        if ty == FileType::Unknown {
-            ty = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW)
-                .map(|st| FileType::from_raw_mode(st.st_mode))
-                .map_err(fail)?;
-        }
-        out.push((name, ty));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    fsops::list_dir_with(dir, fail, |name| {
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(fail)
+    })
 }
