@@ -22,6 +22,7 @@
 
 pub mod archive;
 mod atomic_file;
+mod blocking;
 pub mod build;
 pub mod clock;
 pub mod discovery;

@@ -11,6 +11,7 @@ use super::download::{self, Opened, Pump};
 use super::expect::Expected;
 use super::transport::{CacheInfo, TransportRequest};
 use super::{FetchOutcome, Fetched, Session};
+use crate::blocking::blocking;
 use crate::store::index::FetchState;
 use crate::store::{ImageInfo, ImageQuery, ImportGate, ImportOptions};
 use crate::trust::{StreamingVerifier, VerifiedSignature};
@@ -133,10 +134,14 @@ pub(crate) async fn fetch_endpoint(
     let (sink, verdict) = match &signature {
         Some(sig) => {
             let trust = store.trust()?;
-            let (sink, handle) = match &expected.name {
-                Some(name) => StreamingVerifier::start(&trust, name, sig)?,
-                None => StreamingVerifier::start_unnamed(&trust, sig)?,
-            };
+            let name = expected.name.clone();
+            let sig = sig.clone();
+            // Reading the keyring and parsing the signature block: off the runtime.
+            let (sink, handle) = blocking(move || match &name {
+                Some(name) => StreamingVerifier::start(&trust, name, &sig),
+                None => StreamingVerifier::start_unnamed(&trust, &sig),
+            })
+            .await?;
             (Some(sink), Some(handle))
         }
         None => (None, None),

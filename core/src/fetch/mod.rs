@@ -32,6 +32,7 @@ pub use download::RetryPolicy;
 pub use expect::Expected;
 pub use transport::{Transport, TransportRequest, TransportResponse};
 
+use crate::blocking::blocking;
 use crate::discovery::{self, DiscoveryOptions};
 use crate::net::{HttpClient, NetOptions};
 use crate::progress::Observer;
@@ -322,7 +323,10 @@ async fn trust_keys(session: &Session, name: &str, urls: &[String]) -> Result<Ve
             &session.options.observer,
         )
         .await?;
-        let key = trust.add(&bytes, TrustScope::prefix(name)?)?;
+        let scope = TrustScope::prefix(name)?;
+        let keyring = trust.clone();
+        // Parsing the key and writing the keyring: off the runtime.
+        let key = blocking(move || keyring.add(&bytes, scope)).await?;
         added.push(KeyAdded {
             url: url.clone(),
             fingerprint: key.fingerprint.clone(),
