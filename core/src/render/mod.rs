@@ -34,8 +34,8 @@ pub use fsops::Privileges;
 pub use read_only::outside_runs_dir;
 pub use run::{RunOptions, RunRecord, Strategy};
 
+use crate::blocking::blocking;
 use crate::schema::ImageId;
-use crate::store::facade::join_error;
 use crate::{ErrorKind, Result, Store};
 
 /// Options of [`Store::render`].
@@ -132,11 +132,9 @@ impl Store {
         let runs = self.paths().runs();
         let lower = stack.path.clone();
         let target = target.as_ref().to_path_buf();
-        let handle = tokio::task::spawn_blocking(move || {
-            run::create_run_with(&runs, &lower, &target, &run_options, &privs)
-        })
-        .await
-        .map_err(join_error)??;
+        let handle =
+            blocking(move || run::create_run_with(&runs, &lower, &target, &run_options, &privs))
+                .await?;
         let cached = stack.reused;
         Ok(Rendered::of_run(id, stack, handle, cached, Vec::new()))
     }
@@ -147,7 +145,7 @@ impl Store {
     pub async fn release(&self, target: impl AsRef<Path>) -> Result<()> {
         let (first, second) = self.runs_dirs();
         let target = target.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || match run::release_run(&first, &target) {
+        blocking(move || match run::release_run(&first, &target) {
             Err(err) if err.kind() == ErrorKind::NotFound => {
                 match run::release_run(&second, &target) {
                     Err(again) if again.kind() == ErrorKind::NotFound => Err(err),
@@ -157,20 +155,18 @@ impl Store {
             other => other,
         })
         .await
-        .map_err(join_error)?
     }
 
     /// The runs made from this store and not yet released (those recorded in the store,
     /// then those made while it was read-only, or the other way round on a read-only store).
     pub async fn runs(&self) -> Result<Vec<RunRecord>> {
         let (first, second) = self.runs_dirs();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let mut runs = run::list_runs(&first)?;
             runs.extend(run::list_runs(&second)?);
             Ok(runs)
         })
         .await
-        .map_err(join_error)?
     }
 
     /// The folders run records are in, the one new runs go to first.

@@ -23,9 +23,9 @@ use super::fsops::{self, Privileges};
 use super::run::{self, Strategy};
 use super::stack;
 use super::{RenderOptions, Rendered};
+use crate::blocking::{blocking, blocking_value};
 use crate::schema::ImageId;
 use crate::store::Store;
-use crate::store::facade::join_error;
 use crate::store::paths::StorePaths;
 use crate::{Error, ErrorKind, Result};
 
@@ -65,15 +65,14 @@ pub(super) async fn render(
     if let Some(stack) = stack::cached_stack(store, id).await? {
         let lower = stack.path.clone();
         let target = target.to_path_buf();
-        let handle = tokio::task::spawn_blocking(move || {
+        let handle = blocking(move || {
             let run_options = run::RunOptions {
                 strategy: options.strategy,
                 allow_unprotected_hardlink: options.allow_unprotected_hardlink,
             };
             run::create_run_with(&runs, &lower, &target, &run_options, &privs)
         })
-        .await
-        .map_err(join_error)??;
+        .await?;
         return Ok(Rendered::of_run(id, stack, handle, true, Vec::new()));
     }
 
@@ -100,19 +99,14 @@ pub(super) async fn render(
 
     let scratch = {
         let target = target.to_path_buf();
-        tokio::task::spawn_blocking(move || Scratch::beside(&target))
-            .await
-            .map_err(join_error)??
+        blocking(move || Scratch::beside(&target)).await?
     };
     let handle = {
         let empty = scratch.empty.clone();
         let target = target.to_path_buf();
         let runs = runs.clone();
-        tokio::task::spawn_blocking(move || {
-            run::create_run(&runs, &empty, &target, Strategy::Copy, &privs)
-        })
-        .await
-        .map_err(join_error)?
+        blocking_value(move || run::create_run(&runs, &empty, &target, Strategy::Copy, &privs))
+            .await?
     };
     let handle = match handle {
         Ok(handle) => handle,
@@ -126,7 +120,7 @@ pub(super) async fn render(
         let stack = stack::ensure_stack_in(store, paths, id, privs).await?;
         let from = stack.path.clone();
         let to = handle.target.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             std::fs::rename(&from, &to).map_err(|e| {
                 Error::io(
                     format!("moving the rendered tree into place at {}", to.display()),
@@ -134,8 +128,7 @@ pub(super) async fn render(
                 )
             })
         })
-        .await
-        .map_err(join_error)??;
+        .await?;
         Ok::<_, Error>(stack)
     }
     .await;
@@ -144,7 +137,7 @@ pub(super) async fn render(
         Ok(stack) => Ok(Rendered::of_run(id, stack, handle, false, warnings)),
         Err(err) => {
             let target = handle.target.clone();
-            let _ = tokio::task::spawn_blocking(move || run::release_run(&runs, &target)).await;
+            let _ = blocking(move || run::release_run(&runs, &target)).await;
             Err(err)
         }
     }
@@ -219,7 +212,7 @@ impl Scratch {
     async fn remove(mut self) {
         self.removed = true;
         let dir = self.dir.clone();
-        let _ = tokio::task::spawn_blocking(move || fsops::remove_tree(&dir)).await;
+        let _ = blocking(move || fsops::remove_tree(&dir)).await;
     }
 }
 

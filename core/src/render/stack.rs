@@ -46,6 +46,7 @@ use sha2::{Digest, Sha256};
 use super::deps::{Layer, PathFilter, resolve_layers};
 use super::fsops::{self, NodeKind, NodeMeta, Privileges};
 use super::tree::ensure_tree_in;
+use crate::blocking::blocking;
 use crate::schema::ImageId;
 use crate::store::Store;
 use crate::store::paths::StorePaths;
@@ -175,9 +176,7 @@ pub async fn ensure_stack_in(
         .collect();
     let root_whitelist = layers.last().map(own_whitelist).unwrap_or_default();
     let (reused, build_warnings) =
-        tokio::task::spawn_blocking(move || build(&paths, &key, &plan, &root_whitelist, &privs))
-            .await
-            .map_err(crate::store::facade::join_error)??;
+        blocking(move || build(&paths, &key, &plan, &root_whitelist, &privs)).await?;
     warnings.extend(build_warnings);
     Ok(StackBuilt {
         path: rootfs,

@@ -58,8 +58,8 @@ use sha2::{Digest as _, Sha256};
 use super::fsops::{self, NodeKind, NodeMeta, Privileges};
 use crate::archive::layout::normalize_path;
 use crate::archive::tar::{Entry, EntryKind, TarReader};
+use crate::blocking::blocking;
 use crate::schema::ImageId;
-use crate::store::facade::join_error;
 use crate::store::paths::StorePaths;
 use crate::store::recipe::{RecipeReader, RecipeRecord};
 use crate::store::regenerate::ExportReader;
@@ -125,9 +125,7 @@ pub async fn ensure_tree_in(
     let reader = store.export_reader(id).await?;
     let handle = tokio::runtime::Handle::current();
     let id = id.clone();
-    tokio::task::spawn_blocking(move || build_locked(&paths, &id, reader, privs, &handle))
-        .await
-        .map_err(join_error)?
+    blocking(move || build_locked(&paths, &id, reader, privs, &handle)).await
 }
 
 /// Removes the exploded tree of `id` (no error if there is none). The tree is first renamed

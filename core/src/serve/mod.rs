@@ -39,6 +39,7 @@ use serde::Serialize;
 
 use self::http::Source;
 use self::records::RecordPaths;
+use crate::blocking::blocking;
 use crate::schema::ImageId;
 use crate::store::index::ImageRecord;
 use crate::store::{Store, housekeeping};
@@ -352,7 +353,7 @@ fn html_escape(text: &str) -> String {
 
 async fn pubkeys(shared: &Shared) -> Result<Response> {
     let trust = shared.store.trust()?;
-    let armored = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+    let armored = blocking(move || -> Result<Vec<u8>> {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for key in trust.list()? {
@@ -367,8 +368,7 @@ async fn pubkeys(shared: &Shared) -> Result<Response> {
         }
         Ok(out)
     })
-    .await
-    .map_err(crate::store::facade::join_error)??;
+    .await?;
     Ok(([(header::CONTENT_TYPE, "application/pgp-keys")], armored).into_response())
 }
 
@@ -656,9 +656,7 @@ async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
 async fn api_stats(shared: &Shared) -> Result<Response> {
     let images = shared.store.index().stats().await?.images;
     let paths = shared.store.paths().clone();
-    let kept = tokio::task::spawn_blocking(move || housekeeping::push_file_stats(&paths))
-        .await
-        .map_err(crate::store::facade::join_error)??;
+    let kept = blocking(move || housekeeping::push_file_stats(&paths)).await?;
     Ok(axum::Json(serde_json::json!({
         "images": images,
         "signed_images": kept.signed_images,

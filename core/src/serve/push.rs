@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use super::records::{self, HashWriter, RecordPaths, ServeRecord, ServedForm};
 use super::{Shared, error_response};
 use crate::archive::compression::{self, Compression};
+use crate::blocking::{blocking, blocking_value};
 use crate::schema::ImageId;
 use crate::store::housekeeping::shared_commit_lock;
 use crate::store::objects::PUSH_COPY_PREFIX;
@@ -176,9 +177,7 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
             let trust = store.trust()?;
             let sig = sig.clone();
             let started =
-                tokio::task::spawn_blocking(move || StreamingVerifier::start_unnamed(&trust, &sig))
-                    .await
-                    .map_err(crate::store::facade::join_error)?;
+                blocking_value(move || StreamingVerifier::start_unnamed(&trust, &sig)).await?;
             match started {
                 Ok(pair) => Some(pair),
                 Err(err) if err.kind() == ErrorKind::UntrustedKey && !require => None,
@@ -316,19 +315,16 @@ async fn settle(
 ) -> Result<ServeRecord> {
     let (record, seen) = {
         let (store, id) = (store.clone(), id.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking_value(move || {
             let record = served_record(&store, &id, tar_size, &seen, verified_by);
             (record, seen)
         })
-        .await
-        .map_err(crate::store::facade::join_error)?
+        .await?
     };
     let record = record?;
     let lock = {
         let paths = store.paths().clone();
-        tokio::task::spawn_blocking(move || shared_commit_lock(&paths))
-            .await
-            .map_err(crate::store::facade::join_error)??
+        blocking(move || shared_commit_lock(&paths)).await?
     };
     if store.index().get(id).await?.is_none() {
         return Err(Error::new(
@@ -337,7 +333,7 @@ async fn settle(
         ));
     }
     let (records, id, kept) = (records.clone(), id.clone(), record.clone());
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         if kept.form == ServedForm::Original {
             let copy = seen
                 .copy
@@ -352,8 +348,7 @@ async fn settle(
         }
         Ok::<_, Error>(())
     })
-    .await
-    .map_err(crate::store::facade::join_error)??;
+    .await?;
     drop(lock);
     Ok(record)
 }

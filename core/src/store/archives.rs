@@ -16,11 +16,11 @@ use std::path::Path;
 
 use super::ContentDigest;
 use super::ContentHasher;
-use super::facade::join_error;
 use super::import::{self, ImportOptions, Imported};
 use super::index::Index;
 use super::paths::StorePaths;
 use crate::archive::layout::Limits;
+use crate::blocking::blocking;
 use crate::progress::Phase;
 use crate::schema::ImageId;
 use crate::{Error, Result};
@@ -39,7 +39,7 @@ pub(crate) async fn import_file(
         return import::import(paths, index, file, &options).await;
     }
     let shown = path.display().to_string();
-    let (file, digest) = tokio::task::spawn_blocking(move || -> Result<(File, ContentDigest)> {
+    let (file, digest) = blocking(move || -> Result<(File, ContentDigest)> {
         let mut file = file;
         let digest =
             digest_reader(&mut file).map_err(|e| Error::io(format!("reading {shown}"), e))?;
@@ -47,8 +47,7 @@ pub(crate) async fn import_file(
             .map_err(|e| Error::io(format!("reading {shown}"), e))?;
         Ok((file, digest))
     })
-    .await
-    .map_err(join_error)??;
+    .await?;
     if let Some(id) = lookup(paths, &digest)
         && let Some(record) = index.get(&id).await?
     {
@@ -74,7 +73,7 @@ pub(crate) async fn import_file(
     let paths = paths.clone();
     let id = imported.image_id.clone();
     // Only a hint: the import stands whether or not it could be written.
-    let _ = tokio::task::spawn_blocking(move || record(&paths, &digest, &id)).await;
+    let _ = blocking(move || record(&paths, &digest, &id)).await;
     Ok(imported)
 }
 

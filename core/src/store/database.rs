@@ -13,11 +13,11 @@
 use std::path::Path;
 
 use super::access::{self, ReadOnlyReason};
-use super::facade::join_error;
 use super::index::{Index, database_identity};
 use super::objects;
 use super::paths::StorePaths;
 use crate::atomic_file::write_atomic;
+use crate::blocking::blocking;
 use crate::{Error, ErrorKind, Result};
 
 /// Where the index of a store folder is.
@@ -98,7 +98,7 @@ async fn open_index_read_only(
 /// that were killed.
 async fn prepare_folders(paths: &StorePaths) -> Result<()> {
     let paths = paths.clone();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         paths.create().map_err(|e| {
             Error::io(
                 format!("creating the store at {}", paths.root().display()),
@@ -108,7 +108,6 @@ async fn prepare_folders(paths: &StorePaths) -> Result<()> {
         objects::remove_stale_staging(&paths)
     })
     .await
-    .map_err(join_error)?
     .map(|_| ())
 }
 

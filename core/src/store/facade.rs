@@ -13,6 +13,7 @@ use super::import::{self, ImportOptions, Imported};
 use super::index::{ImageRecord, Index, IndexBackend};
 use super::paths::StorePaths;
 use super::regenerate::{self, ExportReader, ObjectPaths};
+use crate::blocking::blocking;
 use crate::output::OutputOptions;
 use crate::progress::Observer;
 use crate::schema::{ImageId, ImageIdPrefix};
@@ -506,9 +507,7 @@ impl Store {
         let recipe = self.paths.recipe(id);
         let objects = self.object_paths();
         let id = id.clone();
-        tokio::task::spawn_blocking(move || export(&recipe, &objects, &id))
-            .await
-            .map_err(join_error)?
+        blocking(move || export(&recipe, &objects, &id)).await
     }
 
     /// Removes an image from the index, then its recipe and the objects no other image

@@ -9,13 +9,14 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::ContentDigest;
-use super::facade::{ExportCompression, Exported, join_error};
+use super::facade::{ExportCompression, Exported};
 use super::import::digest_file;
 use super::index::{Index, IndexBackend};
 use super::paths::StorePaths;
 use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
 use super::{archives, heads, objects};
+use crate::blocking::{blocking, blocking_value};
 use crate::output::{CountedOutput, OutputFile, OutputOptions};
 use crate::progress::{Observer, Phase};
 use crate::render::{fsops, reap, tree, usage};
@@ -291,7 +292,7 @@ pub(crate) async fn remove_many(
 ) -> Vec<Result<()>> {
     // Dead runs use nothing: clean them, so that only live runs keep an image.
     let runs = paths.runs();
-    let _ = tokio::task::spawn_blocking(move || reap::reap_dead_runs(&runs)).await;
+    let _ = blocking(move || reap::reap_dead_runs(&runs)).await;
     let in_use = match usage::in_use(paths) {
         Ok(in_use) => in_use,
         Err(err) => return ids.iter().map(|_| Err(same_error(&err))).collect(),
@@ -344,9 +345,8 @@ async fn remove_from_index(
     let recipe = paths.recipe(id);
     let objects = {
         let recipe = recipe.clone();
-        tokio::task::spawn_blocking(move || references::recipe_objects(&recipe))
-            .await
-            .map_err(join_error)?
+        blocking_value(move || references::recipe_objects(&recipe))
+            .await?
             .unwrap_or_default()
     };
     if !index.remove(id).await? {
@@ -375,10 +375,7 @@ async fn release_files(
         }
     }
     let paths_owned = paths.clone();
-    let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
-        .await
-        .map_err(join_error)
-        .and_then(|locked| locked);
+    let lock = blocking(move || exclusive_commit_lock(&paths_owned)).await;
     let lock = match lock {
         Ok(lock) => lock,
         Err(err) => {
@@ -441,15 +438,11 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         ..GcReport::default()
     };
     let runs = paths.runs();
-    let reaped = tokio::task::spawn_blocking(move || reap::reap_dead_runs(&runs))
-        .await
-        .map_err(join_error)??;
+    let reaped = blocking(move || reap::reap_dead_runs(&runs)).await?;
     report.dead_runs_removed = reaped.runs;
     report.staging_removed += reaped.staging;
     let paths_owned = paths.clone();
-    let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
-        .await
-        .map_err(join_error)??;
+    let lock = blocking(move || exclusive_commit_lock(&paths_owned)).await?;
     observer.report(Phase::Gc, 0, None);
     let referenced = references::referenced_objects(paths, index, MissingRecipe::Fail).await?;
     let images = indexed_images(index).await?;
@@ -457,7 +450,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
     let (removed, bytes, recipes, push_files) = {
         let paths = paths.clone();
         let observer = observer.clone();
-        tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64, u64)> {
+        blocking(move || -> Result<(u64, u64, u64, u64)> {
             let mut removed = 0;
             let mut bytes = 0;
             for (digest, path) in walk_objects(&paths)? {
@@ -483,8 +476,7 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
             archives::prune(&paths, &in_index)?;
             Ok((removed, bytes, recipes, push_files))
         })
-        .await
-        .map_err(join_error)??
+        .await?
     };
     drop(lock);
     let gone: HashSet<String> = tree_and_stack_images(paths)?
@@ -492,15 +484,14 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         .filter(|hex| !images.contains(hex))
         .collect();
     let paths_owned = paths.clone();
-    let renders = tokio::task::spawn_blocking(move || -> Result<(u64, u64, u64)> {
+    let renders = blocking(move || -> Result<(u64, u64, u64)> {
         let (trees, stacks) = remove_renders_of(&paths_owned, &gone)?;
         let stale = tree::remove_stale_stages(&paths_owned);
         let (checkouts, _) = tree::prune_checkouts(&paths_owned)?;
         let damaged = crate::render::verify::remove_unused_damaged(&paths_owned)?;
         Ok((trees + stacks + damaged, stale, checkouts))
     })
-    .await
-    .map_err(join_error)??;
+    .await?;
     report.renders_removed = renders.0;
     report.staging_removed += renders.1;
     report.checkouts_removed = renders.2;
@@ -546,7 +537,7 @@ pub(crate) async fn fsck(
         let paths = paths.clone();
         let observer = observer.clone();
         let referenced = referenced.clone();
-        tokio::task::spawn_blocking(move || -> Result<ObjectScan> {
+        blocking(move || -> Result<ObjectScan> {
             let mut checked = 0;
             let mut corrupt = Vec::new();
             let mut unreferenced = 0;
@@ -569,8 +560,7 @@ pub(crate) async fn fsck(
             }
             Ok((checked, corrupt, unreferenced))
         })
-        .await
-        .map_err(join_error)??
+        .await?
     };
     report.objects_checked = checked;
     report.unreferenced_objects = unreferenced;
@@ -588,15 +578,14 @@ pub(crate) async fn fsck(
     // that can be written, left as it is on a read-only one.
     if writable {
         let paths_owned = paths.clone();
-        let (added, removed) = tokio::task::spawn_blocking(move || {
+        let (added, removed) = blocking(move || {
             let objects: Vec<_> = walk_objects(&paths_owned)?
                 .into_iter()
                 .filter_map(|(digest, path)| Some((digest?, path)))
                 .collect();
             heads::rebuild(&paths_owned, &objects)
         })
-        .await
-        .map_err(join_error)??;
+        .await?;
         report.head_entries_fixed = added + removed;
     }
     // Images: regenerate each and compare with its ID.
@@ -613,15 +602,14 @@ pub(crate) async fn fsck(
             progress: None,
             cancel: observer.cancel.clone(),
         };
-        let outcome = tokio::task::spawn_blocking(move || {
+        let outcome = blocking_value(move || {
             if !recipe.exists() {
                 return Err(Error::new(ErrorKind::CorruptStore, "its recipe is missing"));
             }
             let out = ObservedWriter::new(std::io::sink(), &silent);
             regenerate::regenerate_to(&recipe, &objects, &id.sha512(), out).map(|_| ())
         })
-        .await
-        .map_err(join_error)?;
+        .await?;
         report.images_checked += 1;
         if let Err(err) = outcome {
             if err.kind() == ErrorKind::Cancelled || observer.cancel.is_cancelled() {
@@ -643,9 +631,7 @@ pub(crate) async fn fsck(
         }
     }
     let runs = paths.runs();
-    let dead = tokio::task::spawn_blocking(move || reap::find_dead_runs(&runs))
-        .await
-        .map_err(join_error)??;
+    let dead = blocking(move || reap::find_dead_runs(&runs)).await?;
     report.dead_runs = dead.dead_count();
     report.stale_staging = count_stale_staging(paths) + dead.stale_staging.len() as u64;
     // Push files of images not in the index (after the repairs above, which may have
@@ -657,16 +643,12 @@ pub(crate) async fn fsck(
         .count() as u64;
     if repair && report.orphan_push_files > 0 {
         let paths_owned = paths.clone();
-        let lock = tokio::task::spawn_blocking(move || exclusive_commit_lock(&paths_owned))
-            .await
-            .map_err(join_error)??;
+        let lock = blocking(move || exclusive_commit_lock(&paths_owned)).await?;
         // Listed again under the lock: a push may have committed meanwhile.
         let indexed = indexed_images(index).await?;
         let paths_owned = paths.clone();
         report.push_files_removed =
-            tokio::task::spawn_blocking(move || remove_orphan_push_files(&paths_owned, &indexed))
-                .await
-                .map_err(join_error)??;
+            blocking(move || remove_orphan_push_files(&paths_owned, &indexed)).await?;
         drop(lock);
     }
     Ok(report)
@@ -704,7 +686,7 @@ fn count_stale_staging(paths: &StorePaths) -> u64 {
 pub(crate) async fn stats(paths: &StorePaths, index: &Index) -> Result<StoreStats> {
     let from_index = index.stats().await?;
     let paths = paths.clone();
-    let files = tokio::task::spawn_blocking(move || {
+    let files = blocking(move || {
         let mut files = push_file_stats(&paths)?;
         for (_, path) in walk_objects(&paths)? {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
@@ -723,8 +705,7 @@ pub(crate) async fn stats(paths: &StorePaths, index: &Index) -> Result<StoreStat
             .sum();
         Ok::<_, Error>(files)
     })
-    .await
-    .map_err(join_error)??;
+    .await?;
     Ok(StoreStats {
         index: index.backend(),
         images: from_index.images,

@@ -11,10 +11,10 @@ use std::io::BufReader;
 use std::path::Path;
 
 use super::ContentDigest;
-use super::facade::join_error;
 use super::index::Index;
 use super::paths::StorePaths;
 use super::recipe::{RecipeReader, RecipeRecord};
+use crate::blocking::blocking_value;
 use crate::{Error, ErrorKind, Result};
 
 /// The distinct objects the recipe at `path` references, with their sizes.
@@ -57,9 +57,7 @@ pub async fn referenced_objects(
     let mut referenced = HashSet::new();
     for record in images {
         let recipe = paths.recipe(&record.image_id);
-        let read = tokio::task::spawn_blocking(move || recipe_objects(&recipe))
-            .await
-            .map_err(join_error)?;
+        let read = blocking_value(move || recipe_objects(&recipe)).await?;
         match read {
             Ok(objects) => referenced.extend(objects.into_keys()),
             Err(_) if index.get(&record.image_id).await?.is_none() => {}

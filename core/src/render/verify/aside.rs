@@ -1,6 +1,7 @@
 //! Setting damaged caches aside, removing them once unused, and rebuilding them.
 
 use super::*;
+use crate::blocking::blocking;
 
 /// Removes the set-aside caches (`STORE/damaged/…`) none of whose runs is still there, and
 /// returns how many. `gc` and `fsck --repair` call it (blocking).
@@ -164,11 +165,7 @@ pub(super) async fn rebuild(store: &Store, cache: &Cache) -> Result<()> {
             }
             let root_whitelist = layers.last().map(stack::own_whitelist).unwrap_or_default();
             let key = key.clone();
-            tokio::task::spawn_blocking(move || {
-                stack::build(&paths, &key, &plan, &root_whitelist, &privs)
-            })
-            .await
-            .map_err(join_error)??;
+            blocking(move || stack::build(&paths, &key, &plan, &root_whitelist, &privs)).await?;
             Ok(())
         }
     }

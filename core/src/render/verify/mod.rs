@@ -72,9 +72,9 @@ use super::deps::Layer;
 use super::fsops::{self, NodeKind, NodeMeta, Privileges};
 use super::{run, stack, tree, usage};
 use crate::archive::tar::{Entry, EntryKind, SparseMap, TarReader};
+use crate::blocking::{blocking, blocking_value};
 use crate::progress::Observer;
 use crate::schema::ImageId;
-use crate::store::facade::join_error;
 use crate::store::housekeeping::FsckProblem;
 use crate::store::paths::StorePaths;
 use crate::store::recipe::RecipeReader;
@@ -167,7 +167,7 @@ pub async fn check_render_caches(
         let handle = tokio::runtime::Handle::current();
         let task_paths = paths.clone();
         let task_id = id.clone();
-        let (outcome, back) = tokio::task::spawn_blocking(move || {
+        let (outcome, back) = blocking_value(move || {
             let mut verdicts = verdicts;
             let outcome = verify_tree(
                 &task_paths,
@@ -179,8 +179,7 @@ pub async fn check_render_caches(
             );
             (outcome, verdicts)
         })
-        .await
-        .map_err(join_error)?;
+        .await?;
         verdicts = back;
         match outcome {
             Ok(diffs) => {
@@ -251,10 +250,7 @@ pub async fn check_render_caches(
         if diffs.is_empty() {
             let task_paths = paths.clone();
             let task_key = key.clone();
-            diffs =
-                tokio::task::spawn_blocking(move || verify_stack(&task_paths, &task_key, &layers))
-                    .await
-                    .map_err(join_error)??;
+            diffs = blocking(move || verify_stack(&task_paths, &task_key, &layers)).await?;
         }
         if !diffs.is_empty() {
             damaged.push(Damage {
@@ -282,7 +278,7 @@ pub async fn check_render_caches(
     if !damaged.is_empty() {
         let task_paths = paths.clone();
         let inodes = std::mem::take(&mut verdicts.damaged);
-        let (unlinked, aside) = tokio::task::spawn_blocking(move || -> Result<(u64, Vec<_>)> {
+        let (unlinked, aside) = blocking(move || -> Result<(u64, Vec<_>)> {
             let unlinked = unlink_checkouts(&task_paths, &inodes)?;
             let runs = run::list_runs(&task_paths.runs())?;
             let mut aside = Vec::new();
@@ -291,8 +287,7 @@ pub async fn check_render_caches(
             }
             Ok((unlinked, damaged.into_iter().zip(aside).collect()))
         })
-        .await
-        .map_err(join_error)??;
+        .await?;
         report.checkouts_unlinked = unlinked;
         for (damage, outcome) in aside {
             let mut what = damage.diffs.text();
@@ -328,7 +323,7 @@ pub async fn check_render_caches(
         }
     }
     let task_paths = paths.clone();
-    let (removed, left) = tokio::task::spawn_blocking(move || -> Result<(u64, u64)> {
+    let (removed, left) = blocking(move || -> Result<(u64, u64)> {
         let removed = if repair {
             remove_unused_damaged(&task_paths)?
         } else {
@@ -336,8 +331,7 @@ pub async fn check_render_caches(
         };
         Ok((removed, count_damaged(&task_paths)))
     })
-    .await
-    .map_err(join_error)??;
+    .await?;
     report.damaged_removed = removed;
     report.damaged_left = left;
     Ok((problems, report))
