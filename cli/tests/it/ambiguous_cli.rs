@@ -2,12 +2,10 @@
 //! import and say so on stderr, with the other matches and how to choose; `rm` refuses
 //! with `ambiguous_image` and removes nothing; an image ID always names one image.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{acikit, text};
+use crate::common::{acikit, text};
 
 const MANIFEST: &str = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/twin","labels":[{"name":"version","value":"1.0.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#;
 

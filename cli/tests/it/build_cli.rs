@@ -1,12 +1,10 @@
 //! `acikit build` and `acikit sign` through the binary: the same folder twice gives the same
 //! bytes, the signature passes `gpg --verify`, and errors carry their kind code.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{acikit, gpg};
+use crate::common::{acikit, gpg};
 use serde_json::Value;
 
 const MANIFEST: &str = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/cli","labels":[{"name":"version","value":"1.0.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#;

@@ -2,12 +2,10 @@
 //! per problem), `id` (the SHA-512 of the uncompressed tar, as `sha512sum` computes it),
 //! `manifest` (the bytes exactly as stored), `--max-manifest-size`, and a missing file.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::sh;
+use crate::common::sh;
 use serde_json::Value;
 
 /// A valid manifest with odd whitespace, an unknown field and a number `serde_json` would

@@ -3,32 +3,12 @@
 //! `NAME:VERSION`, `--json` and text output, the default credentials file in the store,
 //! `--insecure-options` spelled out and refused when misspelled.
 
-#[path = "../../core/tests/common/https.rs"]
-#[allow(dead_code)]
-mod https;
-
-mod common;
-
-use std::process::{Command, Output};
-
+use crate::common::https::{TestServer, meta_page};
+use crate::common::{acikit_async as acikit, text};
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
-use common::text;
-use https::{TestServer, meta_page};
 use serde_json::Value;
-
-/// Runs the binary off the async runtime (the server keeps serving meanwhile).
-async fn acikit(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_acikit"))
-            .args(args)
-            .output()
-            .expect("the acikit binary runs")
-    })
-    .await
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discover_prints_endpoints_over_https() {

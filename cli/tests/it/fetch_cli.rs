@@ -3,37 +3,16 @@
 //! and listed; `--trust-keys-from-discovery` trusts the key that discovery lists and prints
 //! its fingerprint; `--json` output.
 
-#[path = "../../core/tests/common/https.rs"]
-#[allow(dead_code)]
-mod https;
-
-#[path = "../../core/tests/common/gpg.rs"]
-#[allow(dead_code)]
-mod gpg;
-
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use crate::common::gpg::Gpg;
+use crate::common::https::{TestServer, meta_page};
+use crate::common::{acikit_async as acikit, text};
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
-use common::text;
-use gpg::Gpg;
-use https::{TestServer, meta_page};
 use serde_json::Value;
-
-async fn acikit(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_acikit"))
-            .args(args)
-            .output()
-            .expect("the acikit binary runs")
-    })
-    .await
-    .unwrap()
-}
 
 /// A gzip ACI of `localhost/acme/app` version 1.0.0, made by GNU tar and gzip.
 fn make_aci(dir: &Path) -> Vec<u8> {

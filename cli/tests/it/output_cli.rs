@@ -4,14 +4,12 @@
 //! leaving them untouched), and stdout errors: a closed pipe ends a command quietly with
 //! status 141, a full stdout is a clear error, never a panic.
 
-mod common;
-
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::text;
+use crate::common::{self, text};
 
 const MANIFEST: &str = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/out","labels":[{"name":"version","value":"1.0.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#;
 

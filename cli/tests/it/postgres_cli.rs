@@ -2,21 +2,11 @@
 //! pushed into one is listed and served by the other, and fetched from it through
 //! discovery. Then the store, opened without `--database`, finds its index again.
 
-#[path = "../../core/tests/common/https.rs"]
-#[allow(dead_code)]
-mod https;
-
-#[path = "../../core/tests/common/postgres.rs"]
-#[allow(dead_code)]
-mod postgres;
-
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{Background, acikit, text};
+use crate::common::{Background, acikit, https, postgres, text};
 use serde_json::Value;
 
 /// Starts `acikit serve` on the store `store` indexed in `database`; returns it with

@@ -3,13 +3,11 @@
 //! add) with `read_only_store`; a store folder an unprivileged user cannot write is
 //! read-only for that user without being asked. `export IMAGE -` streams the tar to stdout.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{acikit, sh, text};
+use crate::common::{acikit, sh, text};
 use serde_json::Value;
 
 /// An image tar made by GNU tar at `dir/a.tar`; returns its image ID.

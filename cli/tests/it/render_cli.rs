@@ -7,16 +7,14 @@
 //! without root unless `--unprotected-read-only` (as `nobody`); renders killed at random
 //! points, then `fsck`, `gc` and `rm`. Archives are written by GNU tar and gzip.
 
-mod common;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::common::{acikit_in as acikit, describe, sh};
 use acikit::render::run::list_runs;
 use acikit::store::ContentDigest;
-use common::sh;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
@@ -80,24 +78,6 @@ fn make_image(dir: &Path, tag: &str, manifest: &str, files: &[(&str, &[u8])]) ->
         aci: dir.join(format!("{tag}.aci")),
         id: format!("sha512-{}", String::from_utf8_lossy(&sum.stdout[..128])),
     }
-}
-
-fn acikit(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_acikit"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("the acikit binary runs")
-}
-
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs a command that must succeed.

@@ -1,24 +1,14 @@
 //! `acikit serve` in the background, `acikit push` into it, then `acikit fetch` from it
 //! through discovery, all through the binary, over HTTPS with the test CA and a gpg key.
 
-#[path = "../../core/tests/common/https.rs"]
-#[allow(dead_code)]
-mod https;
-
-#[path = "../../core/tests/common/gpg.rs"]
-#[allow(dead_code)]
-mod gpg;
-
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Background, acikit, text};
-use gpg::Gpg;
+use crate::common::gpg::Gpg;
+use crate::common::{Background, acikit, https, text};
 use rustix::process::Signal;
 use serde_json::Value;
 

@@ -4,8 +4,6 @@
 //! objects; and imports killed with SIGKILL at spread-out moments, each followed by a clean
 //! `fsck`, then a retry that completes. Archives are written by GNU tar and gzip.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -13,32 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::{describe, manifest_for, pseudo_random, sh};
 use acikit::store::ContentDigest;
-use common::sh;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------
 // Helpers.
-
-/// `len` pseudo-random bytes from a seeded xorshift generator.
-fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn manifest_for(name: &str, version: &str) -> String {
-    format!(
-        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}","labels":[{{"name":"version","value":"{version}"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}]}}"#
-    )
-}
 
 /// An image made here: its gzip archive, its uncompressed tar, the ID `sha512sum` gives,
 /// and its distinct contents (manifest included).
@@ -128,15 +106,6 @@ fn spawn(store: &Path, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the acikit binary starts")
-}
-
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what}: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs a command that must succeed with JSON on stdout.

@@ -2,24 +2,12 @@
 //! GNUPGHOME: text and `--json` output, exit codes, and the `error: KIND: ...` line of failures
 //! (a secret key, a missing scope flag, an unknown fingerprint).
 
-#[path = "../../core/tests/common/gpg.rs"]
-#[allow(dead_code)]
-mod gpg;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use gpg::Gpg;
+use crate::common::acikit_in as acikit;
+use crate::common::gpg::Gpg;
 use serde_json::Value;
-
-fn acikit(store: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_acikit"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .output()
-        .expect("the acikit binary runs")
-}
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8 output")

@@ -4,16 +4,14 @@
 //! counts. Also: multi-member gzip, GNU record padding, trailing bytes after the end blocks,
 //! and names and link targets longer than 255 bytes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::*;
 use acikit::ErrorKind;
 use acikit::archive::compression::Compression;
 use acikit::archive::layout::Limits;
 use acikit::archive::tar::EntryKind;
 use acikit::archive::{Inspection, inspect_file};
-use common::*;
 
 fn compression_named(name: &str) -> Compression {
     match name {

@@ -8,12 +8,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-mod common;
-
+use crate::common::{
+    self, MANIFEST, have, is_root, make_layout, read_back, sh, sha512sum, small_layout,
+};
 use acikit::build::{BuildCompression, Builder, Built};
 use acikit::store::{ExportCompression, ImportOptions};
 use acikit::{ErrorKind, Store};
-use common::{MANIFEST, have, is_root, make_layout, read_back, sh, sha512sum, small_layout};
 
 async fn build(dir: &Path, out: &Path, compression: BuildCompression) -> Built {
     Builder::new()

@@ -4,10 +4,9 @@
 //! HTTP refused unless allowed, malformed HTML, per-host credentials, TLS verification,
 //! cancellation and streaming bodies.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::https::{TestServer, meta_page};
 use acikit::discovery::{self, AciEndpoint, Discovered, DiscoveryOptions};
 use acikit::net::{AuthConfig, CaCert, HttpClient, InsecureOptions, NetOptions};
 use acikit::progress::Observer;
@@ -17,7 +16,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use common::https::{TestServer, meta_page};
 use futures_util::StreamExt;
 use url::Url;
 

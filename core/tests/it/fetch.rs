@@ -4,14 +4,15 @@
 //! validation, size limits, resume after a dropped connection, max-age and 304, 202,
 //! cancellation, dependencies, concurrent fetches, and `file://` URLs.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::common::gpg::Gpg;
+use crate::common::https::{TestServer, meta_page};
+use crate::common::*;
 use acikit::fetch::{FetchOptions, FetchOutcome, FetchSource, RetryPolicy};
 use acikit::progress::{CancelToken, Observer, Phase};
 use acikit::trust::TrustScope;
@@ -22,9 +23,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use common::gpg::Gpg;
-use common::https::{TestServer, meta_page};
-use common::*;
 
 // ---------------------------------------------------------------------------------------
 // Keys and images.

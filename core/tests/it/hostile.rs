@@ -5,14 +5,12 @@
 //! manifests, PAX size desync, PGP encryption, data on directories, volume labels and bad
 //! header checksums. Every archive is made here, by Python's tarfile, GNU tar or by hand.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::*;
 use acikit::archive::layout::Limits;
 use acikit::archive::{inspect, inspect_file};
 use acikit::{Error, ErrorKind};
-use common::*;
 
 /// What the error must say about the entry.
 #[derive(Debug, Clone, Copy)]
@@ -54,20 +52,6 @@ const fn case_needing(needs: &'static str, c: Case) -> Case {
 
 fn gnu(dir: &Path, body: &str) -> Vec<u8> {
     py_tar(dir, "gnu", body)
-}
-
-/// A valid image (GNU tar of [`small_layout`]), uncompressed.
-fn valid_tar(dir: &Path) -> Vec<u8> {
-    let layout = small_layout(dir, MANIFEST.as_bytes());
-    sh(&layout, "tar --format=gnu -cf ../valid.tar manifest rootfs");
-    std::fs::read(dir.join("valid.tar")).unwrap()
-}
-
-/// A valid image, gzip-compressed.
-fn valid_gzip(dir: &Path) -> Vec<u8> {
-    valid_tar(dir);
-    sh(dir, "gzip -c valid.tar > valid.aci");
-    std::fs::read(dir.join("valid.aci")).unwrap()
 }
 
 /// A valid `.aci` (gzip) encrypted by gpg with a passphrase, binary or ASCII-armored.

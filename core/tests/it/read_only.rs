@@ -8,18 +8,16 @@
 //! (files and use records unchanged), also with a PostgreSQL index; a schema that needs a
 //! migration is a clear error; a run made read-only is released once the store is writable.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::common::{self, *};
 use acikit::progress::Observer;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::serve::{ServeOptions, Server};
 use acikit::store::{ExportCompression, ImageQuery, ImportOptions, StoreOptions};
 use acikit::{Error, ErrorKind, Store};
-use common::*;
 use tokio::io::AsyncReadExt;
 
 /// A manifest of `example.test/NAME` version 1 depending on `deps` (names under

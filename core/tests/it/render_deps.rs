@@ -5,11 +5,11 @@
 //! replaced and never written through, matching by name, labels, imageID and size, cycle /
 //! missing / mismatch / limit errors, and cached stacks reused.
 
-mod common;
-
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::common::ImageFixture;
+use crate::common::*;
 use acikit::render::deps::{MAX_LAYERS, keeps, resolve_layers};
 use acikit::render::fsops::Privileges;
 use acikit::render::stack::{StackBuilt, ensure_stack, stack_key};
@@ -17,9 +17,31 @@ use acikit::render::tree::ensure_tree;
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
 use acikit::{Error, ErrorKind};
-use common::ImageFixture as Fixture;
-use common::*;
 use serde_json::{Value, json};
+
+/// The shared [`ImageFixture`] with this module's methods (below): a type of its own, so
+/// that they cannot clash with another test module's methods on the shared fixture.
+struct Fixture(ImageFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = ImageFixture;
+
+    fn deref(&self) -> &ImageFixture {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut ImageFixture {
+        &mut self.0
+    }
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        Fixture(ImageFixture::new().await)
+    }
+}
 
 impl Fixture {
     /// A folder outside the store.

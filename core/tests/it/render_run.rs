@@ -7,8 +7,6 @@
 //! The lower tree is made by hand here (directories, files, symlinks, a fifo, a hardlink
 //! pair, xattrs, a setuid file, and as root a device node and a foreign owner).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -17,43 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{have, is_root, kind_name, sh};
 use acikit::ErrorKind;
 use acikit::render::fsops::Privileges;
 use acikit::render::reap;
 use acikit::render::run::{
     RunHandle, RunOptions, Strategy, create_run, create_run_with, list_runs, release_run,
 };
-use common::kind_name;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(script)
-        .current_dir(dir)
-        .output()
-        .expect("sh runs");
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
 
 /// Builds the lower tree in `dir/lower`.
 fn make_lower(dir: &Path) -> PathBuf {
@@ -880,7 +851,11 @@ fn a_write_into_a_protected_hardlink_run_fails_and_every_later_run_is_clean() {
 /// then kills it (SIGKILL: no destructor, no release); returns its pid.
 fn run_made_by_a_killed_child(runs: &Path, lower: &Path, target: &Path, strategy: Strategy) -> u32 {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_creates_a_run_and_waits", "--nocapture"])
+        .args([
+            "--exact",
+            "render_run::child_creates_a_run_and_waits",
+            "--nocapture",
+        ])
         .env("ACIKIT_TEST_CHILD_RUNS", runs)
         .env("ACIKIT_TEST_CHILD_LOWER", lower)
         .env("ACIKIT_TEST_CHILD_TARGET", target)
@@ -1006,7 +981,7 @@ fn unprivileged_hardlink_runs_need_the_caller_to_allow_them() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "child_makes_unprivileged_hardlink_runs",
+            "render_run::child_makes_unprivileged_hardlink_runs",
             "--nocapture",
         ])
         .env("ACIKIT_TEST_UNPRIVILEGED_DIR", dir.path())
@@ -1332,7 +1307,7 @@ fn strategies_parse_and_print() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Timings (run by hand: `cargo test --release -p acikit --test render_run -- --ignored
+// Timings (run by hand: `cargo test --release -p acikit --test it -- render_run:: --ignored
 // --nocapture`; ACIKIT_BENCH_ROOTFS names the tree, by default the bench's Debian rootfs)
 
 #[test]

@@ -4,20 +4,18 @@
 //! content and hardlink groups; sparse files stay sparse. Trees are cached, and the same file in
 //! two images is one inode (a checkout object) while separate files of one archive stay apart.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::common::*;
 use acikit::Store;
 use acikit::render::fsops::Privileges;
 use acikit::render::tree::{TreeBuilt, ensure_tree, remove_tree_of};
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
 use acikit::store::paths::StorePaths;
-use common::*;
 
 /// What we compare of one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -471,7 +469,7 @@ async fn unprivileged_needs_root_or_skips() {
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "unprivileged_child", "--nocapture"])
+        .args(["--exact", "render_tree::unprivileged_child", "--nocapture"])
         .env("ACIKIT_CHILD_DIR", tmp.path())
         .output()
         .unwrap();

@@ -6,12 +6,12 @@
 //! bytes again; a damaged cache a live run (hardlink, overlay) uses stays set aside until
 //! the run is released, then `gc` removes it.
 
-mod common;
-
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::common::ImageFixture;
+use crate::common::*;
 use acikit::Store;
 use acikit::progress::Observer;
 use acikit::render::fsops::Privileges;
@@ -20,11 +20,33 @@ use acikit::render::tree::ensure_tree;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
 use acikit::store::{FsckReport, ImportOptions};
-use common::ImageFixture as Fixture;
-use common::*;
 use serde_json::{Value, json};
 
 const ORIGINAL: &str = "12.5\n";
+
+/// The shared [`ImageFixture`] with this module's methods (below): a type of its own, so
+/// that they cannot clash with another test module's methods on the shared fixture.
+struct Fixture(ImageFixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = ImageFixture;
+
+    fn deref(&self) -> &ImageFixture {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut ImageFixture {
+        &mut self.0
+    }
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        Fixture(ImageFixture::new().await)
+    }
+}
 
 impl Fixture {
     /// Imports `example.com/<name>` whose manifest also holds `extra`, with a rootfs made by

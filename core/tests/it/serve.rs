@@ -2,13 +2,15 @@
 //! pushed to with real gpg signatures over GNU tar + gzip images, fetched from with
 //! `Store::fetch` through discovery and with plain HTTP requests.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::common::gpg::Gpg;
+use crate::common::https::{TEST_HOSTS, test_ca};
+use crate::common::postgres::TestSchema;
+use crate::common::*;
 use acikit::fetch::{FetchOptions, FetchSource};
 use acikit::net::HttpClient;
 use acikit::serve::push::push_file;
@@ -16,10 +18,6 @@ use acikit::serve::{RunningServer, ServeOptions, ServedForm, Server, TlsFiles};
 use acikit::store::{IndexBackend, StoreOptions};
 use acikit::trust::{TrustScope, verify_detached};
 use acikit::{ErrorKind, Store};
-use common::gpg::Gpg;
-use common::https::{TEST_HOSTS, test_ca};
-use common::postgres::TestSchema;
-use common::*;
 
 const TOKEN: &str = "s3cret-token";
 

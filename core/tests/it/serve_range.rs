@@ -3,19 +3,17 @@
 //! objects before it are not read), and a damaged store gives a truncated body, never wrong
 //! bytes of the right length.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use acikit::Store;
 use acikit::schema::ImageId;
 use acikit::serve::{RunningServer, ServeOptions, Server};
 use acikit::store::ContentDigest;
 use acikit::store::range::{Objects, tar_range};
 use acikit::store::regenerate::ObjectPaths;
-use common::*;
 
 /// The files of the test image: three large ones (one object each) and small ones around.
 fn files() -> Vec<(String, Vec<u8>)> {
@@ -422,7 +420,7 @@ async fn tar_range_refuses_a_recipe_of_another_image_or_size() {
 /// sockets): `tar_range` over the whole tar (objects opened in the store's folder, and by
 /// full paths), and of its last byte, against reading the tar file and against the hashed
 /// `export_reader`.
-/// `cargo test --release -p acikit --test serve_range -- --ignored --nocapture`
+/// `cargo test --release -p acikit --test it -- serve_range:: --ignored --nocapture`
 /// (`ACIKIT_BENCH_DIR` as for `bench/serve.sh`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run with --ignored --nocapture"]

@@ -4,9 +4,7 @@
 
 use std::path::Path;
 
-mod common;
-
-use common::gpg::Gpg;
+use crate::common::gpg::Gpg;
 
 use acikit::ErrorKind;
 use acikit::trust::{

@@ -5,16 +5,14 @@
 //! `gc` and rebuilt by `fsck`; concurrent imports count each new object once in total; a
 //! file whose bytes were imported before is found by its digest (`archives/`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 
+use crate::common::*;
 use acikit::Store;
 use acikit::progress::Observer;
 use acikit::schema::ImageId;
 use acikit::store::{ExportCompression, ImportGate, ImportOptions, Imported};
-use common::*;
 
 const MIB: usize = 1 << 20;
 

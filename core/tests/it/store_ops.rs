@@ -5,19 +5,17 @@
 //! objects with repair; exports of damaged images fail and leave no file; hostile archives
 //! and cancelled imports leave nothing in the store; progress events.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::common::{self, *};
 use acikit::progress::{CancelToken, Observer, Phase, Progress};
 use acikit::schema::ImageId;
 use acikit::store::{
     ContentDigest, ExportCompression, ImageQuery, ImportOptions, IndexBackend, StoreOptions,
 };
 use acikit::{Error, ErrorKind, Store};
-use common::*;
 use tokio::io::AsyncReadExt;
 
 // ---------------------------------------------------------------------------------------
@@ -935,16 +933,6 @@ async fn cancelling_fsck_repair_never_drops_a_healthy_image() {
 
 fn gnu(dir: &Path, body: &str) -> Vec<u8> {
     py_tar(dir, "gnu", body)
-}
-
-/// A valid image (GNU tar of [`small_layout`]) compressed with gzip.
-fn valid_gzip(dir: &Path) -> Vec<u8> {
-    let layout = small_layout(dir, MANIFEST.as_bytes());
-    sh(
-        &layout,
-        "tar --format=gnu -cf ../valid.tar manifest rootfs && gzip -c ../valid.tar > ../valid.aci",
-    );
-    std::fs::read(dir.join("valid.aci")).unwrap()
 }
 
 /// Archives refused part-way, several after content was already staged.

@@ -6,15 +6,13 @@
 //! and 32 KiB), trailing bytes after the end blocks, multi-member gzip; gzip and zstd
 //! exports read back by the system tools, and deterministic gzip.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::*;
 use acikit::progress::Observer;
 use acikit::schema::ImageId;
 use acikit::store::{ExportCompression, ImportOptions};
 use acikit::{ErrorKind, Store};
-use common::*;
 use tokio::io::AsyncReadExt;
 
 /// One writer's tar, compressed every way: (compressor name, file).

@@ -1,12 +1,10 @@
 //! The tar reader against archives written by GNU tar, bsdtar and Python's tarfile:
 //! every byte kept (`records + contents == original`), every attribute decoded.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::*;
 use acikit::archive::tar::EntryKind;
-use common::*;
 
 #[tokio::test]
 async fn every_writer_round_trips_byte_for_byte() {

@@ -13,10 +13,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-mod common;
-
-use common::gpg::Gpg;
-use common::pseudo_random;
+use crate::common::gpg::Gpg;
+use crate::common::pseudo_random;
 
 use acikit::trust::{
     StreamingVerifier, TrustScope, TrustStore, VerifiedSignature, verify_detached,

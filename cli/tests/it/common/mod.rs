@@ -1,5 +1,16 @@
-//! What the CLI tests share: running the binary and reading its output.
-#![allow(dead_code)]
+//! What the CLI tests share: running the binary and reading its output, plus the core
+//! tests' own test servers, gpg keys and PostgreSQL schemas (the same files, not copies).
+
+// The core tests' helpers, compiled in here too: the CLI tests use only part of them.
+#[path = "../../../../core/tests/it/common/gpg.rs"]
+#[allow(dead_code)]
+pub mod gpg;
+#[path = "../../../../core/tests/it/common/https.rs"]
+#[allow(dead_code)]
+pub mod https;
+#[path = "../../../../core/tests/it/common/postgres.rs"]
+#[allow(dead_code)]
+pub mod postgres;
 
 use std::path::Path;
 use std::process::{Child, Command, Output};
@@ -14,6 +25,59 @@ pub fn acikit(args: &[&str]) -> Output {
         .env_remove("SOURCE_DATE_EPOCH")
         .output()
         .expect("the acikit binary runs")
+}
+
+/// `acikit --store STORE ARGS...`, run to completion.
+pub fn acikit_in(store: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_acikit"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .output()
+        .expect("the acikit binary runs")
+}
+
+/// `acikit ARGS...` run off the async runtime (a test server on it keeps serving meanwhile).
+pub async fn acikit_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_acikit"))
+            .args(args)
+            .output()
+            .expect("the acikit binary runs")
+    })
+    .await
+    .unwrap()
+}
+
+/// `what`, the exit status and both outputs of a finished command, for assertion messages.
+pub fn describe(what: &str, out: &Output) -> String {
+    format!(
+        "{what}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `len` pseudo-random bytes from a seeded xorshift generator.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A valid manifest of the image `name` at `version` (linux/amd64).
+pub fn manifest_for(name: &str, version: &str) -> String {
+    format!(
+        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}","labels":[{{"name":"version","value":"{version}"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}]}}"#
+    )
 }
 
 /// Output bytes as text, for messages and `contains` checks.

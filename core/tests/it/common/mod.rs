@@ -1,6 +1,5 @@
 //! Test fixtures: real image archives written by GNU tar, bsdtar and Python's tarfile,
 //! compressed by the real tools, made in a temporary folder.
-#![allow(dead_code)]
 
 pub mod gpg;
 pub mod https;
@@ -251,14 +250,12 @@ pub fn sha512sum(path: &Path) -> String {
     format!("sha512-{}", String::from_utf8_lossy(&out.stdout[..128]))
 }
 
-/// What the reader saw of an uncompressed archive, plus the stream rebuilt from it.
+/// What the reader saw of an uncompressed archive, plus the stream rebuilt from its records.
 pub struct ReadBack {
     /// Every entry, in order.
     pub entries: Vec<acikit::archive::tar::Entry>,
     /// Content of each entry, by index.
     pub contents: Vec<Vec<u8>>,
-    /// The records.
-    pub log: RecordLog,
     /// `records + contents`, written back.
     pub rebuilt: Vec<u8>,
 }
@@ -302,7 +299,6 @@ pub async fn read_back(bytes: &[u8]) -> acikit::Result<ReadBack> {
     Ok(ReadBack {
         entries,
         contents,
-        log,
         rebuilt,
     })
 }
@@ -337,6 +333,20 @@ pub fn small_layout(dir: &Path, manifest: &[u8]) -> PathBuf {
     let big: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(layout.join("rootfs/big"), big).unwrap();
     layout
+}
+
+/// A valid image (GNU tar of [`small_layout`]), uncompressed.
+pub fn valid_tar(dir: &Path) -> Vec<u8> {
+    let layout = small_layout(dir, MANIFEST.as_bytes());
+    sh(&layout, "tar --format=gnu -cf ../valid.tar manifest rootfs");
+    std::fs::read(dir.join("valid.tar")).unwrap()
+}
+
+/// A valid image, gzip-compressed.
+pub fn valid_gzip(dir: &Path) -> Vec<u8> {
+    valid_tar(dir);
+    sh(dir, "gzip -c valid.tar > valid.aci");
+    std::fs::read(dir.join("valid.aci")).unwrap()
 }
 
 /// Prelude of [`py_tar`] scripts: `t` is the open archive, `M` the valid manifest,
