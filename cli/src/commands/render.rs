@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use acikit::Store;
 use acikit::render::{RenderOptions, Strategy};
 
+use super::progress;
 use super::store::{fail, open, resolve};
 
 /// `--strategy` of `render`.
@@ -58,7 +59,15 @@ pub async fn render(
         StrategyArg::Hardlink => Strategy::Hardlink,
         StrategyArg::Copy => Strategy::Copy,
     };
-    match store
+    // Ctrl-C cancels the render, which then leaves nothing behind (no half-made run).
+    let (observer, bar) = progress::render_observer();
+    let cancel = observer.cancel.clone();
+    let interrupt = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
+    let result = store
         .render(
             &id,
             target,
@@ -67,9 +76,14 @@ pub async fn render(
                 skip_unprivileged: flags.skip_unprivileged,
                 allow_unprotected_hardlink: flags.unprotected_read_only,
             },
+            observer,
         )
-        .await
-    {
+        .await;
+    interrupt.abort();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
         Ok(rendered) => {
             for warning in &rendered.warnings {
                 errln!("warning: {warning}");
