@@ -59,11 +59,22 @@ pub async fn render(
         StrategyArg::Hardlink => Strategy::Hardlink,
         StrategyArg::Copy => Strategy::Copy,
     };
-    // Ctrl-C cancels the render, which then leaves nothing behind (no half-made run).
+    // Ctrl-C (SIGINT) cancels the render, which then leaves nothing behind (no half-made
+    // run). The handler is in place before the render starts.
     let (observer, bar) = progress::render_observer();
     let cancel = observer.cancel.clone();
+    let mut sigint = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    {
+        Ok(sigint) => Some(sigint),
+        Err(err) => {
+            errln!("warning: Ctrl-C will not cancel the render cleanly: {err}");
+            None
+        }
+    };
     let interrupt = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        if let Some(sigint) = &mut sigint
+            && sigint.recv().await.is_some()
+        {
             cancel.cancel();
         }
     });
