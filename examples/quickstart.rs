@@ -102,6 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 skip_unprivileged: true,
                 ..Default::default()
             },
+            Observer::default(),
         )
         .await?;
     println!(

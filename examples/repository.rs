@@ -122,7 +122,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 5. Render: the app over its dependency, a clean rootfs for one run.
     let run = work.join("run");
     let rendered = store
-        .render(&fetched.image_id, &run, RenderOptions::default())
+        .render(
+            &fetched.image_id,
+            &run,
+            RenderOptions::default(),
+            Observer::default(),
+        )
         .await?;
     let motd = std::fs::read_to_string(run.join("etc/motd"))?;
     println!(

@@ -30,6 +30,12 @@ pub enum Phase {
     Gc,
     /// Building an image archive from a layout (content bytes written of the total).
     Build,
+    /// Building the cached rendered tree of an image and the flattened stack of its
+    /// dependencies (entries checked out of the total; only on a render that builds them).
+    Checkout,
+    /// Making a render's run from the cached tree or stack (entries copied, linked or
+    /// cloned of the total; one event for an overlay mount).
+    Render,
 }
 
 /// One progress event.
@@ -37,7 +43,7 @@ pub enum Phase {
 pub struct Progress {
     /// The phase.
     pub phase: Phase,
-    /// Units done so far (bytes, or images for fsck).
+    /// Units done so far (bytes, images for fsck, entries for checkout and render).
     pub done: u64,
     /// Total units, when known.
     pub total: Option<u64>,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use acikit::Store;
 use acikit::render::{RenderOptions, Strategy};
 
+use super::progress;
 use super::store::{fail, open, resolve};
 
 /// `--strategy` of `render`.
@@ -58,7 +59,26 @@ pub async fn render(
         StrategyArg::Hardlink => Strategy::Hardlink,
         StrategyArg::Copy => Strategy::Copy,
     };
-    match store
+    // Ctrl-C (SIGINT) cancels the render, which then leaves nothing behind (no half-made
+    // run). The handler is in place before the render starts.
+    let (observer, bar) = progress::render_observer();
+    let cancel = observer.cancel.clone();
+    let mut sigint = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+    {
+        Ok(sigint) => Some(sigint),
+        Err(err) => {
+            errln!("warning: Ctrl-C will not cancel the render cleanly: {err}");
+            None
+        }
+    };
+    let interrupt = tokio::spawn(async move {
+        if let Some(sigint) = &mut sigint
+            && sigint.recv().await.is_some()
+        {
+            cancel.cancel();
+        }
+    });
+    let result = store
         .render(
             &id,
             target,
@@ -67,9 +87,14 @@ pub async fn render(
                 skip_unprivileged: flags.skip_unprivileged,
                 allow_unprotected_hardlink: flags.unprotected_read_only,
             },
+            observer,
         )
-        .await
-    {
+        .await;
+    interrupt.abort();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
         Ok(rendered) => {
             for warning in &rendered.warnings {
                 errln!("warning: {warning}");

@@ -1304,6 +1304,7 @@ struct TreeCopier<'a> {
     groups: Mutex<Groups>,
     group_made: Condvar,
     failed: AtomicBool,
+    tick: Option<&'a CopyTick<'a>>,
 }
 
 /// What [`TreeCopier::join_group`] found.
@@ -1414,6 +1415,9 @@ impl TreeCopier<'_> {
         for (name, mut ty) in read_entries(src.as_fd(), &mut w.buf)? {
             if self.failed.load(Ordering::Relaxed) {
                 return Ok(());
+            }
+            if let Some(tick) = self.tick {
+                tick(1)?;
             }
             if ty == FileType::Unknown {
                 ty = FileType::from_raw_mode(lstat(src.as_fd(), &name)?.st_mode);
@@ -1774,6 +1778,36 @@ pub fn copy_tree_with(
     warnings: &mut Vec<String>,
     threads: usize,
 ) -> Result<CopyStats> {
+    copy_tree_inner(src, dst, mode, privs, warnings, threads, None)
+}
+
+/// Called by [`copy_tree_ticked`] before each entry is copied, with the number of entries
+/// (1); an error stops the copy (the partial copy is left for the caller to remove) and is
+/// returned.
+pub type CopyTick<'a> = dyn Fn(u64) -> Result<()> + Sync + 'a;
+
+/// [`copy_tree`] calling `tick` before each entry below `src` is copied: the caller's
+/// progress and cancellation checkpoint.
+pub fn copy_tree_ticked(
+    src: &Path,
+    dst: &Path,
+    mode: CopyMode,
+    privs: &Privileges,
+    warnings: &mut Vec<String>,
+    tick: &CopyTick<'_>,
+) -> Result<CopyStats> {
+    copy_tree_inner(src, dst, mode, privs, warnings, copy_threads(), Some(tick))
+}
+
+fn copy_tree_inner(
+    src: &Path,
+    dst: &Path,
+    mode: CopyMode,
+    privs: &Privileges,
+    warnings: &mut Vec<String>,
+    threads: usize,
+    tick: Option<&CopyTick<'_>>,
+) -> Result<CopyStats> {
     let (src_parent, src_name) = split_parent(src)?;
     let src_root = open_subdir(src_parent.as_fd(), &src_name).map_err(|e| match e {
         Errno::LOOP | Errno::NOTDIR => Error::new(
@@ -1818,6 +1852,7 @@ pub fn copy_tree_with(
         groups: Mutex::new(Groups::default()),
         group_made: Condvar::new(),
         failed: AtomicBool::new(false),
+        tick,
     };
     let mut workers: Vec<Worker> = (0..threads.max(1)).map(|_| Worker::default()).collect();
     std::thread::scope(|scope| {

@@ -16,6 +16,7 @@
 
 pub mod deps;
 pub mod fsops;
+mod observe;
 pub mod process;
 pub mod protect;
 pub mod read_only;
@@ -35,7 +36,9 @@ pub use read_only::outside_runs_dir;
 pub use run::{RunOptions, RunRecord, Strategy};
 
 use crate::blocking::blocking;
+use crate::progress::Observer;
 use crate::schema::ImageId;
+use crate::store::paths::StorePaths;
 use crate::{ErrorKind, Result, Store};
 
 /// Options of [`Store::render`].
@@ -110,12 +113,22 @@ impl Store {
     /// A read-only store is not written: a tree or stack it has is used as is, any other
     /// is built without caching straight into the run (by copy), and the run is recorded
     /// outside the store (see [`read_only`]).
+    ///
+    /// Progress goes to `observer` in two phases: [`Phase::Checkout`](crate::progress::Phase)
+    /// while the cached tree or stack is built (first render only), then
+    /// [`Phase::Render`](crate::progress::Phase) while the run is made; both count entries
+    /// of a total known beforehand. Cancelled (`observer.cancel`), it stops at the next
+    /// entry with [`ErrorKind::Cancelled`] and leaves nothing: the target as it was, no run
+    /// record, no mount, no partial tree or stack (one completed before the cancellation
+    /// stays cached).
     pub async fn render(
         &self,
         id: &ImageId,
         target: impl AsRef<Path>,
         options: RenderOptions,
+        observer: Observer,
     ) -> Result<Rendered> {
+        observer.check()?;
         if options.strategy == Strategy::Hardlink && !options.allow_unprotected_hardlink {
             run::refuse_unprotectable_hardlink()?;
         }
@@ -126,15 +139,17 @@ impl Store {
             allow_unprotected_hardlink: options.allow_unprotected_hardlink,
         };
         if self.is_read_only() {
-            return read_only::render(self, id, target.as_ref(), options, privs).await;
+            return read_only::render(self, id, target.as_ref(), options, privs, observer).await;
         }
-        let stack = stack::ensure_stack(self, id, privs).await?;
+        let paths = StorePaths::new(self.dir());
+        let stack = stack::ensure_stack_observed(self, paths, id, privs, &observer).await?;
         let runs = self.paths().runs();
         let lower = stack.path.clone();
         let target = target.as_ref().to_path_buf();
-        let handle =
-            blocking(move || run::create_run_with(&runs, &lower, &target, &run_options, &privs))
-                .await?;
+        let handle = blocking(move || {
+            run::create_run_observed(&runs, &lower, &target, &run_options, &privs, &observer)
+        })
+        .await?;
         let cached = stack.reused;
         Ok(Rendered::of_run(id, stack, handle, cached, Vec::new()))
     }

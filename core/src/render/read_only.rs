@@ -24,6 +24,7 @@ use super::run::{self, Strategy};
 use super::stack;
 use super::{RenderOptions, Rendered};
 use crate::blocking::{blocking, blocking_value};
+use crate::progress::Observer;
 use crate::schema::ImageId;
 use crate::store::Store;
 use crate::store::paths::StorePaths;
@@ -60,6 +61,7 @@ pub(super) async fn render(
     target: &Path,
     options: RenderOptions,
     privs: Privileges,
+    observer: Observer,
 ) -> Result<Rendered> {
     let runs = store.outside_runs().to_path_buf();
     if let Some(stack) = stack::cached_stack(store, id).await? {
@@ -70,7 +72,7 @@ pub(super) async fn render(
                 strategy: options.strategy,
                 allow_unprotected_hardlink: options.allow_unprotected_hardlink,
             };
-            run::create_run_with(&runs, &lower, &target, &run_options, &privs)
+            run::create_run_observed(&runs, &lower, &target, &run_options, &privs, &observer)
         })
         .await?;
         return Ok(Rendered::of_run(id, stack, handle, true, Vec::new()));
@@ -105,8 +107,19 @@ pub(super) async fn render(
         let empty = scratch.empty.clone();
         let target = target.to_path_buf();
         let runs = runs.clone();
-        blocking_value(move || run::create_run(&runs, &empty, &target, Strategy::Copy, &privs))
-            .await?
+        // Only checked for cancellation: the empty run is no progress to show.
+        let silent = Observer {
+            progress: None,
+            cancel: observer.cancel.clone(),
+        };
+        let copy = run::RunOptions {
+            strategy: Strategy::Copy,
+            allow_unprotected_hardlink: false,
+        };
+        blocking_value(move || {
+            run::create_run_observed(&runs, &empty, &target, &copy, &privs, &silent)
+        })
+        .await?
     };
     let handle = match handle {
         Ok(handle) => handle,
@@ -117,10 +130,12 @@ pub(super) async fn render(
     };
     let built = async {
         let paths = StorePaths::new(store.dir()).with_render_root(&scratch.render);
-        let stack = stack::ensure_stack_in(store, paths, id, privs).await?;
+        let stack = stack::ensure_stack_observed(store, paths, id, privs, &observer).await?;
         let from = stack.path.clone();
         let to = handle.target.clone();
+        let observer = observer.clone();
         blocking(move || {
+            observer.check()?;
             std::fs::rename(&from, &to).map_err(|e| {
                 Error::io(
                     format!("moving the rendered tree into place at {}", to.display()),
@@ -136,8 +151,9 @@ pub(super) async fn render(
     match built {
         Ok(stack) => Ok(Rendered::of_run(id, stack, handle, false, warnings)),
         Err(err) => {
+            // Undone as a failed run is: a target that was an empty folder stays, empty.
             let target = handle.target.clone();
-            let _ = blocking(move || run::release_run(&runs, &target)).await;
+            let _ = blocking(move || run::abandon_run(&runs, &target)).await;
             Err(err)
         }
     }

@@ -54,9 +54,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fsops::{self, CopyMode, CopyStats, Privileges};
+use super::observe::Meter;
 use super::process::ProcessIdentity;
 use super::protect;
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::{Observer, Phase};
 
 /// How [`create_run`] makes the per-run copy of the lower tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -271,6 +273,29 @@ pub fn create_run_with(
     options: &RunOptions,
     privs: &Privileges,
 ) -> Result<RunHandle> {
+    create_run_observed(
+        runs_dir,
+        lower,
+        target,
+        options,
+        privs,
+        &Observer::default(),
+    )
+}
+
+/// [`create_run_with`] reporting [`Phase::Render`] to `observer`: entries of the lower tree
+/// copied (linked, cloned) of their number, or one event once an overlay is mounted. Once
+/// `observer` is cancelled it stops at the next entry with [`ErrorKind::Cancelled`] and,
+/// as on any error, undoes what was made: no record, no mount, the target as it was.
+pub(crate) fn create_run_observed(
+    runs_dir: &Path,
+    lower: &Path,
+    target: &Path,
+    options: &RunOptions,
+    privs: &Privileges,
+    observer: &Observer,
+) -> Result<RunHandle> {
+    observer.check()?;
     let strategy = options.strategy;
     if strategy == Strategy::Hardlink && !options.allow_unprotected_hardlink {
         refuse_unprotectable_hardlink()?;
@@ -346,7 +371,7 @@ pub fn create_run_with(
     }
 
     let mut warnings = Vec::new();
-    let made = make_run(&mut record, options, privs, &mut warnings);
+    let made = make_run(&mut record, options, privs, &mut warnings, observer);
     match made {
         Ok(stats) => {
             record.complete = true;
@@ -425,6 +450,22 @@ pub fn release_run(runs_dir: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Undoes the run at `target` made by this process that must not stay (its render failed
+/// after the run was made): as [`release_run`], but a target that was an empty folder
+/// before the run is left in place, empty, as a failed [`create_run`] leaves it.
+pub(super) fn abandon_run(runs_dir: &Path, target: &Path) -> Result<()> {
+    let run_dir = run_dir_for(runs_dir, target);
+    let Some(lock) = lock_run_dir(&run_dir)? else {
+        return Ok(());
+    };
+    if let Some(record) = read_record(&run_dir)? {
+        undo(&record, record.target_existed)?;
+    }
+    remove_run_dir(&run_dir)?;
+    drop(lock);
+    Ok(())
+}
+
 /// The runs recorded under `runs_dir`, oldest first (including runs whose creator died
 /// before finishing: [`RunRecord::complete`] is `false`).
 pub fn list_runs(runs_dir: &Path) -> Result<Vec<RunRecord>> {
@@ -464,17 +505,23 @@ fn make_run(
     options: &RunOptions,
     privs: &Privileges,
     warnings: &mut Vec<String>,
+    observer: &Observer,
 ) -> Result<Option<CopyStats>> {
     let strategy = options.strategy;
     let target = record.target.clone();
     let lower = record.lower.clone();
+    // An overlay is one mount: one event, then a checkpoint (a cancelled run is unmounted).
+    let mounted = || {
+        Meter::new(observer, Phase::Render, 1).finish();
+        observer.check().map(|()| None)
+    };
     let chosen = match strategy {
         Strategy::Overlay => {
             mount_overlay(&lower, &record.run_dir, &target)?;
-            return Ok(None);
+            return mounted();
         }
         Strategy::Auto => match mount_overlay(&lower, &record.run_dir, &target) {
-            Ok(()) => return Ok(None),
+            Ok(()) => return mounted(),
             Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::NeedsPrivilege) => {
                 // Quietly for an unprivileged process, which cannot be expected to mount.
                 if privs.can_mknod {
@@ -531,7 +578,11 @@ fn make_run(
     // is never seen half copied. copy_tree gives it the lower root's owner, mode and mtime.
     let staging = copy_staging(record);
     remove_if_present(&staging)?;
-    let stats = fsops::copy_tree(&lower, &staging, mode, privs, warnings).map_err(|e| {
+    let meter = Meter::new(observer, Phase::Render, count_entries(&lower, observer)?);
+    meter.start()?;
+    let tick = |n| meter.tick(n);
+    let stats = fsops::copy_tree_ticked(&lower, &staging, mode, privs, warnings, &tick);
+    let stats = stats.map_err(|e| {
         if mode == CopyMode::Reflink && e.kind() == ErrorKind::InvalidArgument {
             Error::new(
                 ErrorKind::Unsupported,
@@ -545,6 +596,8 @@ fn make_run(
             e
         }
     })?;
+    meter.finish();
+    observer.check()?;
     // Before the copy takes the target's place, the record names it (so that cleaning a dead
     // run removes this copy and nothing else) and says whether a mount will protect it (so
     // that a release after a crash unmounts it).
@@ -574,6 +627,27 @@ fn make_run(
         protect_hardlink_run(record, options, warnings)?;
     }
     Ok(Some(stats))
+}
+
+/// The number of entries below `root` (not following symlinks): the total of a copy's
+/// progress. Stops once `observer` is cancelled.
+fn count_entries(root: &Path, observer: &Observer) -> Result<u64> {
+    let mut count = 0;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        observer.check()?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| Error::io(format!("cannot read {}", dir.display()), e))?;
+            count += 1;
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// Refuses a `hardlink` run this process cannot protect (no `CAP_SYS_ADMIN`), before any

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, FileType};
@@ -45,8 +46,10 @@ use sha2::{Digest, Sha256};
 
 use super::deps::{Layer, PathFilter, resolve_layers};
 use super::fsops::{self, NodeKind, NodeMeta, Privileges};
-use super::tree::ensure_tree_in;
+use super::observe::Meter;
+use super::tree::ensure_tree_observed;
 use crate::blocking::blocking;
+use crate::progress::{Observer, Phase};
 use crate::schema::ImageId;
 use crate::store::Store;
 use crate::store::paths::StorePaths;
@@ -134,9 +137,32 @@ pub async fn ensure_stack_in(
     root: &ImageId,
     privs: Privileges,
 ) -> Result<StackBuilt> {
+    ensure_stack_observed(store, paths, root, privs, &Observer::default()).await
+}
+
+/// [`ensure_stack_in`] reporting [`Phase::Checkout`] to `observer` when something is built:
+/// entries of the trees built (their tars' members) and of the layers flattened (their
+/// tars' members again, an estimate of the nodes laid), of their sum. It stops at the next
+/// entry once cancelled; what was being built is removed (nothing is published).
+pub(crate) async fn ensure_stack_observed(
+    store: &Store,
+    paths: StorePaths,
+    root: &ImageId,
+    privs: Privileges,
+    observer: &Observer,
+) -> Result<StackBuilt> {
     let layers = resolve_layers(store, root).await?;
+    observer.check()?;
     if layers.len() == 1 && layers[0].filters.is_empty() {
-        let tree = ensure_tree_in(store, paths, root, privs).await?;
+        let meter = if is_dir(&paths.tree(root).join("rootfs")) {
+            Meter::silent()
+        } else {
+            Meter::new(observer, Phase::Checkout, store.entry_count(root).await?)
+        };
+        let meter = Arc::new(meter);
+        meter.start()?;
+        let tree = ensure_tree_observed(store, paths, root, privs, meter.clone()).await?;
+        meter.finish();
         return Ok(StackBuilt {
             path: tree.path,
             reused: tree.reused,
@@ -160,11 +186,33 @@ pub async fn ensure_stack_in(
         store.require_writable(&format!("build the rendered stack of {root}"))?;
     }
 
+    // The total: the members of the trees to build, then of every layer to flatten.
+    let mut total = 0;
+    let mut counted: HashMap<&ImageId, u64> = HashMap::new();
+    for layer in &layers {
+        let entries = match counted.get(&layer.image_id) {
+            Some(&entries) => entries,
+            None => {
+                let entries = store.entry_count(&layer.image_id).await?;
+                counted.insert(&layer.image_id, entries);
+                if !is_dir(&paths.tree(&layer.image_id).join("rootfs")) {
+                    total += entries;
+                }
+                entries
+            }
+        };
+        total += entries;
+    }
+    let meter = Arc::new(Meter::new(observer, Phase::Checkout, total));
+    meter.start()?;
+
     let mut warnings = Vec::new();
     let mut trees: HashMap<ImageId, PathBuf> = HashMap::new();
     for layer in &layers {
         if !trees.contains_key(&layer.image_id) {
-            let tree = ensure_tree_in(store, paths.clone(), &layer.image_id, privs).await?;
+            let tree =
+                ensure_tree_observed(store, paths.clone(), &layer.image_id, privs, meter.clone())
+                    .await?;
             warnings.extend(tree.warnings);
             trees.insert(layer.image_id.clone(), tree.path);
         }
@@ -175,8 +223,10 @@ pub async fn ensure_stack_in(
         .map(|l| (trees[&l.image_id].clone(), l.clone()))
         .collect();
     let root_whitelist = layers.last().map(own_whitelist).unwrap_or_default();
+    let flattening = meter.clone();
     let (reused, build_warnings) =
-        blocking(move || build(&paths, &key, &plan, &root_whitelist, &privs)).await?;
+        blocking(move || build(&paths, &key, &plan, &root_whitelist, &privs, &flattening)).await?;
+    meter.finish();
     warnings.extend(build_warnings);
     Ok(StackBuilt {
         path: rootfs,
@@ -206,7 +256,9 @@ pub(crate) fn build(
     plan: &[(PathBuf, Layer)],
     root_whitelist: &[String],
     privs: &Privileges,
+    meter: &Meter,
 ) -> Result<(bool, Vec<String>)> {
+    meter.tick(0)?;
     remove_stale_builds(paths);
     let mut warnings = Vec::new();
     let (folder, _lock) = create_build_folder(paths)?;
@@ -218,6 +270,7 @@ pub(crate) fn build(
             root_whitelist,
             privs,
             &mut warnings,
+            meter,
         )?;
 
         let listing = serde_json::json!({
@@ -287,7 +340,14 @@ pub(crate) fn scratch(
         _lock: lock,
     };
     let mut warnings = Vec::new();
-    flatten(&scratch.rootfs, plan, root_whitelist, privs, &mut warnings)?;
+    flatten(
+        &scratch.rootfs,
+        plan,
+        root_whitelist,
+        privs,
+        &mut warnings,
+        &Meter::silent(),
+    )?;
     Ok(scratch)
 }
 
@@ -299,6 +359,7 @@ fn flatten(
     root_whitelist: &[String],
     privs: &Privileges,
     warnings: &mut Vec<String>,
+    meter: &Meter,
 ) -> Result<()> {
     std::fs::create_dir_all(rootfs)
         .map_err(|e| Error::io(format!("creating {}", rootfs.display()), e))?;
@@ -308,6 +369,7 @@ fn flatten(
         dirs: BTreeMap::new(),
         privs,
         warnings,
+        meter,
     };
     for (tree, layer) in plan {
         builder.apply_layer(tree, layer)?;
@@ -387,6 +449,8 @@ struct Builder<'a> {
     dirs: BTreeMap<PathBuf, NodeMeta>,
     privs: &'a Privileges,
     warnings: &'a mut Vec<String>,
+    /// Ticked once per entry of a layer.
+    meter: &'a Meter,
 }
 
 /// What the target holds at a name, if anything.
@@ -437,6 +501,7 @@ impl Builder<'_> {
             let src = fsops::open_dir_beneath(source_root.as_fd(), &rel)?;
             let dst = fsops::open_dir_beneath(self.target, &rel)?;
             for (name, ty) in list_dir(src.as_fd(), &shown)? {
+                self.meter.tick(1)?;
                 let path = rel.join(&name);
                 let src_is_dir = ty == FileType::Directory;
                 if !filter.keeps(&path, src_is_dir) {

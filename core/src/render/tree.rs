@@ -48,6 +48,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -56,6 +57,7 @@ use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 
 use super::fsops::{self, NodeKind, NodeMeta, Privileges};
+use super::observe::Meter;
 use crate::archive::layout::normalize_path;
 use crate::archive::tar::{Entry, EntryKind, TarReader};
 use crate::blocking::blocking;
@@ -115,6 +117,19 @@ pub async fn ensure_tree_in(
     id: &ImageId,
     privs: Privileges,
 ) -> Result<TreeBuilt> {
+    ensure_tree_observed(store, paths, id, privs, Arc::new(Meter::silent())).await
+}
+
+/// [`ensure_tree_in`] counting each member of the image's tar on `meter` (one tick per
+/// member): the build stops at the first tick after a cancellation, and its stage folder
+/// is removed (nothing is published).
+pub(crate) async fn ensure_tree_observed(
+    store: &Store,
+    paths: StorePaths,
+    id: &ImageId,
+    privs: Privileges,
+    meter: Arc<Meter>,
+) -> Result<TreeBuilt> {
     store.manifest(id).await?; // NotFound if the image is not stored
     if let Some(done) = existing(&paths, id) {
         return Ok(done);
@@ -125,7 +140,7 @@ pub async fn ensure_tree_in(
     let reader = store.export_reader(id).await?;
     let handle = tokio::runtime::Handle::current();
     let id = id.clone();
-    blocking(move || build_locked(&paths, &id, reader, privs, &handle)).await
+    blocking(move || build_locked(&paths, &id, reader, privs, &handle, &meter)).await
 }
 
 /// Removes the exploded tree of `id` (no error if there is none). The tree is first renamed
@@ -308,7 +323,9 @@ fn build_locked(
     reader: ExportReader,
     privs: Privileges,
     handle: &tokio::runtime::Handle,
+    meter: &Meter,
 ) -> Result<TreeBuilt> {
+    meter.tick(0)?;
     private_dir(&paths.trees())?;
     let lock = lock_tree(paths, id)?;
     if let Some(done) = existing(paths, id) {
@@ -316,7 +333,20 @@ fn build_locked(
     }
     let _ = remove_stale_stages(paths);
     let stage = Stage::create(paths)?;
-    let mut built = build(paths, id, reader, privs, handle, &stage)?;
+    let mut built = match build(paths, id, reader, privs, handle, &stage, meter) {
+        Ok(built) => built,
+        Err(e) => {
+            // Nothing published: the stage goes (dropped) and so does the lock file this
+            // build made (a builder waiting on it still gets it, and publishing refuses to
+            // replace a tree, so two builders at once stay safe).
+            drop(stage);
+            if existing(paths, id).is_none() {
+                let _ = std::fs::remove_file(lock_path(paths, id));
+            }
+            drop(lock);
+            return Err(e);
+        }
+    };
     // Publish the tree.
     let trees = File::open(paths.trees())
         .map_err(|e| Error::io(format!("opening {}", paths.trees().display()), e))?;
@@ -516,6 +546,7 @@ fn build(
     privs: Privileges,
     handle: &tokio::runtime::Handle,
     stage: &Stage,
+    meter: &Meter,
 ) -> Result<TreeBuilt> {
     let out = stage.dir.join("out");
     for dir in [out.join("rootfs"), stage.dir.join("checkouts")] {
@@ -569,6 +600,7 @@ fn build(
                 e.with_entry(&entry.path)
             }
         })?;
+        meter.tick(1)?;
     }
     // The tar was read to its end: it hashed to the image ID. The recipe must be done too.
     recipe_done(&mut recipe, id)?;

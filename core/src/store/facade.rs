@@ -431,6 +431,17 @@ impl Store {
         }
     }
 
+    /// The number of tar members of a stored image (the total of a render's progress).
+    pub(crate) async fn entry_count(&self, id: &ImageId) -> Result<u64> {
+        match self.index.get(id).await? {
+            Some(record) => Ok(record.entries),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no image {id} in the store"),
+            )),
+        }
+    }
+
     /// An async reader of the image's canonical tar, regenerated from the recipe and
     /// the objects; it ends with an error instead of a clean end if the bytes do not hash
     /// to the image ID.

@@ -162,7 +162,7 @@ async fn fixture() -> Fixture {
     // a's tree is cached by a first render.
     let first = root.join("first-run");
     store
-        .render(&a.id, &first, RenderOptions::default())
+        .render(&a.id, &first, RenderOptions::default(), Observer::default())
         .await
         .unwrap();
     store.release(&first).await.unwrap();
@@ -250,6 +250,7 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
                     strategy,
                     ..RenderOptions::default()
                 },
+                Observer::default(),
             )
             .await
             .unwrap_or_else(|e| panic!("render a by {strategy}: {e}"));
@@ -269,7 +270,12 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
     // render: b has no cached tree: built straight into the run, by copy.
     let target = runs.join("b");
     let rendered = store
-        .render(&f.b.id, &target, RenderOptions::default())
+        .render(
+            &f.b.id,
+            &target,
+            RenderOptions::default(),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert!(!rendered.cached);
@@ -304,7 +310,12 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
     // c (depends on b), no cached stack: built without caching too.
     let target = runs.join("c");
     let rendered = store
-        .render(&f.c.id, &target, RenderOptions::default())
+        .render(
+            &f.c.id,
+            &target,
+            RenderOptions::default(),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert_eq!(rendered.layers, vec![f.b.id.clone(), f.c.id.clone()]);
@@ -324,6 +335,7 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
                 strategy: Strategy::Overlay,
                 ..RenderOptions::default()
             },
+            Observer::default(),
         )
         .await
         .unwrap_err();
@@ -527,7 +539,12 @@ async fn a_run_made_read_only_is_released_once_the_store_is_writable() {
     std::fs::create_dir_all(stale.join("render/tmp")).unwrap();
     std::fs::write(stale.join(".lock"), b"").unwrap();
     store
-        .render(&f.b.id, &target, RenderOptions::default())
+        .render(
+            &f.b.id,
+            &target,
+            RenderOptions::default(),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert!(!stale.exists());

@@ -112,6 +112,7 @@ impl Fixture {
                     skip_unprivileged: !is_root(),
                     allow_unprotected_hardlink: false,
                 },
+                Observer::default(),
             )
             .await
             .unwrap_or_else(|e| panic!("rendering {id} with {strategy}: {e}"));

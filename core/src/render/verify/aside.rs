@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::blocking::blocking;
+use crate::render::observe::Meter;
 
 /// Removes the set-aside caches (`STORE/damaged/…`) none of whose runs is still there, and
 /// returns how many. `gc` and `fsck --repair` call it (blocking).
@@ -165,7 +166,17 @@ pub(super) async fn rebuild(store: &Store, cache: &Cache) -> Result<()> {
             }
             let root_whitelist = layers.last().map(stack::own_whitelist).unwrap_or_default();
             let key = key.clone();
-            blocking(move || stack::build(&paths, &key, &plan, &root_whitelist, &privs)).await?;
+            blocking(move || {
+                stack::build(
+                    &paths,
+                    &key,
+                    &plan,
+                    &root_whitelist,
+                    &privs,
+                    &Meter::silent(),
+                )
+            })
+            .await?;
             Ok(())
         }
     }
