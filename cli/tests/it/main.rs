@@ -14,6 +14,7 @@ mod fetch_cli;
 mod output_cli;
 mod postgres_cli;
 mod read_only_cli;
+mod render_cancel_cli;
 mod render_cli;
 mod serve_cli;
 mod store_cli;

@@ -13,6 +13,7 @@ mod fetch;
 mod hostile;
 mod output;
 mod read_only;
+mod render_cancel;
 mod render_deps;
 mod render_run;
 mod render_tree;

@@ -3,12 +3,11 @@
 //! fails with the `cancelled` error and leaves nothing: no target, no run record, no stage
 //! folder; the next render succeeds.
 
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{sh, text};
+use crate::common::{sh, text};
 
 fn acikit(store: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_acikit"))

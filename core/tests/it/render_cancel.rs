@@ -8,7 +8,6 @@
 //! (copy; hardlink and overlay as root), for a first render and a cached one, for an image
 //! with a dependency (its stack), and for an uncached render from a read-only store.
 
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -20,7 +19,7 @@ use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
 use acikit::store::{ImportOptions, StoreOptions};
 use acikit::{ErrorKind, Store};
-use common::*;
+use crate::common::*;
 
 /// The image's rootfs: 12 folders of 30 small files, 6 files of 4 MiB, a symlink and a
 /// hardlink pair (some 380 entries, 24 MiB).
