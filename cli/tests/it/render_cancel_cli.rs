@@ -3,21 +3,10 @@
 //! fails with the `cancelled` error and leaves nothing: no target, no run record, no stage
 //! folder; the next render succeeds.
 
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{sh, text};
-
-fn acikit(store: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_acikit"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .env_remove("ACIKIT_DATABASE")
-        .output()
-        .expect("the acikit binary runs")
-}
+use crate::common::{acikit_in as acikit, sh, text};
 
 /// The names in `dir` starting with `prefix`.
 fn named(dir: &Path, prefix: &str) -> Vec<String> {

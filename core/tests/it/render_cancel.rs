@@ -8,18 +8,17 @@
 //! (copy; hardlink and overlay as root), for a first render and a cached one, for an image
 //! with a dependency (its stack), and for an uncached render from a read-only store.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::common::*;
 use acikit::progress::{Observer, Phase, Progress};
 use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
 use acikit::store::{ImportOptions, StoreOptions};
 use acikit::{ErrorKind, Store};
-use crate::common::*;
 
 /// The image's rootfs: 12 folders of 30 small files, 6 files of 4 MiB, a symlink and a
 /// hardlink pair (some 380 entries, 24 MiB).

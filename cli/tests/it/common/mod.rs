@@ -36,6 +36,7 @@ pub fn acikit_in(store: &Path, args: &[&str]) -> Output {
         .arg("--store")
         .arg(store)
         .args(args)
+        .env_remove("ACIKIT_DATABASE")
         .output()
         .expect("the acikit binary runs")
 }
