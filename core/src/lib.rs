@@ -4,6 +4,8 @@
 //! - [`schema`]: the image manifest and the appc value types, parsed and validated;
 //! - [`archive`]: reading image archives: decompression, the byte-keeping tar block
 //!   reader, archive-layout validation and the image ID, all in one streaming pass;
+//! - [`fs`]: directory-relative file-system primitives that never follow symlinks (metadata
+//!   and xattrs, creating, removing and copying trees), shared by build, store and render;
 //! - [`build`]: an image layout (manifest + rootfs) to a reproducible image archive, with our
 //!   own tar writer;
 //! - [`store`]: the exploded, de-duplicated image store and its [`Store`] facade;
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod discovery;
 pub mod error;
 pub mod fetch;
+pub mod fs;
 pub mod net;
 pub mod output;
 pub mod progress;

@@ -10,8 +10,8 @@ mod common;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use acikit::render::Privileges;
 use acikit::render::deps::{MAX_LAYERS, keeps, resolve_layers};
-use acikit::render::fsops::Privileges;
 use acikit::render::stack::{StackBuilt, ensure_stack, stack_key};
 use acikit::render::tree::ensure_tree;
 use acikit::schema::ImageId;

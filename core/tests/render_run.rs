@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acikit::ErrorKind;
-use acikit::render::fsops::Privileges;
+use acikit::render::Privileges;
 use acikit::render::reap;
 use acikit::render::run::{
     RunHandle, RunOptions, Strategy, create_run, create_run_with, list_runs, release_run,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use acikit::Store;
-use acikit::render::fsops::Privileges;
+use acikit::render::Privileges;
 use acikit::render::tree::{TreeBuilt, ensure_tree, remove_tree_of};
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use acikit::Store;
 use acikit::progress::Observer;
-use acikit::render::fsops::Privileges;
+use acikit::render::Privileges;
 use acikit::render::stack::ensure_stack;
 use acikit::render::tree::ensure_tree;
 use acikit::render::{RenderOptions, Strategy};

@@ -1,6 +1,5 @@
 //! Rendering images into root filesystems, as ace.md "Filesystem Setup" says.
 //!
-//! - [`fsops`]: directory-relative file-system primitives that never follow symlinks;
 //! - [`tree`]: the exploded tree of one stored image (built on first render, cached),
 //!   whose files are hardlinks to shared *checkout objects*;
 //! - [`deps`]: dependency resolution (depth-first, list order) and pathWhitelist filtering;
@@ -15,7 +14,6 @@
 //! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
 pub mod deps;
-pub mod fsops;
 pub mod process;
 pub mod protect;
 pub mod read_only;
@@ -30,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use fsops::Privileges;
+pub use crate::fs::Privileges;
 pub use read_only::outside_runs_dir;
 pub use run::{RunOptions, RunRecord, Strategy};
 

@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use super::fsops::{self, Privileges};
 use super::run::{self, Strategy};
 use super::stack;
 use super::{RenderOptions, Rendered};
 use crate::blocking::{blocking, blocking_value};
+use crate::fs::{self as fsops, Privileges};
 use crate::schema::ImageId;
 use crate::store::Store;
 use crate::store::paths::StorePaths;

@@ -53,10 +53,10 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::fsops::{self, CopyMode, CopyStats, Privileges};
 use super::process::ProcessIdentity;
 use super::protect;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fs::{self as fsops, CopyMode, CopyStats, Privileges};
 
 /// How [`create_run`] makes the per-run copy of the lower tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

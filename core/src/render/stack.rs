@@ -44,9 +44,9 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use super::deps::{Layer, PathFilter, resolve_layers};
-use super::fsops::{self, NodeKind, NodeMeta, Privileges};
 use super::tree::ensure_tree_in;
 use crate::blocking::blocking;
+use crate::fs::{self as fsops, NodeKind, NodeMeta, Privileges};
 use crate::schema::ImageId;
 use crate::store::Store;
 use crate::store::paths::StorePaths;

@@ -17,9 +17,10 @@ use super::references::{self, MissingRecipe};
 use super::regenerate::{self, ObjectPaths};
 use super::{archives, heads, objects};
 use crate::blocking::{blocking, blocking_value};
+use crate::fs as fsops;
 use crate::output::{CountedOutput, OutputFile, OutputOptions};
 use crate::progress::{Observer, Phase};
-use crate::render::{fsops, reap, tree, usage};
+use crate::render::{reap, tree, usage};
 use crate::schema::ImageId;
 use crate::{Error, ErrorKind, Result};
 
