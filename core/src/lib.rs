@@ -16,6 +16,8 @@
 //! - [`fetch`]: an image by name or URL, verified, into the store (with dependencies);
 //! - [`serve`]: an HTTP(S) image repository over a store: discovery, images, signatures,
 //!   keys, a JSON API and pushes;
+//! - [`facade`]: the [`Store`] operations that span the layers below (`gc`, `fsck`, `rm`:
+//!   the store's part, then the render caches'), and their reports;
 //! - [`output`]: the one policy for files written at a caller's path (export, build, sign):
 //!   regular files replaced atomically, devices and FIFOs written in place, the rest refused;
 //! - [`progress`]: progress events and cancellation for long calls;
@@ -29,6 +31,7 @@ pub mod build;
 pub mod clock;
 pub mod discovery;
 pub mod error;
+pub mod facade;
 pub mod fetch;
 pub mod fs;
 pub mod net;
@@ -41,4 +44,5 @@ pub mod store;
 pub mod trust;
 
 pub use error::{Error, ErrorCategory, ErrorKind, Result};
+pub use facade::{FsckReport, GcReport};
 pub use store::Store;

@@ -12,6 +12,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use acikit::FsckReport;
 use acikit::Store;
 use acikit::progress::Observer;
 use acikit::render::Privileges;
@@ -19,7 +20,7 @@ use acikit::render::stack::ensure_stack;
 use acikit::render::tree::ensure_tree;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
-use acikit::store::{FsckReport, ImportOptions};
+use acikit::store::ImportOptions;
 use common::ImageFixture as Fixture;
 use common::*;
 use serde_json::{Value, json};

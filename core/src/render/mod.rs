@@ -8,12 +8,14 @@
 //! - [`protect`]: the read-only mount over a hardlink run, so it cannot write to the cache;
 //! - [`process`]: a run's creator (pid and start time), to tell whether it still runs;
 //! - [`reap`]: dead runs (killed creators, removed targets), found and cleaned;
+//! - `housekeeping`: what `gc` and `rm` do to trees, stacks, checkouts and runs;
 //! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away;
 //! - [`read_only`]: rendering from a read-only store (cached trees, or built without caching
 //!   straight into the run; run records outside the store);
 //! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
 pub mod deps;
+pub(crate) mod housekeeping;
 pub mod process;
 pub mod protect;
 pub mod read_only;

@@ -93,7 +93,7 @@ const RUNS_FILE: &str = "runs.json";
 /// Name of the cache's folder in a set-aside folder.
 const CACHE_DIR: &str = "cache";
 
-/// What `fsck` did with the render caches (part of [`crate::store::FsckReport`]).
+/// What `fsck` did with the render caches (part of [`crate::FsckReport`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RenderCacheReport {
     /// Exploded trees checked.
