@@ -4,17 +4,23 @@
 //! image a live run uses, removes it from the store, then removes its render caches. Each
 //! layer cleans only its own things (`store::housekeeping`, `render::housekeeping`); their
 //! reports are put together here ([`GcReport`], [`FsckReport`]).
+//!
+//! Without the `render` feature there is no render layer: `gc`, `fsck` and `rm` do the store's
+//! part only and leave whatever render caches a build with `render` left in a shared store
+//! (see the crate documentation, "Cargo features").
 
+#[cfg(feature = "render")]
 use std::collections::HashSet;
 
 use serde::Serialize;
 
+#[cfg(feature = "render")]
+use crate::ErrorKind;
 use crate::progress::Observer;
-use crate::render::verify::RenderCacheReport;
 use crate::schema::ImageId;
 use crate::store::FsckProblem;
 use crate::store::housekeeping::{self, StoreFsck, StoreGc};
-use crate::{Error, ErrorKind, Result, Store};
+use crate::{Error, Result, Store};
 
 /// What `gc` removed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -68,7 +74,8 @@ pub struct FsckReport {
     /// store that can be written).
     pub head_entries_fixed: u64,
     /// The exploded trees and stacks checked, set aside and rebuilt (see `render::verify`).
-    pub render_caches: RenderCacheReport,
+    #[cfg(feature = "render")]
+    pub render_caches: crate::render::verify::RenderCacheReport,
 }
 
 impl FsckReport {
@@ -113,7 +120,7 @@ impl FsckReport {
 impl Store {
     /// Removes an image from the index, then its recipe and the objects no other image
     /// references, then its exploded tree and the stacks built from it. An image a live
-    /// rendered run uses is refused ([`ErrorKind::InUse`]).
+    /// rendered run uses is refused ([`ErrorKind::InUse`](crate::ErrorKind::InUse)).
     pub async fn remove(&self, id: &ImageId) -> Result<()> {
         self.require_writable("remove images")?;
         let mut results = self.remove_many(vec![id.clone()]).await;
@@ -129,60 +136,14 @@ impl Store {
                 .map(|_| Err(Error::new(err.kind(), err.message())))
                 .collect();
         }
-        let paths = self.paths();
-        // Dead runs use nothing: they are cleaned, so that only live runs keep an image.
-        let in_use = match crate::render::housekeeping::in_use_by_live_runs(paths).await {
-            Ok(in_use) => in_use,
-            Err(err) => return ids.iter().map(|_| Err(same_error(&err))).collect(),
-        };
-        let free: Vec<ImageId> = ids
-            .iter()
-            .filter(|id| !in_use.uses_image(id.hex()))
-            .cloned()
-            .collect();
-        let mut removed = housekeeping::remove_many(paths, self.index(), &free)
-            .await
-            .into_iter();
-        let mut results: Vec<Result<()>> = ids
-            .iter()
-            .map(|id| {
-                if in_use.uses_image(id.hex()) {
-                    Err(Error::new(
-                        ErrorKind::InUse,
-                        format!(
-                            "{id} is used by a rendered run; release it first (acikit release DIR)"
-                        ),
-                    ))
-                } else {
-                    removed.next().unwrap_or(Ok(()))
-                }
-            })
-            .collect();
-        let gone: HashSet<String> = ids
-            .iter()
-            .zip(&results)
-            .filter(|(_, result)| result.is_ok())
-            .map(|(id, _)| id.hex().to_string())
-            .collect();
-        let paths = paths.clone();
-        let renders = crate::blocking::blocking(move || {
-            crate::render::housekeeping::remove_renders_of(&paths, &gone)
-        })
-        .await;
-        if let Err(err) = renders {
-            for (result, id) in results.iter_mut().zip(&ids) {
-                if result.is_ok() {
-                    *result = Err(Error::new(
-                        err.kind(),
-                        format!(
-                            "{id} was removed, but not all its files: {}; `acikit gc` removes them",
-                            err.message()
-                        ),
-                    ));
-                }
-            }
+        #[cfg(feature = "render")]
+        {
+            remove_unless_rendered(self, ids).await
         }
-        results
+        #[cfg(not(feature = "render"))]
+        {
+            housekeeping::remove_many(self.paths(), self.index(), &ids).await
+        }
     }
 
     /// Removes objects and recipes no image references, and staging folders of killed
@@ -192,7 +153,16 @@ impl Store {
     pub async fn gc(&self, observer: Observer) -> Result<GcReport> {
         self.require_writable("collect garbage")?;
         let store = housekeeping::gc(self.paths(), self.index(), &observer).await?;
+        #[allow(unused_mut)]
         let mut report = GcReport::of_store(store);
+        #[cfg(feature = "render")]
+        self.gc_render_caches(&mut report).await?;
+        Ok(report)
+    }
+
+    /// The render caches' part of [`Store::gc`], added to `report`.
+    #[cfg(feature = "render")]
+    async fn gc_render_caches(&self, report: &mut GcReport) -> Result<()> {
         let indexed: HashSet<String> = self
             .list()
             .await?
@@ -215,14 +185,14 @@ impl Store {
                 ),
             ));
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Re-hashes every object and regenerates every image to check its ID, then looks for
     /// dead runs and checks the render caches (`render::verify`); with `repair`, drops broken
     /// images and corrupt objects and rebuilds damaged trees and stacks. A read-only store is
     /// checked (nothing is written, damaged caches are reported but not set aside), but not
-    /// repaired ([`ErrorKind::ReadOnlyStore`] at once with `repair`).
+    /// repaired ([`ErrorKind::ReadOnlyStore`](crate::ErrorKind::ReadOnlyStore) at once with `repair`).
     pub async fn fsck(&self, repair: bool, observer: Observer) -> Result<FsckReport> {
         if repair {
             self.require_writable("repair")?;
@@ -235,19 +205,84 @@ impl Store {
             &observer,
         )
         .await?;
+        #[allow(unused_mut)]
         let mut report = FsckReport::of_store(store);
-        let dead = crate::render::housekeeping::dead_runs(self.paths()).await?;
-        report.dead_runs = dead.dead_count();
-        report.stale_staging += dead.stale_staging.len() as u64;
-        let (problems, caches) =
-            crate::render::verify::check_render_caches(self, repair, &observer).await?;
-        report.problems.extend(problems);
-        report.render_caches = caches;
+        #[cfg(feature = "render")]
+        {
+            let dead = crate::render::housekeeping::dead_runs(self.paths()).await?;
+            report.dead_runs = dead.dead_count();
+            report.stale_staging += dead.stale_staging.len() as u64;
+            let (problems, caches) =
+                crate::render::verify::check_render_caches(self, repair, &observer).await?;
+            report.problems.extend(problems);
+            report.render_caches = caches;
+        }
         Ok(report)
     }
 }
 
+/// [`Store::remove_many`] with the render layer: images a live run uses are refused, the
+/// others removed from the store, then their trees and the stacks built from them.
+#[cfg(feature = "render")]
+async fn remove_unless_rendered(store: &Store, ids: Vec<ImageId>) -> Vec<Result<()>> {
+    let paths = store.paths();
+    // Dead runs use nothing: they are cleaned, so that only live runs keep an image.
+    let in_use = match crate::render::housekeeping::in_use_by_live_runs(paths).await {
+        Ok(in_use) => in_use,
+        Err(err) => return ids.iter().map(|_| Err(same_error(&err))).collect(),
+    };
+    let free: Vec<ImageId> = ids
+        .iter()
+        .filter(|id| !in_use.uses_image(id.hex()))
+        .cloned()
+        .collect();
+    let mut removed = housekeeping::remove_many(paths, store.index(), &free)
+        .await
+        .into_iter();
+    let mut results: Vec<Result<()>> = ids
+        .iter()
+        .map(|id| {
+            if in_use.uses_image(id.hex()) {
+                Err(Error::new(
+                    ErrorKind::InUse,
+                    format!(
+                        "{id} is used by a rendered run; release it first (acikit release DIR)"
+                    ),
+                ))
+            } else {
+                removed.next().unwrap_or(Ok(()))
+            }
+        })
+        .collect();
+    let gone: HashSet<String> = ids
+        .iter()
+        .zip(&results)
+        .filter(|(_, result)| result.is_ok())
+        .map(|(id, _)| id.hex().to_string())
+        .collect();
+    let paths = paths.clone();
+    let renders = crate::blocking::blocking(move || {
+        crate::render::housekeeping::remove_renders_of(&paths, &gone)
+    })
+    .await;
+    if let Err(err) = renders {
+        for (result, id) in results.iter_mut().zip(&ids) {
+            if result.is_ok() {
+                *result = Err(Error::new(
+                    err.kind(),
+                    format!(
+                        "{id} was removed, but not all its files: {}; `acikit gc` removes them",
+                        err.message()
+                    ),
+                ));
+            }
+        }
+    }
+    results
+}
+
 /// A copy of `err` (same kind and message) for another image's result.
+#[cfg(feature = "render")]
 fn same_error(err: &Error) -> Error {
     Error::new(err.kind(), err.message().to_string())
 }

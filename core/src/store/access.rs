@@ -118,6 +118,7 @@ impl Store {
     }
 
     /// Where the records of runs made while the store is read-only go.
+    #[cfg_attr(not(feature = "render"), allow(dead_code))]
     pub(crate) fn outside_runs(&self) -> &Path {
         &self.outside_runs
     }
