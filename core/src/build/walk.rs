@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
-use crate::render::fsops;
+use crate::fs as fsops;
 use crate::{Error, ErrorKind, Result};
 
 /// What a node is.

@@ -171,6 +171,7 @@ impl HttpClient {
     }
 
     /// The underlying reqwest client (for requests other than `GET`, e.g. a push).
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn reqwest(&self) -> &reqwest::Client {
         &self.inner.client
     }

@@ -1,6 +1,5 @@
 //! Rendering images into root filesystems, as ace.md "Filesystem Setup" says.
 //!
-//! - [`fsops`]: directory-relative file-system primitives that never follow symlinks;
 //! - [`tree`]: the exploded tree of one stored image (built on first render, cached),
 //!   whose files are hardlinks to shared *checkout objects*;
 //! - [`deps`]: dependency resolution (depth-first, list order) and pathWhitelist filtering;
@@ -9,13 +8,14 @@
 //! - [`protect`]: the read-only mount over a hardlink run, so it cannot write to the cache;
 //! - [`process`]: a run's creator (pid and start time), to tell whether it still runs;
 //! - [`reap`]: dead runs (killed creators, removed targets), found and cleaned;
+//! - `housekeeping`: what `gc` and `rm` do to trees, stacks, checkouts and runs;
 //! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away;
 //! - [`read_only`]: rendering from a read-only store (cached trees, or built without caching
 //!   straight into the run; run records outside the store);
 //! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
 pub mod deps;
-pub mod fsops;
+pub(crate) mod housekeeping;
 mod observe;
 pub mod process;
 pub mod protect;
@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use fsops::Privileges;
+pub use crate::fs::Privileges;
 pub use read_only::outside_runs_dir;
 pub use run::{RunOptions, RunRecord, Strategy};
 

@@ -17,42 +17,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sha2::{Digest, Sha256};
-
-use super::fsops::{self, Privileges};
 use super::run::{self, Strategy};
 use super::stack;
 use super::{RenderOptions, Rendered};
 use crate::blocking::{blocking, blocking_value};
 use crate::progress::Observer;
+use crate::fs::{self as fsops, Privileges};
 use crate::schema::ImageId;
 use crate::store::Store;
+pub use crate::store::access::outside_runs_dir;
 use crate::store::paths::StorePaths;
 use crate::{Error, ErrorKind, Result};
-
-/// Where the records of runs rendered from the read-only store at `store_root` go, by
-/// default: `$XDG_RUNTIME_DIR/acikit/runs`, else `/run/acikit/runs` for root, else
-/// `$XDG_CACHE_HOME/acikit/runs` (`~/.cache/acikit/runs`), each in a folder named after the
-/// store's canonical path (16 hex digits of its SHA-256), so each store lists its own runs.
-///
-/// The first two are cleared at reboot, as overlay mounts are; a run made by copy outlives
-/// a reboot, but its record does not: remove such a folder by hand.
-pub fn outside_runs_dir(store_root: &Path) -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    let base = if let Some(dir) = var("XDG_RUNTIME_DIR") {
-        PathBuf::from(dir).join("acikit/runs")
-    } else if rustix::process::geteuid().is_root() {
-        PathBuf::from("/run/acikit/runs")
-    } else if let Some(dir) = var("XDG_CACHE_HOME") {
-        PathBuf::from(dir).join("acikit/runs")
-    } else {
-        let home = var("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-        home.join(".cache/acikit/runs")
-    };
-    let canonical = std::fs::canonicalize(store_root).unwrap_or_else(|_| store_root.into());
-    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-    base.join(&hex::encode(digest)[..16])
-}
 
 /// [`Store::render`] on a read-only store (see the module documentation).
 pub(super) async fn render(

@@ -53,11 +53,11 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::fsops::{self, CopyMode, CopyStats, Privileges};
 use super::observe::Meter;
 use super::process::ProcessIdentity;
 use super::protect;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fs::{self as fsops, CopyMode, CopyStats, Privileges};
 use crate::progress::{Observer, Phase};
 
 /// How [`create_run`] makes the per-run copy of the lower tree.

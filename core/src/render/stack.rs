@@ -45,10 +45,10 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 
 use super::deps::{Layer, PathFilter, resolve_layers};
-use super::fsops::{self, NodeKind, NodeMeta, Privileges};
 use super::observe::Meter;
 use super::tree::ensure_tree_observed;
 use crate::blocking::blocking;
+use crate::fs::{self as fsops, NodeKind, NodeMeta, Privileges};
 use crate::progress::{Observer, Phase};
 use crate::schema::ImageId;
 use crate::store::Store;

@@ -56,11 +56,11 @@ use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 
-use super::fsops::{self, NodeKind, NodeMeta, Privileges};
 use super::observe::Meter;
 use crate::archive::layout::normalize_path;
 use crate::archive::tar::{Entry, EntryKind, TarReader};
 use crate::blocking::blocking;
+use crate::fs::{self as fsops, NodeKind, NodeMeta, Privileges};
 use crate::schema::ImageId;
 use crate::store::paths::StorePaths;
 use crate::store::recipe::{RecipeReader, RecipeRecord};

@@ -5,10 +5,11 @@
 //! error ([`refused`]) and the [`Store`] methods the other modules ask
 //! ([`Store::is_read_only`], [`Store::require_writable`], [`Store::trust_to_change`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{Access, AtFlags, StatVfsMountFlags};
 use rustix::io::Errno;
+use sha2::{Digest, Sha256};
 
 use crate::schema::ImageId;
 use crate::{Error, ErrorKind, Result, Store};
@@ -75,6 +76,30 @@ pub fn refused(root: &Path, reason: &ReadOnlyReason, operation: &str) -> Error {
     )
 }
 
+/// Where the records of runs rendered from the read-only store at `store_root` go, by
+/// default (the default of [`crate::store::StoreOptions::runs_dir`]): `$XDG_RUNTIME_DIR/acikit/runs`, else `/run/acikit/runs` for root, else
+/// `$XDG_CACHE_HOME/acikit/runs` (`~/.cache/acikit/runs`), each in a folder named after the
+/// store's canonical path (16 hex digits of its SHA-256), so each store lists its own runs.
+///
+/// The first two are cleared at reboot, as overlay mounts are; a run made by copy outlives
+/// a reboot, but its record does not: remove such a folder by hand.
+pub fn outside_runs_dir(store_root: &Path) -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let base = if let Some(dir) = var("XDG_RUNTIME_DIR") {
+        PathBuf::from(dir).join("acikit/runs")
+    } else if rustix::process::geteuid().is_root() {
+        PathBuf::from("/run/acikit/runs")
+    } else if let Some(dir) = var("XDG_CACHE_HOME") {
+        PathBuf::from(dir).join("acikit/runs")
+    } else {
+        let home = var("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+        home.join(".cache/acikit/runs")
+    };
+    let canonical = std::fs::canonicalize(store_root).unwrap_or_else(|_| store_root.into());
+    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    base.join(&hex::encode(digest)[..16])
+}
+
 impl Store {
     /// Whether the store is read-only: every read works and writes nothing into it (use
     /// records are skipped; renders use the cached trees it has and build the others outside
@@ -93,6 +118,7 @@ impl Store {
     }
 
     /// Where the records of runs made while the store is read-only go.
+    #[cfg_attr(not(feature = "render"), allow(dead_code))]
     pub(crate) fn outside_runs(&self) -> &Path {
         &self.outside_runs
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::access::{self, ReadOnlyReason};
 use super::database;
-use super::housekeeping::{self, FsckReport, GcReport, StoreStats};
+use super::housekeeping::{self, StoreStats};
 use super::import::{self, ImportOptions, Imported};
 use super::index::{ImageRecord, Index, IndexBackend};
 use super::paths::StorePaths;
@@ -207,7 +207,7 @@ pub struct StoreOptions {
     /// cannot write is opened so without being asked.
     pub read_only: bool,
     /// Where the records of runs rendered from a read-only store go (see
-    /// [`crate::render::outside_runs_dir`] for the default); a writable store keeps them in
+    /// [`access::outside_runs_dir`] for the default); a writable store keeps them in
     /// `STORE/runs`.
     pub runs_dir: Option<PathBuf>,
 }
@@ -262,7 +262,7 @@ impl Store {
                 .await?;
         let outside_runs = options
             .runs_dir
-            .unwrap_or_else(|| crate::render::outside_runs_dir(paths.root()));
+            .unwrap_or_else(|| access::outside_runs_dir(paths.root()));
         Ok(Store {
             paths,
             index,
@@ -519,56 +519,6 @@ impl Store {
         let objects = self.object_paths();
         let id = id.clone();
         blocking(move || export(&recipe, &objects, &id)).await
-    }
-
-    /// Removes an image from the index, then its recipe and the objects no other image
-    /// references.
-    pub async fn remove(&self, id: &ImageId) -> Result<()> {
-        self.require_writable("remove images")?;
-        housekeeping::remove(&self.paths, &self.index, id).await
-    }
-
-    /// [`Store::remove`] for several images, one result per image in order; the
-    /// objects the remaining images use are read once, not once per image.
-    pub async fn remove_many(&self, ids: Vec<ImageId>) -> Vec<Result<()>> {
-        if let Err(err) = self.require_writable("remove images") {
-            return ids
-                .iter()
-                .map(|_| Err(Error::new(err.kind(), err.message())))
-                .collect();
-        }
-        housekeeping::remove_many(&self.paths, &self.index, &ids).await
-    }
-
-    /// Removes objects and recipes no image references, and staging folders of killed
-    /// imports. Safe while other processes import: their objects are pinned.
-    pub async fn gc(&self, observer: Observer) -> Result<GcReport> {
-        self.require_writable("collect garbage")?;
-        housekeeping::gc(&self.paths, &self.index, &observer).await
-    }
-
-    /// Re-hashes every object and regenerates every image to check its ID, then checks the
-    /// render caches (`render::verify`); with `repair`, drops broken images and corrupt
-    /// objects and rebuilds damaged trees and stacks. A read-only store is checked (nothing
-    /// is written, damaged caches are reported but not set aside), but not repaired
-    /// ([`ErrorKind::ReadOnlyStore`] at once with `repair`).
-    pub async fn fsck(&self, repair: bool, observer: Observer) -> Result<FsckReport> {
-        if repair {
-            self.require_writable("repair")?;
-        }
-        let mut report = housekeeping::fsck(
-            &self.paths,
-            &self.index,
-            repair,
-            !self.is_read_only(),
-            &observer,
-        )
-        .await?;
-        let (problems, caches) =
-            crate::render::verify::check_render_caches(self, repair, &observer).await?;
-        report.problems.extend(problems);
-        report.render_caches = caches;
-        Ok(report)
     }
 
     /// Sizes: logical, on disk, and the de-duplication ratio.

@@ -1,4 +1,6 @@
-//! Keeping a store in order: export to a file, `rm`, `gc`, `fsck` and `stats`.
+//! Keeping a store in order: export to a file, and the store's own part of `rm`, `gc` and
+//! `fsck` (its objects, recipes, index and push files; what they do to render caches is
+//! `render::housekeeping`'s, and `crate::facade` runs both), and `stats`.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -19,33 +21,8 @@ use super::{archives, heads, objects};
 use crate::blocking::{blocking, blocking_value};
 use crate::output::{CountedOutput, OutputFile, OutputOptions};
 use crate::progress::{Observer, Phase};
-use crate::render::{fsops, reap, tree, usage};
 use crate::schema::ImageId;
 use crate::{Error, ErrorKind, Result};
-
-/// What `gc` removed.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GcReport {
-    /// Objects removed.
-    pub objects_removed: u64,
-    /// Bytes of the objects removed.
-    pub bytes_removed: u64,
-    /// Recipes of images no longer in the index, removed.
-    pub recipes_removed: u64,
-    /// Staging folders of killed imports and renders, removed.
-    pub staging_removed: u64,
-    /// Exploded trees and stacks of images no longer in the store, and damaged ones `fsck`
-    /// set aside that no live run uses, removed.
-    pub renders_removed: u64,
-    /// Checkout objects no tree uses any more, removed.
-    pub checkouts_removed: u64,
-    /// Files in `signatures/` and `originals/` of images no longer in the index (left by a
-    /// crash), removed.
-    pub push_files_removed: u64,
-    /// Dead runs (creator killed, or rootfs removed without release) cleaned: their copies
-    /// beside the target, targets, overlay folders and records (see `render::reap`).
-    pub dead_runs_removed: u64,
-}
 
 /// One problem `fsck` found.
 #[derive(Debug, Clone, Serialize)]
@@ -58,42 +35,35 @@ pub struct FsckProblem {
     pub message: String,
 }
 
-/// What `fsck` found (and repaired).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FsckReport {
-    /// Objects re-hashed.
-    pub objects_checked: u64,
-    /// Images regenerated and checked against their ID.
-    pub images_checked: u64,
-    /// Problems found.
-    pub problems: Vec<FsckProblem>,
-    /// Images dropped from the index (with `repair`).
-    pub images_dropped: Vec<ImageId>,
-    /// Objects no image references (not an error; `gc` removes them).
-    pub unreferenced_objects: u64,
-    /// Staging folders of killed imports (not an error; `gc` or the next open removes them).
-    pub stale_staging: u64,
-    /// Files in `signatures/` and `originals/` of images not in the index (not an error;
-    /// `gc` and `fsck --repair` remove them).
-    pub orphan_push_files: u64,
-    /// Of those, removed (with `repair`).
+/// What the store's own `gc` removed (see `crate::facade::GcReport`, which adds what
+/// `gc` removed from the render caches).
+#[derive(Debug, Default)]
+pub(crate) struct StoreGc {
+    /// Objects removed.
+    pub objects_removed: u64,
+    /// Bytes of the objects removed.
+    pub bytes_removed: u64,
+    /// Recipes of images no longer in the index, removed.
+    pub recipes_removed: u64,
+    /// Staging folders of killed imports, removed.
+    pub staging_removed: u64,
+    /// Files in `signatures/` and `originals/` of images no longer in the index, removed.
     pub push_files_removed: u64,
-    /// Dead runs (creator killed, or rootfs removed without release) and run folders left
-    /// by a killed release (not an error; `gc`, `rm` and the next render clean them).
-    pub dead_runs: u64,
-    /// Entries of the side index of large objects (`heads/`) added or removed to match
-    /// the objects (not an error: the index is only a hint, rebuilt by every `fsck` of a
-    /// store that can be written).
-    pub head_entries_fixed: u64,
-    /// The exploded trees and stacks checked, set aside and rebuilt (see `render::verify`).
-    pub render_caches: crate::render::verify::RenderCacheReport,
 }
 
-impl FsckReport {
-    /// Whether the store is consistent.
-    pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
-    }
+/// What the store's own `fsck` found (see `crate::facade::FsckReport` for the fields,
+/// which adds dead runs and the render caches).
+#[derive(Debug, Default)]
+pub(crate) struct StoreFsck {
+    pub objects_checked: u64,
+    pub images_checked: u64,
+    pub problems: Vec<FsckProblem>,
+    pub images_dropped: Vec<ImageId>,
+    pub unreferenced_objects: u64,
+    pub stale_staging: u64,
+    pub orphan_push_files: u64,
+    pub push_files_removed: u64,
+    pub head_entries_fixed: u64,
 }
 
 /// Sizes of a store.
@@ -274,34 +244,23 @@ pub(crate) fn shared_commit_lock(paths: &StorePaths) -> Result<File> {
     Ok(lock)
 }
 
-/// `rm`: the index row goes first (so a crash never leaves an image without its files),
-/// then the recipe, then, under the exclusive commit lock, the signature and original kept
-/// from a push and the objects no other image references. What a crash or an error leaves
-/// behind belongs to no indexed image, and `gc` removes it.
-pub(crate) async fn remove(paths: &StorePaths, index: &Index, id: &ImageId) -> Result<()> {
-    let mut results = remove_many(paths, index, std::slice::from_ref(id)).await;
-    results.pop().unwrap_or(Ok(()))
-}
-
-/// [`remove`] for several images at once, one result per image in order: the objects
-/// the other images still use are read once for all of them, not once per image.
+/// `rm` (the store's part): the index row goes first (so a crash never leaves an image
+/// without its files), then the recipe, then, under the exclusive commit lock, the signature
+/// and original kept from a push and the objects no other image references. What a crash or
+/// an error leaves behind belongs to no indexed image, and `gc` removes it. One result per
+/// image of `ids`, in order: the objects the other images still use are read once for all of
+/// them, not once per image. Whether a rendered run still uses an image is the caller's
+/// check (`crate::facade`), as is removing its render caches.
 pub(crate) async fn remove_many(
     paths: &StorePaths,
     index: &Index,
     ids: &[ImageId],
 ) -> Vec<Result<()>> {
-    // Dead runs use nothing: clean them, so that only live runs keep an image.
-    let runs = paths.runs();
-    let _ = blocking(move || reap::reap_dead_runs(&runs)).await;
-    let in_use = match usage::in_use(paths) {
-        Ok(in_use) => in_use,
-        Err(err) => return ids.iter().map(|_| Err(same_error(&err))).collect(),
-    };
     let mut results = Vec::with_capacity(ids.len());
     let mut removed = Vec::new();
     let mut released: HashSet<ContentDigest> = HashSet::new();
     for id in ids {
-        let result = remove_from_index(paths, index, &in_use, id).await;
+        let result = remove_from_index(paths, index, id).await;
         results.push(result.map(|objects| {
             released.extend(objects);
             removed.push(id.clone());
@@ -332,15 +291,8 @@ pub(crate) async fn remove_many(
 async fn remove_from_index(
     paths: &StorePaths,
     index: &Index,
-    in_use: &usage::InUse,
     id: &ImageId,
 ) -> Result<Vec<ContentDigest>> {
-    if in_use.uses_image(id.hex()) {
-        return Err(Error::new(
-            ErrorKind::InUse,
-            format!("{id} is used by a rendered run; release it first (acikit release DIR)"),
-        ));
-    }
     // Which objects the image used, read before its recipe goes.
     let recipe = paths.recipe(id);
     let objects = {
@@ -359,7 +311,7 @@ async fn remove_from_index(
     Ok(objects.into_keys().collect())
 }
 
-/// After `removed` left the index: their renders, push files, and the objects of
+/// After `removed` left the index: their push files, and the objects of
 /// `released` no remaining image uses. Returns the errors, by image ID.
 async fn release_files(
     paths: &StorePaths,
@@ -368,12 +320,6 @@ async fn release_files(
     released: HashSet<ContentDigest>,
 ) -> HashMap<String, Error> {
     let mut errors = HashMap::new();
-    let hexes: HashSet<String> = removed.iter().map(|id| id.hex().to_string()).collect();
-    if let Err(err) = remove_renders_of(paths, &hexes) {
-        for id in removed {
-            errors.insert(id.as_str().to_string(), same_error(&err));
-        }
-    }
     let paths_owned = paths.clone();
     let lock = blocking(move || exclusive_commit_lock(&paths_owned)).await;
     let lock = match lock {
@@ -429,24 +375,19 @@ fn remove_push_files_of(paths: &StorePaths, id: &ImageId) -> Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
-/// `gc`: removes staging folders of killed imports, objects no image references and
-/// recipes of images not in the index, under the exclusive commit lock. Imports in
+/// `gc` (the store's part): removes staging folders of killed imports, objects no image
+/// references and recipes of images not in the index, under the exclusive commit lock. Imports in
 /// progress keep their objects pinned by hardlinks and restore them when they publish.
-pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -> Result<GcReport> {
-    let mut report = GcReport {
+pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -> Result<StoreGc> {
+    let mut report = StoreGc {
         staging_removed: objects::remove_stale_staging(paths)?,
-        ..GcReport::default()
+        ..StoreGc::default()
     };
-    let runs = paths.runs();
-    let reaped = blocking(move || reap::reap_dead_runs(&runs)).await?;
-    report.dead_runs_removed = reaped.runs;
-    report.staging_removed += reaped.staging;
     let paths_owned = paths.clone();
     let lock = blocking(move || exclusive_commit_lock(&paths_owned)).await?;
     observer.report(Phase::Gc, 0, None);
     let referenced = references::referenced_objects(paths, index, MissingRecipe::Fail).await?;
-    let images = indexed_images(index).await?;
-    let in_index = images.clone();
+    let in_index = indexed_images(index).await?;
     let (removed, bytes, recipes, push_files) = {
         let paths = paths.clone();
         let observer = observer.clone();
@@ -479,50 +420,23 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
         .await?
     };
     drop(lock);
-    let gone: HashSet<String> = tree_and_stack_images(paths)?
-        .into_iter()
-        .filter(|hex| !images.contains(hex))
-        .collect();
-    let paths_owned = paths.clone();
-    let renders = blocking(move || -> Result<(u64, u64, u64)> {
-        let (trees, stacks) = remove_renders_of(&paths_owned, &gone)?;
-        let stale = tree::remove_stale_stages(&paths_owned);
-        let (checkouts, _) = tree::prune_checkouts(&paths_owned)?;
-        let damaged = crate::render::verify::remove_unused_damaged(&paths_owned)?;
-        Ok((trees + stacks + damaged, stale, checkouts))
-    })
-    .await?;
-    report.renders_removed = renders.0;
-    report.staging_removed += renders.1;
-    report.checkouts_removed = renders.2;
     report.objects_removed = removed;
     report.bytes_removed = bytes;
     report.recipes_removed = recipes;
     report.push_files_removed = push_files;
-    if !reaped.failures.is_empty() {
-        // Everything else is done; the runs are kept for a later try.
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!(
-                "gc is done, but {} dead run(s) cannot be cleaned: {}",
-                reaped.failures.len(),
-                reaped.failures.join("; ")
-            ),
-        ));
-    }
     Ok(report)
 }
 
-/// `fsck`: checks the index, re-hashes every object, regenerates every image and checks
-/// its ID. With `repair`, drops broken images and corrupt objects.
+/// `fsck` (the store's part): checks the index, re-hashes every object, regenerates every
+/// image and checks its ID. With `repair`, drops broken images and corrupt objects.
 pub(crate) async fn fsck(
     paths: &StorePaths,
     index: &Index,
     repair: bool,
     writable: bool,
     observer: &Observer,
-) -> Result<FsckReport> {
-    let mut report = FsckReport::default();
+) -> Result<StoreFsck> {
+    let mut report = StoreFsck::default();
     for message in index.integrity_check().await? {
         report.problems.push(FsckProblem {
             kind: "index",
@@ -630,10 +544,7 @@ pub(crate) async fn fsck(
             }
         }
     }
-    let runs = paths.runs();
-    let dead = blocking(move || reap::find_dead_runs(&runs)).await?;
-    report.dead_runs = dead.dead_count();
-    report.stale_staging = count_stale_staging(paths) + dead.stale_staging.len() as u64;
+    report.stale_staging = count_stale_staging(paths);
     // Push files of images not in the index (after the repairs above, which may have
     // dropped images).
     let indexed = indexed_images(index).await?;
@@ -870,50 +781,4 @@ fn walk_two_levels<T>(
         }
     }
     Ok(out)
-}
-
-/// Images that have an exploded tree or are part of a stack.
-fn tree_and_stack_images(paths: &StorePaths) -> Result<HashSet<String>> {
-    let mut images: HashSet<String> = usage::tree_images(paths).into_iter().collect();
-    for key in usage::stack_keys(paths) {
-        images.extend(usage::stack_images(paths, &key)?);
-    }
-    Ok(images)
-}
-
-/// Removes the exploded trees of `images` and the stacks built from any of them, except
-/// what a live run uses. Returns (trees, stacks) removed.
-fn remove_renders_of(paths: &StorePaths, images: &HashSet<String>) -> Result<(u64, u64)> {
-    if images.is_empty() {
-        return Ok((0, 0));
-    }
-    let used = usage::in_use(paths)?;
-    let mut trees = 0;
-    for hex in usage::tree_images(paths) {
-        if images.contains(&hex) && !used.uses_image(&hex) {
-            let id = ImageId::parse(&format!("sha512-{hex}"))?;
-            tree::remove_tree_of(paths, &id)?;
-            trees += 1;
-        }
-    }
-    let mut stacks = 0;
-    for key in usage::stack_keys(paths) {
-        if used.stacks.contains(&key) {
-            continue;
-        }
-        if usage::stack_images(paths, &key)?
-            .iter()
-            .any(|hex| images.contains(hex))
-        {
-            let dir = paths.stack(&key);
-            let doomed = paths
-                .tmp()
-                .join(format!("stack-removed-{key}-{}", std::process::id()));
-            if std::fs::rename(&dir, &doomed).is_ok() {
-                fsops::remove_tree(&doomed)?;
-                stacks += 1;
-            }
-        }
-    }
-    Ok((trees, stacks))
 }

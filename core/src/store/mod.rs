@@ -16,7 +16,8 @@
 //! - [`index`]: the SQL index of images, labels, annotations and fetch state (SQLite
 //!   or PostgreSQL); [`database`]: which of the two a store folder uses;
 //! - [`references`]: which objects the images use, read from their recipes;
-//! - [`housekeeping`]: export to a file, `rm`, `gc`, `fsck`, `stats`;
+//! - [`housekeeping`]: export to a file, the store's part of `rm`, `gc` and `fsck` (the
+//!   render caches' part is `render::housekeeping`'s; `crate::facade` runs both), `stats`;
 //! - [`access`]: whether a store is read-only (then it serves reads and refuses writes);
 //! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
 
@@ -41,6 +42,6 @@ pub use digest::{ContentDigest, ContentHasher};
 pub use facade::{
     ExportCompression, Exported, ImageInfo, ImageQuery, Resolved, Store, StoreOptions,
 };
-pub use housekeeping::{FsckProblem, FsckReport, GcReport, StoreStats};
+pub use housekeeping::{FsckProblem, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};
 pub use index::IndexBackend;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::common::ImageFixture;
 use crate::common::*;
+use acikit::render::Privileges;
 use acikit::render::deps::{MAX_LAYERS, keeps, resolve_layers};
-use acikit::render::fsops::Privileges;
 use acikit::render::stack::{StackBuilt, ensure_stack, stack_key};
 use acikit::render::tree::ensure_tree;
 use acikit::schema::ImageId;

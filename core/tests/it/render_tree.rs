@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::common::*;
 use acikit::Store;
-use acikit::render::fsops::Privileges;
+use acikit::render::Privileges;
 use acikit::render::tree::{TreeBuilt, ensure_tree, remove_tree_of};
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 
 use crate::common::ImageFixture;
 use crate::common::*;
+use acikit::FsckReport;
 use acikit::Store;
 use acikit::progress::Observer;
-use acikit::render::fsops::Privileges;
+use acikit::render::Privileges;
 use acikit::render::stack::ensure_stack;
 use acikit::render::tree::ensure_tree;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
-use acikit::store::{FsckReport, ImportOptions};
+use acikit::store::ImportOptions;
 use serde_json::{Value, json};
 
 const ORIGINAL: &str = "12.5\n";

@@ -69,10 +69,10 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use super::deps::Layer;
-use super::fsops::{self, NodeKind, NodeMeta, Privileges};
 use super::{run, stack, tree, usage};
 use crate::archive::tar::{Entry, EntryKind, SparseMap, TarReader};
 use crate::blocking::{blocking, blocking_value};
+use crate::fs::{self as fsops, NodeKind, NodeMeta, Privileges};
 use crate::progress::Observer;
 use crate::schema::ImageId;
 use crate::store::housekeeping::FsckProblem;
@@ -93,7 +93,7 @@ const RUNS_FILE: &str = "runs.json";
 /// Name of the cache's folder in a set-aside folder.
 const CACHE_DIR: &str = "cache";
 
-/// What `fsck` did with the render caches (part of [`crate::store::FsckReport`]).
+/// What `fsck` did with the render caches (part of [`crate::FsckReport`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RenderCacheReport {
     /// Exploded trees checked.

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -228,6 +229,7 @@ fn cannot_open_wal_index(e: &sqlx::Error) -> bool {
 /// Connects to the PostgreSQL index at `url` of a read-only store: no migration runs, the
 /// schema must be up to date ([`ErrorKind::ReadOnlyStore`] otherwise), and the index is
 /// only read.
+#[cfg(feature = "postgres")]
 pub(super) async fn connect_postgres_read_only(url: &str) -> Result<PgPool> {
     let (options, connect_error) = postgres_options(url)?;
     let mut conn = PgConnection::connect_with(&options)
@@ -247,6 +249,7 @@ pub(super) async fn connect_postgres_read_only(url: &str) -> Result<PgPool> {
 }
 
 /// The connection options of the PostgreSQL URL, and how a failure to connect is reported.
+#[cfg(feature = "postgres")]
 #[allow(clippy::type_complexity)]
 fn postgres_options(
     url: &str,
@@ -278,6 +281,7 @@ fn postgres_options(
 /// [:port]/database[?options]`; the password may also come from `PGPASSWORD` or
 /// `~/.pgpass`) and brings its schema up to date. Several processes may do this at
 /// once: sqlx's PostgreSQL migrator holds an advisory lock while it migrates.
+#[cfg(feature = "postgres")]
 pub(super) async fn connect_postgres(url: &str) -> Result<PgPool> {
     let (options, connect_error) = postgres_options(url)?;
     // One connection first, so that a server that refuses or rejects us says why at
@@ -301,6 +305,19 @@ pub(super) async fn connect_postgres(url: &str) -> Result<PgPool> {
         return Err(e);
     }
     Ok(pool)
+}
+
+/// The error of a PostgreSQL index in a build without the `postgres` feature.
+#[cfg(not(feature = "postgres"))]
+pub(super) fn no_postgres(url: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "this build of acikit has no PostgreSQL support (cargo feature `postgres`): \
+             cannot open the index at {}",
+            database_identity(url).unwrap_or_else(|_| "(unparsable URL)".into())
+        ),
+    )
 }
 
 /// What names one PostgreSQL index: the URL without its password and without the

@@ -60,6 +60,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, QueryBuilder, Row as _, Transaction};
@@ -121,6 +122,7 @@ pub enum IndexBackend {
 #[derive(Debug, Clone)]
 enum Pool {
     Sqlite(SqlitePool),
+    #[cfg(feature = "postgres")]
     Postgres(PgPool),
 }
 
@@ -139,6 +141,7 @@ impl Backend for sqlx::Sqlite {
     const BEGIN_READ: &'static str = "BEGIN";
 }
 
+#[cfg(feature = "postgres")]
 impl Backend for sqlx::Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
@@ -154,6 +157,7 @@ macro_rules! on_backend {
                 type DB = sqlx::Sqlite;
                 $body
             }
+            #[cfg(feature = "postgres")]
             Pool::Postgres($pool) => {
                 #[allow(dead_code)]
                 type DB = sqlx::Postgres;
@@ -338,26 +342,43 @@ impl Index {
     }
 
     /// Connects to the PostgreSQL index at `url` of a read-only store: no migration runs,
-    /// its schema must be up to date.
+    /// its schema must be up to date. Without the `postgres` feature:
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind).
     pub async fn connect_read_only(url: &str) -> Result<Index> {
-        Ok(Index {
-            pool: Pool::Postgres(connect::connect_postgres_read_only(url).await?),
-        })
+        #[cfg(feature = "postgres")]
+        {
+            Ok(Index {
+                pool: Pool::Postgres(connect::connect_postgres_read_only(url).await?),
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            Err(connect::no_postgres(url))
+        }
     }
 
     /// Connects to the PostgreSQL index at `url` (`postgres://user[:password]@host
     /// [:port]/database`; the password may also come from `PGPASSWORD` or
     /// `~/.pgpass`) and brings its schema up to date.
+    /// Without the `postgres` feature: [`ErrorKind::Unsupported`](crate::ErrorKind).
     pub async fn connect(url: &str) -> Result<Index> {
-        Ok(Index {
-            pool: Pool::Postgres(connect::connect_postgres(url).await?),
-        })
+        #[cfg(feature = "postgres")]
+        {
+            Ok(Index {
+                pool: Pool::Postgres(connect::connect_postgres(url).await?),
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            Err(connect::no_postgres(url))
+        }
     }
 
     /// Which database this index is in.
     pub fn backend(&self) -> IndexBackend {
         match self.pool {
             Pool::Sqlite(_) => IndexBackend::Sqlite,
+            #[cfg(feature = "postgres")]
             Pool::Postgres(_) => IndexBackend::Postgres,
         }
     }
@@ -713,8 +734,13 @@ impl Index {
     /// server's to check: that the index answers and its schema is migrated.
     pub async fn integrity_check(&self) -> Result<Vec<String>> {
         const OP: &str = "check the index";
+        #[cfg_attr(
+            not(feature = "postgres"),
+            allow(clippy::infallible_destructuring_match)
+        )]
         let pool = match &self.pool {
             Pool::Sqlite(pool) => pool,
+            #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => {
                 sqlx::query("SELECT COUNT(*) FROM images")
                     .fetch_one(pool)
@@ -755,6 +781,7 @@ impl Index {
     pub async fn close(&self) {
         match &self.pool {
             Pool::Sqlite(pool) => pool.close().await,
+            #[cfg(feature = "postgres")]
             Pool::Postgres(pool) => pool.close().await,
         }
     }

@@ -2,6 +2,7 @@
 //! conversions between our sizes and SQL `BIGINT`s.
 
 use sqlx::Row as _;
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
@@ -41,6 +42,7 @@ macro_rules! impl_index_row {
 }
 
 impl_index_row!(SqliteRow);
+#[cfg(feature = "postgres")]
 impl_index_row!(PgRow);
 
 /// An [`ImageRecord`] without labels from a row of `image_columns!()`.

@@ -2375,8 +2375,7 @@ mod tests {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .unwrap();
-        let Some(out) = run_as_nobody("render::fsops::tests::unprivileged_child", tmp.path())
-        else {
+        let Some(out) = run_as_nobody("fs::tests::unprivileged_child", tmp.path()) else {
             eprintln!("skipped: needs root and setpriv to run a child as nobody");
             return;
         };
