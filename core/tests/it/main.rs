@@ -11,6 +11,7 @@ mod build;
 mod discovery;
 mod fetch;
 mod hostile;
+mod layers;
 mod output;
 mod read_only;
 mod render_cancel;
