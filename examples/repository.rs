@@ -18,7 +18,7 @@ use acikit::fetch::{FetchOptions, FetchSource, Fetched};
 use acikit::net::{CaCert, HttpClient, NetOptions};
 use acikit::progress::Observer;
 use acikit::render::RenderOptions;
-use acikit::serve::{ServeOptions, Server, TlsFiles, push::push_file};
+use acikit::serve::{ServeOptions, Server, TlsFiles, push_file};
 use acikit::store::ExportCompression;
 use acikit::trust::{TrustScope, sign_detached};
 use sha2::{Digest, Sha512};

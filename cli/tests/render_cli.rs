@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use acikit::render::run::list_runs;
 use acikit::store::ContentDigest;
+use acikit::testing::run::list_runs;
 use common::sh;
 use serde_json::Value;
 

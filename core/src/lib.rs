@@ -37,5 +37,59 @@ pub mod serve;
 pub mod store;
 pub mod trust;
 
+pub use archive::{Inspection, Limits, inspect_file};
+pub use build::{BuildCompression, Builder, Built};
 pub use error::{Error, ErrorCategory, ErrorKind, Result};
-pub use store::Store;
+pub use fetch::{FetchOptions, FetchOutcome, FetchSource, Fetched};
+pub use progress::{CancelToken, Observer, Phase, Progress};
+pub use render::{RenderOptions, Rendered, Strategy};
+pub use schema::{ImageId, ImageManifest};
+pub use serve::{RunningServer, ServeOptions, Server};
+pub use store::{
+    ExportCompression, Exported, ImageInfo, ImageQuery, ImportOptions, Imported, Store,
+    StoreOptions,
+};
+
+/// Internals re-exported for this crate's own integration tests only: not part of the API,
+/// may change in any release. Each item is listed by name (nothing else leaks through).
+#[doc(hidden)]
+pub mod testing {
+    /// The tar block reader (`archive::tar`).
+    pub mod tar {
+        pub use crate::archive::tar::{Entry, EntryKind, RecordLog, TarReader};
+    }
+    /// Where things live in a store folder (`store::paths`).
+    pub mod paths {
+        pub use crate::store::paths::StorePaths;
+    }
+    /// Byte ranges of a regenerated tar (`store::range`).
+    pub mod range {
+        pub use crate::store::range::{Objects, TarRange, tar_range};
+    }
+    /// Recipe + objects back to the tar (`store::regenerate`).
+    pub mod regenerate {
+        pub use crate::store::regenerate::ObjectPaths;
+    }
+    /// Exploded trees (`render::tree`).
+    pub mod tree {
+        pub use crate::render::tree::{TreeBuilt, ensure_tree, prune_checkouts, remove_tree_of};
+    }
+    /// Dependency resolution (`render::deps`).
+    pub mod deps {
+        pub use crate::render::deps::{Layer, MAX_LAYERS, keeps, resolve_layers};
+    }
+    /// Flattened stacks (`render::stack`).
+    pub mod stack {
+        pub use crate::render::stack::{StackBuilt, ensure_stack, stack_key};
+    }
+    /// Per-run copies (`render::run`).
+    pub mod run {
+        pub use crate::render::run::{
+            RunHandle, RunOptions, Strategy, create_run, create_run_with, list_runs, release_run,
+        };
+    }
+    /// Dead runs (`render::reap`).
+    pub mod reap {
+        pub use crate::render::reap::{find_dead_runs, reap_dead_runs};
+    }
+}

@@ -9,10 +9,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use acikit::ErrorKind;
-use acikit::archive::compression::Compression;
-use acikit::archive::layout::Limits;
-use acikit::archive::tar::EntryKind;
+use acikit::archive::Compression;
+use acikit::archive::Limits;
 use acikit::archive::{Inspection, inspect_file};
+use acikit::testing::tar::EntryKind;
 use common::*;
 
 fn compression_named(name: &str) -> Compression {

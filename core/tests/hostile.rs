@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use acikit::archive::layout::Limits;
+use acikit::archive::Limits;
 use acikit::archive::{inspect, inspect_file};
 use acikit::{Error, ErrorKind};
 use common::*;

@@ -410,7 +410,7 @@ async fn every_write_is_refused(store: &Store, f: &Fixture, dir: &Path) {
     );
     assert_refused(store.trust_to_change(), dir, "trust add");
     assert_refused(
-        acikit::render::tree::ensure_tree(
+        acikit::testing::tree::ensure_tree(
             &store.clone(),
             &f.b.id,
             acikit::render::Privileges::detect(),

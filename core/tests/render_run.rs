@@ -18,9 +18,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use acikit::ErrorKind;
-use acikit::render::fsops::Privileges;
-use acikit::render::reap;
-use acikit::render::run::{
+use acikit::render::Privileges;
+use acikit::testing::reap;
+use acikit::testing::run::{
     RunHandle, RunOptions, Strategy, create_run, create_run_with, list_runs, release_run,
 };
 use common::kind_name;

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 
 use acikit::Store;
 use acikit::progress::Observer;
-use acikit::render::fsops::Privileges;
-use acikit::render::stack::ensure_stack;
-use acikit::render::tree::ensure_tree;
+use acikit::render::Privileges;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
 use acikit::store::{FsckReport, ImportOptions};
+use acikit::testing::stack::ensure_stack;
+use acikit::testing::tree::ensure_tree;
 use common::ImageFixture as Fixture;
 use common::*;
 use serde_json::{Value, json};
@@ -64,8 +64,8 @@ impl Fixture {
         (base, app)
     }
 
-    fn paths(&self) -> acikit::store::paths::StorePaths {
-        acikit::store::paths::StorePaths::new(self.store.dir())
+    fn paths(&self) -> acikit::testing::paths::StorePaths {
+        acikit::testing::paths::StorePaths::new(self.store.dir())
     }
 
     fn tree(&self, id: &ImageId) -> PathBuf {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use acikit::fetch::{FetchOptions, FetchSource};
 use acikit::net::HttpClient;
-use acikit::serve::push::push_file;
+use acikit::serve::push_file;
 use acikit::serve::{RunningServer, ServeOptions, ServedForm, Server, TlsFiles};
 use acikit::store::{IndexBackend, StoreOptions};
 use acikit::trust::{TrustScope, verify_detached};

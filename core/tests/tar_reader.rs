@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use acikit::archive::tar::EntryKind;
+use acikit::testing::tar::EntryKind;
 use common::*;
 
 #[tokio::test]

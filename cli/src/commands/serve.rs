@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use acikit::serve::{ServeOptions, Server, TlsFiles, push::push_file};
+use acikit::serve::{ServeOptions, Server, TlsFiles, push_file};
 use acikit::{Error, ErrorKind};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 

@@ -358,6 +358,7 @@ impl LayoutValidator {
     }
 
     /// Checks the uncompressed size of the stream so far against [`Limits::max_total_size`].
+    #[cfg(test)]
     pub fn check_total_size(&self, uncompressed: u64) -> Result<()> {
         if uncompressed > self.limits.max_total_size {
             return Err(Error::new(

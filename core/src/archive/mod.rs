@@ -8,12 +8,13 @@
 //! - [`layout`]: the ACI layout rules (`manifest` + `rootfs/`, no traversal, no duplicates...);
 //! - [`inspect`]: all of the above together: validate an archive, get its manifest and image ID.
 
-pub mod compression;
-pub mod decode;
-pub mod inspect;
-pub mod layout;
-pub mod tar;
+pub(crate) mod compression;
+pub(crate) mod decode;
+pub(crate) mod inspect;
+pub(crate) mod layout;
+pub(crate) mod tar;
 
+pub use compression::Compression;
 pub use inspect::{Inspection, inspect, inspect_file};
 pub use layout::Limits;
 

@@ -24,7 +24,7 @@
 //!   thread.
 
 mod epoch;
-pub mod tar_writer;
+pub(crate) mod tar_writer;
 mod walk;
 
 pub use epoch::{SOURCE_DATE_EPOCH, parse_source_date_epoch, source_date_epoch};

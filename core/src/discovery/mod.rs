@@ -5,9 +5,9 @@
 //! renders the URL templates ([`template`]) with the name and labels. Labels default to
 //! `version=latest` and the host's `os` and `arch` in appc spelling ([`host_os_arch`]).
 
-pub mod meta;
-pub mod template;
-pub mod walk;
+pub(crate) mod meta;
+pub(crate) mod template;
+pub(crate) mod walk;
 
 use std::collections::BTreeMap;
 

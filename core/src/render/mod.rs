@@ -14,17 +14,17 @@
 //!   straight into the run; run records outside the store);
 //! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
-pub mod deps;
-pub mod fsops;
-pub mod process;
-pub mod protect;
-pub mod read_only;
-pub mod reap;
-pub mod run;
-pub mod stack;
-pub mod tree;
-pub mod usage;
-pub mod verify;
+pub(crate) mod deps;
+pub(crate) mod fsops;
+pub(crate) mod process;
+pub(crate) mod protect;
+pub(crate) mod read_only;
+pub(crate) mod reap;
+pub(crate) mod run;
+pub(crate) mod stack;
+pub(crate) mod tree;
+pub(crate) mod usage;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 

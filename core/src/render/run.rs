@@ -449,11 +449,6 @@ pub fn list_runs(runs_dir: &Path) -> Result<Vec<RunRecord>> {
     Ok(records)
 }
 
-/// The run folder `create_run` uses for `target` (which must be canonical).
-pub fn run_dir_for(runs_dir: &Path, target: &Path) -> PathBuf {
-    runs_dir.join(target_key(target))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Making a run
 

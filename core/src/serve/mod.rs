@@ -21,8 +21,8 @@
 //! - [`push`]: the upload path.
 
 mod http;
-pub mod push;
-pub mod records;
+pub(crate) mod push;
+pub(crate) mod records;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,7 +45,7 @@ use crate::store::index::ImageRecord;
 use crate::store::{Store, housekeeping};
 use crate::{Error, ErrorKind, Result};
 
-pub use push::{Pushed, SIGNATURE_HEADER};
+pub use push::{Pushed, SIGNATURE_HEADER, push_file};
 pub use records::{ServeRecord, ServedForm};
 
 /// TLS certificate chain and private key, PEM files.

@@ -16,13 +16,13 @@
 //! The calls do blocking file I/O and hashing: from async code, run them with
 //! `tokio::task::spawn_blocking`.
 
-pub mod keyring;
+mod keyring;
 mod parse;
 mod policy;
-pub mod scope;
-pub mod sign;
-pub mod streaming;
-pub mod verify;
+mod scope;
+mod sign;
+mod streaming;
+mod verify;
 
 pub use keyring::{TrustStore, TrustedKey};
 pub use scope::TrustScope;
