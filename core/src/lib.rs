@@ -92,4 +92,32 @@ pub mod testing {
     pub mod reap {
         pub use crate::render::reap::{find_dead_runs, reap_dead_runs};
     }
+
+    use std::path::{Path, PathBuf};
+
+    /// A new empty folder for a doctest, `acikit-doc-<what>-<pid>` in the temporary folder.
+    pub fn example_dir(what: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("acikit-doc-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the doctest folder");
+        dir
+    }
+
+    /// Builds a small image named `name` (a manifest and a rootfs with one file) into
+    /// `dir/image.aci`, for doctests, with the public [`Builder`](crate::Builder).
+    pub async fn example_aci(dir: &Path, name: &str) -> crate::Result<PathBuf> {
+        let layout = dir.join("layout");
+        std::fs::create_dir_all(layout.join("rootfs/etc")).expect("creating the layout");
+        let manifest = format!(
+            r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}","labels":[{{"name":"version","value":"1.0.0"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}]}}"#
+        );
+        std::fs::write(layout.join("manifest"), manifest).expect("writing the manifest");
+        std::fs::write(layout.join("rootfs/etc/hello"), b"hello\n").expect("writing a file");
+        let aci = dir.join("image.aci");
+        crate::Builder::new()
+            .compression(crate::BuildCompression::None)
+            .build(&layout, &aci)
+            .await?;
+        Ok(aci)
+    }
 }

@@ -30,6 +30,10 @@ pub enum Phase {
     Gc,
     /// Building an image archive from a layout (content bytes written of the total).
     Build,
+    /// Validating an image archive (uncompressed bytes read).
+    Inspect,
+    /// Signing a file (bytes read of its size).
+    Sign,
 }
 
 /// One progress event.

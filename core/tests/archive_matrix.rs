@@ -12,6 +12,7 @@ use acikit::ErrorKind;
 use acikit::archive::Compression;
 use acikit::archive::Limits;
 use acikit::archive::{Inspection, inspect_file};
+use acikit::progress::Observer;
 use acikit::testing::tar::EntryKind;
 use common::*;
 
@@ -28,7 +29,7 @@ fn compression_named(name: &str) -> Compression {
 
 /// Inspects `path`, panicking with `what` and the error on failure.
 async fn inspect_ok(path: &Path, what: &str) -> Inspection {
-    inspect_file(path, &Limits::default())
+    inspect_file(path, Limits::default(), Observer::default())
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
@@ -292,6 +293,8 @@ async fn gnu_long_names_and_link_targets() {
         max_path_len: 300,
         ..Limits::default()
     };
-    let err = inspect_file(&tar, &short).await.unwrap_err();
+    let err = inspect_file(&tar, short, Observer::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
 }

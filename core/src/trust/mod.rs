@@ -26,7 +26,7 @@ mod verify;
 
 pub use keyring::{TrustStore, TrustedKey};
 pub use scope::TrustScope;
-pub use sign::{Signed, sign_detached, sign_detached_with_info};
+pub use sign::{Signed, sign_detached, sign_detached_with_info, sign_file};
 pub use streaming::{StreamingVerifier, VerifyHandle, VerifySink};
 pub use verify::{VerifiedSignature, verify_detached};
 
