@@ -27,6 +27,7 @@ use crate::{Error, ErrorKind, Result};
 
 /// How [`OutputFile::create`] treats a path.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct OutputOptions {
     /// Folders nothing may be written into (checked after symlinks and `..` are resolved),
     /// e.g. the image store's folder.
@@ -38,6 +39,7 @@ pub struct OutputOptions {
 
 /// What an output path is, once its symlinks are followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OutputKind {
     /// Nothing exists there yet: a new regular file is created (atomically).
     NewFile,

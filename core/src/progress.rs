@@ -15,6 +15,7 @@ use crate::{Error, ErrorKind, Result};
 /// What a long operation is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Phase {
     /// Reading, validating and storing an archive.
     Import,
@@ -38,6 +39,7 @@ pub enum Phase {
 
 /// One progress event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Progress {
     /// The phase.
     pub phase: Phase,

@@ -289,10 +289,8 @@ async fn gnu_long_names_and_link_targets() {
     assert_eq!(got.content_bytes, 4);
 
     // The whole long names are checked, not the 100 bytes of the header field.
-    let short = Limits {
-        max_path_len: 300,
-        ..Limits::default()
-    };
+    let mut short = Limits::default();
+    short.max_path_len = 300;
     let err = inspect_file(&tar, short, Observer::default())
         .await
         .unwrap_err();

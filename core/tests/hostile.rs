@@ -554,19 +554,15 @@ async fn manifest_size_limit_is_configurable() {
     let valid = dir.path().join("valid.tar");
     std::fs::write(&valid, valid_tar(dir.path())).unwrap();
     assert!(MANIFEST.len() > 100);
-    let small = Limits {
-        max_manifest_size: 100,
-        ..Limits::default()
-    };
+    let mut small = Limits::default();
+    small.max_manifest_size = 100;
     let err = inspect_file(&valid, small, Observer::default())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ManifestTooLarge, "{err}");
     assert_eq!(err.entry(), Some("manifest"));
-    let exact = Limits {
-        max_manifest_size: MANIFEST.len() as u64,
-        ..Limits::default()
-    };
+    let mut exact = Limits::default();
+    exact.max_manifest_size = MANIFEST.len() as u64;
     inspect_file(&valid, exact, Observer::default())
         .await
         .expect("a manifest exactly at the limit is accepted");
@@ -586,10 +582,8 @@ async fn manifest_size_limit_is_configurable() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ManifestTooLarge, "{err}");
-    let large = Limits {
-        max_manifest_size: 3 << 20,
-        ..Limits::default()
-    };
+    let mut large = Limits::default();
+    large.max_manifest_size = 3 << 20;
     let err = inspect_file(&big, large, Observer::default())
         .await
         .unwrap_err();

@@ -58,11 +58,16 @@ async fn inspect_file_reports_inspect_progress_to_the_uncompressed_size() {
         &aci,
     );
     let (observer, events) = recording();
-    let inspection = inspect_file(&aci, Limits::default(), observer).await.unwrap();
+    let inspection = inspect_file(&aci, Limits::default(), observer)
+        .await
+        .unwrap();
     let events = events.lock().unwrap();
     assert!(events.len() >= 3, "{events:?}");
     assert!(events.iter().all(|p| p.phase == Phase::Inspect));
-    assert!(events.windows(2).all(|w| w[0].done <= w[1].done), "{events:?}");
+    assert!(
+        events.windows(2).all(|w| w[0].done <= w[1].done),
+        "{events:?}"
+    );
     let last = events.last().unwrap();
     assert_eq!(last.done, inspection.uncompressed_size);
     assert_eq!(last.total, Some(inspection.uncompressed_size));
@@ -115,7 +120,10 @@ async fn sign_file_signs_what_gpg_and_our_verifier_accept() {
     assert!(ok, "gpg --verify refused the signature: {status}");
     let trust = TrustStore::new(work.path().join("trust"));
     trust
-        .add(&gpg.export(&fpr), TrustScope::prefix("example.com").unwrap())
+        .add(
+            &gpg.export(&fpr),
+            TrustScope::prefix("example.com").unwrap(),
+        )
         .unwrap();
     verify_detached(&trust, "example.com/app", &signed.armored, &bytes[..]).unwrap();
 }

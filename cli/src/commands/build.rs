@@ -14,10 +14,10 @@ use crate::report::print_json;
 
 /// The output-path policy of `build` and `sign`: nothing is written inside the store.
 fn output_options(store_dir: &Path) -> OutputOptions {
-    OutputOptions {
-        protected: vec![store_dir.to_path_buf()],
-        sync: false,
-    }
+    let mut options = OutputOptions::default();
+    options.protected = vec![store_dir.to_path_buf()];
+    options.sync = false;
+    options
 }
 
 /// `acikit build DIR OUT [--compression C] [--mtime SECONDS]`; OUT `-` is stdout (the

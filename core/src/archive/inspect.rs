@@ -15,6 +15,7 @@ use crate::schema::{ImageId, ImageManifest};
 
 /// What one pass over a valid image archive found.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Inspection {
     /// `sha512-` of the uncompressed tar stream.
     pub image_id: ImageId,

@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Limits an archive must respect; [`Limits::default`] gives the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest manifest accepted, in bytes (default 1 MiB).
     pub max_manifest_size: u64,

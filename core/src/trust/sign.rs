@@ -28,6 +28,7 @@ use crate::{Error, ErrorKind, Result};
 
 /// A detached signature made by [`sign_detached_with_info`].
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Signed {
     /// The ascii-armored signature (`-----BEGIN PGP SIGNATURE-----`).
     #[serde(skip)]

@@ -34,6 +34,7 @@ use crate::{Error, ErrorKind, Result};
 
 /// A signature that verified, and by whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct VerifiedSignature {
     /// Fingerprint (lowercase hex) of the trusted primary key.
     pub fingerprint: String,
