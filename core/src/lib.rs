@@ -19,6 +19,44 @@
 //! - [`progress`]: progress events and cancellation for long calls;
 //! - [`clock`]: UTC civil time for messages and listings;
 //! - [`error`]: the one error type, with a stable [`ErrorKind`] grouped in an [`ErrorCategory`].
+//!
+//! The main types and calls are re-exported here at the crate root; `docs/ARCHITECTURE.md`
+//! ("API for bindings") says what is public and why. Every long call takes an [`Observer`]
+//! (progress callback and [`CancelToken`]) as its last parameter, by value.
+//!
+//! # A short tour
+//!
+//! Validate an archive, open a store, import it, list, export it back byte for byte:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> acikit::Result<()> {
+//! use acikit::{ExportCompression, ImportOptions, Limits, Observer, Store, inspect_file};
+//!
+//! # let dir = acikit::testing::example_dir("tour");
+//! # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+//! // `aci` is an image archive (e.g. built with `acikit::Builder`).
+//! let inspection = inspect_file(&aci, Limits::default(), Observer::default()).await?;
+//!
+//! let store = Store::open(dir.join("store")).await?;
+//! let imported = store.import_file(&aci, ImportOptions::default()).await?;
+//! assert_eq!(imported.image_id, inspection.image_id);
+//!
+//! let images = store.list().await?;
+//! assert_eq!(images.len(), 1);
+//! assert_eq!(images[0].name, "example.com/hello");
+//!
+//! let out = dir.join("exported.aci");
+//! let exported = store
+//!     .export_to(&imported.image_id, &out, ExportCompression::None, Observer::default())
+//!     .await?;
+//! assert_eq!(exported.image_id, inspection.image_id);
+//! assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&aci).unwrap());
+//! store.close().await;
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod archive;
 mod atomic_file;

@@ -264,6 +264,20 @@ impl<W: Write> Write for CountedOutput<'_, W> {
 }
 
 /// Checks `path` against the policy without opening it: what it is and its final target.
+///
+/// ```
+/// use acikit::output::{OutputKind, OutputOptions, check_output_path};
+///
+/// let options = OutputOptions::default();
+/// let dir = std::env::temp_dir();
+/// let new = dir.join(format!("acikit-doc-output-{}", std::process::id()));
+/// assert_eq!(check_output_path(&new, &options)?, OutputKind::NewFile);
+/// assert_eq!(check_output_path("/dev/null", &options)?, OutputKind::CharDevice);
+/// // A folder is refused.
+/// let err = check_output_path(&dir, &options).unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::InvalidArgument);
+/// # Ok::<(), acikit::Error>(())
+/// ```
 pub fn check_output_path(path: impl AsRef<Path>, options: &OutputOptions) -> Result<OutputKind> {
     resolve(path.as_ref(), &options.protected).map(|(_, kind, _)| kind)
 }

@@ -83,6 +83,23 @@ pub async fn inspect_file(
 /// the image ID is computed on the same bytes the validation reads. The first
 /// problem found is returned as a typed error; an invalid manifest lists all of its
 /// problems. Progress and cancellation as [`inspect_file`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> acikit::Result<()> {
+/// use acikit::{Limits, Observer};
+///
+/// # let dir = acikit::testing::example_dir("inspect-reader");
+/// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+/// let bytes = std::fs::read(&aci).unwrap(); // or a socket, a pipe, any `Read`
+/// let inspection =
+///     acikit::archive::inspect(std::io::Cursor::new(bytes), Limits::default(), Observer::default())
+///         .await?;
+/// assert_eq!(inspection.manifest.name.as_str(), "example.com/hello");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
 pub async fn inspect<R: std::io::Read + Send + 'static>(
     source: R,
     limits: Limits,

@@ -19,7 +19,7 @@ pub use inspect::{Inspection, inspect, inspect_file};
 pub use layout::Limits;
 
 /// Renders a raw archive path for messages: UTF-8 as is, other bytes as `\xNN`.
-pub fn display_path(path: &[u8]) -> String {
+pub(crate) fn display_path(path: &[u8]) -> String {
     let mut out = String::with_capacity(path.len());
     for chunk in path.utf8_chunks() {
         out.push_str(chunk.valid());

@@ -110,6 +110,13 @@ pub fn effective_labels(labels: &[(String, String)]) -> Result<BTreeMap<String, 
 /// `linux`/`freebsd`/`darwin`; `amd64` (`x86_64` on darwin), `i386`, `aarch64`,
 /// `armv6l`/`armv7l` (`arm` on freebsd), `ppc64`/`ppc64le`, `s390x`. Other platforms
 /// give Rust's own names.
+///
+/// ```
+/// let (os, arch) = acikit::discovery::host_os_arch();
+/// # #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+/// assert_eq!((os, arch), ("linux", "amd64"));
+/// # let _ = (os, arch);
+/// ```
 pub fn host_os_arch() -> (&'static str, &'static str) {
     use std::env::consts::{ARCH, OS};
     let os = match OS {

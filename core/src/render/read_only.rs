@@ -36,6 +36,12 @@ use crate::{Error, ErrorKind, Result};
 ///
 /// The first two are cleared at reboot, as overlay mounts are; a run made by copy outlives
 /// a reboot, but its record does not: remove such a folder by hand.
+///
+/// ```
+/// let runs = acikit::render::outside_runs_dir(std::path::Path::new("/srv/store"));
+/// assert!(runs.ends_with(runs.file_name().unwrap()));
+/// assert_eq!(runs.file_name().unwrap().len(), 16); // the store's folder, hashed
+/// ```
 pub fn outside_runs_dir(store_root: &Path) -> PathBuf {
     let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
     let base = if let Some(dir) = var("XDG_RUNTIME_DIR") {

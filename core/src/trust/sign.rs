@@ -52,6 +52,17 @@ pub struct Signed {
 /// public key included); [`ErrorKind::KeyNotSigning`], [`ErrorKind::KeyExpired`],
 /// [`ErrorKind::KeyRevoked`] by the policy above; [`ErrorKind::InvalidArgument`] for a
 /// missing or wrong passphrase; I/O errors reading `data`.
+///
+/// ```
+/// use acikit::trust::sign_detached;
+///
+/// // Anything but one armored secret key is refused before a byte of data is read.
+/// let err = sign_detached(b"not a key", None, &b"data"[..]).unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::BadOpenpgp);
+/// ```
+///
+/// See `core/tests/sign.rs` for signatures made with keys from `gpg` and checked by
+/// `gpg --verify`.
 pub fn sign_detached(
     secret_key_armored: &[u8],
     passphrase: Option<&str>,
@@ -153,6 +164,12 @@ impl<R: Read> Read for ObservedReader<'_, R> {
 }
 
 /// [`sign_detached`], also saying which key signed.
+///
+/// ```
+/// let err = acikit::trust::sign_detached_with_info(b"not a key", None, &b"data"[..])
+///     .unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::BadOpenpgp);
+/// ```
 pub fn sign_detached_with_info(
     secret_key_armored: &[u8],
     passphrase: Option<&str>,
