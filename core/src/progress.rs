@@ -62,6 +62,36 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// An observer with this progress callback and a fresh cancel token.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use acikit::{Observer, Phase};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let observer = Observer::with_progress(move |p| sink.lock().unwrap().push(p.phase));
+    /// observer.report(Phase::Import, 10, Some(100));
+    /// assert_eq!(*seen.lock().unwrap(), vec![Phase::Import]);
+    ///
+    /// // Cancelling: the call ends with ErrorKind::Cancelled at its next check.
+    /// let cancel = observer.cancel.clone();
+    /// cancel.cancel();
+    /// assert_eq!(observer.check().unwrap_err().kind(), acikit::ErrorKind::Cancelled);
+    /// ```
+    pub fn with_progress(progress: impl Fn(Progress) + Send + Sync + 'static) -> Observer {
+        Observer {
+            progress: Some(Arc::new(progress)),
+            cancel: CancelToken::new(),
+        }
+    }
+
+    /// The same observer, cancelled by `cancel` (e.g. a child token of the caller's).
+    pub fn cancelled_by(mut self, cancel: CancelToken) -> Observer {
+        self.cancel = cancel;
+        self
+    }
+
     /// Reports progress.
     pub fn report(&self, phase: Phase, done: u64, total: Option<u64>) {
         if let Some(progress) = &self.progress {
