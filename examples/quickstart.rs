@@ -43,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     // 2. One streaming pass: decompress, read every member, check every rule, hash.
-    let inspection = inspect_file(&aci, &Limits::default()).await?;
+    let inspection = inspect_file(&aci, Limits::default(), Observer::default()).await?;
     println!("image     {}", inspection.image_id);
     println!("name      {}", inspection.manifest.name);
     println!(
@@ -120,7 +120,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.path(),
         "tar -C layout -czf bad.aci manifest rootfs extra",
     )?;
-    match inspect_file(dir.path().join("bad.aci"), &Limits::default()).await {
+    match inspect_file(
+        dir.path().join("bad.aci"),
+        Limits::default(),
+        Observer::default(),
+    )
+    .await
+    {
         Ok(_) => return Err("a hostile archive was accepted".into()),
         Err(err) => println!("refused   {err}"),
     }

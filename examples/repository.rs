@@ -18,7 +18,7 @@ use acikit::fetch::{FetchOptions, FetchSource, Fetched};
 use acikit::net::{CaCert, HttpClient, NetOptions};
 use acikit::progress::Observer;
 use acikit::render::RenderOptions;
-use acikit::serve::{ServeOptions, Server, TlsFiles, push::push_file};
+use acikit::serve::{ServeOptions, Server, TlsFiles, push_file};
 use acikit::store::ExportCompression;
 use acikit::trust::{TrustScope, sign_detached};
 use sha2::{Digest, Sha512};
@@ -78,11 +78,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     options.require_signature = true;
     let server = Server::new(server_store, options).start().await?;
     let port = server.local_addr().port();
-    let net = NetOptions {
-        ca_certs: vec![CaCert::Pem(ca_pem.into_bytes())],
-        port: Some(port),
-        ..NetOptions::default()
-    };
+    let mut net = NetOptions::default();
+    net.ca_certs = vec![CaCert::Pem(ca_pem.into_bytes())];
+    net.port = Some(port);
     let client = HttpClient::new(net.clone())?;
     for ((aci, _), signature) in images.iter().zip(&signatures) {
         let pushed = push_file(
@@ -203,10 +201,7 @@ fn tls_files(work: &Path) -> Result<(String, TlsFiles), Box<dyn std::error::Erro
     let leaf_key = KeyPair::generate()?;
     let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?
         .signed_by(&leaf_key, &issuer)?;
-    let files = TlsFiles {
-        cert: work.join("server.pem"),
-        key: work.join("server.key"),
-    };
+    let files = TlsFiles::new(work.join("server.pem"), work.join("server.key"));
     std::fs::write(&files.cert, leaf.pem())?;
     std::fs::write(&files.key, leaf_key.serialize_pem())?;
     Ok((ca_cert.pem(), files))

@@ -316,12 +316,11 @@ struct CommonOpts {
 
 impl CommonOpts {
     fn limits(&self) -> acikit::archive::Limits {
-        acikit::archive::Limits {
-            max_manifest_size: self.max_manifest_size,
-            max_total_size: self.max_total_size,
-            max_entries: self.max_entries,
-            ..Default::default()
-        }
+        let mut limits = acikit::archive::Limits::default();
+        limits.max_manifest_size = self.max_manifest_size;
+        limits.max_total_size = self.max_total_size;
+        limits.max_entries = self.max_entries;
+        limits
     }
 }
 

@@ -1,6 +1,11 @@
 //! Civil time for messages and listings, without a time-zone database: UTC only.
 
 /// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+///
+/// ```
+/// assert_eq!(acikit::clock::format_utc(0), "1970-01-01 00:00:00");
+/// assert_eq!(acikit::clock::format_utc(1_700_000_000), "2023-11-14 22:13:20");
+/// ```
 pub fn format_utc(secs: i64) -> String {
     let rem = secs.rem_euclid(86_400);
     format!(
@@ -13,6 +18,11 @@ pub fn format_utc(secs: i64) -> String {
 }
 
 /// The UTC day of `secs` since the Unix epoch, as `YYYY-MM-DD`.
+///
+/// ```
+/// assert_eq!(acikit::clock::format_utc_date(1_700_000_000), "2023-11-14");
+/// assert_eq!(acikit::clock::format_utc_date(-1), "1969-12-31");
+/// ```
 pub fn format_utc_date(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -1750,6 +1750,7 @@ fn read_entries(
 /// hardlink groups (files that share an inode in `src` share one in `dst`). Regular files are
 /// made as `mode` says: see [`CopyMode`]. Symlinks are copied, never followed (`src` itself
 /// must be a directory, not a symlink to one). Uses [`copy_threads`] threads.
+#[cfg(test)]
 pub fn copy_tree(
     src: &Path,
     dst: &Path,
@@ -1770,6 +1771,7 @@ pub fn copy_tree(
 /// and one it links from) whatever the depth of the tree. The first member of a hardlink group
 /// that a thread reaches is made; the others are linked to it (a thread reaching one while the
 /// first is being created waits for that `openat`).
+#[cfg(test)]
 pub fn copy_tree_with(
     src: &Path,
     dst: &Path,

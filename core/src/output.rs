@@ -27,6 +27,7 @@ use crate::{Error, ErrorKind, Result};
 
 /// How [`OutputFile::create`] treats a path.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct OutputOptions {
     /// Folders nothing may be written into (checked after symlinks and `..` are resolved),
     /// e.g. the image store's folder.
@@ -38,6 +39,7 @@ pub struct OutputOptions {
 
 /// What an output path is, once its symlinks are followed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OutputKind {
     /// Nothing exists there yet: a new regular file is created (atomically).
     NewFile,
@@ -262,6 +264,20 @@ impl<W: Write> Write for CountedOutput<'_, W> {
 }
 
 /// Checks `path` against the policy without opening it: what it is and its final target.
+///
+/// ```
+/// use acikit::output::{OutputKind, OutputOptions, check_output_path};
+///
+/// let options = OutputOptions::default();
+/// let dir = std::env::temp_dir();
+/// let new = dir.join(format!("acikit-doc-output-{}", std::process::id()));
+/// assert_eq!(check_output_path(&new, &options)?, OutputKind::NewFile);
+/// assert_eq!(check_output_path("/dev/null", &options)?, OutputKind::CharDevice);
+/// // A folder is refused.
+/// let err = check_output_path(&dir, &options).unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::InvalidArgument);
+/// # Ok::<(), acikit::Error>(())
+/// ```
 pub fn check_output_path(path: impl AsRef<Path>, options: &OutputOptions) -> Result<OutputKind> {
     resolve(path.as_ref(), &options.protected).map(|(_, kind, _)| kind)
 }

@@ -15,6 +15,7 @@ use crate::{Error, ErrorKind, Result};
 /// What a long operation is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Phase {
     /// Reading, validating and storing an archive.
     Import,
@@ -36,10 +37,15 @@ pub enum Phase {
     /// Making a render's run from the cached tree or stack (entries copied, linked or
     /// cloned of the total; one event for an overlay mount).
     Render,
+    /// Validating an image archive (uncompressed bytes read).
+    Inspect,
+    /// Signing a file (bytes read of its size).
+    Sign,
 }
 
 /// One progress event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Progress {
     /// The phase.
     pub phase: Phase,
@@ -62,6 +68,36 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// An observer with this progress callback and a fresh cancel token.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use acikit::{Observer, Phase};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let observer = Observer::with_progress(move |p| sink.lock().unwrap().push(p.phase));
+    /// observer.report(Phase::Import, 10, Some(100));
+    /// assert_eq!(*seen.lock().unwrap(), vec![Phase::Import]);
+    ///
+    /// // Cancelling: the call ends with ErrorKind::Cancelled at its next check.
+    /// let cancel = observer.cancel.clone();
+    /// cancel.cancel();
+    /// assert_eq!(observer.check().unwrap_err().kind(), acikit::ErrorKind::Cancelled);
+    /// ```
+    pub fn with_progress(progress: impl Fn(Progress) + Send + Sync + 'static) -> Observer {
+        Observer {
+            progress: Some(Arc::new(progress)),
+            cancel: CancelToken::new(),
+        }
+    }
+
+    /// The same observer, cancelled by `cancel` (e.g. a child token of the caller's).
+    pub fn cancelled_by(mut self, cancel: CancelToken) -> Observer {
+        self.cancel = cancel;
+        self
+    }
+
     /// Reports progress.
     pub fn report(&self, phase: Phase, done: u64, total: Option<u64>) {
         if let Some(progress) = &self.progress {

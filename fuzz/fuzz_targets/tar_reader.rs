@@ -12,7 +12,7 @@
 
 use std::sync::OnceLock;
 
-use acikit::archive::tar::{EntryKind, RecordLog, TarReader};
+use acikit::testing::tar::{EntryKind, RecordLog, TarReader};
 use libfuzzer_sys::fuzz_target;
 use tokio::runtime::Runtime;
 

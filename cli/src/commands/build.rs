@@ -14,10 +14,10 @@ use crate::report::print_json;
 
 /// The output-path policy of `build` and `sign`: nothing is written inside the store.
 fn output_options(store_dir: &Path) -> OutputOptions {
-    OutputOptions {
-        protected: vec![store_dir.to_path_buf()],
-        sync: false,
-    }
+    let mut options = OutputOptions::default();
+    options.protected = vec![store_dir.to_path_buf()];
+    options.sync = false;
+    options
 }
 
 /// `acikit build DIR OUT [--compression C] [--mtime SECONDS]`; OUT `-` is stdout (the
@@ -133,24 +133,13 @@ pub async fn sign(
             Err(e) => return fail(&Error::io(format!("reading {}", path.display()), e)),
         },
     };
-    let data = match std::fs::File::open(file) {
-        Ok(f) => f,
-        Err(e) => return fail(&Error::io(format!("opening {}", file.display()), e)),
-    };
-    let signed = tokio::task::spawn_blocking(move || {
-        acikit::trust::sign_detached_with_info(
-            &key_bytes,
-            passphrase.as_deref(),
-            std::io::BufReader::with_capacity(1 << 20, data),
-        )
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(Error::new(
-            acikit::ErrorKind::Internal,
-            format!("a background task failed: {e}"),
-        ))
-    });
+    let signed = acikit::trust::sign_file(
+        file,
+        key_bytes,
+        passphrase,
+        acikit::progress::Observer::default(),
+    )
+    .await;
     let signed = match signed {
         Ok(signed) => signed,
         Err(err) => return fail(&err),

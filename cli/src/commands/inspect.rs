@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use acikit::archive::{Inspection, inspect_file};
+use acikit::progress::Observer;
 
 use crate::CommonOpts;
 use crate::report::{self, FileReport};
@@ -13,7 +14,7 @@ pub async fn validate(files: &[PathBuf], opts: &CommonOpts) -> ExitCode {
     let limits = opts.limits();
     let mut reports = Vec::with_capacity(files.len());
     for file in files {
-        let result = inspect_file(file, &limits).await;
+        let result = inspect_file(file, limits, Observer::default()).await;
         reports.push(FileReport::new(file, result));
     }
     let all_valid = reports.iter().all(|r| r.valid);
@@ -50,7 +51,7 @@ pub async fn manifest(file: &Path, opts: &CommonOpts) -> ExitCode {
 /// Inspects one file: on success prints with `text` (or the JSON report), else the
 /// problems on stderr (or the JSON report on stdout) and exits 1.
 async fn one(file: &Path, opts: &CommonOpts, text: impl FnOnce(&Inspection)) -> ExitCode {
-    let result = inspect_file(file, &opts.limits()).await;
+    let result = inspect_file(file, opts.limits(), Observer::default()).await;
     let report = FileReport::new(file, result);
     if opts.json {
         report::print_json(&report);

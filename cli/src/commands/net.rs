@@ -40,12 +40,11 @@ impl NetArgs {
             Some(path) => AuthConfig::load(&path)?,
             None => AuthConfig::default(),
         };
-        Ok(NetOptions {
-            ca_certs: self.ca_certs.iter().cloned().map(CaCert::Path).collect(),
-            insecure: self.insecure_options,
-            port: self.port,
-            auth,
-            ..NetOptions::default()
-        })
+        let mut options = NetOptions::default();
+        options.ca_certs = self.ca_certs.iter().cloned().map(CaCert::Path).collect();
+        options.insecure = self.insecure_options;
+        options.port = self.port;
+        options.auth = auth;
+        Ok(options)
     }
 }

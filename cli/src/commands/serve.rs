@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use acikit::serve::{ServeOptions, Server, TlsFiles, push::push_file};
+use acikit::serve::{ServeOptions, Server, TlsFiles, push_file};
 use acikit::{Error, ErrorKind};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
@@ -55,7 +55,7 @@ pub struct ServeArgs {
 /// `acikit serve --listen ADDR [--tls-cert C --tls-key K] [--push-token T | --push-token-file F]`
 pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
     let tls = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (Some(cert), Some(key)) => Some(TlsFiles::new(cert, key)),
         (None, None) => None,
         _ => {
             return fail(&Error::new(
@@ -96,15 +96,13 @@ pub async fn serve(store_dir: &Path, args: ServeArgs) -> ExitCode {
         Err(err) => return fail(&err),
     };
     let tls_on = tls.is_some();
-    let options = ServeOptions {
-        tls,
-        push_token,
-        require_signature: args.require_signature,
-        public_url: args.public_url,
-        hosts: args.hosts,
-        files: args.files,
-        ..ServeOptions::new(args.listen)
-    };
+    let mut options = ServeOptions::new(args.listen);
+    options.tls = tls;
+    options.push_token = push_token;
+    options.require_signature = args.require_signature;
+    options.public_url = args.public_url;
+    options.hosts = args.hosts;
+    options.files = args.files;
     let mut running = match Server::new(store.clone(), options).start().await {
         Ok(running) => running,
         Err(err) => {

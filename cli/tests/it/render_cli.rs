@@ -13,8 +13,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{acikit_in as acikit, describe, sh};
-use acikit::render::run::list_runs;
 use acikit::store::ContentDigest;
+use acikit::testing::run::list_runs;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ use crate::{Error, ErrorKind, Result};
 /// The compression of an image archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Compression {
     /// Not compressed: a plain tar stream.
     None,

@@ -93,6 +93,7 @@ pub struct DecodedStream {
 
 impl DecodedStream {
     /// The async reader of the uncompressed stream.
+    #[cfg(test)]
     pub fn reader(&mut self) -> &mut ChunkReader {
         &mut self.reader
     }

@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Limits an archive must respect; [`Limits::default`] gives the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest manifest accepted, in bytes (default 1 MiB).
     pub max_manifest_size: u64,
@@ -72,6 +73,7 @@ pub struct LayoutSummary {
 /// Errors: [`ErrorKind::AbsolutePath`] for a leading `/`, [`ErrorKind::PathTraversal`] for any
 /// `..` component, [`ErrorKind::BadPath`] for an empty path, a NUL byte, or an empty or `.`
 /// component inside the path (`a//b`, `a/./b`). The error names `path`.
+#[cfg_attr(not(feature = "render"), allow(dead_code))]
 pub fn normalize_path(path: &[u8]) -> Result<Vec<u8>> {
     split_path(path)
         .map(|(p, _)| p.to_vec())
@@ -358,6 +360,7 @@ impl LayoutValidator {
     }
 
     /// Checks the uncompressed size of the stream so far against [`Limits::max_total_size`].
+    #[cfg(test)]
     pub fn check_total_size(&self, uncompressed: u64) -> Result<()> {
         if uncompressed > self.limits.max_total_size {
             return Err(Error::new(

@@ -8,17 +8,18 @@
 //! - [`layout`]: the ACI layout rules (`manifest` + `rootfs/`, no traversal, no duplicates...);
 //! - [`inspect`]: all of the above together: validate an archive, get its manifest and image ID.
 
-pub mod compression;
-pub mod decode;
-pub mod inspect;
-pub mod layout;
-pub mod tar;
+pub(crate) mod compression;
+pub(crate) mod decode;
+pub(crate) mod inspect;
+pub(crate) mod layout;
+pub(crate) mod tar;
 
+pub use compression::Compression;
 pub use inspect::{Inspection, inspect, inspect_file};
 pub use layout::Limits;
 
 /// Renders a raw archive path for messages: UTF-8 as is, other bytes as `\xNN`.
-pub fn display_path(path: &[u8]) -> String {
+pub(crate) fn display_path(path: &[u8]) -> String {
     let mut out = String::with_capacity(path.len());
     for chunk in path.utf8_chunks() {
         out.push_str(chunk.valid());

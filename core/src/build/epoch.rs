@@ -10,6 +10,14 @@ pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// Reads `SOURCE_DATE_EPOCH` from the environment: `None` when it is not set, otherwise its
 /// value as parsed by [`parse_source_date_epoch`].
+///
+/// ```
+/// // Honour SOURCE_DATE_EPOCH when set, as reproducible-builds tools do.
+/// let clamp: Option<i64> = acikit::build::source_date_epoch()?;
+/// let builder = acikit::Builder::new().mtime_clamp(clamp);
+/// # let _ = builder;
+/// # Ok::<(), acikit::Error>(())
+/// ```
 pub fn source_date_epoch() -> Result<Option<i64>> {
     match std::env::var_os(SOURCE_DATE_EPOCH) {
         None => Ok(None),
@@ -22,6 +30,16 @@ pub fn source_date_epoch() -> Result<Option<i64>> {
 /// with no sign, fraction or spaces. Anything else, including an empty value, is
 /// [`ErrorKind::InvalidArgument`] naming the value: a set variable that is silently ignored
 /// would give a build that is not reproducible.
+///
+/// ```
+/// use std::ffi::OsStr;
+/// use acikit::build::parse_source_date_epoch;
+///
+/// assert_eq!(parse_source_date_epoch(OsStr::new("1700000000"))?, 1_700_000_000);
+/// let err = parse_source_date_epoch(OsStr::new("-5")).unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::InvalidArgument);
+/// # Ok::<(), acikit::Error>(())
+/// ```
 pub fn parse_source_date_epoch(value: &OsStr) -> Result<i64> {
     let invalid = |why: &str| {
         Error::new(

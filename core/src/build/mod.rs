@@ -24,7 +24,7 @@
 //!   thread.
 
 mod epoch;
-pub mod tar_writer;
+pub(crate) mod tar_writer;
 mod walk;
 
 pub use epoch::{SOURCE_DATE_EPOCH, parse_source_date_epoch, source_date_epoch};
@@ -214,7 +214,8 @@ impl Builder {
             .map_err(|e| crate::error::join_error_of("the build task", e))?;
         let written = written?;
         self.observer.check()?;
-        let inspection = crate::archive::inspect_file(&temp, &self.limits).await?;
+        let inspection =
+            crate::archive::inspect_file(&temp, self.limits, Observer::default()).await?;
         check_read_back(&inspection, &written)?;
         self.observer.check()?;
         let out = output.path().to_path_buf();
@@ -238,7 +239,9 @@ impl Builder {
             std::io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
         let reading = {
             let limits = self.limits;
-            tokio::spawn(async move { crate::archive::inspect(pipe_reader, &limits).await })
+            tokio::spawn(async move {
+                crate::archive::inspect(pipe_reader, limits, Observer::default()).await
+            })
         };
         let writing = {
             let builder = self.clone();

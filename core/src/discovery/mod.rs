@@ -5,9 +5,9 @@
 //! renders the URL templates ([`template`]) with the name and labels. Labels default to
 //! `version=latest` and the host's `os` and `arch` in appc spelling ([`host_os_arch`]).
 
-pub mod meta;
-pub mod template;
-pub mod walk;
+pub(crate) mod meta;
+pub(crate) mod template;
+pub(crate) mod walk;
 
 use std::collections::BTreeMap;
 
@@ -110,6 +110,13 @@ pub fn effective_labels(labels: &[(String, String)]) -> Result<BTreeMap<String, 
 /// `linux`/`freebsd`/`darwin`; `amd64` (`x86_64` on darwin), `i386`, `aarch64`,
 /// `armv6l`/`armv7l` (`arm` on freebsd), `ppc64`/`ppc64le`, `s390x`. Other platforms
 /// give Rust's own names.
+///
+/// ```
+/// let (os, arch) = acikit::discovery::host_os_arch();
+/// # #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+/// assert_eq!((os, arch), ("linux", "amd64"));
+/// # let _ = (os, arch);
+/// ```
 pub fn host_os_arch() -> (&'static str, &'static str) {
     use std::env::consts::{ARCH, OS};
     let os = match OS {

@@ -16,12 +16,12 @@
 //! turned verification off with `insecure.image`. A failed or cancelled fetch leaves
 //! nothing in the store.
 
-pub mod download;
-pub mod expect;
-pub mod file;
-pub mod http;
-pub mod image;
-pub mod transport;
+pub(crate) mod download;
+pub(crate) mod expect;
+pub(crate) mod file;
+pub(crate) mod http;
+pub(crate) mod image;
+pub(crate) mod transport;
 
 use std::collections::HashSet;
 use std::sync::Arc;

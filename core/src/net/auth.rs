@@ -25,6 +25,7 @@ use crate::{Error, ErrorKind, Result};
 /// The credentials for one host.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum Credential {
     /// HTTP basic authentication.
     Basic {
@@ -78,6 +79,7 @@ impl fmt::Debug for Credential {
 
 /// Credentials by host (`host` or `host:port`, lowercase).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AuthConfig {
     hosts: BTreeMap<String, Credential>,
 }

@@ -9,9 +9,9 @@
 //! TLS is rustls with the aws-lc-rs provider (the only one in the build), verifying with
 //! the platform's roots plus any extra CA given.
 
-pub mod auth;
-pub mod client;
-pub mod options;
+mod auth;
+mod client;
+mod options;
 
 pub use auth::{AuthConfig, Credential};
 pub use client::{ByteStream, HttpClient, Response};

@@ -18,6 +18,7 @@ pub const USER_AGENT: &str = concat!("acikit/", env!("CARGO_PKG_VERSION"));
 /// Spelled as a comma-separated list of `http`, `tls` and `image` (or `none`), as
 /// `--insecure-options http,tls` does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct InsecureOptions {
     /// Plain HTTP may be used: for discovery (after HTTPS fails), for URLs given as
     /// `http://`, and for redirects from HTTPS to HTTP. Credentials are then also sent
@@ -104,6 +105,7 @@ impl fmt::Display for InsecureOptions {
 
 /// An extra trusted CA certificate (or bundle), PEM-encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CaCert {
     /// The PEM text itself.
     Pem(Vec<u8>),
@@ -117,6 +119,7 @@ pub enum CaCert {
 /// credentials, follows at most [`NetOptions::DEFAULT_MAX_REDIRECTS`] redirects and
 /// uses port 443 (or 80) for discovery.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NetOptions {
     /// Extra trusted CA certificates, added to the platform's roots.
     pub ca_certs: Vec<CaCert>,

@@ -364,11 +364,6 @@ impl PathFilter {
         }
     }
 
-    /// Whether nothing is filtered out.
-    pub fn is_empty(&self) -> bool {
-        self.lists.is_empty()
-    }
-
     /// Whether `path` (relative to the rootfs) is kept; `is_dir` says whether it is a
     /// directory there.
     pub fn keeps(&self, path: &Path, is_dir: bool) -> bool {

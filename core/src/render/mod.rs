@@ -14,18 +14,18 @@
 //!   straight into the run; run records outside the store);
 //! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
-pub mod deps;
+pub(crate) mod deps;
 pub(crate) mod housekeeping;
 mod observe;
-pub mod process;
-pub mod protect;
-pub mod read_only;
-pub mod reap;
-pub mod run;
-pub mod stack;
-pub mod tree;
-pub mod usage;
-pub mod verify;
+pub(crate) mod process;
+pub(crate) mod protect;
+pub(crate) mod read_only;
+pub(crate) mod reap;
+pub(crate) mod run;
+pub(crate) mod stack;
+pub(crate) mod tree;
+pub(crate) mod usage;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 

@@ -466,6 +466,11 @@ pub(super) fn abandon_run(runs_dir: &Path, target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The run folder `create_run` uses for `target` (which must be canonical).
+fn run_dir_for(runs_dir: &Path, target: &Path) -> PathBuf {
+    runs_dir.join(target_key(target))
+}
+
 /// The runs recorded under `runs_dir`, oldest first (including runs whose creator died
 /// before finishing: [`RunRecord::complete`] is `false`).
 pub fn list_runs(runs_dir: &Path) -> Result<Vec<RunRecord>> {
@@ -488,11 +493,6 @@ pub fn list_runs(runs_dir: &Path) -> Result<Vec<RunRecord>> {
     }
     records.sort_by(|a, b| (a.created_ms, &a.target).cmp(&(b.created_ms, &b.target)));
     Ok(records)
-}
-
-/// The run folder `create_run` uses for `target` (which must be canonical).
-pub fn run_dir_for(runs_dir: &Path, target: &Path) -> PathBuf {
-    runs_dir.join(target_key(target))
 }
 
 // ---------------------------------------------------------------------------------------------

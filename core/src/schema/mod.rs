@@ -14,17 +14,17 @@
 //! only then fills the typed structs.
 
 mod json;
-pub mod labels;
-pub mod manifest;
-pub mod problem;
-pub mod types;
-pub mod validate;
+mod labels;
+mod manifest;
+mod problem;
+mod types;
+mod validate;
 
 pub use labels::{Label, Labels, OsArchWhitelist};
 pub use manifest::{
     Annotation, App, Dependency, EnvironmentVariable, EventHandler, ImageManifest, Isolator,
     MountPoint, Port,
 };
-pub use problem::{Problem, codes};
+pub use problem::{MAX_PROBLEMS, Problem, codes};
 pub use types::{AcIdentifier, AcKind, AcName, AcVersion, ImageId, ImageIdPrefix, Timestamp};
 pub use validate::ValidationOptions;

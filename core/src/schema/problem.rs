@@ -5,6 +5,7 @@ use std::fmt;
 
 /// One problem found in a manifest, with the JSON path of the offending value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Problem {
     /// JSON path of the value, e.g. `$.labels[1].name`.
     pub path: String,

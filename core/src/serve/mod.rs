@@ -21,8 +21,8 @@
 //! - [`push`]: the upload path.
 
 mod http;
-pub mod push;
-pub mod records;
+pub(crate) mod push;
+pub(crate) mod records;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,11 +45,12 @@ use crate::store::index::ImageRecord;
 use crate::store::{Store, housekeeping};
 use crate::{Error, ErrorKind, Result};
 
-pub use push::{Pushed, SIGNATURE_HEADER};
+pub use push::{Pushed, SIGNATURE_HEADER, push_file};
 pub use records::{ServeRecord, ServedForm};
 
 /// TLS certificate chain and private key, PEM files.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TlsFiles {
     /// The certificate chain (leaf first).
     pub cert: PathBuf,
@@ -57,8 +58,19 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+impl TlsFiles {
+    /// The certificate chain file `cert` (PEM, leaf first) and its private key file `key`.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsFiles {
+        TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+        }
+    }
+}
+
 /// How a [`Server`] runs.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServeOptions {
     /// Where to listen (port 0: any free port; see [`RunningServer::local_addr`]).
     pub listen: SocketAddr,
@@ -552,6 +564,7 @@ async fn file(
 
 /// One image in the JSON API.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ApiImage {
     /// The image ID.
     pub image_id: ImageId,
@@ -581,6 +594,7 @@ pub struct ApiImage {
 
 /// A label as in the manifest.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ApiLabel {
     /// The label name.
     pub name: String,

@@ -53,6 +53,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(30);
 
 /// The answer to a successful push.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct Pushed {
     /// The image ID.
     pub image_id: ImageId,

@@ -29,6 +29,7 @@ use crate::{Error, Result};
 /// Which bytes an image is served as at its `.aci` URL: the bytes its signature covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ServedForm {
     /// The canonical tar, regenerated from the store (also the form of unsigned images).
     Tar,
@@ -52,6 +53,7 @@ impl ServedForm {
 /// The record of a signed image: the form its signature covers, that form's size and
 /// SHA-256, and whether the server checked the signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ServeRecord {
     /// The served form.
     pub form: ServedForm,

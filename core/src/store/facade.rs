@@ -431,6 +431,7 @@ impl Store {
         }
     }
 
+    #[cfg(feature = "render")]
     /// The number of tar members of a stored image (the total of a render's progress).
     pub(crate) async fn entry_count(&self, id: &ImageId) -> Result<u64> {
         match self.index.get(id).await? {

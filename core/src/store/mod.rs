@@ -21,22 +21,22 @@
 //! - [`access`]: whether a store is read-only (then it serves reads and refuses writes);
 //! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
 
-pub mod access;
-pub mod archives;
-pub mod database;
-pub mod digest;
-pub mod facade;
-pub mod heads;
-pub mod housekeeping;
-pub mod import;
-pub mod index;
-pub mod large;
-pub mod objects;
-pub mod paths;
-pub mod range;
-pub mod recipe;
-pub mod references;
-pub mod regenerate;
+pub(crate) mod access;
+pub(crate) mod archives;
+pub(crate) mod database;
+pub(crate) mod digest;
+pub(crate) mod facade;
+pub(crate) mod heads;
+pub(crate) mod housekeeping;
+pub(crate) mod import;
+pub(crate) mod index;
+pub(crate) mod large;
+pub(crate) mod objects;
+pub(crate) mod paths;
+pub(crate) mod range;
+pub(crate) mod recipe;
+pub(crate) mod references;
+pub(crate) mod regenerate;
 
 pub use digest::{ContentDigest, ContentHasher};
 pub use facade::{

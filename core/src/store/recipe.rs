@@ -267,6 +267,7 @@ impl<W: Write> RecipeWriter<W> {
     }
 
     /// Content records written so far (empty contents included).
+    #[cfg(test)]
     pub fn content_records(&self) -> u64 {
         self.content_records
     }
@@ -444,11 +445,6 @@ impl<R: Read> RecipeReader<R> {
         self.trailer.as_ref()
     }
 
-    /// Bytes of the stream described by the records read so far.
-    pub fn position(&self) -> u64 {
-        self.stream_len
-    }
-
     /// One record; `None` at the End record (whose trailer is then read by [`Self::end`]).
     fn read_record(input: &mut Decompressed<R>) -> Result<Option<RecipeRecord>> {
         let mut tag = [0u8; 1];
@@ -618,11 +614,6 @@ impl<W: Write> RecipeSink<W> {
         self.writer.content(len, digest)?;
         self.pending = None;
         Ok(())
-    }
-
-    /// The recipe writer.
-    pub fn writer(&self) -> &RecipeWriter<W> {
-        &self.writer
     }
 
     /// Ends the recipe: `image_sha512` is the SHA-512 of the whole stream and `entries` the

@@ -26,6 +26,7 @@ use crate::{Error, ErrorKind, Result};
 
 /// One trusted key, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct TrustedKey {
     /// The primary key's fingerprint, lowercase hex (40 digits for a v4 key).
     pub fingerprint: String,

@@ -16,17 +16,17 @@
 //! The calls do blocking file I/O and hashing: from async code, run them with
 //! `tokio::task::spawn_blocking`.
 
-pub mod keyring;
+mod keyring;
 mod parse;
 mod policy;
-pub mod scope;
-pub mod sign;
-pub mod streaming;
-pub mod verify;
+mod scope;
+mod sign;
+mod streaming;
+mod verify;
 
 pub use keyring::{TrustStore, TrustedKey};
 pub use scope::TrustScope;
-pub use sign::{Signed, sign_detached, sign_detached_with_info};
+pub use sign::{Signed, sign_detached, sign_detached_with_info, sign_file};
 pub use streaming::{StreamingVerifier, VerifyHandle, VerifySink};
 pub use verify::{VerifiedSignature, verify_detached};
 

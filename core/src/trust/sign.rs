@@ -10,6 +10,7 @@
 //! `gpg` makes) and v6 for v6 keys.
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use pgp::composed::{ArmorOptions, Deserializable, DetachedSignature, SignedSecretKey};
 use pgp::crypto::hash::HashAlgorithm;
@@ -21,10 +22,13 @@ use super::keyring::now;
 use super::parse::fingerprint_hex;
 use super::policy::{KeyView, Signer};
 use super::verify::CountingReader;
+use crate::blocking::blocking;
+use crate::progress::{Observer, Phase};
 use crate::{Error, ErrorKind, Result};
 
 /// A detached signature made by [`sign_detached_with_info`].
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Signed {
     /// The ascii-armored signature (`-----BEGIN PGP SIGNATURE-----`).
     #[serde(skip)]
@@ -48,6 +52,17 @@ pub struct Signed {
 /// public key included); [`ErrorKind::KeyNotSigning`], [`ErrorKind::KeyExpired`],
 /// [`ErrorKind::KeyRevoked`] by the policy above; [`ErrorKind::InvalidArgument`] for a
 /// missing or wrong passphrase; I/O errors reading `data`.
+///
+/// ```
+/// use acikit::trust::sign_detached;
+///
+/// // Anything but one armored secret key is refused before a byte of data is read.
+/// let err = sign_detached(b"not a key", None, &b"data"[..]).unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::BadOpenpgp);
+/// ```
+///
+/// See `core/tests/sign.rs` for signatures made with keys from `gpg` and checked by
+/// `gpg --verify`.
 pub fn sign_detached(
     secret_key_armored: &[u8],
     passphrase: Option<&str>,
@@ -56,7 +71,105 @@ pub fn sign_detached(
     Ok(sign_detached_with_info(secret_key_armored, passphrase, data)?.armored)
 }
 
+/// Signs the file at `path` with the ascii-armored secret key `secret_key_armored`
+/// (unlocked with `passphrase` when it is protected), as [`sign_detached_with_info`] does,
+/// reading the file on a blocking thread. The armored signature is in [`Signed::armored`];
+/// writing it (e.g. to `PATH.asc`) is the caller's choice. The future owns its inputs
+/// (`'static + Send`).
+///
+/// Progress is [`Phase::Sign`] in bytes read of the file's size; cancelling `observer` stops
+/// the read with [`ErrorKind::Cancelled`]. Errors: those of [`sign_detached`], and I/O errors
+/// opening or reading `path`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> acikit::Result<()> {
+/// use acikit::{ErrorKind, Observer};
+///
+/// # let dir = acikit::testing::example_dir("sign-file");
+/// let file = dir.join("hello.aci");
+/// std::fs::write(&file, b"any bytes").unwrap();
+/// // A public key (or anything but one armored secret key) cannot sign.
+/// let not_a_secret_key = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n-----END PGP PUBLIC KEY BLOCK-----\n";
+/// let err = acikit::trust::sign_file(&file, not_a_secret_key.to_vec(), None, Observer::default())
+///     .await
+///     .unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::BadOpenpgp);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
+pub async fn sign_file(
+    path: impl Into<PathBuf>,
+    secret_key_armored: Vec<u8>,
+    passphrase: Option<String>,
+    observer: Observer,
+) -> Result<Signed> {
+    let path = path.into();
+    blocking(move || {
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let total = file.metadata().ok().map(|m| m.len());
+        let reader = ObservedReader {
+            inner: std::io::BufReader::with_capacity(1 << 20, file),
+            observer: &observer,
+            done: 0,
+            reported: 0,
+            total,
+        };
+        let signed = sign_detached_with_info(&secret_key_armored, passphrase.as_deref(), reader);
+        // A cancelled read surfaces as an I/O error inside the signer: say what it was.
+        observer.check()?;
+        let signed = signed.map_err(|e| {
+            if e.kind() == ErrorKind::Io {
+                Error::io(
+                    format!("reading {}", path.display()),
+                    std::io::Error::other(e.to_string()),
+                )
+            } else {
+                e
+            }
+        })?;
+        observer.report(Phase::Sign, signed.data_len, Some(signed.data_len));
+        Ok(signed)
+    })
+    .await
+}
+
+/// Bytes read between two [`Phase::Sign`] progress events.
+const REPORT_EVERY: u64 = 1 << 20;
+
+/// A reader that reports [`Phase::Sign`] progress and stops once `observer` is cancelled.
+struct ObservedReader<'o, R> {
+    inner: R,
+    observer: &'o Observer,
+    done: u64,
+    reported: u64,
+    total: Option<u64>,
+}
+
+impl<R: Read> Read for ObservedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.observer.cancel.is_cancelled() {
+            return Err(std::io::Error::other("the operation was cancelled"));
+        }
+        let n = self.inner.read(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= REPORT_EVERY {
+            self.reported = self.done;
+            self.observer.report(Phase::Sign, self.done, self.total);
+        }
+        Ok(n)
+    }
+}
+
 /// [`sign_detached`], also saying which key signed.
+///
+/// ```
+/// let err = acikit::trust::sign_detached_with_info(b"not a key", None, &b"data"[..])
+///     .unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::BadOpenpgp);
+/// ```
 pub fn sign_detached_with_info(
     secret_key_armored: &[u8],
     passphrase: Option<&str>,

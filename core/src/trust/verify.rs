@@ -34,6 +34,7 @@ use crate::{Error, ErrorKind, Result};
 
 /// A signature that verified, and by whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct VerifiedSignature {
     /// Fingerprint (lowercase hex) of the trusted primary key.
     pub fingerprint: String,
@@ -58,6 +59,18 @@ pub struct VerifiedSignature {
 /// order). `data` is read to its end in a stream, never held in memory.
 ///
 /// `name` must be a valid AC identifier ([`ErrorKind::InvalidValue`]).
+///
+/// ```
+/// use acikit::trust::{TrustStore, verify_detached};
+///
+/// # let dir = acikit::testing::example_dir("verify");
+/// let trust = TrustStore::new(dir.join("trust"));
+/// // Not a signature: a typed error, before any key is looked at.
+/// let err = verify_detached(&trust, "example.com/hello", b"not armored", &b"data"[..])
+///     .unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::BadOpenpgp);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
 pub fn verify_detached(
     trust: &TrustStore,
     name: &str,

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use crate::common::*;
 use acikit::ErrorKind;
-use acikit::archive::compression::Compression;
-use acikit::archive::layout::Limits;
-use acikit::archive::tar::EntryKind;
+use acikit::archive::Compression;
+use acikit::archive::Limits;
 use acikit::archive::{Inspection, inspect_file};
+use acikit::progress::Observer;
+use acikit::testing::tar::EntryKind;
 
 fn compression_named(name: &str) -> Compression {
     match name {
@@ -26,7 +27,7 @@ fn compression_named(name: &str) -> Compression {
 
 /// Inspects `path`, panicking with `what` and the error on failure.
 async fn inspect_ok(path: &Path, what: &str) -> Inspection {
-    inspect_file(path, &Limits::default())
+    inspect_file(path, Limits::default(), Observer::default())
         .await
         .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
@@ -286,10 +287,10 @@ async fn gnu_long_names_and_link_targets() {
     assert_eq!(got.content_bytes, 4);
 
     // The whole long names are checked, not the 100 bytes of the header field.
-    let short = Limits {
-        max_path_len: 300,
-        ..Limits::default()
-    };
-    let err = inspect_file(&tar, &short).await.unwrap_err();
+    let mut short = Limits::default();
+    short.max_path_len = 300;
+    let err = inspect_file(&tar, short, Observer::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
 }

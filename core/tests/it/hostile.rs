@@ -8,8 +8,9 @@
 use std::path::Path;
 
 use crate::common::*;
-use acikit::archive::layout::Limits;
+use acikit::archive::Limits;
 use acikit::archive::{inspect, inspect_file};
+use acikit::progress::Observer;
 use acikit::{Error, ErrorKind};
 
 /// What the error must say about the entry.
@@ -375,8 +376,13 @@ async fn hostile_archives_are_refused_with_their_own_kind() {
         let file = work.join("image.aci");
         std::fs::write(&file, &bytes).unwrap();
 
-        let from_file = inspect_file(&file, &Limits::default()).await;
-        let from_reader = inspect(std::io::Cursor::new(bytes), &Limits::default()).await;
+        let from_file = inspect_file(&file, Limits::default(), Observer::default()).await;
+        let from_reader = inspect(
+            std::io::Cursor::new(bytes),
+            Limits::default(),
+            Observer::default(),
+        )
+        .await;
         for (how, result) in [("inspect_file", from_file), ("inspect", from_reader)] {
             let how = format!("{} ({how})", case.name);
             match result {
@@ -485,7 +491,13 @@ async fn invalid_manifests_report_every_problem_with_its_path() {
     for case in MANIFEST_CASES {
         let layout = small_layout(&dir.path().join(case.name), case.manifest.as_bytes());
         sh(&layout, "tar --format=gnu -cf image.aci manifest rootfs");
-        let err = match inspect_file(layout.join("image.aci"), &Limits::default()).await {
+        let err = match inspect_file(
+            layout.join("image.aci"),
+            Limits::default(),
+            Observer::default(),
+        )
+        .await
+        {
             Ok(_) => {
                 failures.push(format!("{}: accepted", case.name));
                 continue;
@@ -526,18 +538,16 @@ async fn manifest_size_limit_is_configurable() {
     let valid = dir.path().join("valid.tar");
     std::fs::write(&valid, valid_tar(dir.path())).unwrap();
     assert!(MANIFEST.len() > 100);
-    let small = Limits {
-        max_manifest_size: 100,
-        ..Limits::default()
-    };
-    let err = inspect_file(&valid, &small).await.unwrap_err();
+    let mut small = Limits::default();
+    small.max_manifest_size = 100;
+    let err = inspect_file(&valid, small, Observer::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ManifestTooLarge, "{err}");
     assert_eq!(err.entry(), Some("manifest"));
-    let exact = Limits {
-        max_manifest_size: MANIFEST.len() as u64,
-        ..Limits::default()
-    };
-    inspect_file(&valid, &exact)
+    let mut exact = Limits::default();
+    exact.max_manifest_size = MANIFEST.len() as u64;
+    inspect_file(&valid, exact, Observer::default())
         .await
         .expect("a manifest exactly at the limit is accepted");
 
@@ -552,12 +562,14 @@ async fn manifest_size_limit_is_configurable() {
         ),
     )
     .unwrap();
-    let err = inspect_file(&big, &Limits::default()).await.unwrap_err();
+    let err = inspect_file(&big, Limits::default(), Observer::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ManifestTooLarge, "{err}");
-    let large = Limits {
-        max_manifest_size: 3 << 20,
-        ..Limits::default()
-    };
-    let err = inspect_file(&big, &large).await.unwrap_err();
+    let mut large = Limits::default();
+    large.max_manifest_size = 3 << 20;
+    let err = inspect_file(&big, large, Observer::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidManifest, "{err}");
 }

@@ -25,5 +25,6 @@ mod sign;
 mod store_dedup;
 mod store_ops;
 mod store_roundtrip;
+mod surface;
 mod tar_reader;
 mod trust;

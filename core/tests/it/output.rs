@@ -242,10 +242,9 @@ fn protected_folders_are_refused_after_resolving_links_and_dotdot() {
     std::fs::create_dir_all(store.join("objects/ab")).unwrap();
     std::fs::write(store.join("objects/ab/cd"), b"object").unwrap();
     std::fs::write(store.join("index.db"), b"index").unwrap();
-    let options = OutputOptions {
-        protected: vec![store.clone()],
-        sync: false,
-    };
+    let mut options = OutputOptions::default();
+    options.protected = vec![store.clone()];
+    options.sync = false;
     std::os::unix::fs::symlink(store.join("objects/ab/cd"), tmp.path().join("to-object")).unwrap();
     std::os::unix::fs::symlink(&store, tmp.path().join("to-store")).unwrap();
     for path in [
@@ -290,10 +289,8 @@ async fn a_build_into_a_stream_reports_its_read_back_error() {
     .unwrap();
     let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 253) as u8).collect();
     std::fs::write(dir.join("rootfs/big"), &big).unwrap();
-    let limits = acikit::archive::Limits {
-        max_total_size: 1 << 20,
-        ..Default::default()
-    };
+    let mut limits = acikit::archive::Limits::default();
+    limits.max_total_size = 1 << 20;
     let err = acikit::build::Builder::new()
         .compression(acikit::build::BuildCompression::None)
         .limits(limits)

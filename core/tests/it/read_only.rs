@@ -343,16 +343,9 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
     assert!(!runs.join("b-overlay").exists());
 
     // serve: a download, discovery, the JSON API; a push is refused.
-    let server = Server::new(
-        store.clone(),
-        ServeOptions {
-            push_token: Some("token".into()),
-            ..ServeOptions::new("127.0.0.1:0".parse().unwrap())
-        },
-    )
-    .start()
-    .await
-    .unwrap();
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.push_token = Some("token".into());
+    let server = Server::new(store.clone(), options).start().await.unwrap();
     let base = format!("http://example.test:{}", server.local_addr().port());
     let http = reqwest::Client::builder()
         .resolve("example.test", server.local_addr())
@@ -420,7 +413,7 @@ async fn every_write_is_refused(store: &Store, f: &Fixture, dir: &Path) {
     );
     assert_refused(store.trust_to_change(), dir, "trust add");
     assert_refused(
-        acikit::render::tree::ensure_tree(
+        acikit::testing::tree::ensure_tree(
             &store.clone(),
             &f.b.id,
             acikit::render::Privileges::detect(),

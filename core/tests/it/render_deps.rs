@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use crate::common::ImageFixture;
 use crate::common::*;
 use acikit::render::Privileges;
-use acikit::render::deps::{MAX_LAYERS, keeps, resolve_layers};
-use acikit::render::stack::{StackBuilt, ensure_stack, stack_key};
-use acikit::render::tree::ensure_tree;
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
+use acikit::testing::deps::{MAX_LAYERS, keeps, resolve_layers};
+use acikit::testing::stack::{StackBuilt, ensure_stack, stack_key};
+use acikit::testing::tree::ensure_tree;
 use acikit::{Error, ErrorKind};
 use serde_json::{Value, json};
 
@@ -559,7 +559,7 @@ async fn matching_by_labels_newest_and_image_id() {
             "",
         )
         .await;
-    let first = |layers: Vec<acikit::render::deps::Layer>| layers[0].image_id.clone();
+    let first = |layers: Vec<acikit::testing::deps::Layer>| layers[0].image_id.clone();
     assert_eq!(
         first(resolve_layers(&f.store, &any).await.unwrap()),
         v2,

@@ -12,10 +12,10 @@ use std::time::Instant;
 use crate::common::*;
 use acikit::Store;
 use acikit::render::Privileges;
-use acikit::render::tree::{TreeBuilt, ensure_tree, remove_tree_of};
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
-use acikit::store::paths::StorePaths;
+use acikit::testing::paths::StorePaths;
+use acikit::testing::tree::{TreeBuilt, ensure_tree, remove_tree_of};
 
 /// What we compare of one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,7 +304,7 @@ async fn second_ensure_is_reused_and_removal_works() {
     assert!(built.linked_checkouts > 0);
     // Pruning after removal frees the checkouts, and their shard folders.
     remove_tree_of(&paths, &id).unwrap();
-    let (pruned, _) = acikit::render::tree::prune_checkouts(&paths).unwrap();
+    let (pruned, _) = acikit::testing::tree::prune_checkouts(&paths).unwrap();
     assert_eq!(pruned, built.linked_checkouts);
     let shards: Vec<_> = std::fs::read_dir(paths.checkouts())
         .unwrap()
@@ -318,7 +318,7 @@ async fn second_ensure_is_reused_and_removal_works() {
     assert_eq!(again.new_checkouts, pruned, "{again:?}");
     assert_eq!(files_under(&paths.checkouts()).len() as u64, pruned);
     // A shard that still holds a used checkout is kept.
-    let (none, _) = acikit::render::tree::prune_checkouts(&paths).unwrap();
+    let (none, _) = acikit::testing::tree::prune_checkouts(&paths).unwrap();
     assert_eq!(none, 0);
     assert_eq!(files_under(&paths.checkouts()).len() as u64, pruned);
 }

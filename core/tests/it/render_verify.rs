@@ -16,11 +16,11 @@ use acikit::FsckReport;
 use acikit::Store;
 use acikit::progress::Observer;
 use acikit::render::Privileges;
-use acikit::render::stack::ensure_stack;
-use acikit::render::tree::ensure_tree;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
+use acikit::testing::stack::ensure_stack;
+use acikit::testing::tree::ensure_tree;
 use serde_json::{Value, json};
 
 const ORIGINAL: &str = "12.5\n";
@@ -87,8 +87,8 @@ impl Fixture {
         (base, app)
     }
 
-    fn paths(&self) -> acikit::store::paths::StorePaths {
-        acikit::store::paths::StorePaths::new(self.store.dir())
+    fn paths(&self) -> acikit::testing::paths::StorePaths {
+        acikit::testing::paths::StorePaths::new(self.store.dir())
     }
 
     fn tree(&self, id: &ImageId) -> PathBuf {

@@ -13,7 +13,7 @@ use crate::common::postgres::TestSchema;
 use crate::common::*;
 use acikit::fetch::{FetchOptions, FetchSource};
 use acikit::net::HttpClient;
-use acikit::serve::push::push_file;
+use acikit::serve::push_file;
 use acikit::serve::{RunningServer, ServeOptions, ServedForm, Server, TlsFiles};
 use acikit::store::{IndexBackend, StoreOptions};
 use acikit::trust::{TrustScope, verify_detached};
@@ -127,15 +127,10 @@ impl Setup {
                 TrustScope::prefix("example.test/acme").unwrap(),
             )
             .unwrap();
-        let options = ServeOptions {
-            tls: Some(TlsFiles {
-                cert: root.join("cert.pem"),
-                key: root.join("key.pem"),
-            }),
-            push_token: Some(TOKEN.to_string()),
-            require_signature,
-            ..ServeOptions::new("127.0.0.1:0".parse().unwrap())
-        };
+        let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+        options.tls = Some(TlsFiles::new(root.join("cert.pem"), root.join("key.pem")));
+        options.push_token = Some(TOKEN.to_string());
+        options.require_signature = require_signature;
         let server = Server::new(store.clone(), options).start().await.unwrap();
         let addr = server.local_addr();
         Setup {
@@ -150,15 +145,14 @@ impl Setup {
     }
 
     fn net(&self) -> acikit::net::NetOptions {
-        acikit::net::NetOptions {
-            ca_certs: vec![acikit::net::CaCert::Path(self.ca_file.clone())],
-            port: Some(self.port),
-            resolve: TEST_HOSTS
-                .iter()
-                .map(|h| (h.to_string(), self.addr))
-                .collect(),
-            ..acikit::net::NetOptions::default()
-        }
+        let mut options = acikit::net::NetOptions::default();
+        options.ca_certs = vec![acikit::net::CaCert::Path(self.ca_file.clone())];
+        options.port = Some(self.port);
+        options.resolve = TEST_HOSTS
+            .iter()
+            .map(|h| (h.to_string(), self.addr))
+            .collect();
+        options
     }
 
     fn client(&self) -> HttpClient {

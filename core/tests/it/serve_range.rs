@@ -12,8 +12,8 @@ use acikit::Store;
 use acikit::schema::ImageId;
 use acikit::serve::{RunningServer, ServeOptions, Server};
 use acikit::store::ContentDigest;
-use acikit::store::range::{Objects, tar_range};
-use acikit::store::regenerate::ObjectPaths;
+use acikit::testing::range::{Objects, tar_range};
+use acikit::testing::regenerate::ObjectPaths;
 
 /// The files of the test image: three large ones (one object each) and small ones around.
 fn files() -> Vec<(String, Vec<u8>)> {
@@ -297,7 +297,7 @@ fn counting(s: &Setup) -> (Objects, Arc<Mutex<Vec<ContentDigest>>>) {
     (Objects::Paths(objects), opened)
 }
 
-async fn collect(mut range: acikit::store::range::TarRange) -> std::io::Result<Vec<u8>> {
+async fn collect(mut range: acikit::testing::range::TarRange) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(chunk) = range.next_chunk().await? {
         out.extend_from_slice(&chunk);

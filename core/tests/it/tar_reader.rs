@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use crate::common::*;
-use acikit::archive::tar::EntryKind;
+use acikit::testing::tar::EntryKind;
 
 #[tokio::test]
 async fn every_writer_round_trips_byte_for_byte() {

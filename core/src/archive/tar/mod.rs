@@ -7,16 +7,20 @@
 //! handed, in order, to a [`RecordSink`]; [`record::RecordLog`] keeps it in memory and
 //! [`record::rebuild`] writes `records + contents` back into the original stream.
 
-pub mod entry;
-pub mod header;
-pub mod pax;
-pub mod reader;
-pub mod record;
-pub mod sparse;
+pub(crate) mod entry;
+pub(crate) mod header;
+pub(crate) mod pax;
+pub(crate) mod reader;
+pub(crate) mod record;
+pub(crate) mod sparse;
 
-pub use entry::{Entry, EntryKind, HeaderFormat, SparseMap, SparseSegment, Timestamp};
+#[cfg_attr(not(feature = "render"), allow(unused_imports))]
+pub use entry::SparseMap;
+pub use entry::{Entry, EntryKind, Timestamp};
+#[cfg(test)]
+pub use entry::{HeaderFormat, SparseSegment};
 pub use reader::TarReader;
-pub use record::{NullSink, Record, RecordLog, RecordSink};
+pub use record::{RecordLog, RecordSink};
 
 /// Size of a tar block.
 pub const BLOCK: usize = 512;

@@ -65,14 +65,6 @@ impl PaxRecords {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// Every value of `key`, in order.
-    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.records
-            .iter()
-            .filter(move |(k, _)| k == key.as_bytes())
-            .map(|(_, v)| v.as_slice())
-    }
-
     /// Whether any GNU sparse record is present.
     pub fn has_sparse(&self) -> bool {
         self.records

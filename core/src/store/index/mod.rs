@@ -78,6 +78,7 @@ use rows::{IndexRow, fetch_state_from_row, from_i64, record_from_row, to_i64};
 mod tests;
 
 /// The file name of the index inside the store folder.
+#[cfg(test)]
 pub const INDEX_FILE_NAME: &str = "index.db";
 
 /// How long a connection waits for another one's write lock before failing.

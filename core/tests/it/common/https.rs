@@ -214,15 +214,14 @@ impl TestServer {
     /// Net options reaching this server: [`TEST_HOSTS`] resolved to it, its CA trusted,
     /// discovery on its port.
     pub fn net_options(&self) -> NetOptions {
-        NetOptions {
-            ca_certs: vec![CaCert::Pem(self.ca_pem.clone().into_bytes())],
-            port: Some(self.port),
-            resolve: TEST_HOSTS
-                .iter()
-                .map(|h| (h.to_string(), self.addr))
-                .collect(),
-            ..NetOptions::default()
-        }
+        let mut options = NetOptions::default();
+        options.ca_certs = vec![CaCert::Pem(self.ca_pem.clone().into_bytes())];
+        options.port = Some(self.port);
+        options.resolve = TEST_HOSTS
+            .iter()
+            .map(|h| (h.to_string(), self.addr))
+            .collect();
+        options
     }
 }
 

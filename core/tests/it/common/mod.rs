@@ -8,7 +8,7 @@ pub mod postgres;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use acikit::archive::tar::{EntryKind, RecordLog, TarReader};
+use acikit::testing::tar::{EntryKind, RecordLog, TarReader};
 
 /// A valid manifest for test images.
 pub const MANIFEST: &str = r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/test","labels":[{"name":"version","value":"1.0.0"},{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#;
@@ -253,7 +253,7 @@ pub fn sha512sum(path: &Path) -> String {
 /// What the reader saw of an uncompressed archive, plus the stream rebuilt from its records.
 pub struct ReadBack {
     /// Every entry, in order.
-    pub entries: Vec<acikit::archive::tar::Entry>,
+    pub entries: Vec<acikit::testing::tar::Entry>,
     /// Content of each entry, by index.
     pub contents: Vec<Vec<u8>>,
     /// `records + contents`, written back.
@@ -304,7 +304,7 @@ pub async fn read_back(bytes: &[u8]) -> acikit::Result<ReadBack> {
 }
 
 /// Expands a sparse member's stored data into its logical content.
-pub fn expand_sparse(entry: &acikit::archive::tar::Entry, data: &[u8]) -> Vec<u8> {
+pub fn expand_sparse(entry: &acikit::testing::tar::Entry, data: &[u8]) -> Vec<u8> {
     let Some(map) = &entry.sparse else {
         return data.to_vec();
     };
