@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut images = Vec::new();
     for (name, layout) in [("base", &base), ("app", &app)] {
         let out = work.join(format!("{name}.aci"));
-        let built = builder.build(layout, &out).await?;
+        let built = builder.build(layout, &out, Observer::default()).await?;
         println!(
             "built   {name}.aci  {} ({} bytes)",
             built.image_id, built.size
@@ -91,6 +91,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             aci,
             Some(signature),
             "demo-token",
+            Observer::default(),
         )
         .await?;
         let key = pushed.verified_by.as_deref().unwrap_or("not checked");
@@ -113,6 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 net,
                 ..FetchOptions::default()
             },
+            Observer::default(),
         )
         .await?;
     print_fetched(&fetched, 0);
@@ -122,7 +124,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 5. Render: the app over its dependency, a clean rootfs for one run.
     let run = work.join("run");
     let rendered = store
-        .render(&fetched.image_id, &run, RenderOptions::default())
+        .render(
+            &fetched.image_id,
+            &run,
+            RenderOptions::default(),
+            Observer::default(),
+        )
         .await?;
     let motd = std::fs::read_to_string(run.join("etc/motd"))?;
     println!(

@@ -38,4 +38,5 @@ pub mod store;
 pub mod trust;
 
 pub use error::{Error, ErrorCategory, ErrorKind, Result};
+pub use schema::{ImageName, Label};
 pub use store::Store;

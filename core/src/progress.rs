@@ -30,6 +30,8 @@ pub enum Phase {
     Gc,
     /// Building an image archive from a layout (content bytes written of the total).
     Build,
+    /// Uploading an image to a repository (bytes sent of the file's size).
+    Push,
 }
 
 /// One progress event.

@@ -157,14 +157,14 @@ async fn fixture() -> Fixture {
     let store = Store::open(&store_dir).await.unwrap();
     for image in [&a, &b, &c] {
         store
-            .import_file(&image.path, ImportOptions::default())
+            .import_file(&image.path, ImportOptions::default(), Observer::default())
             .await
             .unwrap();
     }
     // a's tree is cached by a first render.
     let first = root.join("first-run");
     store
-        .render(&a.id, &first, RenderOptions::default())
+        .render(&a.id, &first, RenderOptions::default(), Observer::default())
         .await
         .unwrap();
     store.release(&first).await.unwrap();
@@ -252,6 +252,7 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
                     strategy,
                     ..RenderOptions::default()
                 },
+                Observer::default(),
             )
             .await
             .unwrap_or_else(|e| panic!("render a by {strategy}: {e}"));
@@ -271,7 +272,12 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
     // render: b has no cached tree: built straight into the run, by copy.
     let target = runs.join("b");
     let rendered = store
-        .render(&f.b.id, &target, RenderOptions::default())
+        .render(
+            &f.b.id,
+            &target,
+            RenderOptions::default(),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert!(!rendered.cached);
@@ -306,7 +312,12 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
     // c (depends on b), no cached stack: built without caching too.
     let target = runs.join("c");
     let rendered = store
-        .render(&f.c.id, &target, RenderOptions::default())
+        .render(
+            &f.c.id,
+            &target,
+            RenderOptions::default(),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert_eq!(rendered.layers, vec![f.b.id.clone(), f.c.id.clone()]);
@@ -326,6 +337,7 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
                 strategy: Strategy::Overlay,
                 ..RenderOptions::default()
             },
+            Observer::default(),
         )
         .await
         .unwrap_err();
@@ -391,7 +403,9 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
 /// Every write, refused at once with `read_only_store` naming the store at `dir`.
 async fn every_write_is_refused(store: &Store, f: &Fixture, dir: &Path) {
     assert_refused(
-        store.import_file(&f.a.path, ImportOptions::default()).await,
+        store
+            .import_file(&f.a.path, ImportOptions::default(), Observer::default())
+            .await,
         dir,
         "import",
     );
@@ -529,7 +543,12 @@ async fn a_run_made_read_only_is_released_once_the_store_is_writable() {
     std::fs::create_dir_all(stale.join("render/tmp")).unwrap();
     std::fs::write(stale.join(".lock"), b"").unwrap();
     store
-        .render(&f.b.id, &target, RenderOptions::default())
+        .render(
+            &f.b.id,
+            &target,
+            RenderOptions::default(),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert!(!stale.exists());
@@ -566,7 +585,7 @@ async fn a_read_only_store_indexed_in_postgresql_reads_without_writing() {
     .await
     .unwrap();
     writable
-        .import_file(&a.path, ImportOptions::default())
+        .import_file(&a.path, ImportOptions::default(), Observer::default())
         .await
         .unwrap();
     let used = writable.list().await.unwrap()[0].last_used_at_ms;

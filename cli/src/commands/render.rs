@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use acikit::Store;
+use acikit::progress::Observer;
 use acikit::render::{RenderOptions, Strategy};
+use acikit::{Label, Store};
 
 use super::store::{fail, open, resolve};
 
@@ -38,7 +39,7 @@ pub struct RenderFlags {
 pub async fn render(
     dir: &Path,
     image: &str,
-    labels: &[(String, String)],
+    labels: &[Label],
     target: &Path,
     flags: RenderFlags,
     json: bool,
@@ -67,6 +68,7 @@ pub async fn render(
                 skip_unprivileged: flags.skip_unprivileged,
                 allow_unprotected_hardlink: flags.unprotected_read_only,
             },
+            Observer::default(),
         )
         .await
     {
