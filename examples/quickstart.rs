@@ -68,7 +68,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 4. Into an exploded, de-duplicated store; then the exact tar back out of it.
     let store = Store::open(dir.path().join("store")).await?;
-    let imported = store.import_file(&aci, ImportOptions::default()).await?;
+    let imported = store
+        .import_file(&aci, ImportOptions::default(), Observer::default())
+        .await?;
     let found = store
         .resolve(&ImageQuery::parse("example.com/hello:1.0.0", &[])?)
         .await?;

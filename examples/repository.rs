@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut images = Vec::new();
     for (name, layout) in [("base", &base), ("app", &app)] {
         let out = work.join(format!("{name}.aci"));
-        let built = builder.build(layout, &out).await?;
+        let built = builder.build(layout, &out, Observer::default()).await?;
         println!(
             "built   {name}.aci  {} ({} bytes)",
             built.image_id, built.size
@@ -89,6 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             aci,
             Some(signature),
             "demo-token",
+            Observer::default(),
         )
         .await?;
         let key = pushed.verified_by.as_deref().unwrap_or("not checked");
@@ -111,6 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 net,
                 ..FetchOptions::default()
             },
+            Observer::default(),
         )
         .await?;
     print_fetched(&fetched, 0);

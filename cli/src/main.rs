@@ -88,7 +88,7 @@ enum Command {
         compression: commands::CompressionArg,
         /// Labels the image must have (with a name).
         #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
-        labels: Vec<(String, String)>,
+        labels: Vec<acikit::Label>,
         /// Machine-readable output (JSON).
         #[arg(long)]
         json: bool,
@@ -134,7 +134,7 @@ enum Command {
         strategy: commands::StrategyArg,
         /// Labels the image must have (with a name).
         #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
-        labels: Vec<(String, String)>,
+        labels: Vec<acikit::Label>,
         /// Skip device nodes and foreign owners that need root, with a warning.
         #[arg(long)]
         skip_unprivileged: bool,
@@ -158,7 +158,7 @@ enum Command {
         /// Labels to render the templates with (os and arch default to this host,
         /// version to `latest`).
         #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
-        labels: Vec<(String, String)>,
+        labels: Vec<acikit::Label>,
         #[command(flatten)]
         net: commands::NetArgs,
         /// Machine-readable output (JSON).
@@ -173,7 +173,7 @@ enum Command {
         /// Labels to discover and check (os and arch default to this host, version to
         /// `latest`).
         #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
-        labels: Vec<(String, String)>,
+        labels: Vec<acikit::Label>,
         /// The signature URL, when fetching a URL whose signature is not at URL.asc.
         #[arg(long, value_name = "URL")]
         signature: Option<String>,

@@ -121,7 +121,14 @@ impl Store {
     /// Removes an image from the index, then its recipe and the objects no other image
     /// references, then its exploded tree and the stacks built from it. An image a live
     /// rendered run uses is refused ([`ErrorKind::InUse`](crate::ErrorKind::InUse)).
-    pub async fn remove(&self, id: &ImageId) -> Result<()> {
+    pub fn remove(&self, id: &ImageId) -> impl Future<Output = Result<()>> + Send + 'static {
+        let store = self.clone();
+        let id = id.clone();
+        async move { store.remove_one(&id).await }
+    }
+
+    /// [`Store::remove`], borrowing.
+    async fn remove_one(&self, id: &ImageId) -> Result<()> {
         self.require_writable("remove images")?;
         let mut results = self.remove_many(vec![id.clone()]).await;
         results.pop().unwrap_or(Ok(()))
@@ -129,7 +136,16 @@ impl Store {
 
     /// [`Store::remove`] for several images, one result per image in order; the
     /// objects the remaining images use are read once, not once per image.
-    pub async fn remove_many(&self, ids: Vec<ImageId>) -> Vec<Result<()>> {
+    pub fn remove_many(
+        &self,
+        ids: Vec<ImageId>,
+    ) -> impl Future<Output = Vec<Result<()>>> + Send + 'static {
+        let store = self.clone();
+        async move { store.remove_all(ids).await }
+    }
+
+    /// [`Store::remove_many`], borrowing.
+    async fn remove_all(&self, ids: Vec<ImageId>) -> Vec<Result<()>> {
         if let Err(err) = self.require_writable("remove images") {
             return ids
                 .iter()
@@ -150,7 +166,16 @@ impl Store {
     /// imports; then cleans dead runs and removes the render caches of images no longer in
     /// the store and the checkout objects no tree uses. Safe while other processes import:
     /// their objects are pinned.
-    pub async fn gc(&self, observer: Observer) -> Result<GcReport> {
+    pub fn gc(
+        &self,
+        observer: Observer,
+    ) -> impl Future<Output = Result<GcReport>> + Send + 'static {
+        let store = self.clone();
+        async move { store.gc_now(observer).await }
+    }
+
+    /// [`Store::gc`], borrowing.
+    async fn gc_now(&self, observer: Observer) -> Result<GcReport> {
         self.require_writable("collect garbage")?;
         let store = housekeeping::gc(self.paths(), self.index(), &observer).await?;
         #[allow(unused_mut)]
@@ -193,7 +218,17 @@ impl Store {
     /// images and corrupt objects and rebuilds damaged trees and stacks. A read-only store is
     /// checked (nothing is written, damaged caches are reported but not set aside), but not
     /// repaired ([`ErrorKind::ReadOnlyStore`](crate::ErrorKind::ReadOnlyStore) at once with `repair`).
-    pub async fn fsck(&self, repair: bool, observer: Observer) -> Result<FsckReport> {
+    pub fn fsck(
+        &self,
+        repair: bool,
+        observer: Observer,
+    ) -> impl Future<Output = Result<FsckReport>> + Send + 'static {
+        let store = self.clone();
+        async move { store.fsck_now(repair, observer).await }
+    }
+
+    /// [`Store::fsck`], borrowing.
+    async fn fsck_now(&self, repair: bool, observer: Observer) -> Result<FsckReport> {
         if repair {
             self.require_writable("repair")?;
         }

@@ -115,7 +115,7 @@ pub use fetch::{FetchOptions, FetchOutcome, FetchSource, Fetched};
 pub use progress::{CancelToken, Observer, Phase, Progress};
 #[cfg(feature = "render")]
 pub use render::{RenderOptions, Rendered, Strategy};
-pub use schema::{ImageId, ImageManifest};
+pub use schema::{ImageId, ImageManifest, ImageName, Label};
 #[cfg(feature = "server")]
 pub use serve::{RunningServer, ServeOptions, Server};
 pub use store::{
@@ -194,7 +194,7 @@ pub mod testing {
         let aci = dir.join("image.aci");
         crate::Builder::new()
             .compression(crate::BuildCompression::None)
-            .build(&layout, &aci)
+            .build(&layout, &aci, crate::Observer::default())
             .await?;
         Ok(aci)
     }

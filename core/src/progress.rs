@@ -41,6 +41,8 @@ pub enum Phase {
     Inspect,
     /// Signing a file (bytes read of its size).
     Sign,
+    /// Uploading an image to a repository (bytes sent of the file's size).
+    Push,
 }
 
 /// One progress event.

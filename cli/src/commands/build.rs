@@ -45,18 +45,15 @@ pub async fn build(
     };
     let to_stdout = out == Path::new("-");
     let (observer, bar) = progress::observer("building");
-    let builder = Builder::new()
-        .compression(compression)
-        .mtime_clamp(mtime)
-        .observer(observer);
+    let builder = Builder::new().compression(compression).mtime_clamp(mtime);
     let result = if to_stdout {
         match crate::stdout::binary_stdout() {
-            Ok(stdout) => builder.build_to_writer(dir, stdout).await,
+            Ok(stdout) => builder.build_to_writer(dir, stdout, observer).await,
             Err(err) => Err(err),
         }
     } else {
         builder
-            .build_with(dir, out, output_options(store_dir))
+            .build_with(dir, out, output_options(store_dir), observer)
             .await
     };
     if let Some(bar) = bar {

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use acikit::discovery::{self, DiscoveryOptions};
 use acikit::net::HttpClient;
+use acikit::progress::Observer;
 use acikit::store::ImageQuery;
-use acikit::{Error, ErrorKind};
+use acikit::{Error, ErrorKind, Label};
 
 use super::net::NetArgs;
 use super::store::fail;
@@ -18,12 +19,12 @@ use super::store::fail;
 pub async fn discover(
     store_dir: &Path,
     image: &str,
-    labels: &[(String, String)],
+    labels: &[Label],
     net: &NetArgs,
     json: bool,
 ) -> ExitCode {
-    let (name, labels) = match ImageQuery::parse(image, labels) {
-        Ok(ImageQuery::Name { name, labels }) => (name, labels),
+    let image_name = match ImageQuery::parse(image, labels) {
+        Ok(ImageQuery::Name(image_name)) => image_name,
         Ok(ImageQuery::Id(_)) => {
             return fail(&Error::new(
                 ErrorKind::InvalidArgument,
@@ -36,7 +37,8 @@ pub async fn discover(
         Ok(client) => client,
         Err(err) => return fail(&err),
     };
-    match discovery::discover(&client, &name, &labels, &DiscoveryOptions::default()).await {
+    let options = DiscoveryOptions::default();
+    match discovery::discover(&client, &image_name, &options, Observer::default()).await {
         Ok(found) => {
             if json {
                 crate::report::print_json(&found);

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use acikit::Label;
 use acikit::fetch::{FetchOptions, FetchOutcome, FetchSource, Fetched};
 
 use super::net::NetArgs;
@@ -15,7 +16,7 @@ pub struct FetchArgs<'a> {
     /// `NAME[:VERSION]`, or an image URL.
     pub image: &'a str,
     /// Labels to discover and check.
-    pub labels: &'a [(String, String)],
+    pub labels: &'a [Label],
     /// The signature URL, for a URL fetch whose signature is not at URL + `.asc`.
     pub signature: Option<&'a str>,
     /// Trust the keys discovery lists for the image's name.
@@ -54,10 +55,9 @@ pub async fn fetch(store_dir: &Path, args: FetchArgs<'_>) -> ExitCode {
         trust_discovered_keys: args.trust_discovered_keys,
         max_size: args.max_size.unwrap_or(defaults.max_size),
         dependencies: !args.no_dependencies,
-        observer,
         ..defaults
     };
-    let result = store.fetch(source, options).await;
+    let result = store.fetch(source, options, observer).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

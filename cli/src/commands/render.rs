@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use acikit::Store;
 use acikit::render::{RenderOptions, Strategy};
+use acikit::{Label, Store};
 
 use super::progress;
 use super::store::{fail, open, resolve};
@@ -39,7 +39,7 @@ pub struct RenderFlags {
 pub async fn render(
     dir: &Path,
     image: &str,
-    labels: &[(String, String)],
+    labels: &[Label],
     target: &Path,
     flags: RenderFlags,
     json: bool,

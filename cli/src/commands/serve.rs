@@ -212,7 +212,12 @@ pub async fn push(
         Ok(client) => client,
         Err(err) => return fail(&err),
     };
-    match push_file(&client, to, file, signature.as_deref(), token).await {
+    let (observer, bar) = super::progress::observer("pushing");
+    let result = push_file(&client, to, file, signature.as_deref(), token, observer).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
         Ok(pushed) if json => {
             crate::report::print_json(&pushed);
             ExitCode::SUCCESS

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use acikit::progress::Observer;
 use acikit::store::{ExportCompression, ImageQuery, ImportOptions, StoreOptions};
-use acikit::{Error, Store};
+use acikit::{Error, Label, Store};
 use serde::Serialize;
 
 use super::progress;
@@ -24,11 +24,9 @@ pub enum CompressionArg {
     Zstd,
 }
 
-/// Parses `K=V` for `--label`.
-pub fn parse_label(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
+/// Parses `K=V` for `--label` (see [`Label`]'s `FromStr`).
+pub fn parse_label(text: &str) -> Result<Label, String> {
+    text.parse::<Label>().map_err(|e| e.message().to_string())
 }
 
 /// The `--database` URL, set once by `main` before any command runs.
@@ -84,10 +82,9 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCod
         let (observer, bar) = progress::observer("importing");
         let options = ImportOptions {
             limits: opts.limits(),
-            observer,
             ..ImportOptions::default()
         };
-        let result = store.import_file(file, options).await;
+        let result = store.import_file(file, options, observer).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -136,7 +133,7 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCod
 pub(super) async fn resolve(
     store: &Store,
     image: &str,
-    labels: &[(String, String)],
+    labels: &[Label],
 ) -> Result<acikit::schema::ImageId, Error> {
     let query = ImageQuery::parse(image, labels)?;
     let resolved = store.resolve_matches(&query).await?;
@@ -174,7 +171,7 @@ async fn resolve_unique(store: &Store, image: &str) -> Result<acikit::schema::Im
 pub async fn export(
     dir: &Path,
     image: &str,
-    labels: &[(String, String)],
+    labels: &[Label],
     out: &Path,
     compression: CompressionArg,
     json: bool,

@@ -315,11 +315,11 @@ fn store_commands_end_to_end() {
         assert_eq!(str_field(item, "name"), "example.com/app");
         let labels = item["labels"].as_array().unwrap();
         assert!(
-            labels.contains(&serde_json::json!(["version", version])),
+            labels.contains(&serde_json::json!({"name": "version", "value": version})),
             "{item}"
         );
         assert!(
-            labels.contains(&serde_json::json!(["os", "linux"])),
+            labels.contains(&serde_json::json!({"name": "os", "value": "linux"})),
             "{item}"
         );
         assert_eq!(

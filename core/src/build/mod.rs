@@ -88,7 +88,6 @@ pub struct Builder {
     compression: BuildCompression,
     mtime_clamp: Option<i64>,
     limits: Limits,
-    observer: Observer,
 }
 
 impl Builder {
@@ -118,14 +117,10 @@ impl Builder {
         self
     }
 
-    /// Progress ([`Phase::Build`], content bytes) and cancellation.
-    pub fn observer(mut self, observer: Observer) -> Builder {
-        self.observer = observer;
-        self
-    }
-
     /// Builds the image layout at `dir` into the archive `out`. The future owns what it needs
-    /// (`'static + Send`); the file work runs on blocking threads.
+    /// (`'static + Send`); the file work runs on blocking threads. Progress is
+    /// [`Phase::Build`] (content bytes written of the total); cancelling `observer` stops
+    /// the build with [`ErrorKind::Cancelled`] and leaves no output.
     ///
     /// `out` follows the output-path policy of [`crate::output`]: a regular file (or a new
     /// name) is written to a temporary file beside it, read back, synced and renamed over it
@@ -143,8 +138,9 @@ impl Builder {
         &self,
         dir: impl AsRef<Path>,
         out: impl AsRef<Path>,
+        observer: Observer,
     ) -> impl Future<Output = Result<Built>> + Send + 'static {
-        self.build_with(dir, out, OutputOptions::default())
+        self.build_with(dir, out, OutputOptions::default(), observer)
     }
 
     /// [`Builder::build`] with the output policy's options (e.g. folders protected from
@@ -154,6 +150,7 @@ impl Builder {
         dir: impl AsRef<Path>,
         out: impl AsRef<Path>,
         options: OutputOptions,
+        observer: Observer,
     ) -> impl Future<Output = Result<Built>> + Send + 'static {
         let builder = self.clone();
         let dir = dir.as_ref().to_path_buf();
@@ -171,9 +168,9 @@ impl Builder {
                 .await
                 .map_err(|e| crate::error::join_error_of("the build task", e))??;
             if output.kind().is_replaced() {
-                builder.run(dir, output).await
+                builder.run(dir, output, observer).await
             } else {
-                builder.run_stream(dir, output, out).await
+                builder.run_stream(dir, output, out, observer).await
             }
         }
     }
@@ -185,16 +182,21 @@ impl Builder {
         &self,
         dir: impl AsRef<Path>,
         out: impl Write + Send + 'static,
+        observer: Observer,
     ) -> impl Future<Output = Result<Built>> + Send + 'static {
         let builder = self.clone();
         let dir = dir.as_ref().to_path_buf();
-        async move { builder.run_stream(dir, out, PathBuf::from("-")).await }
+        async move {
+            builder
+                .run_stream(dir, out, PathBuf::from("-"), observer)
+                .await
+        }
     }
 
-    async fn run(self, dir: PathBuf, mut output: OutputFile) -> Result<Built> {
+    async fn run(self, dir: PathBuf, mut output: OutputFile, observer: Observer) -> Result<Built> {
         // Dropping this future cancels the blocking writer; dropping the output removes its
         // temporary file.
-        let token = self.observer.cancel.child_token();
+        let token = observer.cancel.child_token();
         let _cancel_on_drop = token.clone().drop_guard();
         let temp = output
             .temp_path()
@@ -203,9 +205,10 @@ impl Builder {
         let writing = {
             let builder = self.clone();
             let token = token.clone();
+            let observer = observer.clone();
             tokio::task::spawn_blocking(move || {
                 let name = output.path().display().to_string();
-                let written = builder.write_archive(&dir, &mut output, &name, &token);
+                let written = builder.write_archive(&dir, &mut output, &name, &token, &observer);
                 (written, output)
             })
         };
@@ -213,11 +216,11 @@ impl Builder {
             .await
             .map_err(|e| crate::error::join_error_of("the build task", e))?;
         let written = written?;
-        self.observer.check()?;
+        observer.check()?;
         let inspection =
             crate::archive::inspect_file(&temp, self.limits, Observer::default()).await?;
         check_read_back(&inspection, &written)?;
-        self.observer.check()?;
+        observer.check()?;
         let out = output.path().to_path_buf();
         tokio::task::spawn_blocking(move || output.commit())
             .await
@@ -232,8 +235,9 @@ impl Builder {
         dir: PathBuf,
         out: impl Write + Send + 'static,
         path: PathBuf,
+        observer: Observer,
     ) -> Result<Built> {
-        let token = self.observer.cancel.child_token();
+        let token = observer.cancel.child_token();
         let _cancel_on_drop = token.clone().drop_guard();
         let (pipe_reader, pipe_writer) =
             std::io::pipe().map_err(|e| Error::io("creating a pipe", e))?;
@@ -252,7 +256,7 @@ impl Builder {
                     out,
                     copy: Some(pipe_writer),
                 };
-                let written = builder.write_archive(&dir, &mut tee, &name, &token);
+                let written = builder.write_archive(&dir, &mut tee, &name, &token, &observer);
                 // Closing the pipe ends the reader's stream.
                 tee.copy = None;
                 written
@@ -292,6 +296,7 @@ impl Builder {
         out: &mut impl Write,
         name: &str,
         cancel: &CancelToken,
+        observer: &Observer,
     ) -> Result<Written> {
         let check = || -> Result<()> {
             if cancel.is_cancelled() {
@@ -315,7 +320,7 @@ impl Builder {
         let counted = CountedOutput::new(out, name);
         let writing = |e| Error::io(format!("writing {name}"), e);
         let mut state = WriteState {
-            observer: &self.observer,
+            observer,
             check: &check,
             done: 0,
             reported: 0,
@@ -344,7 +349,7 @@ impl Builder {
         };
         let size = counted.finish()?;
         check()?;
-        self.observer.report(Phase::Build, total, Some(total));
+        observer.report(Phase::Build, total, Some(total));
         Ok(Written {
             size,
             ..state.written

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::net::HttpClient;
 use crate::progress::Observer;
-use crate::schema::AcIdentifier;
+use crate::schema::{AcIdentifier, ImageName, Label};
 use crate::{Error, ErrorKind, Result};
 
 /// One place an image can be fetched from.
@@ -48,44 +48,40 @@ pub struct DiscoveryOptions {
     /// Keep walking up for `ac-discovery-pubkeys` after the image endpoints are found
     /// (default `true`; fetch turns it off when the keys are already trusted).
     pub pubkeys: bool,
-    /// Cancellation.
-    pub observer: Observer,
 }
 
 impl Default for DiscoveryOptions {
     fn default() -> Self {
-        DiscoveryOptions {
-            pubkeys: true,
-            observer: Observer::default(),
-        }
+        DiscoveryOptions { pubkeys: true }
     }
 }
 
-/// Discovers the endpoints of `name` (an AC identifier such as `example.com/app`) with
-/// `labels` (later pairs win over earlier ones).
+/// Discovers the endpoints of `image`: its name (an AC identifier such as
+/// `example.com/app`) with its labels (later labels win over earlier ones).
+/// `observer` cancels the walk (no progress is reported: it is a few small requests).
 ///
-/// Errors: a bad name or label name is [`ErrorKind::InvalidValue`]; a label named `name`
+/// Errors: a bad label name is [`ErrorKind::InvalidValue`]; a label named `name`
 /// or `ext` is [`ErrorKind::InvalidArgument`]; no endpoint at any level is
 /// [`ErrorKind::DiscoveryFailed`] (the message lists every URL tried and why it gave
 /// nothing); [`ErrorKind::InsecureRefused`] and [`ErrorKind::Cancelled`] stop the walk.
 pub async fn discover(
     client: &HttpClient,
-    name: &str,
-    labels: &[(String, String)],
+    image: &ImageName,
     options: &DiscoveryOptions,
+    observer: Observer,
 ) -> Result<Discovered> {
-    AcIdentifier::parse(name)?;
-    let mut vars = effective_labels(labels)?;
+    let name = image.name.as_str();
+    let mut vars = effective_labels(&image.labels)?;
     vars.insert("name".to_string(), name.to_string());
-    walk::walk(client, name, &vars, options.pubkeys, &options.observer).await
+    walk::walk(client, name, &vars, options.pubkeys, &observer).await
 }
 
-/// The labels templates are rendered with: `labels` (later pairs win), plus
+/// The labels templates are rendered with: `labels` (later ones win), plus
 /// `version=latest`, and the host's `os` and `arch` when absent. An empty `version`
 /// counts as absent, as in the reference.
-pub fn effective_labels(labels: &[(String, String)]) -> Result<BTreeMap<String, String>> {
+pub fn effective_labels(labels: &[Label]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for (key, value) in labels {
+    for Label { name: key, value } in labels {
         if key == "name" || key == "ext" {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -142,10 +138,8 @@ pub fn host_os_arch() -> (&'static str, &'static str) {
 mod tests {
     use super::*;
 
-    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn pairs(p: &[(&str, &str)]) -> Vec<Label> {
+        p.iter().map(|(k, v)| Label::new(*k, *v)).collect()
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! "Validation"), and for a dependency its pinned image ID and size.
 
 use crate::discovery::host_os_arch;
-use crate::schema::{Dependency, ImageId, ImageManifest};
+use crate::schema::{Dependency, ImageId, ImageManifest, Label};
 use crate::store::{ImageInfo, StagedImage};
 use crate::{Error, ErrorKind, Result};
 
@@ -13,10 +13,10 @@ pub struct Expected {
     pub name: Option<String>,
     /// Labels the manifest must carry with these values (a label absent from this list
     /// matches any value). `version=latest` is a discovery alias and is not checked.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<Label>,
     /// Labels filled in by default (the host's `os` and `arch`): a manifest that has the
     /// label must agree, one that lacks it matches.
-    pub defaults: Vec<(String, String)>,
+    pub defaults: Vec<Label>,
     /// The image ID it must have (a dependency's `imageID`).
     pub image_id: Option<ImageId>,
     /// The size it must have (a dependency's `size`): the archive's or the tar's.
@@ -25,12 +25,12 @@ pub struct Expected {
 
 impl Expected {
     /// For an image asked by `name` and `labels`.
-    pub fn name(name: &str, labels: &[(String, String)]) -> Result<Expected> {
+    pub fn name(name: &str, labels: &[Label]) -> Result<Expected> {
         let (os, arch) = host_os_arch();
         let defaults = [("os", os), ("arch", arch)]
             .into_iter()
-            .filter(|(k, _)| !labels.iter().any(|(n, _)| n == k))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .filter(|(k, _)| !labels.iter().any(|l| l.name == *k))
+            .map(|(k, v)| Label::new(k, v))
             .collect();
         Ok(Expected {
             name: Some(name.to_string()),
@@ -43,11 +43,7 @@ impl Expected {
 
     /// For a dependency as a manifest lists it.
     pub fn dependency(dep: &Dependency) -> Result<Expected> {
-        let labels: Vec<(String, String)> = dep
-            .labels
-            .iter()
-            .map(|l| (l.name.to_string(), l.value.to_string()))
-            .collect();
+        let labels: Vec<Label> = dep.labels.iter().map(Label::from).collect();
         Ok(Expected {
             image_id: dep.image_id.clone(),
             size: dep.size,
@@ -107,7 +103,11 @@ impl Expected {
     }
 
     fn check_labels_named(&self, what: &str, found: impl Fn(&str) -> Option<String>) -> Result<()> {
-        for (key, want) in &self.labels {
+        for Label {
+            name: key,
+            value: want,
+        } in &self.labels
+        {
             if key == "version" && want == "latest" {
                 continue;
             }
@@ -125,7 +125,11 @@ impl Expected {
                 }
             }
         }
-        for (key, want) in &self.defaults {
+        for Label {
+            name: key,
+            value: want,
+        } in &self.defaults
+        {
             if let Some(have) = found(key)
                 && have != *want
             {

@@ -12,6 +12,7 @@ use super::expect::Expected;
 use super::transport::{CacheInfo, TransportRequest};
 use super::{FetchOutcome, Fetched, Session};
 use crate::blocking::blocking;
+use crate::schema::ImageName;
 use crate::store::index::FetchState;
 use crate::store::{ImageInfo, ImageQuery, ImportGate, ImportOptions};
 use crate::trust::{StreamingVerifier, VerifiedSignature};
@@ -38,18 +39,18 @@ fn is_fresh(state: &FetchState, now: i64) -> bool {
 /// from is still within its max-age: no request at all.
 pub(crate) async fn fresh_in_store(
     session: &Session,
-    name: &str,
-    labels: &[(String, String)],
+    image: &ImageName,
     expected: &Expected,
 ) -> Result<Option<Fetched>> {
-    let query = ImageQuery::Name {
-        name: name.to_string(),
-        labels: labels
+    let query = ImageQuery::Name(ImageName::new(
+        image.name.clone(),
+        image
+            .labels
             .iter()
-            .filter(|(k, v)| !(k == "version" && v == "latest"))
+            .filter(|l| !(l.name == "version" && l.value == "latest"))
             .cloned()
             .collect(),
-    };
+    ));
     let info = match session.store.resolve(&query).await {
         Ok(info) => info,
         Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
@@ -91,7 +92,7 @@ pub(crate) async fn fetch_endpoint(
 ) -> Result<Fetched> {
     let store = &session.store;
     let options = &session.options;
-    let observer = &options.observer;
+    let observer = &session.observer;
     let now = now_ms();
 
     // What the store has from this URL.
@@ -221,9 +222,9 @@ pub(crate) async fn fetch_endpoint(
                 gate: Some(gate),
                 origin: Some(aci.to_string()),
                 archive_size: total,
-                observer: observer.clone(),
                 ..ImportOptions::default()
             },
+            observer.clone(),
         )
         .await
         .map_err(|err| match expected.size {

@@ -36,7 +36,7 @@ use crate::blocking::blocking;
 use crate::discovery::{self, DiscoveryOptions};
 use crate::net::{HttpClient, NetOptions};
 use crate::progress::Observer;
-use crate::schema::{AcIdentifier, ImageId};
+use crate::schema::{ImageId, ImageName, Label};
 use crate::store::{ImageQuery, Store};
 use crate::trust::{TrustScope, VerifiedSignature};
 use crate::{Error, ErrorKind, Result};
@@ -47,13 +47,9 @@ const MAX_DEPTH: usize = 64;
 /// What to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchSource {
-    /// An image name with labels, found through meta discovery.
-    Name {
-        /// The image name, e.g. `example.com/app`.
-        name: String,
-        /// Labels asked for (e.g. `version`); `os`, `arch` and `version` have defaults.
-        labels: Vec<(String, String)>,
-    },
+    /// An image name with the labels asked for (e.g. `version`), found through meta
+    /// discovery; `os`, `arch` and `version` have defaults.
+    Name(ImageName),
     /// An image URL (`https://`, `http://` when allowed, `file://`); its signature is at
     /// `signature`, else at the same URL plus `.asc`.
     Url {
@@ -66,8 +62,8 @@ pub enum FetchSource {
 
 impl FetchSource {
     /// Reads the command-line form: a URL (anything with `://`), or `NAME[:VERSION]` with
-    /// `labels` (a version after `:` is the `version` label).
-    pub fn parse(text: &str, labels: &[(String, String)]) -> Result<FetchSource> {
+    /// `labels` (see [`ImageName::parse`]).
+    pub fn parse(text: &str, labels: &[Label]) -> Result<FetchSource> {
         if text.contains("://") {
             url::Url::parse(text).map_err(|e| {
                 Error::new(ErrorKind::InvalidValue, format!("bad URL {text:?}: {e}"))
@@ -77,20 +73,7 @@ impl FetchSource {
                 signature: None,
             });
         }
-        let (name, version) = match text.rsplit_once(':') {
-            Some((name, version)) => (name, Some(version)),
-            None => (text, None),
-        };
-        AcIdentifier::parse(name)?;
-        let mut labels = labels.to_vec();
-        if let Some(version) = version {
-            labels.retain(|(k, _)| k != "version");
-            labels.push(("version".to_string(), version.to_string()));
-        }
-        Ok(FetchSource::Name {
-            name: name.to_string(),
-            labels,
-        })
+        Ok(FetchSource::Name(ImageName::parse(text, labels)?))
     }
 }
 
@@ -111,8 +94,6 @@ pub struct FetchOptions {
     pub retry: RetryPolicy,
     /// Extra transports (tried before the built-in ones), for other URL schemes.
     pub transports: Vec<Arc<dyn Transport>>,
-    /// Progress and cancellation.
-    pub observer: Observer,
 }
 
 impl Default for FetchOptions {
@@ -124,7 +105,6 @@ impl Default for FetchOptions {
             dependencies: true,
             retry: RetryPolicy::default(),
             transports: Vec::new(),
-            observer: Observer::default(),
         }
     }
 }
@@ -192,6 +172,7 @@ pub(crate) struct Session {
     pub client: HttpClient,
     pub transports: Vec<Arc<dyn Transport>>,
     pub options: FetchOptions,
+    pub observer: Observer,
 }
 
 impl Session {
@@ -213,34 +194,56 @@ impl Session {
 impl Store {
     /// Fetches an image (and, unless turned off, its missing dependencies) into the store.
     /// See the [`fetch`](crate::fetch) module for the rules.
-    pub async fn fetch(&self, source: FetchSource, options: FetchOptions) -> Result<Fetched> {
-        self.require_writable("fetch")?;
-        let client = HttpClient::new(options.net.clone())?;
-        let mut transports = options.transports.clone();
-        transports.push(Arc::new(http::HttpTransport::new(client.clone())));
-        transports.push(Arc::new(file::FileTransport));
-        let session = Session {
-            store: self.clone(),
-            client,
-            transports,
-            options,
-        };
-        let mut chain = Vec::new();
-        match source {
-            FetchSource::Name { name, labels } => {
-                let expected = Expected::name(&name, &labels)?;
-                fetch_named(&session, &name, &labels, expected, &mut chain).await
-            }
-            FetchSource::Url { url, signature } => {
-                let url = parse_url(&url)?;
-                let signature = match signature {
-                    Some(s) => parse_url(&s)?,
-                    None => parse_url(&format!("{url}.asc"))?,
-                };
-                let fetched =
-                    image::fetch_endpoint(&session, &url, &signature, &Expected::default()).await?;
-                with_dependencies(&session, fetched, &mut chain).await
-            }
+    ///
+    /// Progress is [`Phase::Download`](crate::progress::Phase) (bytes of each archive) and
+    /// the import's phases; a cancelled fetch returns [`ErrorKind::Cancelled`] and leaves
+    /// nothing in the store.
+    pub fn fetch(
+        &self,
+        source: FetchSource,
+        options: FetchOptions,
+        observer: Observer,
+    ) -> impl Future<Output = Result<Fetched>> + Send + 'static {
+        let store = self.clone();
+        async move { fetch_source(store, source, options, observer).await }
+    }
+}
+
+/// [`Store::fetch`], owning its inputs.
+async fn fetch_source(
+    store: Store,
+    source: FetchSource,
+    options: FetchOptions,
+    observer: Observer,
+) -> Result<Fetched> {
+    store.require_writable("fetch")?;
+    observer.check()?;
+    let client = HttpClient::new(options.net.clone())?;
+    let mut transports = options.transports.clone();
+    transports.push(Arc::new(http::HttpTransport::new(client.clone())));
+    transports.push(Arc::new(file::FileTransport));
+    let session = Session {
+        store,
+        client,
+        transports,
+        options,
+        observer,
+    };
+    let mut chain = Vec::new();
+    match source {
+        FetchSource::Name(image) => {
+            let expected = Expected::name(image.name.as_str(), &image.labels)?;
+            fetch_named(&session, &image, expected, &mut chain).await
+        }
+        FetchSource::Url { url, signature } => {
+            let url = parse_url(&url)?;
+            let signature = match signature {
+                Some(s) => parse_url(&s)?,
+                None => parse_url(&format!("{url}.asc"))?,
+            };
+            let fetched =
+                image::fetch_endpoint(&session, &url, &signature, &Expected::default()).await?;
+            with_dependencies(&session, fetched, &mut chain).await
         }
     }
 }
@@ -250,27 +253,25 @@ fn parse_url(text: &str) -> Result<url::Url> {
         .map_err(|e| Error::new(ErrorKind::InvalidValue, format!("bad URL {text:?}: {e}")))
 }
 
-/// Fetches `name` with `labels` through discovery: the store's copy when its fetch is
-/// within max-age, else each discovered endpoint in order until one works.
+/// Fetches `image` through discovery: the store's copy when its fetch is within max-age,
+/// else each discovered endpoint in order until one works.
 async fn fetch_named(
     session: &Session,
-    name: &str,
-    labels: &[(String, String)],
+    image: &ImageName,
     expected: Expected,
     chain: &mut Vec<String>,
 ) -> Result<Fetched> {
-    if let Some(fetched) = image::fresh_in_store(session, name, labels, &expected).await? {
+    let name = image.name.as_str();
+    if let Some(fetched) = image::fresh_in_store(session, image, &expected).await? {
         return with_dependencies(session, fetched, chain).await;
     }
-    let observer = &session.options.observer;
     let found = discovery::discover(
         &session.client,
-        name,
-        labels,
+        image,
         &DiscoveryOptions {
             pubkeys: session.options.trust_discovered_keys,
-            observer: observer.clone(),
         },
+        session.observer.clone(),
     )
     .await?;
     let keys_added = if session.options.trust_discovered_keys {
@@ -320,7 +321,7 @@ async fn trust_keys(session: &Session, name: &str, urls: &[String]) -> Result<Ve
             &parsed,
             1 << 20,
             &session.options.retry,
-            &session.options.observer,
+            &session.observer,
         )
         .await?;
         let scope = TrustScope::prefix(name)?;
@@ -370,11 +371,7 @@ async fn with_dependencies(
     chain.push(here);
     let mut seen = HashSet::new();
     for dep in &manifest.dependencies {
-        let labels: Vec<(String, String)> = dep
-            .labels
-            .iter()
-            .map(|l| (l.name.to_string(), l.value.to_string()))
-            .collect();
+        let labels: Vec<Label> = dep.labels.iter().map(Label::from).collect();
         let expected = Expected::dependency(dep)?;
         let key = format!("{}{labels:?}{:?}", dep.image_name, dep.image_id);
         if !seen.insert(key) {
@@ -390,7 +387,10 @@ async fn with_dependencies(
             None => {
                 session
                     .store
-                    .resolve(&ImageQuery::parse(dep.image_name.as_str(), &labels)?)
+                    .resolve(&ImageQuery::Name(ImageName::new(
+                        dep.image_name.clone(),
+                        labels.clone(),
+                    )))
                     .await
             }
         };
@@ -410,8 +410,7 @@ async fn with_dependencies(
             }
             Err(err) if err.kind() == ErrorKind::NotFound => Box::pin(fetch_named(
                 session,
-                dep.image_name.as_str(),
-                &labels,
+                &ImageName::new(dep.image_name.clone(), labels),
                 expected,
                 chain,
             ))

@@ -40,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-use crate::schema::{Dependency, ImageId, ImageIdPrefix, ImageManifest};
+use crate::schema::{Dependency, ImageId, ImageIdPrefix, ImageManifest, ImageName, Label};
 use crate::store::{ImageInfo, ImageQuery, Store};
 use crate::{Error, ErrorKind, Result};
 
@@ -202,23 +202,16 @@ fn describe(dep: &Dependency) -> String {
     text
 }
 
-fn labels_text(labels: &[(String, String)]) -> String {
-    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+fn labels_text(labels: &[Label]) -> String {
+    let labels: Vec<String> = labels.iter().map(Label::to_string).collect();
     format!("[{}]", labels.join(", "))
 }
 
 /// Finds the image a dependency names and checks its ID, name, labels and size.
 async fn find_dependency(store: &Store, dep: &Dependency, chain: &str) -> Result<ImageInfo> {
     let asked = describe(dep);
-    let wanted: Vec<(String, String)> = dep
-        .labels
-        .iter()
-        .map(|l| (l.name.as_str().to_string(), l.value.clone()))
-        .collect();
-    let by_name = ImageQuery::Name {
-        name: dep.image_name.as_str().to_string(),
-        labels: wanted.clone(),
-    };
+    let wanted: Vec<Label> = dep.labels.iter().map(Label::from).collect();
+    let by_name = ImageQuery::Name(ImageName::new(dep.image_name.clone(), wanted.clone()));
     let missing = |what: String| {
         Error::new(
             ErrorKind::MissingDependency,
@@ -246,7 +239,7 @@ async fn find_dependency(store: &Store, dep: &Dependency, chain: &str) -> Result
                 }
                 if !wanted
                     .iter()
-                    .all(|(k, v)| info.label(k) == Some(v.as_str()))
+                    .all(|l| info.label(&l.name) == Some(l.value.as_str()))
                 {
                     return Err(mismatch(format!(
                         "{asked} with imageID {id}, but that image has labels {}",

@@ -121,14 +121,29 @@ impl Store {
     /// entry with [`ErrorKind::Cancelled`] and leaves nothing: the target as it was, no run
     /// record, no mount, no partial tree or stack (one completed before the cancellation
     /// stays cached).
-    pub async fn render(
+    pub fn render(
         &self,
         id: &ImageId,
         target: impl AsRef<Path>,
         options: RenderOptions,
         observer: Observer,
+    ) -> impl Future<Output = Result<Rendered>> + Send + 'static {
+        let store = self.clone();
+        let id = id.clone();
+        let target = target.as_ref().to_path_buf();
+        async move { store.render_owned(id, target, options, observer).await }
+    }
+
+    /// [`Store::render`], owning its inputs.
+    async fn render_owned(
+        self,
+        id: ImageId,
+        target: PathBuf,
+        options: RenderOptions,
+        observer: Observer,
     ) -> Result<Rendered> {
         observer.check()?;
+        let id = &id;
         if options.strategy == Strategy::Hardlink && !options.allow_unprotected_hardlink {
             run::refuse_unprotectable_hardlink()?;
         }
@@ -139,13 +154,12 @@ impl Store {
             allow_unprotected_hardlink: options.allow_unprotected_hardlink,
         };
         if self.is_read_only() {
-            return read_only::render(self, id, target.as_ref(), options, privs, observer).await;
+            return read_only::render(&self, id, &target, options, privs, observer).await;
         }
         let paths = StorePaths::new(self.dir());
-        let stack = stack::ensure_stack_observed(self, paths, id, privs, &observer).await?;
+        let stack = stack::ensure_stack_observed(&self, paths, id, privs, &observer).await?;
         let runs = self.paths().runs();
         let lower = stack.path.clone();
-        let target = target.as_ref().to_path_buf();
         let handle = blocking(move || {
             run::create_run_observed(&runs, &lower, &target, &run_options, &privs, &observer)
         })
@@ -157,7 +171,10 @@ impl Store {
     /// Undoes a run made by [`Store::render`]: unmounts or removes its rootfs. The run's
     /// record is looked for in the store (`runs/`) and where runs made while the store was
     /// read-only are recorded ([`outside_runs_dir`]), the latter first on a read-only store.
-    pub async fn release(&self, target: impl AsRef<Path>) -> Result<()> {
+    pub fn release(
+        &self,
+        target: impl AsRef<Path>,
+    ) -> impl Future<Output = Result<()>> + Send + 'static {
         let (first, second) = self.runs_dirs();
         let target = target.as_ref().to_path_buf();
         blocking(move || match run::release_run(&first, &target) {
@@ -169,19 +186,17 @@ impl Store {
             }
             other => other,
         })
-        .await
     }
 
     /// The runs made from this store and not yet released (those recorded in the store,
     /// then those made while it was read-only, or the other way round on a read-only store).
-    pub async fn runs(&self) -> Result<Vec<RunRecord>> {
+    pub fn runs(&self) -> impl Future<Output = Result<Vec<RunRecord>>> + Send + 'static {
         let (first, second) = self.runs_dirs();
         blocking(move || {
             let mut runs = run::list_runs(&first)?;
             runs.extend(run::list_runs(&second)?);
             Ok(runs)
         })
-        .await
     }
 
     /// The folders run records are in, the one new runs go to first.

@@ -1,4 +1,4 @@
-//! Image labels: [`Label`], the ordered list [`Labels`] with lookup and matching,
+//! Manifest labels: [`ManifestLabel`], the ordered list [`Labels`] with lookup and matching,
 //! and the [`OsArchWhitelist`] of supported `os`/`arch` label pairs.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,7 +10,7 @@ use super::types::AcIdentifier;
 
 /// One label: a name (AC Identifier) and a string value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Label {
+pub struct ManifestLabel {
     /// The label name, e.g. `version`, `os`, `arch`.
     pub name: AcIdentifier,
     /// The label value.
@@ -20,10 +20,10 @@ pub struct Label {
     pub extra: Map<String, Value>,
 }
 
-impl Label {
+impl ManifestLabel {
     /// A label `name` = `value`.
     pub fn new(name: AcIdentifier, value: impl Into<String>) -> Self {
-        Label {
+        ManifestLabel {
             name,
             value: value.into(),
             extra: Map::new(),
@@ -34,7 +34,7 @@ impl Label {
 /// An ordered list of labels, serialized as a JSON array of `{name, value}` objects.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(Vec<ManifestLabel>);
 
 impl Labels {
     /// An empty list.
@@ -60,17 +60,17 @@ impl Labels {
     }
 
     /// Appends a label (uniqueness is checked by validation, not here).
-    pub fn push(&mut self, label: Label) {
+    pub fn push(&mut self, label: ManifestLabel) {
         self.0.push(label);
     }
 
     /// The labels in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+    pub fn iter(&self) -> std::slice::Iter<'_, ManifestLabel> {
         self.0.iter()
     }
 
     /// The labels as a slice.
-    pub fn as_slice(&self) -> &[Label] {
+    pub fn as_slice(&self) -> &[ManifestLabel] {
         &self.0
     }
 
@@ -85,21 +85,21 @@ impl Labels {
     }
 }
 
-impl From<Vec<Label>> for Labels {
-    fn from(labels: Vec<Label>) -> Self {
+impl From<Vec<ManifestLabel>> for Labels {
+    fn from(labels: Vec<ManifestLabel>) -> Self {
         Labels(labels)
     }
 }
 
-impl FromIterator<Label> for Labels {
-    fn from_iter<I: IntoIterator<Item = Label>>(iter: I) -> Self {
+impl FromIterator<ManifestLabel> for Labels {
+    fn from_iter<I: IntoIterator<Item = ManifestLabel>>(iter: I) -> Self {
         Labels(iter.into_iter().collect())
     }
 }
 
 impl<'a> IntoIterator for &'a Labels {
-    type Item = &'a Label;
-    type IntoIter = std::slice::Iter<'a, Label>;
+    type Item = &'a ManifestLabel;
+    type IntoIter = std::slice::Iter<'a, ManifestLabel>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter()
     }
@@ -196,7 +196,7 @@ mod tests {
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
             .iter()
-            .map(|(k, v)| Label::new(AcIdentifier::parse(k).unwrap(), *v))
+            .map(|(k, v)| ManifestLabel::new(AcIdentifier::parse(k).unwrap(), *v))
             .collect()
     }
 

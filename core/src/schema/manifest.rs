@@ -496,7 +496,7 @@ mod tests {
 
     use super::*;
     use crate::ErrorKind;
-    use crate::schema::Label;
+    use crate::schema::ManifestLabel as Label;
 
     const ID: &str = "sha512-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\
                       0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -2,7 +2,9 @@
 //!
 //! - [`types`]: the value types of `types.md` ([`AcIdentifier`], [`AcName`],
 //!   [`AcKind`], [`AcVersion`], [`ImageId`], [`ImageIdPrefix`], [`Timestamp`]);
-//! - [`labels`]: [`Label`], [`Labels`] and the [`OsArchWhitelist`];
+//! - [`labels`]: the manifest's [`ManifestLabel`], [`Labels`] and the [`OsArchWhitelist`];
+//! - [`name`]: the API's plain [`Label`] and [`ImageName`] (`NAME[:VERSION]` + labels, the
+//!   one parser of image names given by callers);
 //! - [`manifest`]: [`ImageManifest`] and its parts, as serde structs that keep
 //!   unknown fields;
 //! - [`validate`]: the rules, applied to the manifest JSON, collecting every
@@ -16,15 +18,17 @@
 mod json;
 mod labels;
 mod manifest;
+mod name;
 mod problem;
 mod types;
 mod validate;
 
-pub use labels::{Label, Labels, OsArchWhitelist};
+pub use labels::{Labels, ManifestLabel, OsArchWhitelist};
 pub use manifest::{
     Annotation, App, Dependency, EnvironmentVariable, EventHandler, ImageManifest, Isolator,
     MountPoint, Port,
 };
+pub use name::{ImageName, Label};
 pub use problem::{MAX_PROBLEMS, Problem, codes};
 pub use types::{AcIdentifier, AcKind, AcName, AcVersion, ImageId, ImageIdPrefix, Timestamp};
 pub use validate::ValidationOptions;

@@ -571,7 +571,7 @@ pub struct ApiImage {
     /// The image name.
     pub name: String,
     /// Labels, in manifest order.
-    pub labels: Vec<ApiLabel>,
+    pub labels: Vec<crate::Label>,
     /// Size of the canonical tar.
     pub tar_size: u64,
     /// Size of the archive as imported or pushed.
@@ -590,16 +590,6 @@ pub struct ApiImage {
     pub signature_checked: bool,
     /// The fingerprint of the trusted key that verified the signature.
     pub verified_by: Option<String>,
-}
-
-/// A label as in the manifest.
-#[derive(Debug, Clone, Serialize)]
-#[non_exhaustive]
-pub struct ApiLabel {
-    /// The label name.
-    pub name: String,
-    /// Its value.
-    pub value: String,
 }
 
 async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
@@ -645,10 +635,7 @@ async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
             labels: r
                 .labels
                 .iter()
-                .map(|(k, v)| ApiLabel {
-                    name: k.clone(),
-                    value: v.clone(),
-                })
+                .map(|(k, v)| crate::Label::new(k.clone(), v.clone()))
                 .collect(),
             served_form: served.as_ref().map_or(ServedForm::Tar, |s| s.form),
             served_size: served.as_ref().map_or(r.tar_size, |s| s.size),

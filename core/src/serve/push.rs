@@ -258,6 +258,7 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
                 origin: Some("push".to_string()),
                 ..ImportOptions::default()
             },
+            crate::progress::Observer::default(),
         )
         .await;
     // Let the rest of a refused upload in (dropped), so the client reads the answer.
@@ -583,13 +584,19 @@ impl Read for PushReader {
 /// The file is streamed; the answer is the server's [`Pushed`], or its error with the kind
 /// it reported. Plain `http://` is refused unless `client`'s options allow it (the token
 /// would travel in clear).
+///
+/// Progress is [`Phase::Push`](crate::progress::Phase::Push) (bytes of the file sent);
+/// cancelling `observer` stops the upload with [`ErrorKind::Cancelled`] (the server then
+/// sees a broken upload and imports nothing).
 pub async fn push_file(
     client: &crate::net::HttpClient,
     to: &str,
     file: &std::path::Path,
     signature: Option<&[u8]>,
     token: &str,
+    observer: crate::progress::Observer,
 ) -> Result<Pushed> {
+    observer.check()?;
     let base = url::Url::parse(to)
         .map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("{to}: {e}")))?;
     match base.scheme() {
@@ -621,10 +628,7 @@ pub async fn push_file(
         .await
         .map_err(|e| Error::io(format!("reading {}", file.display()), e))?
         .len();
-    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
-        opened,
-        256 * 1024,
-    ));
+    let body = reqwest::Body::wrap_stream(upload_stream(opened, size, observer.clone()));
     let mut request = client
         .reqwest()
         .post(url.clone())
@@ -635,15 +639,23 @@ pub async fn push_file(
     if let Some(sig) = signature {
         request = request.header(SIGNATURE_HEADER, hex::encode(sig));
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| Error::new(ErrorKind::Network, format!("POST {url}: {e}")).with_source(e))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Error::new(ErrorKind::Network, format!("POST {url}: {e}")).with_source(e))?;
+    let exchange = async {
+        let response = request.send().await.map_err(|e| {
+            Error::new(ErrorKind::Network, format!("POST {url}: {e}")).with_source(e)
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            Error::new(ErrorKind::Network, format!("POST {url}: {e}")).with_source(e)
+        })?;
+        Ok::<_, Error>((status, bytes))
+    };
+    let (status, bytes) = tokio::select! {
+        biased;
+        () = observer.cancel.cancelled() => {
+            return Err(Error::new(ErrorKind::Cancelled, "the push was cancelled"));
+        }
+        exchange = exchange => exchange?,
+    };
     if status.is_success() {
         return serde_json::from_slice(&bytes).map_err(|e| {
             Error::new(
@@ -680,4 +692,29 @@ pub async fn push_file(
         kind,
         format!("POST {url}: HTTP {}: {message}", status.as_u16()),
     ))
+}
+
+/// The file's bytes as the request body, reporting [`Phase::Push`] progress as they go and
+/// ending with an error once `observer` is cancelled (so the server sees a broken upload).
+fn upload_stream(
+    file: tokio::fs::File,
+    size: u64,
+    observer: crate::progress::Observer,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    use futures_util::StreamExt;
+    let mut sent = 0u64;
+    let mut reported = 0u64;
+    observer.report(crate::progress::Phase::Push, 0, Some(size));
+    tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |chunk| {
+        if observer.cancel.is_cancelled() {
+            return Err(std::io::Error::other("the push was cancelled"));
+        }
+        let chunk = chunk?;
+        sent += chunk.len() as u64;
+        if sent - reported >= 1 << 20 || sent == size {
+            observer.report(crate::progress::Phase::Push, sent, Some(size));
+            reported = sent;
+        }
+        Ok(chunk)
+    })
 }

@@ -21,7 +21,7 @@ use super::index::Index;
 use super::paths::StorePaths;
 use crate::archive::layout::Limits;
 use crate::blocking::blocking;
-use crate::progress::Phase;
+use crate::progress::{Observer, Phase};
 use crate::schema::ImageId;
 use crate::{Error, Result};
 
@@ -33,10 +33,11 @@ pub(crate) async fn import_file(
     path: &Path,
     file: File,
     options: ImportOptions,
+    observer: Observer,
 ) -> Result<Imported> {
     let shortcut = options.gate.is_none() && options.limits == Limits::default();
     if !shortcut {
-        return import::import(paths, index, file, &options).await;
+        return import::import(paths, index, file, &options, observer).await;
     }
     let shown = path.display().to_string();
     let (file, digest) = blocking(move || -> Result<(File, ContentDigest)> {
@@ -51,7 +52,7 @@ pub(crate) async fn import_file(
     if let Some(id) = lookup(paths, &digest)
         && let Some(record) = index.get(&id).await?
     {
-        options.observer.report(
+        observer.report(
             Phase::Import,
             record.archive_size,
             Some(record.archive_size),
@@ -69,7 +70,7 @@ pub(crate) async fn import_file(
             entries: record.entries,
         });
     }
-    let imported = import::import(paths, index, file, &options).await?;
+    let imported = import::import(paths, index, file, &options, observer).await?;
     let paths = paths.clone();
     let id = imported.image_id.clone();
     // Only a hint: the import stands whether or not it could be written.

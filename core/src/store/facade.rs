@@ -16,7 +16,7 @@ use super::regenerate::{self, ExportReader, ObjectPaths};
 use crate::blocking::blocking;
 use crate::output::OutputOptions;
 use crate::progress::Observer;
-use crate::schema::{ImageId, ImageIdPrefix};
+use crate::schema::{ImageId, ImageIdPrefix, ImageName, Label};
 use crate::{Error, ErrorKind, Result};
 
 /// How `export` compresses the regenerated tar.
@@ -37,19 +37,15 @@ pub enum ExportCompression {
 pub enum ImageQuery {
     /// A full image ID or an unambiguous prefix of one (`sha512-0123…`).
     Id(ImageIdPrefix),
-    /// An image name with labels; a label absent from the query matches any value, and
-    /// without `version` the newest import wins.
-    Name {
-        /// The image name.
-        name: String,
-        /// Labels that must match.
-        labels: Vec<(String, String)>,
-    },
+    /// An image name with the labels that must match; a label absent from the query
+    /// matches any value, and without `version` the newest import wins.
+    Name(ImageName),
 }
 
 impl ImageQuery {
-    /// Parses `sha512-…` (full or prefix) or `NAME[:VERSION]`, plus extra labels.
-    pub fn parse(text: &str, labels: &[(String, String)]) -> Result<ImageQuery> {
+    /// Parses `sha512-…` (full or prefix) or `NAME[:VERSION]` plus extra labels (see
+    /// [`ImageName::parse`]). Labels with an ID are [`ErrorKind::InvalidArgument`].
+    pub fn parse(text: &str, labels: &[Label]) -> Result<ImageQuery> {
         if text.starts_with("sha512-") {
             if !labels.is_empty() {
                 return Err(Error::new(
@@ -59,20 +55,7 @@ impl ImageQuery {
             }
             return Ok(ImageQuery::Id(ImageIdPrefix::parse(text)?));
         }
-        let (name, version) = match text.rsplit_once(':') {
-            Some((name, version)) => (name, Some(version)),
-            None => (text, None),
-        };
-        crate::schema::AcIdentifier::parse(name)?;
-        let mut labels = labels.to_vec();
-        if let Some(version) = version {
-            labels.retain(|(k, _)| k != "version");
-            labels.push(("version".to_string(), version.to_string()));
-        }
-        Ok(ImageQuery::Name {
-            name: name.to_string(),
-            labels,
-        })
+        Ok(ImageQuery::Name(ImageName::parse(text, labels)?))
     }
 }
 
@@ -84,7 +67,7 @@ pub struct ImageInfo {
     /// The image name.
     pub name: String,
     /// Its labels, in manifest order.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<Label>,
     /// Size of the canonical (uncompressed) tar.
     pub tar_size: u64,
     /// Size of the archive as imported.
@@ -104,8 +87,8 @@ impl ImageInfo {
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_str())
     }
 }
 
@@ -114,7 +97,11 @@ impl From<ImageRecord> for ImageInfo {
         ImageInfo {
             image_id: r.image_id,
             name: r.name,
-            labels: r.labels,
+            labels: r
+                .labels
+                .into_iter()
+                .map(|(name, value)| Label { name, value })
+                .collect(),
             tar_size: r.tar_size,
             archive_size: r.archive_size,
             entries: r.entries,
@@ -168,15 +155,7 @@ impl std::fmt::Display for ImageQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ImageQuery::Id(prefix) => write!(f, "{prefix}"),
-            ImageQuery::Name { name, labels } => {
-                f.write_str(name)?;
-                if !labels.is_empty() {
-                    let labels: Vec<String> =
-                        labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    write!(f, " [{}]", labels.join(", "))?;
-                }
-                Ok(())
-            }
+            ImageQuery::Name(image) => write!(f, "{image}"),
         }
     }
 }
@@ -241,8 +220,8 @@ impl Store {
     /// Opens (creating if needed) the store at `dir` with the index it was created
     /// with (SQLite unless it was created with a PostgreSQL URL), and removes the
     /// staging folders of imports that were killed.
-    pub async fn open(dir: impl Into<PathBuf>) -> Result<Store> {
-        Store::open_with(dir, StoreOptions::default()).await
+    pub fn open(dir: impl Into<PathBuf>) -> impl Future<Output = Result<Store>> + Send + 'static {
+        Store::open_with(dir, StoreOptions::default())
     }
 
     /// Opens (creating if needed) the store at `dir` as `options` say; see
@@ -254,7 +233,15 @@ impl Store {
     /// staging removed, no migration); it must exist ([`ErrorKind::NotFound`]) with an index
     /// whose schema is up to date ([`ErrorKind::ReadOnlyStore`]). See
     /// [`Store::is_read_only`].
-    pub async fn open_with(dir: impl Into<PathBuf>, options: StoreOptions) -> Result<Store> {
+    pub fn open_with(
+        dir: impl Into<PathBuf>,
+        options: StoreOptions,
+    ) -> impl Future<Output = Result<Store>> + Send + 'static {
+        let dir = dir.into();
+        Store::open_owned(dir, options)
+    }
+
+    async fn open_owned(dir: PathBuf, options: StoreOptions) -> Result<Store> {
         let paths = StorePaths::new(dir);
         let read_only = access::detect(paths.root(), options.read_only)?;
         let index =
@@ -279,8 +266,9 @@ impl Store {
     /// Closes the index (waiting for the connections in use). Every clone of this store
     /// shares it: call this once nothing uses the store any more, as `acikit serve` does
     /// when it stops.
-    pub async fn close(&self) {
-        self.index.close().await;
+    pub fn close(&self) -> impl Future<Output = ()> + Send + 'static {
+        let index = self.index.clone();
+        async move { index.close().await }
     }
 
     /// Which database indexes the store.
@@ -314,120 +302,85 @@ impl Store {
     /// Imports the archive at `path` (any compression); see [`Store::import`]. The file
     /// is hashed first: if the same bytes were imported before and their image is still
     /// in the store, that is the answer (without a gate and with the default limits).
-    pub async fn import_file(
+    pub fn import_file(
         &self,
         path: impl AsRef<Path>,
         options: ImportOptions,
-    ) -> Result<Imported> {
-        let path = path.as_ref();
-        self.require_writable("import")?;
-        let file = std::fs::File::open(path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let mut options = options;
-        options.archive_size = file.metadata().ok().map(|m| m.len());
-        options
-            .origin
-            .get_or_insert_with(|| path.display().to_string());
-        super::archives::import_file(&self.paths, &self.index, path, file, options).await
+        observer: Observer,
+    ) -> impl Future<Output = Result<Imported>> + Send + 'static {
+        let store = self.clone();
+        let path = path.as_ref().to_path_buf();
+        async move {
+            store.require_writable("import")?;
+            observer.check()?;
+            let file = std::fs::File::open(&path)
+                .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            let mut options = options;
+            options.archive_size = file.metadata().ok().map(|m| m.len());
+            options
+                .origin
+                .get_or_insert_with(|| path.display().to_string());
+            super::archives::import_file(&store.paths, &store.index, &path, file, options, observer)
+                .await
+        }
     }
 
     /// Imports an archive in one streaming pass. The image becomes visible only once it is
     /// complete and committed; importing an image already present changes nothing.
-    pub async fn import<R: std::io::Read + Send + 'static>(
+    pub fn import<R: std::io::Read + Send + 'static>(
         &self,
         source: R,
         options: ImportOptions,
-    ) -> Result<Imported> {
-        self.require_writable("import")?;
-        import::import(&self.paths, &self.index, source, &options).await
+        observer: Observer,
+    ) -> impl Future<Output = Result<Imported>> + Send + 'static {
+        let store = self.clone();
+        async move {
+            store.require_writable("import")?;
+            observer.check()?;
+            import::import(&store.paths, &store.index, source, &options, observer).await
+        }
     }
 
     /// Finds one image: by full ID, by unambiguous ID prefix, or by name and labels
     /// (the newest import of those matching; see [`Store::resolve_matches`] to know
     /// whether there were others).
-    pub async fn resolve(&self, query: &ImageQuery) -> Result<ImageInfo> {
-        Ok(self.resolve_matches(query).await?.image)
+    pub fn resolve(
+        &self,
+        query: &ImageQuery,
+    ) -> impl Future<Output = Result<ImageInfo>> + Send + 'static {
+        let matches = self.resolve_matches(query);
+        async move { Ok(matches.await?.image) }
     }
 
     /// [`Store::resolve`], also returning the other images a name query matched, so that
     /// a caller can say which it picked, or refuse ([`Resolved::unique`]).
-    pub async fn resolve_matches(&self, query: &ImageQuery) -> Result<Resolved> {
-        let image: ImageInfo = match query {
-            ImageQuery::Id(prefix) => {
-                let mut found = self.index.find_by_prefix(prefix).await?;
-                match found.len() {
-                    0 => {
-                        return Err(Error::new(
-                            ErrorKind::NotFound,
-                            format!("no image {prefix} in the store"),
-                        ));
-                    }
-                    1 => found.remove(0).into(),
-                    _ => {
-                        return Err(Error::new(
-                            ErrorKind::AmbiguousImage,
-                            format!(
-                                "{prefix} matches {} images: {}",
-                                found.len(),
-                                found
-                                    .iter()
-                                    .map(|r| r.image_id.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ));
-                    }
-                }
-            }
-            ImageQuery::Name { name, labels } => {
-                let mut found = self
-                    .index
-                    .find_by_name(name, labels)
-                    .await?
-                    .into_iter()
-                    .map(ImageInfo::from);
-                let Some(image) = found.next() else {
-                    let wanted: Vec<String> =
-                        labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    return Err(Error::new(
-                        ErrorKind::NotFound,
-                        format!(
-                            "no image named {name} with labels [{}] in the store",
-                            wanted.join(", ")
-                        ),
-                    ));
-                };
-                return Ok(Resolved {
-                    image,
-                    others: found.collect(),
-                });
-            }
-        };
-        Ok(Resolved {
-            image,
-            others: Vec::new(),
-        })
+    pub fn resolve_matches(
+        &self,
+        query: &ImageQuery,
+    ) -> impl Future<Output = Result<Resolved>> + Send + 'static {
+        let index = self.index.clone();
+        let query = query.clone();
+        async move { resolve_in(&index, &query).await }
     }
 
     /// Every image, by name then newest first.
-    pub async fn list(&self) -> Result<Vec<ImageInfo>> {
-        Ok(self
-            .index
-            .list()
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect())
+    pub fn list(&self) -> impl Future<Output = Result<Vec<ImageInfo>>> + Send + 'static {
+        let index = self.index.clone();
+        async move { Ok(index.list().await?.into_iter().map(Into::into).collect()) }
     }
 
     /// The manifest of an image, byte for byte as imported.
-    pub async fn manifest(&self, id: &ImageId) -> Result<Vec<u8>> {
-        match self.index.get(id).await? {
-            Some(record) => Ok(record.manifest),
-            None => Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no image {id} in the store"),
-            )),
+    pub fn manifest(&self, id: &ImageId) -> impl Future<Output = Result<Vec<u8>>> + Send + 'static {
+        let index = self.index.clone();
+        let id = id.clone();
+        async move {
+            match index.get(&id).await? {
+                Some(record) => Ok(record.manifest),
+                None => Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no image {id} in the store"),
+                )),
+            }
         }
     }
 
@@ -446,14 +399,21 @@ impl Store {
     /// An async reader of the image's canonical tar, regenerated from the recipe and
     /// the objects; it ends with an error instead of a clean end if the bytes do not hash
     /// to the image ID.
-    pub async fn export_reader(&self, id: &ImageId) -> Result<ExportReader> {
-        self.require(id).await?;
-        self.record_use(id).await?;
-        Ok(regenerate::export_reader(
-            self.paths.recipe(id),
-            self.object_paths(),
-            id.sha512(),
-        ))
+    pub fn export_reader(
+        &self,
+        id: &ImageId,
+    ) -> impl Future<Output = Result<ExportReader>> + Send + 'static {
+        let store = self.clone();
+        let id = id.clone();
+        async move {
+            store.require(&id).await?;
+            store.record_use(&id).await?;
+            Ok(regenerate::export_reader(
+                store.paths.recipe(&id),
+                store.object_paths(),
+                id.sha512(),
+            ))
+        }
     }
 
     /// Writes the image's canonical tar (optionally compressed) to the file `out`. The bytes
@@ -462,49 +422,70 @@ impl Store {
     /// replaced atomically (on failure it keeps its old content, a new file is removed), a
     /// character device or FIFO is written in place; a folder, a block device, a socket, a
     /// dangling symlink, `-`, and any path inside the store's folder are refused with
-    /// [`ErrorKind::InvalidArgument`].
-    pub async fn export_to(
+    /// [`ErrorKind::InvalidArgument`]. Progress is [`Phase::Export`](crate::progress::Phase)
+    /// (tar bytes); a cancelled export leaves no file (an old one keeps its content).
+    pub fn export_to(
         &self,
         id: &ImageId,
         out: impl AsRef<Path>,
         compression: ExportCompression,
         observer: Observer,
-    ) -> Result<Exported> {
-        let options = OutputOptions {
-            protected: vec![self.paths.root().to_path_buf()],
-            sync: false,
-        };
+    ) -> impl Future<Output = Result<Exported>> + Send + 'static {
+        let store = self.clone();
+        let id = id.clone();
         let out = out.as_ref().to_path_buf();
-        crate::output::check_output_path(&out, &options)?;
-        self.export_blocking(id, move |recipe, objects, id| {
-            housekeeping::export_file(recipe, objects, id, &out, &options, compression, &observer)
-        })
-        .await
+        async move {
+            let options = OutputOptions {
+                protected: vec![store.paths.root().to_path_buf()],
+                sync: false,
+            };
+            crate::output::check_output_path(&out, &options)?;
+            observer.check()?;
+            store
+                .export_blocking(&id, move |recipe, objects, id| {
+                    housekeeping::export_file(
+                        recipe,
+                        objects,
+                        id,
+                        &out,
+                        &options,
+                        compression,
+                        &observer,
+                    )
+                })
+                .await
+        }
     }
 
     /// [`Store::export_to`] into any writer (stdout, a socket, a pipe), written on a
     /// blocking thread and flushed at the end. On failure part of the output may have been
     /// written (the error says why; a closed pipe is an [`ErrorKind::Io`] error whose source
     /// is the `BrokenPipe` I/O error).
-    pub async fn export_to_writer(
+    pub fn export_to_writer(
         &self,
         id: &ImageId,
         out: impl std::io::Write + Send + 'static,
         compression: ExportCompression,
         observer: Observer,
-    ) -> Result<Exported> {
-        self.export_blocking(id, move |recipe, objects, id| {
-            housekeeping::export_into(
-                recipe,
-                objects,
-                id,
-                out,
-                "the export",
-                compression,
-                &observer,
-            )
-        })
-        .await
+    ) -> impl Future<Output = Result<Exported>> + Send + 'static {
+        let store = self.clone();
+        let id = id.clone();
+        async move {
+            observer.check()?;
+            store
+                .export_blocking(&id, move |recipe, objects, id| {
+                    housekeeping::export_into(
+                        recipe,
+                        objects,
+                        id,
+                        out,
+                        "the export",
+                        compression,
+                        &observer,
+                    )
+                })
+                .await
+        }
     }
 
     /// Checks that the store has `id` and records its use, then runs `export` on a blocking
@@ -523,8 +504,9 @@ impl Store {
     }
 
     /// Sizes: logical, on disk, and the de-duplication ratio.
-    pub async fn stats(&self) -> Result<StoreStats> {
-        housekeeping::stats(&self.paths, &self.index).await
+    pub fn stats(&self) -> impl Future<Output = Result<StoreStats>> + Send + 'static {
+        let store = self.clone();
+        async move { housekeeping::stats(&store.paths, &store.index).await }
     }
 
     fn object_paths(&self) -> ObjectPaths {
@@ -541,6 +523,67 @@ impl Store {
             )),
         }
     }
+}
+
+/// Finds what `query` matches in `index` (see [`Store::resolve_matches`]).
+async fn resolve_in(index: &Index, query: &ImageQuery) -> Result<Resolved> {
+    let image: ImageInfo = match query {
+        ImageQuery::Id(prefix) => {
+            let mut found = index.find_by_prefix(prefix).await?;
+            match found.len() {
+                0 => {
+                    return Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("no image {prefix} in the store"),
+                    ));
+                }
+                1 => found.remove(0).into(),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::AmbiguousImage,
+                        format!(
+                            "{prefix} matches {} images: {}",
+                            found.len(),
+                            found
+                                .iter()
+                                .map(|r| r.image_id.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        ImageQuery::Name(ImageName { name, labels }) => {
+            let pairs: Vec<(String, String)> = labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            let mut found = index
+                .find_by_name(name.as_str(), &pairs)
+                .await?
+                .into_iter()
+                .map(ImageInfo::from);
+            let Some(image) = found.next() else {
+                let wanted: Vec<String> = labels.iter().map(Label::to_string).collect();
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no image named {name} with labels [{}] in the store",
+                        wanted.join(", ")
+                    ),
+                ));
+            };
+            return Ok(Resolved {
+                image,
+                others: found.collect(),
+            });
+        }
+    };
+    Ok(Resolved {
+        image,
+        others: Vec::new(),
+    })
 }
 
 /// An [`ErrorKind::Internal`] error for a blocking task that panicked or was cancelled.

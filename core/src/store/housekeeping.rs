@@ -174,6 +174,8 @@ pub(crate) fn export_into<W: Write>(
         }
     };
     let written = counted.finish()?;
+    // The last event is the whole tar, with its size as the total.
+    observer.report(Phase::Export, regenerated.bytes, Some(regenerated.bytes));
     Ok(Exported {
         image_id: id.clone(),
         tar_size: regenerated.bytes,

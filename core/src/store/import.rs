@@ -85,8 +85,6 @@ pub struct ImportOptions {
     pub origin: Option<String>,
     /// Size of the archive, when known (for progress).
     pub archive_size: Option<u64>,
-    /// Progress and cancellation.
-    pub observer: Observer,
 }
 
 /// The outcome of an import.
@@ -137,6 +135,7 @@ pub async fn import<R: Read + Send + 'static>(
     index: &Index,
     source: R,
     options: &ImportOptions,
+    observer: Observer,
 ) -> Result<Imported> {
     let read = Arc::new(AtomicU64::new(0));
     let source = CountingReader {
@@ -146,12 +145,15 @@ pub async fn import<R: Read + Send + 'static>(
     let staged = {
         let paths = paths.clone();
         let options = options.clone();
+        let observer = observer.clone();
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || handle.block_on(stage(paths, source, read, options)))
-            .await
-            .map_err(|e| crate::error::join_error_of("the import task", e))??
+        tokio::task::spawn_blocking(move || {
+            handle.block_on(stage(paths, source, read, options, observer))
+        })
+        .await
+        .map_err(|e| crate::error::join_error_of("the import task", e))??
     };
-    commit(paths, index, staged, options).await
+    commit(paths, index, staged, options, &observer).await
 }
 
 /// Reads the whole archive, writing objects and the recipe into a staging folder.
@@ -160,8 +162,9 @@ async fn stage<R: Read + Send + 'static>(
     source: R,
     read: Arc<AtomicU64>,
     options: ImportOptions,
+    observer: Observer,
 ) -> Result<Staged> {
-    let observer = &options.observer;
+    let observer = &observer;
     let mut stream = decode::decode(source);
     let mut staging = Staging::create(&paths)?;
     let recipe_path = staging.dir().join(RECIPE_FILE);
@@ -262,6 +265,7 @@ async fn commit(
     index: &Index,
     staged: Staged,
     options: &ImportOptions,
+    observer: &Observer,
 ) -> Result<Imported> {
     let Staged {
         mut staging,
@@ -290,8 +294,8 @@ async fn commit(
         imported.already_present = true;
         return Ok(imported); // dropping the staging folder removes what it held
     }
-    options.observer.check()?;
-    options.observer.report(Phase::Commit, 0, None);
+    observer.check()?;
+    observer.report(Phase::Commit, 0, None);
     let lock_paths = paths.clone();
     let recipe_target = paths.recipe(&image_id);
     let (staging, lock) = tokio::task::spawn_blocking(move || -> Result<(Staging, File)> {

@@ -18,7 +18,7 @@ use acikit::{ErrorKind, Store};
 async fn build(dir: &Path, out: &Path, compression: BuildCompression) -> Built {
     Builder::new()
         .compression(compression)
-        .build(dir, out)
+        .build(dir, out, acikit::progress::Observer::default())
         .await
         .unwrap()
 }
@@ -89,7 +89,7 @@ async fn mtime_clamp_sets_newer_files_to_the_clamp() {
     Builder::new()
         .compression(BuildCompression::None)
         .mtime_clamp(Some(clamp))
-        .build(&layout, &out)
+        .build(&layout, &out, acikit::progress::Observer::default())
         .await
         .unwrap();
     let back = read_back(&std::fs::read(&out).unwrap()).await.unwrap();
@@ -302,7 +302,11 @@ async fn every_kind_of_node_builds_and_round_trips() {
     // The store imports it and exports the same bytes.
     let store = Store::open(tmp.path().join("store")).await.unwrap();
     let imported = store
-        .import_file(&out, ImportOptions::default())
+        .import_file(
+            &out,
+            ImportOptions::default(),
+            acikit::progress::Observer::default(),
+        )
         .await
         .unwrap();
     assert_eq!(imported.image_id, built.image_id);
@@ -329,7 +333,10 @@ async fn invalid_layouts_are_refused_without_output() {
         let out = out.clone();
         let out_dir = out_dir.clone();
         async move {
-            let err = Builder::new().build(&dir, &out).await.unwrap_err();
+            let err = Builder::new()
+                .build(&dir, &out, acikit::progress::Observer::default())
+                .await
+                .unwrap_err();
             assert_eq!(err.kind(), kind, "{err}");
             let left: Vec<_> = std::fs::read_dir(&out_dir).unwrap().collect();
             assert!(left.is_empty(), "output left behind: {left:?}");
@@ -362,7 +369,10 @@ async fn invalid_layouts_are_refused_without_output() {
 
     let socket = small_layout(&tmp.path().join("socket"), MANIFEST.as_bytes());
     let _listener = std::os::unix::net::UnixListener::bind(socket.join("rootfs/etc/sock")).unwrap();
-    let err = Builder::new().build(&socket, &out).await.unwrap_err();
+    let err = Builder::new()
+        .build(&socket, &out, acikit::progress::Observer::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedEntryType, "{err}");
     assert_eq!(err.entry(), Some("rootfs/etc/sock"));
     assert!(std::fs::read_dir(&out_dir).unwrap().next().is_none());
@@ -372,13 +382,15 @@ async fn invalid_layouts_are_refused_without_output() {
     let observer = acikit::progress::Observer::default();
     observer.cancel.cancel();
     let err = Builder::new()
-        .observer(observer)
-        .build(&good, &out)
+        .build(&good, &out, observer)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);
     assert!(std::fs::read_dir(&out_dir).unwrap().next().is_none());
     // And the same layout builds.
-    Builder::new().build(&good, &out).await.unwrap();
+    Builder::new()
+        .build(&good, &out, acikit::progress::Observer::default())
+        .await
+        .unwrap();
     assert!(out.exists());
 }

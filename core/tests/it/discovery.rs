@@ -10,7 +10,7 @@ use crate::common::https::{TestServer, meta_page};
 use acikit::discovery::{self, AciEndpoint, Discovered, DiscoveryOptions};
 use acikit::net::{AuthConfig, CaCert, HttpClient, InsecureOptions, NetOptions};
 use acikit::progress::Observer;
-use acikit::{ErrorKind, Result};
+use acikit::{ErrorKind, ImageName, Label, Result};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -36,11 +36,12 @@ fn redirect(status: StatusCode, to: String) -> axum::routing::MethodRouter {
     get(move || async move { (status, [(header::LOCATION, to)]).into_response() })
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+    pairs.iter().map(|(k, v)| Label::new(*k, *v)).collect()
+}
+
+fn image(name: &str) -> ImageName {
+    ImageName::parse(name, &[]).unwrap()
 }
 
 async fn discover_with(
@@ -49,11 +50,12 @@ async fn discover_with(
     label_pairs: &[(&str, &str)],
 ) -> Result<Discovered> {
     let client = HttpClient::new(options)?;
+    let image = ImageName::parse(name, &labels(label_pairs))?;
     discovery::discover(
         &client,
-        name,
-        &labels(label_pairs),
+        &image,
         &DiscoveryOptions::default(),
+        Observer::default(),
     )
     .await
 }
@@ -190,13 +192,15 @@ async fn keys_and_templates_found_at_different_levels() {
     // Without the key walk, discovery stops at the first level with endpoints.
     server.clear_requests();
     let client = HttpClient::new(server.net_options()).unwrap();
-    let options = DiscoveryOptions {
-        pubkeys: false,
-        ..DiscoveryOptions::default()
-    };
-    let found = discovery::discover(&client, "example.test/acme/app", &[], &options)
-        .await
-        .unwrap();
+    let options = DiscoveryOptions { pubkeys: false };
+    let found = discovery::discover(
+        &client,
+        &image("example.test/acme/app"),
+        &options,
+        Observer::default(),
+    )
+    .await
+    .unwrap();
     assert!(found.pubkeys.is_empty());
     assert_eq!(paths(&server), vec!["/acme/app?ac-discovery=1"]);
 }
@@ -915,11 +919,8 @@ async fn cancellation_stops_waits_for_headers_and_body() {
     // A cancelled discovery stops at once.
     let observer = Observer::default();
     observer.cancel.cancel();
-    let options = DiscoveryOptions {
-        observer,
-        ..DiscoveryOptions::default()
-    };
-    let err = discovery::discover(&client, "example.test/slow", &[], &options)
+    let options = DiscoveryOptions::default();
+    let err = discovery::discover(&client, &image("example.test/slow"), &options, observer)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);

@@ -294,7 +294,7 @@ impl Setup {
     /// Fetches `name` at `version` by discovery with [`Setup::options`].
     async fn fetch(&self, name: &str, version: &str) -> acikit::Result<acikit::fetch::Fetched> {
         self.store
-            .fetch(by_name(name, version), self.options())
+            .fetch(by_name(name, version), self.options(), Observer::default())
             .await
     }
 
@@ -494,7 +494,7 @@ async fn an_oversized_image_is_refused() {
     };
     let err = s
         .store
-        .fetch(by_name(APP, "1.0.0"), options)
+        .fetch(by_name(APP, "1.0.0"), options, Observer::default())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");
@@ -666,13 +666,9 @@ async fn a_cancelled_fetch_leaves_nothing() {
         }),
         cancel: cancel.clone(),
     };
-    let options = FetchOptions {
-        observer,
-        ..s.options()
-    };
     let err = s
         .store
-        .fetch(by_name(APP, "1.0.0"), options)
+        .fetch(by_name(APP, "1.0.0"), s.options(), observer)
         .await
         .unwrap_err();
     assert!(fired.load(Ordering::SeqCst), "the download started");
@@ -783,8 +779,10 @@ async fn two_fetches_of_one_image_at_once_leave_one_copy() {
     let aci = make_aci(&s.dir, &manifest_for(APP, "1.0.0"), 14);
     s.publish(APP, "1.0.0", &aci.bytes, &aci.sig, Served::default());
     let (a, b) = tokio::join!(
-        s.store.fetch(by_name(APP, "1.0.0"), s.options()),
-        s.store.fetch(by_name(APP, "1.0.0"), s.options()),
+        s.store
+            .fetch(by_name(APP, "1.0.0"), s.options(), Observer::default()),
+        s.store
+            .fetch(by_name(APP, "1.0.0"), s.options(), Observer::default()),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.image_id, b.image_id);
@@ -803,7 +801,11 @@ async fn file_urls_are_verified_too() {
     // No signature next to it: refused.
     let err = s
         .store
-        .fetch(FetchSource::parse(&url, &[]).unwrap(), s.options())
+        .fetch(
+            FetchSource::parse(&url, &[]).unwrap(),
+            s.options(),
+            Observer::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
@@ -812,7 +814,11 @@ async fn file_urls_are_verified_too() {
     std::fs::write(s.dir.join("app.aci.asc"), &aci.sig).unwrap();
     let fetched = s
         .store
-        .fetch(FetchSource::parse(&url, &[]).unwrap(), s.options())
+        .fetch(
+            FetchSource::parse(&url, &[]).unwrap(),
+            s.options(),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert_eq!(fetched.image_id.as_str(), aci.id);
@@ -835,7 +841,11 @@ async fn insecure_image_skips_the_signature_only_when_asked() {
     s.assert_empty("unsigned").await;
     let mut options = s.options();
     options.net.insecure.image = true;
-    let fetched = s.store.fetch(by_name(APP, "1.0.0"), options).await.unwrap();
+    let fetched = s
+        .store
+        .fetch(by_name(APP, "1.0.0"), options, Observer::default())
+        .await
+        .unwrap();
     assert_eq!(fetched.image_id.as_str(), aci.id);
     assert!(fetched.signature.is_none());
 }

@@ -8,6 +8,7 @@ mod common;
 
 mod archive_matrix;
 mod build;
+mod cancel;
 mod discovery;
 mod fetch;
 mod hostile;

@@ -294,7 +294,7 @@ async fn a_build_into_a_stream_reports_its_read_back_error() {
     let err = acikit::build::Builder::new()
         .compression(acikit::build::BuildCompression::None)
         .limits(limits)
-        .build_to_writer(&dir, std::io::sink())
+        .build_to_writer(&dir, std::io::sink(), acikit::progress::Observer::default())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LimitExceeded, "{err}");

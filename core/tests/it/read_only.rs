@@ -155,7 +155,7 @@ async fn fixture() -> Fixture {
     let store = Store::open(&store_dir).await.unwrap();
     for image in [&a, &b, &c] {
         store
-            .import_file(&image.path, ImportOptions::default())
+            .import_file(&image.path, ImportOptions::default(), Observer::default())
             .await
             .unwrap();
     }
@@ -394,7 +394,9 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
 /// Every write, refused at once with `read_only_store` naming the store at `dir`.
 async fn every_write_is_refused(store: &Store, f: &Fixture, dir: &Path) {
     assert_refused(
-        store.import_file(&f.a.path, ImportOptions::default()).await,
+        store
+            .import_file(&f.a.path, ImportOptions::default(), Observer::default())
+            .await,
         dir,
         "import",
     );
@@ -574,7 +576,7 @@ async fn a_read_only_store_indexed_in_postgresql_reads_without_writing() {
     .await
     .unwrap();
     writable
-        .import_file(&a.path, ImportOptions::default())
+        .import_file(&a.path, ImportOptions::default(), Observer::default())
         .await
         .unwrap();
     let used = writable.list().await.unwrap()[0].last_used_at_ms;

@@ -106,7 +106,7 @@ async fn fixture() -> Fixture {
     for tar in [&base_tar, &app_tar] {
         ids.push(
             store
-                .import_file(tar, ImportOptions::default())
+                .import_file(tar, ImportOptions::default(), Observer::default())
                 .await
                 .unwrap()
                 .image_id,

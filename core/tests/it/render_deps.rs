@@ -91,7 +91,11 @@ impl Fixture {
         };
         let imported = self
             .store
-            .import_file(&archive, ImportOptions::default())
+            .import_file(
+                &archive,
+                ImportOptions::default(),
+                acikit::progress::Observer::default(),
+            )
             .await
             .unwrap_or_else(|e| panic!("importing {name}: {e}"));
         (imported.image_id, archive)

@@ -148,7 +148,11 @@ fn compare(ours: &Path, theirs: &Path, what: &str) -> usize {
 
 async fn import(store: &Store, archive: &Path) -> ImageId {
     store
-        .import_file(archive, ImportOptions::default())
+        .import_file(
+            archive,
+            ImportOptions::default(),
+            acikit::progress::Observer::default(),
+        )
         .await
         .unwrap_or_else(|e| panic!("importing {}: {e}", archive.display()))
         .image_id

@@ -68,7 +68,7 @@ impl Fixture {
             ),
         );
         self.store
-            .import_file(&tar, ImportOptions::default())
+            .import_file(&tar, ImportOptions::default(), Observer::default())
             .await
             .unwrap_or_else(|e| panic!("importing {name}: {e}"))
             .image_id
@@ -455,7 +455,7 @@ async fn every_kind_of_member_checks_clean_and_a_byte_in_a_hole_is_found() {
         );
         let store = Store::open(tmp.path().join("store")).await.unwrap();
         let id = store
-            .import_file(&tar, ImportOptions::default())
+            .import_file(&tar, ImportOptions::default(), Observer::default())
             .await
             .unwrap()
             .image_id;

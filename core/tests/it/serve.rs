@@ -179,7 +179,15 @@ impl Setup {
         sig: Option<&[u8]>,
         token: &str,
     ) -> acikit::Result<acikit::serve::Pushed> {
-        push_file(&self.client(), &self.base(), aci, sig, token).await
+        push_file(
+            &self.client(),
+            &self.base(),
+            aci,
+            sig,
+            token,
+            acikit::progress::Observer::default(),
+        )
+        .await
     }
 
     async fn assert_empty(&self, what: &str) {
@@ -253,14 +261,14 @@ async fn fetch_as_client(
         .unwrap();
     let fetched = client_store
         .fetch(
-            FetchSource::Name {
-                name: name.into(),
-                labels: vec![("version".into(), "1.0.0".into())],
-            },
+            FetchSource::Name(
+                acikit::ImageName::parse(name, &[acikit::Label::new("version", "1.0.0")]).unwrap(),
+            ),
             FetchOptions {
                 net: server.net(),
                 ..FetchOptions::default()
             },
+            acikit::progress::Observer::default(),
         )
         .await
         .unwrap();
@@ -435,7 +443,11 @@ async fn our_gzip_export_is_served_regenerated() {
     let aci = make_aci(&s.dir, "gz", "example.test/acme/gz", "2.0", 2);
     let scratch = Store::open(s.dir.join("scratch")).await.unwrap();
     let imported = scratch
-        .import_file(&aci.path, Default::default())
+        .import_file(
+            &aci.path,
+            Default::default(),
+            acikit::progress::Observer::default(),
+        )
         .await
         .unwrap();
     let exported = s.dir.join("ours.aci");
@@ -904,7 +916,15 @@ async fn shutdown_lets_a_download_in_flight_finish() {
         &[("big", &vec![0x5a; 48 << 20])],
         &tar,
     );
-    let imported = s.store.import_file(&tar, Default::default()).await.unwrap();
+    let imported = s
+        .store
+        .import_file(
+            &tar,
+            Default::default(),
+            acikit::progress::Observer::default(),
+        )
+        .await
+        .unwrap();
     let id = imported.image_id.to_string();
 
     let http = s.reqwest();

@@ -62,7 +62,11 @@ impl Setup {
         assert!(tar.len() > 5_000_000);
         let store = Store::open(dir.path().join("store")).await.unwrap();
         let imported = store
-            .import_file(&tar_path, Default::default())
+            .import_file(
+                &tar_path,
+                Default::default(),
+                acikit::progress::Observer::default(),
+            )
             .await
             .unwrap();
         let server = Server::new(
@@ -439,7 +443,11 @@ async fn measure_debian_image() {
     let scratch = tempfile::tempdir().unwrap();
     let store = Store::open(scratch.path().join("store")).await.unwrap();
     let imported = store
-        .import_file(&tar_path, Default::default())
+        .import_file(
+            &tar_path,
+            Default::default(),
+            acikit::progress::Observer::default(),
+        )
         .await
         .unwrap();
     let (id, len) = (imported.image_id.clone(), imported.tar_size);

@@ -73,7 +73,7 @@ fn python_repack(dir: &Path, layout: &str, tag: &str) -> Image {
 
 async fn import(store: &Store, image: &Image) -> Imported {
     store
-        .import_file(&image.path, ImportOptions::default())
+        .import_file(&image.path, ImportOptions::default(), Observer::default())
         .await
         .unwrap_or_else(|e| panic!("importing {}: {e}", image.path.display()))
 }
@@ -341,9 +341,9 @@ async fn concurrent_imports_count_each_new_object_once_in_total() {
         ..ImportOptions::default()
     };
     let (a, b, c) = tokio::join!(
-        store.import_file(&image.path, options()),
-        store.import_file(&image.path, options()),
-        store.import_file(&repacked.path, options()),
+        store.import_file(&image.path, options(), Observer::default()),
+        store.import_file(&image.path, options(), Observer::default()),
+        store.import_file(&repacked.path, options(), Observer::default()),
     );
     let results = [a.unwrap(), b.unwrap(), c.unwrap()];
     let objects = files_under(&store_dir.join("objects"));

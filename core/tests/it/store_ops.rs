@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt;
 
 async fn import(store: &Store, image: &Image) -> acikit::store::Imported {
     store
-        .import_file(&image.path, ImportOptions::default())
+        .import_file(&image.path, ImportOptions::default(), Observer::default())
         .await
         .unwrap_or_else(|e| panic!("importing {}: {e}", image.path.display()))
 }
@@ -206,7 +206,7 @@ async fn lookup_by_id_prefix_and_ambiguous_prefix() {
                 &format!("tar --format=gnu -cf '{}' manifest rootfs", tar.display()),
             );
             let imported = store
-                .import_file(&tar, ImportOptions::default())
+                .import_file(&tar, ImportOptions::default(), Observer::default())
                 .await
                 .unwrap();
             assert_eq!(imported.image_id.as_str(), sha512sum(&tar));
@@ -263,7 +263,7 @@ async fn lookup_by_id_prefix_and_ambiguous_prefix() {
     let err = resolve_err(&store, &id_query(&unknown_full)).await;
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     // An ID with labels, or a malformed prefix, is not a query.
-    let labels = [("os".to_string(), "linux".to_string())];
+    let labels = [acikit::Label::new("os", "linux")];
     let err = ImageQuery::parse(first.as_str(), &labels).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     let err = ImageQuery::parse("sha512-XYZ", &[]).unwrap_err();
@@ -286,8 +286,8 @@ async fn lookup_by_name_and_labels() {
         // Import times are in milliseconds: keep them apart.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    let label = |k: &str, v: &str| (k.to_string(), v.to_string());
-    let find = |text: &str, labels: &[(String, String)]| {
+    let label = acikit::Label::new;
+    let find = |text: &str, labels: &[acikit::Label]| {
         let query = ImageQuery::parse(text, labels).unwrap();
         let store = store.clone();
         async move { store.resolve(&query).await }
@@ -392,7 +392,7 @@ async fn dedup_across_images_and_inside_one_and_idempotent_reimport() {
     compress(&pair.a.path, "gzip -c", &gz);
     for path in [&pair.a.path, &gz] {
         let again = store
-            .import_file(path, ImportOptions::default())
+            .import_file(path, ImportOptions::default(), Observer::default())
             .await
             .unwrap();
         assert!(again.already_present, "{again:?}");
@@ -600,7 +600,7 @@ async fn a_failing_import_gate_leaves_nothing() {
         ..ImportOptions::default()
     };
     let err = store
-        .import_file(&pair.a.path, refuse(seen.clone()))
+        .import_file(&pair.a.path, refuse(seen.clone()), Observer::default())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
@@ -612,7 +612,7 @@ async fn a_failing_import_gate_leaves_nothing() {
 
     import(&store, &pair.a).await;
     let err = store
-        .import_file(&pair.a.path, refuse(seen.clone()))
+        .import_file(&pair.a.path, refuse(seen.clone()), Observer::default())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
@@ -1034,12 +1034,18 @@ async fn hostile_archives_leave_nothing_in_the_store() {
         for (how, result) in [
             (
                 "import_file",
-                store.import_file(&file, ImportOptions::default()).await,
+                store
+                    .import_file(&file, ImportOptions::default(), Observer::default())
+                    .await,
             ),
             (
                 "import",
                 store
-                    .import(std::io::Cursor::new(bytes), ImportOptions::default())
+                    .import(
+                        std::io::Cursor::new(bytes),
+                        ImportOptions::default(),
+                        Observer::default(),
+                    )
                     .await,
             ),
         ] {
@@ -1081,14 +1087,14 @@ async fn cancelled_imports_leave_nothing() {
     for path in [&image.path, &gz] {
         let cancel = CancelToken::new();
         cancel.cancel();
-        let options = ImportOptions {
-            observer: Observer {
-                progress: None,
-                cancel,
-            },
-            ..ImportOptions::default()
+        let observer = Observer {
+            progress: None,
+            cancel,
         };
-        let err = store.import_file(path, options).await.unwrap_err();
+        let err = store
+            .import_file(path, ImportOptions::default(), observer)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
         assert_empty(&store, "cancelled before the start").await;
     }
@@ -1099,17 +1105,17 @@ async fn cancelled_imports_leave_nothing() {
         let trigger = cancel.clone();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let options = ImportOptions {
-            observer: Observer {
-                progress: Some(Arc::new(move |p: Progress| {
-                    log.lock().unwrap().push(p);
-                    trigger.cancel();
-                })),
-                cancel,
-            },
-            ..ImportOptions::default()
+        let observer = Observer {
+            progress: Some(Arc::new(move |p: Progress| {
+                log.lock().unwrap().push(p);
+                trigger.cancel();
+            })),
+            cancel,
         };
-        let err = store.import_file(path, options).await.unwrap_err();
+        let err = store
+            .import_file(path, ImportOptions::default(), observer)
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen[0].phase, Phase::Import);
@@ -1137,14 +1143,14 @@ async fn import_progress_ends_at_the_archive_size() {
         assert!(size > 2 << 20);
         let seen = Arc::new(Mutex::new(Vec::<Progress>::new()));
         let log = seen.clone();
-        let options = ImportOptions {
-            observer: Observer {
-                progress: Some(Arc::new(move |p| log.lock().unwrap().push(p))),
-                ..Observer::default()
-            },
-            ..ImportOptions::default()
+        let observer = Observer {
+            progress: Some(Arc::new(move |p| log.lock().unwrap().push(p))),
+            ..Observer::default()
         };
-        let imported = store.import_file(path, options).await.unwrap();
+        let imported = store
+            .import_file(path, ImportOptions::default(), observer)
+            .await
+            .unwrap();
         assert_eq!(imported.image_id, image.id);
         let seen = seen.lock().unwrap().clone();
         let events: Vec<&Progress> = seen.iter().filter(|p| p.phase == Phase::Import).collect();
@@ -1258,7 +1264,7 @@ async fn imports_never_fail_while_gc_runs_in_a_loop() {
     const IMPORTS: u32 = 800;
     for _ in 0..IMPORTS {
         if let Err(err) = store
-            .import_file(&image.path, ImportOptions::default())
+            .import_file(&image.path, ImportOptions::default(), Observer::default())
             .await
         {
             failures.push(err.to_string());

@@ -38,7 +38,7 @@ async fn round_trip(store_dir: &Path, archive: &Path, tar: &[u8], id: &str, what
         .await
         .unwrap_or_else(|e| panic!("{what}: opening the store: {e}"));
     let imported = store
-        .import_file(archive, ImportOptions::default())
+        .import_file(archive, ImportOptions::default(), Observer::default())
         .await
         .unwrap_or_else(|e| panic!("{what}: import: {e}"));
     assert_eq!(imported.image_id.as_str(), id, "{what}: image ID");
@@ -294,7 +294,7 @@ async fn gzip_and_zstd_exports_decompress_to_the_tar() {
     compress(&tar, "gzip -c", &archive);
     let store = Store::open(d.join("store")).await.unwrap();
     store
-        .import_file(&archive, ImportOptions::default())
+        .import_file(&archive, ImportOptions::default(), Observer::default())
         .await
         .unwrap();
 
@@ -339,7 +339,11 @@ async fn gzip_and_zstd_exports_decompress_to_the_tar() {
 
     // A compressed export imports back as the same image.
     let again = store
-        .import_file(d.join("image.tar.zst"), ImportOptions::default())
+        .import_file(
+            d.join("image.tar.zst"),
+            ImportOptions::default(),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert_eq!(again.image_id, id);

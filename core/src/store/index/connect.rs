@@ -111,21 +111,26 @@ pub(super) async fn open_sqlite(path: &Path) -> Result<SqlitePool> {
     let mut conn = SqliteConnection::connect_with(&options)
         .await
         .map_err(db_error("open the index"))?;
-    let setup = async {
-        enable_wal(&mut conn).await?;
-        run_migrations!(&mut conn).await
-    }
-    .await;
+    let wal = enable_wal(&mut conn).await;
     let _ = conn.close().await;
-    setup?;
+    wal?;
 
-    SqlitePoolOptions::new()
+    let pool = SqlitePoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .min_connections(0)
         .acquire_timeout(BUSY_TIMEOUT)
         .connect_with(options.journal_mode(SqliteJournalMode::Wal))
         .await
-        .map_err(db_error("open the index"))
+        .map_err(db_error("open the index"))?;
+    // Migrated through the pool, not the single connection: sqlx's migrator on a
+    // `&mut SqliteConnection` makes the future not `Send` for every lifetime, and
+    // `Store::open` must return a `Send + 'static` future.
+    let migrated: Result<()> = run_migrations!(&pool).await;
+    if let Err(e) = migrated {
+        pool.close().await;
+        return Err(e);
+    }
+    Ok(pool)
 }
 
 /// Opens the SQLite index file at `path` of a read-only store without writing anything.
