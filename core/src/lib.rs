@@ -43,7 +43,9 @@
 //! let inspection = inspect_file(&aci, Limits::default(), Observer::default()).await?;
 //!
 //! let store = Store::open(dir.join("store")).await?;
-//! let imported = store.import_file(&aci, ImportOptions::default()).await?;
+//! let imported = store
+//!     .import_file(&aci, ImportOptions::default(), Observer::default())
+//!     .await?;
 //! assert_eq!(imported.image_id, inspection.image_id);
 //!
 //! let images = store.list().await?;
