@@ -8,7 +8,7 @@ use crate::error::Result;
 /// [`blocking_value`]) instead of running on a runtime worker. A panic in `f`, or
 /// the task being cancelled, comes back as an
 /// [`ErrorKind::Internal`](crate::error::ErrorKind::Internal) error naming "a
-/// background task", as [`crate::store::facade::join_error`] does.
+/// background task", as [`crate::store::handle::join_error`] does.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
@@ -26,7 +26,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(crate::store::facade::join_error)
+        .map_err(crate::store::handle::join_error)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //!   and xattrs, creating, removing and copying trees), shared by build, store and render;
 //! - [`build`]: an image layout (manifest + rootfs) to a reproducible image archive, with our
 //!   own tar writer;
-//! - [`store`]: the exploded, de-duplicated image store and its [`Store`] facade;
+//! - [`store`]: the exploded, de-duplicated image store and its [`Store`] handle;
 //! - [`render`]: rootfs rendering: exploded trees, dependencies, per-run copies;
 //! - [`net`]: the HTTP(S) client shared by discovery and fetch;
 //! - [`discovery`]: appc meta discovery (name + labels to URLs);

@@ -221,7 +221,7 @@ impl RunningServer {
         let ended = task.await;
         self.task = None;
         ended
-            .map_err(crate::store::facade::join_error)?
+            .map_err(crate::store::handle::join_error)?
             .map_err(|e| Error::io("serving", e))
     }
 

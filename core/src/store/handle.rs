@@ -1,4 +1,4 @@
-//! [`Store`]: the one facade over the image store that the CLI and the bindings wrap.
+//! [`Store`]: the one handle on the image store that the CLI and the bindings wrap.
 //! Owned arguments and results, `'static + Send` futures, progress and cancellation
 //! through an [`Observer`].
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::ContentDigest;
-use super::facade::{ExportCompression, Exported};
+use super::handle::{ExportCompression, Exported};
 use super::import::digest_file;
 use super::index::{Index, IndexBackend};
 use super::paths::StorePaths;

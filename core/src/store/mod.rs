@@ -5,7 +5,8 @@
 //! references), and a row in the SQL index. `recipe + objects` regenerates the canonical
 //! tar byte for byte, so the image ID can always be recomputed.
 //!
-//! - [`facade`]: [`Store`], the one entry point the CLI and bindings use;
+//! - [`handle`]: [`Store`], the one handle the CLI and bindings use (the operations that span
+//!   layers, `gc`, `fsck` and `rm`, are in `crate::facade`);
 //! - [`import`]: the one-pass import pipeline; [`archives`]: archive files already imported,
 //!   by the SHA-256 of their bytes (a re-import of the same file is a lookup);
 //! - [`objects`]: the content-addressed object store and per-import staging; [`large`]:
@@ -25,7 +26,7 @@ pub(crate) mod access;
 pub(crate) mod archives;
 pub(crate) mod database;
 pub(crate) mod digest;
-pub(crate) mod facade;
+pub(crate) mod handle;
 pub(crate) mod heads;
 pub(crate) mod housekeeping;
 pub(crate) mod import;
@@ -39,7 +40,7 @@ pub(crate) mod references;
 pub(crate) mod regenerate;
 
 pub use digest::{ContentDigest, ContentHasher};
-pub use facade::{
+pub use handle::{
     ExportCompression, Exported, ImageInfo, ImageQuery, Resolved, Store, StoreOptions,
 };
 pub use housekeeping::{FsckProblem, StoreStats};
