@@ -29,8 +29,8 @@ fn to_timespec(t: Timestamp) -> Timespec {
 /// `meta.kind`.
 ///
 /// Without the privilege to set a foreign owner (or a privileged xattr), this fails with
-/// [`ErrorKind::NeedsPrivilege`], or pushes a warning and goes on when
-/// `privs.skip_unprivileged` is set.
+/// [`ErrorKind::NeedsPrivilege`](crate::error::ErrorKind::NeedsPrivilege), or pushes a
+/// warning and goes on when `privs.skip_unprivileged` is set.
 pub fn apply_meta(
     dir: BorrowedFd,
     name: &OsStr,

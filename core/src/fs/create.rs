@@ -13,8 +13,9 @@ use super::privileges::{Privileges, needs_privilege};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Creates `name` in `dir` as `meta.kind` says, without applying its metadata (call
-/// [`apply_meta`] after; for a directory, after its contents). A directory is created with
-/// mode `0700` so that it can be filled; other nodes with `meta.mode & 0777` (less the umask).
+/// [`apply_meta`](super::apply_meta) after; for a directory, after its contents). A directory
+/// is created with mode `0700` so that it can be filled; other nodes with `meta.mode & 0777`
+/// (less the umask).
 /// A regular file is created empty (callers normally create and fill regular files
 /// themselves). Fails if `name` exists.
 ///

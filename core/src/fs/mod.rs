@@ -11,9 +11,10 @@
 //! `/proc/self/fd/<dir>/<name>` with the `l*xattr` calls, which resolve the directory through
 //! its descriptor and do not follow the final component.
 //!
-//! Walks are iterative: [`remove_tree`] and [`remove_node`] keep at most [`FD_WINDOW`](walk::FD_WINDOW)
-//! directory descriptors open whatever the depth of the tree, [`copy_tree_ticked`] at most 3 per
-//! thread (it reopens directories below its roots with [`open_dir_beneath`]).
+//! Walks are iterative: [`remove_tree`] and [`remove_node`] keep at most
+//! [`FD_WINDOW`](walk::FD_WINDOW) directory descriptors open whatever the depth of the tree,
+//! [`copy_tree_ticked`] at most 3 per thread (it reopens directories below its roots with
+//! [`open_dir_beneath`]).
 //!
 //! One module per job:
 //!

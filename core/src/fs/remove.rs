@@ -1,5 +1,5 @@
 //! Removing a node or a whole tree, even a read-only one, never following a symlink; at most
-//! [`FD_WINDOW`](super::FD_WINDOW) directory descriptors open whatever the depth.
+//! [`FD_WINDOW`](super::walk::FD_WINDOW) directory descriptors open whatever the depth.
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -39,7 +39,8 @@ pub fn remove_node(dir: BorrowedFd, name: &OsStr) -> Result<()> {
 
 /// Removes the tree at `path` (a directory or any other node), even with read-only
 /// directories and files in it; the last component of `path` and everything below it are
-/// never followed if they are symlinks. A missing `path` is [`ErrorKind::NotFound`].
+/// never followed if they are symlinks. A missing `path` is
+/// [`ErrorKind::NotFound`](crate::error::ErrorKind::NotFound).
 pub fn remove_tree(path: &Path) -> Result<()> {
     let (parent, name) = split_parent(path)?;
     remove_node(parent.as_fd(), &name)
