@@ -8,6 +8,7 @@ use acikit::Error;
 use acikit::build::{BuildCompression, Builder};
 use acikit::output::{OutputFile, OutputOptions};
 
+use super::interrupt::Interrupt;
 use super::progress;
 use super::store::{CompressionArg, fail};
 use crate::report::print_json;
@@ -46,6 +47,7 @@ pub async fn build(
     let to_stdout = out == Path::new("-");
     let (observer, bar) = progress::observer("building");
     let builder = Builder::new().compression(compression).mtime_clamp(mtime);
+    let interrupt = Interrupt::cancels(&observer.cancel, "build");
     let result = if to_stdout {
         match crate::stdout::binary_stdout() {
             Ok(stdout) => builder.build_to_writer(dir, stdout, observer).await,
@@ -56,6 +58,7 @@ pub async fn build(
             .build_with(dir, out, output_options(store_dir), observer)
             .await
     };
+    drop(interrupt);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use acikit::Label;
 use acikit::fetch::{FetchOptions, FetchOutcome, FetchSource, Fetched};
 
+use super::interrupt::Interrupt;
 use super::net::NetArgs;
 use super::progress;
 use super::store::fail;
@@ -57,7 +58,9 @@ pub async fn fetch(store_dir: &Path, args: FetchArgs<'_>) -> ExitCode {
         dependencies: !args.no_dependencies,
         ..defaults
     };
+    let interrupt = Interrupt::cancels(&observer.cancel, "fetch");
     let result = store.fetch(source, options, observer).await;
+    drop(interrupt);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -6,6 +6,7 @@ mod build;
 mod discover;
 pub mod fetch;
 mod inspect;
+mod interrupt;
 mod net;
 mod progress;
 mod render;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::{Label, Store};
 
+use super::interrupt::Interrupt;
 use super::progress;
 use super::store::{fail, open, resolve};
 
@@ -62,22 +63,7 @@ pub async fn render(
     // Ctrl-C (SIGINT) cancels the render, which then leaves nothing behind (no half-made
     // run). The handler is in place before the render starts.
     let (observer, bar) = progress::render_observer();
-    let cancel = observer.cancel.clone();
-    let mut sigint = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-    {
-        Ok(sigint) => Some(sigint),
-        Err(err) => {
-            errln!("warning: Ctrl-C will not cancel the render cleanly: {err}");
-            None
-        }
-    };
-    let interrupt = tokio::spawn(async move {
-        if let Some(sigint) = &mut sigint
-            && sigint.recv().await.is_some()
-        {
-            cancel.cancel();
-        }
-    });
+    let interrupt = Interrupt::cancels(&observer.cancel, "render");
     let result = store
         .render(
             &id,
@@ -90,7 +76,7 @@ pub async fn render(
             observer,
         )
         .await;
-    interrupt.abort();
+    drop(interrupt);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

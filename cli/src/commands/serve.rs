@@ -213,7 +213,9 @@ pub async fn push(
         Err(err) => return fail(&err),
     };
     let (observer, bar) = super::progress::observer("pushing");
+    let interrupt = super::interrupt::Interrupt::cancels(&observer.cancel, "push");
     let result = push_file(&client, to, file, signature.as_deref(), token, observer).await;
+    drop(interrupt);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

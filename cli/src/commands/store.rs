@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
-use acikit::progress::Observer;
+use acikit::progress::{CancelToken, Observer};
 use acikit::store::{ExportCompression, ImageQuery, ImportOptions, StoreOptions};
 use acikit::{Error, Label, Store};
 use serde::Serialize;
 
+use super::interrupt::Interrupt;
 use super::progress;
 use crate::CommonOpts;
 use crate::report::{self, FileReport};
@@ -78,8 +79,15 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCod
     };
     let mut results = Vec::new();
     let mut ok = true;
+    // Ctrl-C cancels the import under way and skips the files after it.
+    let cancel = CancelToken::new();
+    let _interrupt = Interrupt::cancels(&cancel, "import");
     for file in files {
+        if cancel.is_cancelled() {
+            break;
+        }
         let (observer, bar) = progress::observer("importing");
+        let observer = observer.cancelled_by(cancel.clone());
         let options = ImportOptions {
             limits: opts.limits(),
             ..ImportOptions::default()
@@ -193,7 +201,9 @@ pub async fn export(
         return export_to_stdout(&store, &id, compression, json).await;
     }
     let (observer, bar) = progress::observer("exporting");
+    let interrupt = Interrupt::cancels(&observer.cancel, "export");
     let result = store.export_to(&id, out, compression, observer).await;
+    drop(interrupt);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -227,8 +237,10 @@ async fn export_to_stdout(
         Ok(stdout) => stdout,
         Err(err) => return fail(&err),
     };
+    let observer = Observer::default();
+    let _interrupt = Interrupt::cancels(&observer.cancel, "export");
     match store
-        .export_to_writer(id, stdout, compression, Observer::default())
+        .export_to_writer(id, stdout, compression, observer)
         .await
     {
         Ok(exported) if json => {
@@ -324,7 +336,9 @@ pub async fn gc(dir: &Path, json: bool) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
-    match store.gc(Observer::default()).await {
+    let observer = Observer::default();
+    let _interrupt = Interrupt::cancels(&observer.cancel, "gc");
+    match store.gc(observer).await {
         Ok(report) if json => {
             print_json(&report);
             ExitCode::SUCCESS
@@ -353,7 +367,9 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let report = match store.fsck(repair, Observer::default()).await {
+    let observer = Observer::default();
+    let _interrupt = Interrupt::cancels(&observer.cancel, "fsck");
+    let report = match store.fsck(repair, observer).await {
         Ok(report) => report,
         Err(err) => return fail(&err),
     };

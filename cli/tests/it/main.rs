@@ -11,6 +11,7 @@ mod build_cli;
 mod cli;
 mod discover_cli;
 mod fetch_cli;
+mod import_cancel_cli;
 mod output_cli;
 mod postgres_cli;
 mod read_only_cli;

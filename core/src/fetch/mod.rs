@@ -14,7 +14,8 @@
 //! The image becomes visible only after its signature verified (checked in an
 //! [`ImportGate`](crate::store::ImportGate) before the import commits), unless the caller
 //! turned verification off with `insecure.image`. A failed or cancelled fetch leaves
-//! nothing in the store.
+//! nothing of the image it was fetching; the images it completed before (the image whose
+//! dependency failed, verified and whole) stay.
 
 pub(crate) mod download;
 pub(crate) mod expect;
@@ -197,7 +198,8 @@ impl Store {
     ///
     /// Progress is [`Phase::Download`](crate::progress::Phase) (bytes of each archive) and
     /// the import's phases; a cancelled fetch returns [`ErrorKind::Cancelled`] and leaves
-    /// nothing in the store.
+    /// nothing of the image it was fetching (an image already committed while its
+    /// dependencies were fetched stays).
     pub fn fetch(
         &self,
         source: FetchSource,

@@ -5,12 +5,15 @@
 //! it. Progress events of import, export and build never go back and end at the total.
 //! And every public async method of `Store` returns a `'static + Send` future.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 
+use crate::common::observe::{
+    assert_monotonic_to, assert_unchanged, cancel_at_first_event, cancelled_before, recording,
+    snapshot,
+};
 use crate::common::{Image, files_under, make_image, manifest_for, pseudo_random};
 use acikit::build::Builder;
-use acikit::progress::{Observer, Phase, Progress};
+use acikit::progress::{Observer, Phase};
 use acikit::store::{ExportCompression, ImageQuery, ImportOptions};
 use acikit::{ErrorKind, Label, Store};
 
@@ -24,76 +27,6 @@ fn big_image(dir: &Path) -> Image {
         .map(|(n, c)| (n.as_str(), c.as_slice()))
         .collect();
     make_image(dir, "big", &manifest_for("example.com/big", "1.0.0"), &refs)
-}
-
-/// An observer that records every event and cancels at the first one.
-fn cancel_at_first_event() -> (Observer, Arc<Mutex<Vec<Progress>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let observer = Observer::default();
-    let cancel = observer.cancel.clone();
-    let observer = Observer {
-        progress: Some(Arc::new(move |p: Progress| {
-            log.lock().unwrap().push(p);
-            cancel.cancel();
-        })),
-        ..observer
-    };
-    (observer, seen)
-}
-
-/// An observer that only records events.
-fn recording() -> (Observer, Arc<Mutex<Vec<Progress>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let observer = Observer {
-        progress: Some(Arc::new(move |p: Progress| log.lock().unwrap().push(p))),
-        ..Observer::default()
-    };
-    (observer, seen)
-}
-
-fn cancelled_before() -> Observer {
-    let observer = Observer::default();
-    observer.cancel.cancel();
-    observer
-}
-
-/// Every file in the store folder (SQLite's journal files aside), and the images indexed.
-async fn snapshot(store: &Store) -> (Vec<PathBuf>, Vec<String>) {
-    let files = files_under(store.dir())
-        .into_iter()
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            !name.ends_with("-wal") && !name.ends_with("-shm") && !name.ends_with("-journal")
-        })
-        .collect();
-    let images = store
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| i.image_id.to_string())
-        .collect();
-    (files, images)
-}
-
-async fn assert_unchanged(store: &Store, before: &(Vec<PathBuf>, Vec<String>), what: &str) {
-    let after = snapshot(store).await;
-    assert_eq!(&after, before, "{what}: the store changed");
-    let report = store.fsck(false, Observer::default()).await.unwrap();
-    assert!(report.is_clean(), "{what}: fsck: {report:?}");
-}
-
-/// Events of `phase` never go back and the last one is `total`.
-fn assert_monotonic_to(seen: &[Progress], phase: Phase, total: u64, what: &str) {
-    let events: Vec<&Progress> = seen.iter().filter(|p| p.phase == phase).collect();
-    assert!(events.len() >= 2, "{what}: {seen:?}");
-    assert!(
-        events.windows(2).all(|w| w[0].done <= w[1].done),
-        "{what}: progress went back: {seen:?}"
-    );
-    assert_eq!(events.last().unwrap().done, total, "{what}: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -932,6 +932,53 @@ async fn cancellation_stops_waits_for_headers_and_body() {
     );
 }
 
+/// Cancelled while the server is slow to answer its first request, a discovery stops with
+/// `cancelled` (not taken for a failed level: the parent, which would answer at once with
+/// an endpoint, is never asked).
+#[tokio::test]
+async fn a_discovery_cancelled_while_the_server_answers_stops() {
+    let server = TestServer::start(
+        Router::new()
+            .route(
+                "/acme/app",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "late"
+                }),
+            )
+            .route(
+                "/acme",
+                page(&[(D, "example.test/acme https://example.test/{name}.{ext}")]),
+            ),
+    )
+    .await;
+    let client = HttpClient::new(server.net_options()).unwrap();
+    let observer = Observer::default();
+    let cancel = observer.cancel.clone();
+    let asked = async {
+        // Until the server has the first request, then cancel.
+        while server.requests().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cancel.cancel();
+    };
+    let started = Instant::now();
+    let options = DiscoveryOptions::default();
+    let name = image("example.test/acme/app");
+    let (result, ()) = tokio::join!(
+        discovery::discover(&client, &name, &options, observer),
+        asked
+    );
+    let err = result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        paths(&server),
+        vec!["/acme/app?ac-discovery=1".to_string()],
+        "nothing asked after the cancel"
+    );
+}
+
 #[tokio::test]
 async fn bad_names_and_labels_are_refused_before_any_request() {
     let server = TestServer::start(Router::new()).await;

@@ -2,19 +2,23 @@
 //! with images made by GNU tar + gzip and signatures made by real gpg keys: discovery,
 //! signature checks (good, substituted image, untrusted, another prefix, SHA-1), name and label
 //! validation, size limits, resume after a dropped connection, max-age and 304, 202,
-//! cancellation, dependencies, concurrent fetches, and `file://` URLs.
+//! cancellation (mid-download, and in a dependency) and download progress, dependencies,
+//! concurrent fetches, and `file://` URLs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::common::gpg::Gpg;
 use crate::common::https::{TestServer, meta_page};
+use crate::common::observe::{
+    assert_monotonic_to, assert_unchanged, cancel_when, recording, snapshot,
+};
 use crate::common::*;
 use acikit::fetch::{FetchOptions, FetchOutcome, FetchSource, RetryPolicy};
-use acikit::progress::{CancelToken, Observer, Phase};
+use acikit::progress::{Observer, Phase};
 use acikit::trust::TrustScope;
 use acikit::{ErrorKind, Store};
 use axum::Router;
@@ -82,9 +86,14 @@ fn rand_tag() -> u64 {
 }
 
 fn make_aci(dir: &Path, manifest: &str, seed: u64) -> Aci {
+    make_aci_sized(dir, manifest, seed, 600 * 1024)
+}
+
+/// [`make_aci`] with `len` random bytes in its one big file.
+fn make_aci_sized(dir: &Path, manifest: &str, seed: u64, len: usize) -> Aci {
     let tag = format!("img{}", rand_tag());
     let tar = dir.join(format!("{tag}.tar"));
-    let content = pseudo_random(seed, 600 * 1024);
+    let content = pseudo_random(seed, len);
     image_tar(
         &dir.join(&tag),
         manifest,
@@ -646,34 +655,106 @@ async fn transient_failures_are_retried_then_given_up() {
     s.assert_gets(&format!("/images/{APP}-2.0.0.aci"), 4);
 }
 
+/// Cancelled at its first download event, a fetch of a 4 MiB image stops mid-way with
+/// `cancelled` and leaves the store as it was: the same files (no staging folder, no
+/// object), nothing listed, fsck clean, and no fetch record (the next fetch downloads the
+/// image again, with progress that never goes back and ends at the archive size).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_fetch_leaves_nothing() {
     let s = Setup::new().await;
-    let aci = make_aci(&s.dir, &manifest_for(APP, "1.0.0"), 10);
+    let aci = make_aci_sized(&s.dir, &manifest_for(APP, "1.0.0"), 10, 4 << 20);
     s.publish(APP, "1.0.0", &aci.bytes, &aci.sig, Served::default());
-    let cancel = CancelToken::new();
-    let fired = Arc::new(AtomicBool::new(false));
-    let observer = Observer {
-        progress: Some({
-            let cancel = cancel.clone();
-            let fired = fired.clone();
-            Arc::new(move |p| {
-                if p.phase == Phase::Download && p.done > 0 {
-                    fired.store(true, Ordering::SeqCst);
-                    cancel.cancel();
-                }
-            })
-        }),
-        cancel: cancel.clone(),
-    };
+    let before = snapshot(&s.store).await;
+    let (observer, seen) = cancel_when(|p| p.phase == Phase::Download);
     let err = s
         .store
         .fetch(by_name(APP, "1.0.0"), s.options(), observer)
         .await
         .unwrap_err();
-    assert!(fired.load(Ordering::SeqCst), "the download started");
     assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    let seen = seen.lock().unwrap().clone();
+    let first = seen
+        .iter()
+        .find(|p| p.phase == Phase::Download)
+        .expect("the download started");
+    assert!(
+        first.done < aci.bytes.len() as u64,
+        "cancelled mid-way: {seen:?}"
+    );
     s.assert_empty("cancelled").await;
+    assert_unchanged(&s.store, &before, "cancelled fetch").await;
+
+    // The whole fetch: downloaded again (no record says the image is cached), download
+    // progress never goes back and ends at the archive's size.
+    let (observer, seen) = recording();
+    let fetched = s
+        .store
+        .fetch(by_name(APP, "1.0.0"), s.options(), observer)
+        .await
+        .unwrap();
+    assert_eq!(fetched.outcome, FetchOutcome::Downloaded);
+    assert_eq!(fetched.image_id.as_str(), aci.id);
+    let seen = seen.lock().unwrap().clone();
+    assert_monotonic_to(&seen, Phase::Download, aci.bytes.len() as u64, "fetch");
+    assert!(
+        seen.iter()
+            .filter(|p| p.phase == Phase::Download)
+            .all(|p| p.total == Some(aci.bytes.len() as u64)),
+        "the total is the archive size: {seen:?}"
+    );
+}
+
+/// Cancelled while its dependency downloads, a fetch stops with `cancelled`: the image
+/// itself, verified and committed before its dependencies are looked at, stays (whole,
+/// fsck clean); nothing of the dependency is left (no staging folder, not listed); the
+/// same fetch then adds the dependency.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_cancelled_in_its_dependency_leaves_no_part_of_it() {
+    let s = Setup::new().await;
+    let base = "example.test/acme/base";
+    // The dependency is much larger than the image: its download events are told apart by
+    // their total.
+    let dep = make_aci_sized(&s.dir, &manifest_for(base, "3.0.0"), 23, 3 << 20);
+    let app = make_aci(&s.dir, &manifest_with_dep(APP, "1.0.0", base, "3.0.0"), 24);
+    let dep_size = dep.bytes.len() as u64;
+    s.publish(base, "3.0.0", &dep.bytes, &dep.sig, Served::default());
+    s.publish(APP, "1.0.0", &app.bytes, &app.sig, Served::default());
+    let (observer, seen) =
+        cancel_when(move |p| p.phase == Phase::Download && p.total == Some(dep_size));
+    let err = s
+        .store
+        .fetch(by_name(APP, "1.0.0"), s.options(), observer)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    assert!(
+        err.to_string().contains(base),
+        "names the dependency: {err}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    let first = seen
+        .iter()
+        .find(|p| p.phase == Phase::Download && p.total == Some(dep_size))
+        .expect("the dependency's download started");
+    assert!(first.done < dep_size, "cancelled mid-way: {seen:?}");
+    let listed: Vec<String> = s
+        .store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.image_id.to_string())
+        .collect();
+    assert_eq!(listed, vec![app.id.clone()], "only the image itself");
+    let tmp = files_under(&s.store.dir().join("tmp"));
+    assert!(tmp.is_empty(), "tmp left: {tmp:?}");
+    let report = s.store.fsck(false, Observer::default()).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
+
+    let fetched = s.fetch(APP, "1.0.0").await.unwrap();
+    assert_eq!(fetched.dependencies.len(), 1);
+    assert_eq!(fetched.dependencies[0].image_id.as_str(), dep.id);
+    assert_eq!(s.store.list().await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use crate::common::gpg::Gpg;
 use crate::common::https::{TEST_HOSTS, test_ca};
+use crate::common::observe::{
+    assert_monotonic_to, assert_unchanged, cancel_when, recording, snapshot,
+};
 use crate::common::postgres::TestSchema;
 use crate::common::*;
 use acikit::fetch::{FetchOptions, FetchSource};
@@ -52,8 +55,13 @@ struct Aci {
 }
 
 fn make_aci(dir: &Path, tag: &str, name: &str, version: &str, seed: u64) -> Aci {
+    make_aci_sized(dir, tag, name, version, seed, 700 * 1024)
+}
+
+/// [`make_aci`] with `len` random bytes in its one big file.
+fn make_aci_sized(dir: &Path, tag: &str, name: &str, version: &str, seed: u64, len: usize) -> Aci {
     let tar = dir.join(format!("{tag}.tar"));
-    let content = pseudo_random(seed, 700 * 1024);
+    let content = pseudo_random(seed, len);
     image_tar(
         &dir.join(tag),
         &manifest_for(name, version),
@@ -962,4 +970,67 @@ async fn shutdown_lets_a_download_in_flight_finish() {
         .await
         .expect("the server stops once the download is done")
         .unwrap();
+}
+
+/// A push cancelled mid-upload (at its first progress event past 0 of an 8 MiB file)
+/// returns `cancelled`; the server, which sees the upload break, keeps nothing of it: the
+/// same files in its store (no upload copy in `tmp/`, no original, no signature), no image,
+/// fsck clean. The same push then succeeds, its progress never going back and ending at
+/// the file's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_cancelled_mid_upload_leaves_the_server_store_as_it_was() {
+    let s = Setup::new(false).await;
+    let aci = make_aci_sized(&s.dir, "big", "example.test/acme/big", "1.0.0", 31, 8 << 20);
+    let sig = sign(&aci.path, &keys().acme);
+    let size = aci.bytes.len() as u64;
+    let before = snapshot(&s.store).await;
+
+    let (observer, seen) = cancel_when(|p| p.phase == acikit::Phase::Push && p.done > 0);
+    let err = push_file(
+        &s.client(),
+        &s.base(),
+        &aci.path,
+        Some(&sig),
+        TOKEN,
+        observer,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled, "{err}");
+    let seen = seen.lock().unwrap().clone();
+    let first = seen
+        .iter()
+        .find(|p| p.phase == acikit::Phase::Push && p.done > 0)
+        .expect("the upload started");
+    assert!(first.done < size, "cancelled mid-way: {seen:?}");
+    // The server learns of the broken upload on its own time (its import thread may even
+    // start staging after the client gave up): wait until its store has been as before for
+    // two seconds in a row (at most 20 seconds), then it must be as before.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut settled = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        if snapshot(&s.store).await != before {
+            settled = std::time::Instant::now();
+        } else if settled.elapsed() >= Duration::from_secs(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_unchanged(&s.store, &before, "cancelled push").await;
+    s.assert_empty("cancelled push").await;
+
+    let (observer, seen) = recording();
+    let pushed = push_file(
+        &s.client(),
+        &s.base(),
+        &aci.path,
+        Some(&sig),
+        TOKEN,
+        observer,
+    )
+    .await
+    .unwrap();
+    assert_eq!(pushed.image_id.to_string(), aci.id);
+    assert!(!pushed.already_present);
+    assert_monotonic_to(&seen.lock().unwrap(), acikit::Phase::Push, size, "push");
 }

@@ -3,6 +3,7 @@
 
 pub mod gpg;
 pub mod https;
+pub mod observe;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};
