@@ -245,6 +245,36 @@ impl Store {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// By name, through meta discovery, from an image repository (here a local
+    /// `acikit::Server`: this example runs only with the `server` feature):
+    ///
+    #[cfg_attr(feature = "server", doc = "```")]
+    #[cfg_attr(not(feature = "server"), doc = "```ignore")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-fetch-by-name");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// use acikit::trust::TrustScope;
+    /// use acikit::{FetchOptions, FetchSource, Observer};
+    ///
+    /// # let server = acikit::testing::example_repository(&dir, "example.com/hello").await?;
+    /// # let public_key = acikit::testing::EXAMPLE_PUBLIC_KEY.as_bytes();
+    /// store.trust_to_change()?.add(public_key, TrustScope::prefix("example.com")?)?;
+    /// let mut options = FetchOptions::default();
+    /// # options.net = acikit::testing::example_net(&server);
+    /// // `options.net` reaches `example.com`, here a local `acikit::Server` over plain HTTP.
+    /// let source = FetchSource::parse("example.com/hello:1.0.0", &[])?;
+    /// let fetched = store.fetch(source, options, Observer::default()).await?;
+    /// assert_eq!(fetched.name, "example.com/hello");
+    /// assert!(fetched.url.unwrap().ends_with("/example.com/hello/1.0.0.aci"));
+    /// assert!(fetched.signature.is_some());
+    /// # server.stop(std::time::Duration::ZERO).await?;
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fetch(
         &self,
         source: FetchSource,

@@ -145,6 +145,33 @@ impl Server {
     }
 
     /// Binds and starts serving on the runtime; returns once it listens.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("server-start");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{ServeOptions, Server};
+    ///
+    /// let options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    /// let server = Server::new(store.clone(), options).start().await?;
+    /// let addr = server.local_addr();
+    /// assert_ne!(addr.port(), 0);
+    /// // Serving: the JSON API lists the store's images.
+    /// # let client = acikit::net::HttpClient::new(acikit::testing::example_net(&server))?;
+    /// # let url = format!("http://{addr}/api/images").parse().unwrap();
+    /// # let response = client.get(url, Default::default(), &Default::default()).await?;
+    /// # let (body, _) = response.error_for_status()?.bytes_limited(1 << 20).await?;
+    /// # assert!(String::from_utf8_lossy(&body).contains("example.com/hello"));
+    /// server.stop(std::time::Duration::from_secs(1)).await?;
+    /// assert!(std::net::TcpStream::connect(addr).is_err());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn start(self) -> Result<RunningServer> {
         let options = &self.shared.options;
         let listener = std::net::TcpListener::bind(options.listen)
