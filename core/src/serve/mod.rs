@@ -93,6 +93,15 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     /// Options listening on `listen`, plain HTTP, pushes off.
+    ///
+    /// ```
+    /// use acikit::ServeOptions;
+    ///
+    /// let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    /// assert!(options.tls.is_none() && options.push_token.is_none());
+    /// // Pushes need a bearer token.
+    /// options.push_token = Some("s3cret".to_string());
+    /// ```
     pub fn new(listen: SocketAddr) -> ServeOptions {
         ServeOptions {
             listen,
@@ -230,6 +239,29 @@ impl RunningServer {
     /// connections are refused), idle connections close, and requests in flight finish,
     /// their responses included, for at most `grace`; then the connections left are
     /// closed. [`wait`](Self::wait) for the end.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("server-shutdown");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// use std::time::Duration;
+    /// use acikit::{ServeOptions, Server};
+    ///
+    /// let mut server = Server::new(store.clone(), ServeOptions::new("127.0.0.1:0".parse().unwrap()))
+    ///     .start()
+    ///     .await?;
+    /// let addr = server.local_addr();
+    /// server.shutdown(Duration::from_secs(5));
+    /// server.wait().await?;
+    /// assert!(std::net::TcpStream::connect(addr).is_err());
+    /// // Waiting again: it has ended.
+    /// server.wait().await?;
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shutdown(&self, grace: Duration) {
         self.handle.graceful_shutdown(Some(grace));
     }
