@@ -285,6 +285,30 @@ impl RunningServer {
     }
 
     /// [`shutdown`](Self::shutdown) with `grace`, then [`wait`](Self::wait).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("server-stop");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use std::time::Duration;
+    /// use acikit::{ServeOptions, Server};
+    ///
+    /// let server = Server::new(store.clone(), ServeOptions::new("127.0.0.1:0".parse().unwrap()))
+    ///     .start()
+    ///     .await?;
+    /// let addr = server.local_addr();
+    /// server.stop(Duration::from_secs(5)).await?;
+    /// assert!(std::net::TcpStream::connect(addr).is_err());
+    /// // The store stays open for its other users.
+    /// assert_eq!(store.list().await?.len(), 1);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn stop(mut self, grace: Duration) -> Result<()> {
         self.shutdown(grace);
         self.wait().await
