@@ -246,6 +246,14 @@ enum Retry {
 
 impl ErrorKind {
     /// The category of this kind: what a binding maps to an exception class.
+    ///
+    /// ```
+    /// use acikit::{ErrorCategory, ErrorKind};
+    ///
+    /// // A binding maps each category to one exception class; the codes never change.
+    /// assert_eq!(ErrorKind::BadOpenpgp.category(), ErrorCategory::Trust);
+    /// assert_eq!(ErrorKind::Cancelled.category().as_str(), "cancelled");
+    /// ```
     pub fn category(self) -> ErrorCategory {
         self.traits().0
     }
@@ -342,6 +350,16 @@ pub struct Error {
 
 impl Error {
     /// A new error of `kind` with a human-readable message.
+    ///
+    /// ```
+    /// use acikit::{Error, ErrorCategory, ErrorKind};
+    ///
+    /// let err = Error::new(ErrorKind::NotFound, "no image example.com/hello");
+    /// assert_eq!(err.kind(), ErrorKind::NotFound);
+    /// assert_eq!(err.kind().category(), ErrorCategory::NotFound);
+    /// assert_eq!(err.message(), "no image example.com/hello");
+    /// assert!(!err.kind().is_retryable());
+    /// ```
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
             kind,

@@ -121,6 +121,25 @@ impl Store {
     /// Removes an image from the index, then its recipe and the objects no other image
     /// references, then its exploded tree and the stacks built from it. An image a live
     /// rendered run uses is refused ([`ErrorKind::InUse`](crate::ErrorKind::InUse)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-remove");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::ErrorKind;
+    ///
+    /// store.remove(&id).await?;
+    /// assert!(store.list().await?.is_empty());
+    /// // Gone: a second removal does not find it.
+    /// assert_eq!(store.remove(&id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn remove(&self, id: &ImageId) -> impl Future<Output = Result<()>> + Send + 'static {
         let store = self.clone();
         let id = id.clone();
@@ -136,6 +155,26 @@ impl Store {
 
     /// [`Store::remove`] for several images, one result per image in order; the
     /// objects the remaining images use are read once, not once per image.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-remove-many");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{ErrorKind, ImageId};
+    ///
+    /// let missing = ImageId::from_sha512(&[0; 64]);
+    /// let results = store.remove_many(vec![id.clone(), missing]).await;
+    /// assert!(results[0].is_ok());
+    /// assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::NotFound);
+    /// assert!(store.list().await?.is_empty());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn remove_many(
         &self,
         ids: Vec<ImageId>,
@@ -166,6 +205,26 @@ impl Store {
     /// imports; then cleans dead runs and removes the render caches of images no longer in
     /// the store and the checkout objects no tree uses. Safe while other processes import:
     /// their objects are pinned.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-gc");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::Observer;
+    ///
+    /// let report = store.gc(Observer::default()).await?;
+    /// // Every object is used by the image: nothing to remove, and the image stays whole.
+    /// assert_eq!(report.objects_removed, 0);
+    /// assert_eq!(store.list().await?.len(), 1);
+    /// assert!(store.fsck(false, Observer::default()).await?.is_clean());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn gc(
         &self,
         observer: Observer,
@@ -218,6 +277,24 @@ impl Store {
     /// images and corrupt objects and rebuilds damaged trees and stacks. A read-only store is
     /// checked (nothing is written, damaged caches are reported but not set aside), but not
     /// repaired ([`ErrorKind::ReadOnlyStore`](crate::ErrorKind::ReadOnlyStore) at once with `repair`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-fsck");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::Observer;
+    ///
+    /// let report = store.fsck(false, Observer::default()).await?;
+    /// assert!(report.is_clean());
+    /// assert_eq!(report.images_checked, 1);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fsck(
         &self,
         repair: bool,

@@ -183,13 +183,15 @@ pub mod testing {
         dir
     }
 
-    /// Builds a small image named `name` (a manifest and a rootfs with one file) into
-    /// `dir/image.aci`, for doctests, with the public [`Builder`](crate::Builder).
+    /// Builds a small image named `name` (version `1.0.0`, the host's `os` and `arch`; a
+    /// manifest and a rootfs with one file, `etc/hello`) into `dir/image.aci`, for doctests,
+    /// with the public [`Builder`](crate::Builder).
     pub async fn example_aci(dir: &Path, name: &str) -> crate::Result<PathBuf> {
+        let (os, arch) = crate::discovery::host_os_arch();
         let layout = dir.join("layout");
         std::fs::create_dir_all(layout.join("rootfs/etc")).expect("creating the layout");
         let manifest = format!(
-            r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}","labels":[{{"name":"version","value":"1.0.0"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}]}}"#
+            r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"{name}","labels":[{{"name":"version","value":"1.0.0"}},{{"name":"os","value":"{os}"}},{{"name":"arch","value":"{arch}"}}]}}"#
         );
         std::fs::write(layout.join("manifest"), manifest).expect("writing the manifest");
         std::fs::write(layout.join("rootfs/etc/hello"), b"hello\n").expect("writing a file");
@@ -199,5 +201,89 @@ pub mod testing {
             .build(&layout, &aci, crate::Observer::default())
             .await?;
         Ok(aci)
+    }
+
+    /// The ascii-armored public half of a throw-away ed25519 signing key (`Example
+    /// <example@example.com>`, no passphrase), for doctests only: never trust it elsewhere.
+    pub const EXAMPLE_PUBLIC_KEY: &str = "\
+-----BEGIN PGP PUBLIC KEY BLOCK-----\n\
+\n\
+mDMEaxFdXBYJKwYBBAHaRw8BAQdA3z7iFECz2ysygbK+8e6mpAqxPANANqJrknBd\n\
+63+tvLK0HUV4YW1wbGUgPGV4YW1wbGVAZXhhbXBsZS5jb20+iJAEExYIADgWIQR3\n\
+YRnRVFrfqG5XN8EMQLeCP3+OyQUCaxFdXAIbAwULCQgHAgYVCgkICwIEFgIDAQIe\n\
+AQIXgAAKCRAMQLeCP3+OyXXhAQCjN+YGOjCvLq5uPirlSKAb+mdLmCzcyMyyVu1Y\n\
+l4jvOgEA9IvraTO3VUVLy/srL2EBSZt/WoCZTZQ/nPDMqAC4AgU=\n\
+=QTOs\n\
+-----END PGP PUBLIC KEY BLOCK-----\n";
+
+    /// The ascii-armored secret half of [`EXAMPLE_PUBLIC_KEY`] (public on purpose: doctests
+    /// sign with it).
+    pub const EXAMPLE_SECRET_KEY: &str = "\
+-----BEGIN PGP PRIVATE KEY BLOCK-----\n\
+\n\
+lFgEaxFdXBYJKwYBBAHaRw8BAQdA3z7iFECz2ysygbK+8e6mpAqxPANANqJrknBd\n\
+63+tvLIAAQDFIbIUWaIX/NPy9XsZxK54/UgLXJSEEa0wJvikmyAEPQ9jtB1FeGFt\n\
+cGxlIDxleGFtcGxlQGV4YW1wbGUuY29tPoiQBBMWCAA4FiEEd2EZ0VRa36huVzfB\n\
+DEC3gj9/jskFAmsRXVwCGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AACgkQDEC3\n\
+gj9/jsl14QEAozfmBjowry6ubj4q5UigG/pnS5gs3MjMslbtWJeI7zoBAPSL62kz\n\
+t1VFS8v7Ky9hAUmbf1qAmU2UP5zwzKgAuAIF\n\
+=IPfV\n\
+-----END PGP PRIVATE KEY BLOCK-----\n";
+
+    /// The fingerprint of [`EXAMPLE_PUBLIC_KEY`], lowercase hex.
+    pub const EXAMPLE_FINGERPRINT: &str = "776119d1545adfa86e5737c10c40b7823f7f8ec9";
+
+    /// The bearer token pushes to an [`example_repository`] need.
+    #[cfg(feature = "server")]
+    pub const EXAMPLE_PUSH_TOKEN: &str = "example-token";
+
+    /// For doctests: an image repository ([`Server`](crate::Server)) on `127.0.0.1`, plain
+    /// HTTP, over a new store in `dir/repository` that trusts [`EXAMPLE_PUBLIC_KEY`] for
+    /// `example.com`, and takes pushes with [`EXAMPLE_PUSH_TOKEN`]. Stop it at the end.
+    #[cfg(feature = "server")]
+    pub async fn example_server(dir: &Path) -> crate::Result<crate::RunningServer> {
+        let store = crate::Store::open(dir.join("repository")).await?;
+        store.trust_to_change()?.add(
+            EXAMPLE_PUBLIC_KEY.as_bytes(),
+            crate::trust::TrustScope::prefix("example.com")?,
+        )?;
+        let mut options = crate::ServeOptions::new(([127, 0, 0, 1], 0).into());
+        options.push_token = Some(EXAMPLE_PUSH_TOKEN.to_string());
+        crate::Server::new(store, options).start().await
+    }
+
+    /// For doctests: network options that reach `server` for every name under
+    /// `example.com` (resolved to it, on its port), over plain HTTP.
+    #[cfg(feature = "server")]
+    pub fn example_net(server: &crate::RunningServer) -> crate::net::NetOptions {
+        let mut options = crate::net::NetOptions::default();
+        options.insecure.http = true;
+        options.port = Some(server.local_addr().port());
+        options.resolve = vec![("example.com".to_string(), server.local_addr())];
+        options
+    }
+
+    /// For doctests: [`example_server`] serving [`example_aci`] `name` (under
+    /// `example.com`), pushed with its signature by [`EXAMPLE_SECRET_KEY`].
+    #[cfg(feature = "server")]
+    pub async fn example_repository(dir: &Path, name: &str) -> crate::Result<crate::RunningServer> {
+        let server = example_server(dir).await?;
+        let images = dir.join("repository-image");
+        std::fs::create_dir_all(&images).expect("creating the image folder");
+        let aci = example_aci(&images, name).await?;
+        let file = std::fs::File::open(&aci).expect("opening the image");
+        let signature = crate::trust::sign_detached(EXAMPLE_SECRET_KEY.as_bytes(), None, file)?;
+        let client = crate::net::HttpClient::new(example_net(&server))?;
+        let base = format!("http://{}", server.local_addr());
+        crate::serve::push_file(
+            &client,
+            &base,
+            &aci,
+            Some(&signature),
+            EXAMPLE_PUSH_TOKEN,
+            crate::Observer::default(),
+        )
+        .await?;
+        Ok(server)
     }
 }

@@ -74,6 +74,23 @@ impl OutputFile {
     /// Checks `path` against the policy and opens it for writing: a temporary file beside
     /// the final target for regular files, the node itself for character devices and FIFOs
     /// (opening a FIFO blocks until a reader opens it).
+    ///
+    /// ```
+    /// # let dir = acikit::testing::example_dir("output-create");
+    /// use std::io::Write;
+    /// use acikit::output::{OutputFile, OutputOptions};
+    ///
+    /// let path = dir.join("out.txt");
+    /// std::fs::write(&path, "old").unwrap();
+    /// let mut out = OutputFile::create(&path, &OutputOptions::default())?;
+    /// out.write_all(b"new").unwrap();
+    /// // Until the commit the old content stays.
+    /// assert_eq!(std::fs::read(&path).unwrap(), b"old");
+    /// out.commit()?;
+    /// assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn create(path: impl AsRef<Path>, options: &OutputOptions) -> Result<OutputFile> {
         let given = path.as_ref().to_path_buf();
         let (target, kind, existing) = resolve(&given, &options.protected)?;

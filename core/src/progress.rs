@@ -95,6 +95,19 @@ impl Observer {
     }
 
     /// The same observer, cancelled by `cancel` (e.g. a child token of the caller's).
+    ///
+    /// ```
+    /// use acikit::{CancelToken, ErrorKind, Observer};
+    ///
+    /// // One token for several calls: cancelling it cancels each of them.
+    /// let all = CancelToken::new();
+    /// let first = Observer::default().cancelled_by(all.child_token());
+    /// let second = Observer::default().cancelled_by(all.child_token());
+    /// assert!(first.check().is_ok());
+    /// all.cancel();
+    /// assert_eq!(first.check().unwrap_err().kind(), ErrorKind::Cancelled);
+    /// assert_eq!(second.check().unwrap_err().kind(), ErrorKind::Cancelled);
+    /// ```
     pub fn cancelled_by(mut self, cancel: CancelToken) -> Observer {
         self.cancel = cancel;
         self

@@ -134,6 +134,36 @@ impl Builder {
     /// [`ErrorKind::InvalidManifest`] for a bad layout; [`ErrorKind::UnsupportedEntryType`] for
     /// a socket in the rootfs; [`ErrorKind::Cancelled`]; I/O errors; and any error of reading
     /// the result back (e.g. [`ErrorKind::LimitExceeded`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("build");
+    /// use acikit::{Builder, BuildCompression, Observer, inspect_file};
+    ///
+    /// // An image layout: a manifest and a rootfs folder.
+    /// let layout = dir.join("layout");
+    /// std::fs::create_dir_all(layout.join("rootfs/etc")).unwrap();
+    /// std::fs::write(layout.join("rootfs/etc/hello"), "hello\n").unwrap();
+    /// std::fs::write(
+    ///     layout.join("manifest"),
+    ///     r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/hello"}"#,
+    /// )
+    /// .unwrap();
+    ///
+    /// let out = dir.join("hello.aci");
+    /// let built = Builder::new()
+    ///     .compression(BuildCompression::Zstd)
+    ///     .mtime_clamp(Some(0))
+    ///     .build(&layout, &out, Observer::default())
+    ///     .await?;
+    /// assert_eq!(built.regular_files, 2); // the manifest and etc/hello
+    /// let inspected = inspect_file(&out, Default::default(), Observer::default()).await?;
+    /// assert_eq!(inspected.image_id, built.image_id);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(
         &self,
         dir: impl AsRef<Path>,
@@ -145,6 +175,33 @@ impl Builder {
 
     /// [`Builder::build`] with the output policy's options (e.g. folders protected from
     /// writes, such as the image store).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("build-with");
+    /// use acikit::output::OutputOptions;
+    /// use acikit::{Builder, ErrorKind, Observer};
+    ///
+    /// # let layout = acikit::testing::example_aci(&dir, "example.com/hello").await?.with_file_name("layout");
+    /// // Refuse to write into a protected folder, such as a store.
+    /// std::fs::create_dir_all(dir.join("store")).unwrap();
+    /// let mut options = OutputOptions::default();
+    /// options.protected = vec![dir.join("store")];
+    /// let inside = dir.join("store/hello.aci");
+    /// let err = Builder::new()
+    ///     .build_with(&layout, &inside, options.clone(), Observer::default())
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// let built = Builder::new()
+    ///     .build_with(&layout, dir.join("hello.aci"), options, Observer::default())
+    ///     .await?;
+    /// assert!(built.size > 0);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build_with(
         &self,
         dir: impl AsRef<Path>,
@@ -178,6 +235,28 @@ impl Builder {
     /// Builds the image layout at `dir` into any writer (stdout, a pipe, a socket), reading
     /// the archive back from a copy of the stream as it is written. On failure part of the
     /// archive may have been written; the error says why. [`Built::path`] is `-`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("build-to-writer");
+    /// use acikit::{Builder, BuildCompression, Observer};
+    ///
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let layout = aci.with_file_name("layout");
+    /// // Any `Write + Send + 'static`: stdout, a pipe, a socket; here a file.
+    /// let out = std::fs::File::create(dir.join("streamed.aci")).unwrap();
+    /// let built = Builder::new()
+    ///     .compression(BuildCompression::None)
+    ///     .build_to_writer(&layout, out, Observer::default())
+    ///     .await?;
+    /// assert_eq!(built.path, std::path::PathBuf::from("-"));
+    /// // The same layout gives the same bytes (`aci` was built from it the same way).
+    /// assert_eq!(std::fs::read(dir.join("streamed.aci")).unwrap(), std::fs::read(&aci).unwrap());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build_to_writer(
         &self,
         dir: impl AsRef<Path>,

@@ -64,6 +64,34 @@ impl Default for DiscoveryOptions {
 /// or `ext` is [`ErrorKind::InvalidArgument`]; no endpoint at any level is
 /// [`ErrorKind::DiscoveryFailed`] (the message lists every URL tried and why it gave
 /// nothing); [`ErrorKind::InsecureRefused`] and [`ErrorKind::Cancelled`] stop the walk.
+///
+/// The example asks a local image repository (`acikit::Server`), so it runs only
+/// with the `server` feature (without it, it is shown but not run):
+///
+#[cfg_attr(feature = "server", doc = "```")]
+#[cfg_attr(not(feature = "server"), doc = "```ignore")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> acikit::Result<()> {
+/// # let dir = acikit::testing::example_dir("discover");
+/// use acikit::discovery::{DiscoveryOptions, discover};
+/// use acikit::net::HttpClient;
+/// use acikit::{ImageName, Observer};
+///
+/// # let server = acikit::testing::example_repository(&dir, "example.com/hello").await?;
+/// # let net = acikit::testing::example_net(&server);
+/// // `net`: the client's options; here `example.com` is a local `acikit::Server` (plain HTTP).
+/// let client = HttpClient::new(net)?;
+/// let image = ImageName::parse("example.com/hello:1.0.0", &[])?;
+/// let found = discover(&client, &image, &DiscoveryOptions::default(), Observer::default()).await?;
+/// assert_eq!(found.aci_endpoints.len(), 1);
+/// assert!(found.aci_endpoints[0].aci.ends_with("/example.com/hello/1.0.0.aci"));
+/// assert!(found.pubkeys[0].ends_with("/pubkeys.asc"));
+/// assert_eq!(found.labels["version"], "1.0.0");
+/// # server.stop(std::time::Duration::ZERO).await?;
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
 pub async fn discover(
     client: &HttpClient,
     image: &ImageName,
@@ -79,6 +107,19 @@ pub async fn discover(
 /// The labels templates are rendered with: `labels` (later ones win), plus
 /// `version=latest`, and the host's `os` and `arch` when absent. An empty `version`
 /// counts as absent, as in the reference.
+///
+/// ```
+/// use acikit::Label;
+/// use acikit::discovery::{effective_labels, host_os_arch};
+///
+/// let labels = effective_labels(&[Label::new("version", ""), Label::new("channel", "beta")])?;
+/// assert_eq!(labels["version"], "latest");
+/// assert_eq!(labels["channel"], "beta");
+/// assert_eq!(labels["os"], host_os_arch().0);
+/// // `name` and `ext` are discovery's own.
+/// assert!(effective_labels(&[Label::new("ext", "tgz")]).is_err());
+/// # Ok::<(), acikit::Error>(())
+/// ```
 pub fn effective_labels(labels: &[Label]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for Label { name: key, value } in labels {

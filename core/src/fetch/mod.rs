@@ -64,6 +64,24 @@ pub enum FetchSource {
 impl FetchSource {
     /// Reads the command-line form: a URL (anything with `://`), or `NAME[:VERSION]` with
     /// `labels` (see [`ImageName::parse`]).
+    ///
+    /// ```
+    /// use acikit::{FetchSource, ImageName, Label};
+    ///
+    /// let by_name = FetchSource::parse("example.com/app:1.0", &[Label::new("os", "linux")])?;
+    /// assert_eq!(
+    ///     by_name,
+    ///     FetchSource::Name(ImageName::parse("example.com/app:1.0", &[Label::new("os", "linux")])?)
+    /// );
+    ///
+    /// let by_url = FetchSource::parse("https://example.com/app-1.0.aci", &[])?;
+    /// assert_eq!(
+    ///     by_url,
+    ///     FetchSource::Url { url: "https://example.com/app-1.0.aci".to_string(), signature: None }
+    /// );
+    /// assert!(FetchSource::parse("https://[bad", &[]).is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(text: &str, labels: &[Label]) -> Result<FetchSource> {
         if text.contains("://") {
             url::Url::parse(text).map_err(|e| {
@@ -200,6 +218,65 @@ impl Store {
     /// the import's phases; a cancelled fetch returns [`ErrorKind::Cancelled`] and leaves
     /// nothing of the image it was fetching (an image already committed while its
     /// dependencies were fetched stays).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-fetch");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// use acikit::trust::{TrustScope, sign_detached};
+    /// use acikit::{FetchOptions, FetchOutcome, FetchSource, Observer};
+    ///
+    /// # let public_key = acikit::testing::EXAMPLE_PUBLIC_KEY.as_bytes();
+    /// # let secret_key = acikit::testing::EXAMPLE_SECRET_KEY.as_bytes();
+    /// // A signed image: `aci` and `aci.asc` signed by a key the store trusts for `example.com`.
+    /// let signature = sign_detached(secret_key, None, std::fs::File::open(&aci).unwrap())?;
+    /// std::fs::write(aci.with_extension("aci.asc"), signature).unwrap();
+    /// store.trust_to_change()?.add(public_key, TrustScope::prefix("example.com")?)?;
+    ///
+    /// // An `https://` URL, or a name found by discovery, fetch the same way.
+    /// let source = FetchSource::parse(&format!("file://{}", aci.display()), &[])?;
+    /// let fetched = store.fetch(source, FetchOptions::default(), Observer::default()).await?;
+    /// assert_eq!(fetched.name, "example.com/hello");
+    /// assert_eq!(fetched.outcome, FetchOutcome::Downloaded);
+    /// assert!(fetched.signature.is_some());
+    /// assert_eq!(store.list().await?.len(), 1);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// By name, through meta discovery, from an image repository (here a local
+    /// `acikit::Server`: this example runs only with the `server` feature):
+    ///
+    #[cfg_attr(feature = "server", doc = "```")]
+    #[cfg_attr(not(feature = "server"), doc = "```ignore")]
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-fetch-by-name");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// use acikit::trust::TrustScope;
+    /// use acikit::{FetchOptions, FetchSource, Observer};
+    ///
+    /// # let server = acikit::testing::example_repository(&dir, "example.com/hello").await?;
+    /// # let public_key = acikit::testing::EXAMPLE_PUBLIC_KEY.as_bytes();
+    /// store.trust_to_change()?.add(public_key, TrustScope::prefix("example.com")?)?;
+    /// let mut options = FetchOptions::default();
+    /// # options.net = acikit::testing::example_net(&server);
+    /// // `options.net` reaches `example.com`, here a local `acikit::Server` over plain HTTP.
+    /// let source = FetchSource::parse("example.com/hello:1.0.0", &[])?;
+    /// let fetched = store.fetch(source, options, Observer::default()).await?;
+    /// assert_eq!(fetched.name, "example.com/hello");
+    /// assert!(fetched.url.unwrap().ends_with("/example.com/hello/1.0.0.aci"));
+    /// assert!(fetched.signature.is_some());
+    /// # server.stop(std::time::Duration::ZERO).await?;
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fetch(
         &self,
         source: FetchSource,

@@ -116,6 +116,22 @@ impl HttpClient {
     ///
     /// A CA file that cannot be read is [`ErrorKind::Io`] or [`ErrorKind::NotFound`]; one
     /// holding no PEM certificate is [`ErrorKind::InvalidArgument`].
+    ///
+    /// ```
+    /// use acikit::net::{CaCert, HttpClient, NetOptions};
+    ///
+    /// let mut options = NetOptions::default();
+    /// options.insecure.http = true;
+    /// let client = HttpClient::new(options)?;
+    /// assert!(client.options().insecure.http);
+    ///
+    /// // A CA "certificate" that is not PEM is refused when the client is built.
+    /// let mut options = NetOptions::default();
+    /// options.ca_certs = vec![CaCert::Pem(b"not a certificate".to_vec())];
+    /// let err = HttpClient::new(options).unwrap_err();
+    /// assert_eq!(err.kind(), acikit::ErrorKind::InvalidArgument);
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn new(options: NetOptions) -> Result<HttpClient> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -40,6 +40,18 @@ impl InsecureOptions {
 
     /// Parses `http,tls,image` (any subset, any order, repeats allowed) or `none`.
     /// An empty list and unknown words are [`ErrorKind::InvalidArgument`].
+    ///
+    /// ```
+    /// use acikit::net::InsecureOptions;
+    ///
+    /// let options = InsecureOptions::parse("image, http")?;
+    /// assert!(options.http && options.image && !options.tls);
+    /// assert_eq!(options.to_string(), "http,image");
+    /// assert!(InsecureOptions::parse("none")?.is_none());
+    /// assert!(InsecureOptions::parse("none,http").is_err());
+    /// assert!(InsecureOptions::parse("everything").is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(text: &str) -> Result<InsecureOptions> {
         let mut options = InsecureOptions::NONE;
         let mut saw_none = false;

@@ -121,6 +121,30 @@ impl Store {
     /// entry with [`ErrorKind::Cancelled`] and leaves nothing: the target as it was, no run
     /// record, no mount, no partial tree or stack (one completed before the cancellation
     /// stays cached).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-render");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{Observer, RenderOptions, Strategy};
+    ///
+    /// // `Copy` works everywhere, unprivileged; `Auto` picks the fastest available.
+    /// let mut options = RenderOptions::default();
+    /// options.strategy = Strategy::Copy;
+    /// let target = dir.join("rootfs");
+    /// let rendered = store.render(&id, &target, options, Observer::default()).await?;
+    /// assert_eq!(rendered.strategy, Strategy::Copy);
+    /// assert_eq!(rendered.layers, [id.clone()]);
+    /// assert_eq!(std::fs::read(target.join("etc/hello")).unwrap(), b"hello\n");
+    /// store.release(&target).await?;
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn render(
         &self,
         id: &ImageId,
@@ -171,6 +195,30 @@ impl Store {
     /// Undoes a run made by [`Store::render`]: unmounts or removes its rootfs. The run's
     /// record is looked for in the store (`runs/`) and where runs made while the store was
     /// read-only are recorded ([`outside_runs_dir`]), the latter first on a read-only store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-release");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{Observer, RenderOptions, Strategy};
+    ///
+    /// let mut options = RenderOptions::default();
+    /// options.strategy = Strategy::Copy;
+    /// let target = dir.join("rootfs");
+    /// store.render(&id, &target, options, Observer::default()).await?;
+    /// assert_eq!(store.runs().await?.len(), 1);
+    ///
+    /// store.release(&target).await?;
+    /// assert!(!target.join("etc/hello").exists());
+    /// assert!(store.runs().await?.is_empty());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn release(
         &self,
         target: impl AsRef<Path>,
@@ -190,6 +238,31 @@ impl Store {
 
     /// The runs made from this store and not yet released (those recorded in the store,
     /// then those made while it was read-only, or the other way round on a read-only store).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-runs");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{Observer, RenderOptions, Strategy};
+    ///
+    /// assert!(store.runs().await?.is_empty());
+    /// let mut options = RenderOptions::default();
+    /// options.strategy = Strategy::Copy;
+    /// let target = dir.join("rootfs");
+    /// store.render(&id, &target, options, Observer::default()).await?;
+    /// let runs = store.runs().await?;
+    /// assert_eq!(runs.len(), 1);
+    /// assert_eq!(runs[0].strategy, Strategy::Copy);
+    /// assert_eq!(runs[0].pid, std::process::id());
+    /// store.release(&target).await?;
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn runs(&self) -> impl Future<Output = Result<Vec<RunRecord>>> + Send + 'static {
         let (first, second) = self.runs_dirs();
         blocking(move || {

@@ -86,6 +86,18 @@ pub struct ImageManifest {
 impl ImageManifest {
     /// A manifest of kind `ImageManifest`, spec version [`AcVersion::SPEC`], named
     /// `name`, with nothing else.
+    ///
+    /// ```
+    /// use acikit::ImageManifest;
+    /// use acikit::schema::AcIdentifier;
+    ///
+    /// let manifest = ImageManifest::new(AcIdentifier::parse("example.com/hello")?);
+    /// assert!(manifest.validate().is_empty());
+    /// // Its JSON parses back to the same name.
+    /// let again = ImageManifest::parse(&manifest.to_json_bytes())?;
+    /// assert_eq!(again.name, manifest.name);
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn new(name: AcIdentifier) -> Self {
         ImageManifest {
             ac_kind: AcKind::image_manifest(),
@@ -104,6 +116,24 @@ impl ImageManifest {
     /// Parses and validates manifest JSON with the default [`ValidationOptions`].
     ///
     /// Fails with [`crate::ErrorKind::InvalidManifest`] listing every problem found.
+    ///
+    /// ```
+    /// use acikit::{ErrorKind, ImageManifest};
+    ///
+    /// let json = br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.com/hello",
+    ///   "labels":[{"name":"version","value":"1.0.0"}]}"#;
+    /// let manifest = ImageManifest::parse(json)?;
+    /// assert_eq!(manifest.name.as_str(), "example.com/hello");
+    /// assert_eq!(manifest.labels.get("version"), Some("1.0.0"));
+    /// assert_eq!(manifest.raw(), json);
+    ///
+    /// // Every problem is listed, each with a stable code and a JSON path.
+    /// let err = ImageManifest::parse(br#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"Bad Name"}"#)
+    ///     .unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidManifest);
+    /// assert_eq!(err.problems()[0].path, "$.name");
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         Self::parse_with(bytes, &ValidationOptions::default())
     }

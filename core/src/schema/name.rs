@@ -118,6 +118,20 @@ impl ImageName {
     }
 
     /// The image name with `labels`, unchecked beyond the name's type.
+    ///
+    /// ```
+    /// use acikit::schema::AcIdentifier;
+    /// use acikit::{ImageName, Label};
+    ///
+    /// let image = ImageName::new(
+    ///     AcIdentifier::parse("example.com/app")?,
+    ///     vec![Label::new("version", "1.0"), Label::new("version", "1.1")],
+    /// );
+    /// // The last label of a name wins.
+    /// assert_eq!(image.label("version"), Some("1.1"));
+    /// assert_eq!(image.label("os"), None);
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn new(name: AcIdentifier, labels: Vec<Label>) -> ImageName {
         ImageName { name, labels }
     }

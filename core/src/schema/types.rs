@@ -106,6 +106,16 @@ pub struct AcIdentifier(String);
 
 impl AcIdentifier {
     /// Checks `s` against the AC Identifier format.
+    ///
+    /// ```
+    /// use acikit::schema::AcIdentifier;
+    ///
+    /// let name = AcIdentifier::parse("example.com/app_2")?;
+    /// assert_eq!(name.as_str(), "example.com/app_2");
+    /// assert!(AcIdentifier::parse("Example.com/App").is_err());
+    /// assert!(AcIdentifier::parse("").is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Self> {
         if is_joined_alnum(s, b"-._~/") {
             Ok(AcIdentifier(s.to_string()))
@@ -134,6 +144,15 @@ pub struct AcName(String);
 
 impl AcName {
     /// Checks `s` against the AC Name format.
+    ///
+    /// ```
+    /// use acikit::schema::AcName;
+    ///
+    /// assert_eq!(AcName::parse("work-dir")?.as_str(), "work-dir");
+    /// // No slashes, dots or upper case in an AC name.
+    /// assert!(AcName::parse("example.com/app").is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Self> {
         if is_joined_alnum(s, b"-") {
             Ok(AcName(s.to_string()))
@@ -206,6 +225,16 @@ impl AcVersion {
     pub const SPEC: &'static str = "0.8.11";
 
     /// Parses a SemVer 2.0 version (no `v` prefix, no leading zeros).
+    ///
+    /// ```
+    /// use acikit::schema::AcVersion;
+    ///
+    /// let version = AcVersion::parse("0.8.11")?;
+    /// assert_eq!(version.version().minor, 8);
+    /// assert_eq!(version, AcVersion::spec());
+    /// assert!(AcVersion::parse("v1.0").is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Self> {
         match semver::Version::parse(s) {
             Ok(version) => Ok(AcVersion {
@@ -249,6 +278,20 @@ pub struct ImageId(String);
 
 impl ImageId {
     /// Checks that `s` is `sha512-` and 128 lowercase hex digits.
+    ///
+    /// ```
+    /// use acikit::ImageId;
+    ///
+    /// let text = format!("sha512-{}", "0a".repeat(64));
+    /// let id = ImageId::parse(&text)?;
+    /// assert_eq!(id.hex(), "0a".repeat(64));
+    /// assert_eq!(id.sha512(), [0x0a; 64]);
+    /// assert_eq!(id.to_string(), text);
+    /// // Upper case, short or another algorithm: refused.
+    /// assert!(ImageId::parse(&text.to_uppercase()).is_err());
+    /// assert!(ImageId::parse("sha512-0a0a").is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Self> {
         match s.strip_prefix(SHA512_PREFIX) {
             Some(hex) if hex.len() == SHA512_HEX_LEN && is_lower_hex(hex) => {
@@ -296,6 +339,17 @@ pub struct ImageIdPrefix(String);
 
 impl ImageIdPrefix {
     /// Checks that `s` is `sha512-` and 1 to 128 lowercase hex digits.
+    ///
+    /// ```
+    /// use acikit::schema::{ImageId, ImageIdPrefix};
+    ///
+    /// let id = ImageId::from_sha512(&[0xab; 64]);
+    /// let prefix = ImageIdPrefix::parse("sha512-abab")?;
+    /// assert!(prefix.matches(&id));
+    /// assert!(!ImageIdPrefix::parse("sha512-00")?.matches(&id));
+    /// assert!(ImageIdPrefix::parse("sha512-").is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Self> {
         match s.strip_prefix(SHA512_PREFIX) {
             Some(hex) if (1..=SHA512_HEX_LEN).contains(&hex.len()) && is_lower_hex(hex) => {
@@ -333,6 +387,14 @@ pub struct Timestamp(String);
 
 impl Timestamp {
     /// Checks that `s` is an RFC 3339 `date-time` (section 5.6), with real dates.
+    ///
+    /// ```
+    /// use acikit::schema::Timestamp;
+    ///
+    /// assert!(Timestamp::parse("2026-12-03T12:00:00Z").is_ok());
+    /// assert!(Timestamp::parse("yesterday").is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Self> {
         if is_rfc3339(s.as_bytes()) {
             Ok(Timestamp(s.to_string()))

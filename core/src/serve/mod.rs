@@ -93,6 +93,15 @@ pub struct ServeOptions {
 
 impl ServeOptions {
     /// Options listening on `listen`, plain HTTP, pushes off.
+    ///
+    /// ```
+    /// use acikit::ServeOptions;
+    ///
+    /// let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    /// assert!(options.tls.is_none() && options.push_token.is_none());
+    /// // Pushes need a bearer token.
+    /// options.push_token = Some("s3cret".to_string());
+    /// ```
     pub fn new(listen: SocketAddr) -> ServeOptions {
         ServeOptions {
             listen,
@@ -145,6 +154,33 @@ impl Server {
     }
 
     /// Binds and starts serving on the runtime; returns once it listens.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("server-start");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{ServeOptions, Server};
+    ///
+    /// let options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    /// let server = Server::new(store.clone(), options).start().await?;
+    /// let addr = server.local_addr();
+    /// assert_ne!(addr.port(), 0);
+    /// // Serving: the JSON API lists the store's images.
+    /// # let client = acikit::net::HttpClient::new(acikit::testing::example_net(&server))?;
+    /// # let url = format!("http://{addr}/api/images").parse().unwrap();
+    /// # let response = client.get(url, Default::default(), &Default::default()).await?;
+    /// # let (body, _) = response.error_for_status()?.bytes_limited(1 << 20).await?;
+    /// # assert!(String::from_utf8_lossy(&body).contains("example.com/hello"));
+    /// server.stop(std::time::Duration::from_secs(1)).await?;
+    /// assert!(std::net::TcpStream::connect(addr).is_err());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn start(self) -> Result<RunningServer> {
         let options = &self.shared.options;
         let listener = std::net::TcpListener::bind(options.listen)
@@ -203,6 +239,29 @@ impl RunningServer {
     /// connections are refused), idle connections close, and requests in flight finish,
     /// their responses included, for at most `grace`; then the connections left are
     /// closed. [`wait`](Self::wait) for the end.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("server-shutdown");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// use std::time::Duration;
+    /// use acikit::{ServeOptions, Server};
+    ///
+    /// let mut server = Server::new(store.clone(), ServeOptions::new("127.0.0.1:0".parse().unwrap()))
+    ///     .start()
+    ///     .await?;
+    /// let addr = server.local_addr();
+    /// server.shutdown(Duration::from_secs(5));
+    /// server.wait().await?;
+    /// assert!(std::net::TcpStream::connect(addr).is_err());
+    /// // Waiting again: it has ended.
+    /// server.wait().await?;
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shutdown(&self, grace: Duration) {
         self.handle.graceful_shutdown(Some(grace));
     }
@@ -226,6 +285,30 @@ impl RunningServer {
     }
 
     /// [`shutdown`](Self::shutdown) with `grace`, then [`wait`](Self::wait).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("server-stop");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use std::time::Duration;
+    /// use acikit::{ServeOptions, Server};
+    ///
+    /// let server = Server::new(store.clone(), ServeOptions::new("127.0.0.1:0".parse().unwrap()))
+    ///     .start()
+    ///     .await?;
+    /// let addr = server.local_addr();
+    /// server.stop(Duration::from_secs(5)).await?;
+    /// assert!(std::net::TcpStream::connect(addr).is_err());
+    /// // The store stays open for its other users.
+    /// assert_eq!(store.list().await?.len(), 1);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn stop(mut self, grace: Duration) -> Result<()> {
         self.shutdown(grace);
         self.wait().await

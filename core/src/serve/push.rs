@@ -588,6 +588,37 @@ impl Read for PushReader {
 /// Progress is [`Phase::Push`](crate::progress::Phase::Push) (bytes of the file sent);
 /// cancelling `observer` stops the upload with [`ErrorKind::Cancelled`] (the server then
 /// sees a broken upload and imports nothing).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> acikit::Result<()> {
+/// # let dir = acikit::testing::example_dir("push-file");
+/// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+/// use acikit::net::HttpClient;
+/// use acikit::serve::push_file;
+/// use acikit::trust::sign_detached;
+/// use acikit::Observer;
+///
+/// # let server = acikit::testing::example_server(&dir).await?;
+/// # let net = acikit::testing::example_net(&server);
+/// # let secret_key = acikit::testing::EXAMPLE_SECRET_KEY.as_bytes();
+/// # let token = acikit::testing::EXAMPLE_PUSH_TOKEN;
+/// // `server`: a local `acikit::Server` with a push token and the signer's key trusted;
+/// // `net` allows its plain HTTP.
+/// let signature = sign_detached(secret_key, None, std::fs::File::open(&aci).unwrap())?;
+/// let base = format!("http://{}", server.local_addr());
+/// let client = HttpClient::new(net)?;
+/// let pushed = push_file(&client, &base, &aci, Some(&signature), token, Observer::default()).await?;
+/// assert_eq!(pushed.name, "example.com/hello");
+/// assert!(pushed.signature_checked);
+///
+/// let err = push_file(&client, &base, &aci, None, "wrong", Observer::default()).await.unwrap_err();
+/// assert_eq!(err.kind(), acikit::ErrorKind::InvalidArgument);
+/// # server.stop(std::time::Duration::ZERO).await?;
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
 pub async fn push_file(
     client: &crate::net::HttpClient,
     to: &str,

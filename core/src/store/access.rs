@@ -104,12 +104,55 @@ impl Store {
     /// Whether the store is read-only: every read works and writes nothing into it (use
     /// records are skipped; renders use the cached trees it has and build the others outside
     /// it), every write fails at once with [`ErrorKind::ReadOnlyStore`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-is-read-only");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{ErrorKind, ImportOptions, Observer, Store, StoreOptions};
+    ///
+    /// assert!(!store.is_read_only());
+    /// let mut options = StoreOptions::default();
+    /// options.read_only = true;
+    /// let reader = Store::open_with(store.dir(), options).await?;
+    /// assert!(reader.is_read_only());
+    /// assert_eq!(reader.list().await?.len(), 1);
+    /// let err = reader.import_file(&aci, ImportOptions::default(), Observer::default()).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ReadOnlyStore);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_read_only(&self) -> bool {
         self.read_only.is_some()
     }
 
     /// Fails with [`ErrorKind::ReadOnlyStore`], naming the store and `operation`, if the
     /// store is read-only.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-require-writable");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// use acikit::{ErrorKind, Store, StoreOptions};
+    ///
+    /// store.require_writable("tidy up")?;
+    /// let mut options = StoreOptions::default();
+    /// options.read_only = true;
+    /// let reader = Store::open_with(store.dir(), options).await?;
+    /// let err = reader.require_writable("tidy up").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ReadOnlyStore);
+    /// assert!(err.message().contains("tidy up"));
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn require_writable(&self, operation: &str) -> Result<()> {
         match &self.read_only {
             Some(reason) => Err(refused(self.dir(), reason, operation)),
@@ -136,6 +179,28 @@ impl Store {
 
     /// The store's trusted keys, to add or remove some: [`ErrorKind::ReadOnlyStore`] on a
     /// read-only store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-trust-to-change");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// use acikit::trust::TrustScope;
+    ///
+    /// # let armored = acikit::testing::EXAMPLE_PUBLIC_KEY.as_bytes();
+    /// // `armored`: an ascii-armored public key (`gpg --armor --export`).
+    /// let key = store
+    ///     .trust_to_change()?
+    ///     .add(armored, TrustScope::prefix("example.com")?)?;
+    /// assert_eq!(store.trust()?.keys_for("example.com/hello")?, [key.clone()]);
+    /// assert!(store.trust()?.keys_for("example.org/hello")?.is_empty());
+    /// store.trust_to_change()?.remove(&key.fingerprint)?;
+    /// assert!(store.trust()?.list()?.is_empty());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn trust_to_change(&self) -> Result<crate::trust::TrustStore> {
         self.require_writable("change the trusted keys")?;
         self.trust()

@@ -12,6 +12,18 @@ pub struct ContentDigest(pub [u8; 32]);
 
 impl ContentDigest {
     /// Digest of `bytes`.
+    ///
+    /// ```
+    /// use acikit::store::ContentDigest;
+    ///
+    /// let digest = ContentDigest::of(b"hello\n");
+    /// assert_eq!(
+    ///     digest.to_hex(),
+    ///     "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+    /// );
+    /// assert_eq!(ContentDigest::from_hex(&digest.to_hex())?, digest);
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn of(bytes: &[u8]) -> ContentDigest {
         ContentDigest(Sha256::digest(bytes).into())
     }

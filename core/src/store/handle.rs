@@ -45,6 +45,21 @@ pub enum ImageQuery {
 impl ImageQuery {
     /// Parses `sha512-…` (full or prefix) or `NAME[:VERSION]` plus extra labels (see
     /// [`ImageName::parse`]). Labels with an ID are [`ErrorKind::InvalidArgument`].
+    ///
+    /// ```
+    /// use acikit::{ImageQuery, Label};
+    ///
+    /// let query = ImageQuery::parse("example.com/app:1.0", &[Label::new("os", "linux")])?;
+    /// let ImageQuery::Name(image) = &query else { panic!("a name") };
+    /// assert_eq!(image.name, "example.com/app");
+    /// assert_eq!(image.label("version"), Some("1.0"));
+    ///
+    /// assert!(matches!(ImageQuery::parse("sha512-0123ab", &[])?, ImageQuery::Id(_)));
+    /// // Labels go with a name only.
+    /// let err = ImageQuery::parse("sha512-0123ab", &[Label::new("os", "linux")]).unwrap_err();
+    /// assert_eq!(err.kind(), acikit::ErrorKind::InvalidArgument);
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn parse(text: &str, labels: &[Label]) -> Result<ImageQuery> {
         if text.starts_with("sha512-") {
             if !labels.is_empty() {
@@ -206,6 +221,16 @@ pub struct Store {
 impl Store {
     /// The default store folder: `$ACIKIT_STORE`, else `$XDG_DATA_HOME/acikit`, else
     /// `~/.local/share/acikit`.
+    ///
+    /// ```
+    /// use acikit::Store;
+    ///
+    /// let dir = Store::default_dir();
+    /// match std::env::var_os("ACIKIT_STORE") {
+    ///     Some(set) => assert_eq!(dir, std::path::PathBuf::from(set)),
+    ///     None => assert!(dir.ends_with("acikit")),
+    /// }
+    /// ```
     pub fn default_dir() -> PathBuf {
         if let Some(dir) = std::env::var_os("ACIKIT_STORE") {
             return dir.into();
@@ -220,6 +245,21 @@ impl Store {
     /// Opens (creating if needed) the store at `dir` with the index it was created
     /// with (SQLite unless it was created with a PostgreSQL URL), and removes the
     /// staging folders of imports that were killed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-open");
+    /// use acikit::Store;
+    ///
+    /// let store = Store::open(dir.join("store")).await?;
+    /// assert!(store.list().await?.is_empty());
+    /// assert!(dir.join("store").is_dir());
+    /// store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(dir: impl Into<PathBuf>) -> impl Future<Output = Result<Store>> + Send + 'static {
         Store::open_with(dir, StoreOptions::default())
     }
@@ -233,6 +273,31 @@ impl Store {
     /// staging removed, no migration); it must exist ([`ErrorKind::NotFound`]) with an index
     /// whose schema is up to date ([`ErrorKind::ReadOnlyStore`]). See
     /// [`Store::is_read_only`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-open-with");
+    /// use acikit::{ErrorKind, Observer, Store, StoreOptions};
+    ///
+    /// let mut options = StoreOptions::default();
+    /// options.read_only = true;
+    /// // A read-only store must exist: nothing is created.
+    /// let Err(err) = Store::open_with(dir.join("store"), options.clone()).await else {
+    ///     panic!("there is no store to open");
+    /// };
+    /// assert_eq!(err.kind(), ErrorKind::NotFound);
+    ///
+    /// Store::open(dir.join("store")).await?.close().await;
+    /// let store = Store::open_with(dir.join("store"), options).await?;
+    /// assert!(store.is_read_only());
+    /// let err = store.gc(Observer::default()).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::ReadOnlyStore);
+    /// store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open_with(
         dir: impl Into<PathBuf>,
         options: StoreOptions,
@@ -259,6 +324,18 @@ impl Store {
     }
 
     /// The store folder.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-dir");
+    /// let store = acikit::Store::open(dir.join("store")).await?;
+    /// assert_eq!(store.dir(), dir.join("store"));
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dir(&self) -> &Path {
         self.paths.root()
     }
@@ -266,12 +343,43 @@ impl Store {
     /// Closes the index (waiting for the connections in use). Every clone of this store
     /// shares it: call this once nothing uses the store any more, as `acikit serve` does
     /// when it stops.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-close");
+    /// let store = acikit::Store::open(dir.join("store")).await?;
+    /// let clone = store.clone();
+    /// assert!(clone.list().await?.is_empty());
+    /// // Once nothing uses the store (nor any clone of it) any more:
+    /// store.close().await;
+    /// assert!(clone.list().await.is_err());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn close(&self) -> impl Future<Output = ()> + Send + 'static {
         let index = self.index.clone();
         async move { index.close().await }
     }
 
     /// Which database indexes the store.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-backend");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// use acikit::store::IndexBackend;
+    ///
+    /// // A store opened without a `database_url` keeps its index in `STORE/index.db`.
+    /// assert_eq!(store.index_backend(), IndexBackend::Sqlite);
+    /// assert!(dir.join("store/index.db").is_file());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn index_backend(&self) -> IndexBackend {
         self.index.backend()
     }
@@ -282,6 +390,19 @@ impl Store {
     }
 
     /// Where everything lives in the store folder.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-paths");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// assert_eq!(store.paths().root(), store.dir());
+    /// assert_eq!(store.paths().trust(), dir.join("store/config/trust"));
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn paths(&self) -> &StorePaths {
         &self.paths
     }
@@ -289,6 +410,22 @@ impl Store {
     /// The store's trusted OpenPGP keys (`config/trust/`), its folder created if missing
     /// (on a read-only store, not created: a missing folder trusts no key). To add or
     /// remove keys, use [`Store::trust_to_change`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-trust");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// // A new store trusts no key: fetching a signed image fails until one is added
+    /// // (see `Store::trust_to_change`).
+    /// let trusted = store.trust()?;
+    /// assert!(trusted.list()?.is_empty());
+    /// assert!(trusted.keys_for("example.com/hello")?.is_empty());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn trust(&self) -> Result<crate::trust::TrustStore> {
         let dir = self.paths.trust();
         if self.is_read_only() {
@@ -302,6 +439,29 @@ impl Store {
     /// Imports the archive at `path` (any compression); see [`Store::import`]. The file
     /// is hashed first: if the same bytes were imported before and their image is still
     /// in the store, that is the answer (without a gate and with the default limits).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-import-file");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// use acikit::{ImportOptions, Observer};
+    ///
+    /// // `aci` is an image archive (any compression), here a tar built by `acikit::Builder`.
+    /// let imported = store.import_file(&aci, ImportOptions::default(), Observer::default()).await?;
+    /// assert_eq!(imported.name, "example.com/hello");
+    /// assert!(!imported.already_present);
+    ///
+    /// // The same bytes again: nothing new.
+    /// let again = store.import_file(&aci, ImportOptions::default(), Observer::default()).await?;
+    /// assert_eq!(again.image_id, imported.image_id);
+    /// assert!(again.already_present);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn import_file(
         &self,
         path: impl AsRef<Path>,
@@ -327,6 +487,25 @@ impl Store {
 
     /// Imports an archive in one streaming pass. The image becomes visible only once it is
     /// complete and committed; importing an image already present changes nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-import");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// use acikit::{ImportOptions, Observer};
+    ///
+    /// // Any `Read` (a socket, a pipe, stdin); here a file opened by hand.
+    /// let source = std::fs::File::open(&aci).unwrap();
+    /// let imported = store.import(source, ImportOptions::default(), Observer::default()).await?;
+    /// assert_eq!(imported.name, "example.com/hello");
+    /// assert_eq!(store.list().await?.len(), 1);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn import<R: std::io::Read + Send + 'static>(
         &self,
         source: R,
@@ -344,6 +523,28 @@ impl Store {
     /// Finds one image: by full ID, by unambiguous ID prefix, or by name and labels
     /// (the newest import of those matching; see [`Store::resolve_matches`] to know
     /// whether there were others).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-resolve");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::ImageQuery;
+    ///
+    /// let by_name = store.resolve(&ImageQuery::parse("example.com/hello:1.0.0", &[])?).await?;
+    /// assert_eq!(by_name.image_id, id);
+    ///
+    /// // An unambiguous prefix of the ID works too.
+    /// let prefix = &id.to_string()[..20];
+    /// let by_prefix = store.resolve(&ImageQuery::parse(prefix, &[])?).await?;
+    /// assert_eq!(by_prefix.image_id, id);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn resolve(
         &self,
         query: &ImageQuery,
@@ -354,6 +555,30 @@ impl Store {
 
     /// [`Store::resolve`], also returning the other images a name query matched, so that
     /// a caller can say which it picked, or refuse ([`Resolved::unique`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-resolve-matches");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{ErrorKind, ImageQuery};
+    ///
+    /// let query = ImageQuery::parse("example.com/hello", &[])?;
+    /// let found = store.resolve_matches(&query).await?;
+    /// assert_eq!(found.image.image_id, id);
+    /// assert!(found.others.is_empty());
+    /// assert_eq!(found.unique(&query)?.image_id, id);
+    ///
+    /// let missing = ImageQuery::parse("example.com/other", &[])?;
+    /// let err = store.resolve_matches(&missing).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::NotFound);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn resolve_matches(
         &self,
         query: &ImageQuery,
@@ -364,12 +589,48 @@ impl Store {
     }
 
     /// Every image, by name then newest first.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-list");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// let images = store.list().await?;
+    /// assert_eq!(images.len(), 1);
+    /// assert_eq!(images[0].image_id, id);
+    /// assert_eq!(images[0].name, "example.com/hello");
+    /// assert_eq!(images[0].label("version"), Some("1.0.0"));
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn list(&self) -> impl Future<Output = Result<Vec<ImageInfo>>> + Send + 'static {
         let index = self.index.clone();
         async move { Ok(index.list().await?.into_iter().map(Into::into).collect()) }
     }
 
     /// The manifest of an image, byte for byte as imported.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-manifest");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::ImageManifest;
+    ///
+    /// let bytes = store.manifest(&id).await?;
+    /// let manifest = ImageManifest::parse(&bytes)?;
+    /// assert_eq!(manifest.name.as_str(), "example.com/hello");
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn manifest(&self, id: &ImageId) -> impl Future<Output = Result<Vec<u8>>> + Send + 'static {
         let index = self.index.clone();
         let id = id.clone();
@@ -399,6 +660,26 @@ impl Store {
     /// An async reader of the image's canonical tar, regenerated from the recipe and
     /// the objects; it ends with an error instead of a clean end if the bytes do not hash
     /// to the image ID.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-export-reader");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// let mut reader = store.export_reader(&id).await?;
+    /// let mut tar = Vec::new();
+    /// while let Some(chunk) = reader.next_chunk().await.unwrap() {
+    ///     tar.extend_from_slice(&chunk);
+    /// }
+    /// // The canonical tar: here the very bytes imported (an uncompressed archive).
+    /// assert_eq!(tar, std::fs::read(&aci).unwrap());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn export_reader(
         &self,
         id: &ImageId,
@@ -424,6 +705,28 @@ impl Store {
     /// dangling symlink, `-`, and any path inside the store's folder are refused with
     /// [`ErrorKind::InvalidArgument`]. Progress is [`Phase::Export`](crate::progress::Phase)
     /// (tar bytes); a cancelled export leaves no file (an old one keeps its content).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-export-to");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{ExportCompression, Observer};
+    ///
+    /// let out = dir.join("hello.aci.gz");
+    /// let exported = store.export_to(&id, &out, ExportCompression::Gzip, Observer::default()).await?;
+    /// assert_eq!(exported.image_id, id);
+    /// assert_eq!(exported.written, std::fs::metadata(&out).unwrap().len());
+    /// // A path inside the store is refused.
+    /// let inside = store.dir().join("copy.aci");
+    /// assert!(store.export_to(&id, &inside, ExportCompression::None, Observer::default()).await.is_err());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn export_to(
         &self,
         id: &ImageId,
@@ -461,6 +764,28 @@ impl Store {
     /// blocking thread and flushed at the end. On failure part of the output may have been
     /// written (the error says why; a closed pipe is an [`ErrorKind::Io`] error whose source
     /// is the `BrokenPipe` I/O error).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-export-writer");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::{ExportCompression, Observer};
+    ///
+    /// // Any `Write + Send + 'static`: stdout, a socket, a pipe; here a file.
+    /// let out = std::fs::File::create(dir.join("hello.aci")).unwrap();
+    /// let exported = store
+    ///     .export_to_writer(&id, out, ExportCompression::None, Observer::default())
+    ///     .await?;
+    /// assert_eq!(exported.tar_size, std::fs::metadata(&aci).unwrap().len());
+    /// assert_eq!(std::fs::read(dir.join("hello.aci")).unwrap(), std::fs::read(&aci).unwrap());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn export_to_writer(
         &self,
         id: &ImageId,
@@ -504,6 +829,22 @@ impl Store {
     }
 
     /// Sizes: logical, on disk, and the de-duplication ratio.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-stats");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// let stats = store.stats().await?;
+    /// assert_eq!(stats.images, 1);
+    /// assert_eq!(stats.logical_bytes, std::fs::metadata(&aci).unwrap().len());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> impl Future<Output = Result<StoreStats>> + Send + 'static {
         let store = self.clone();
         async move { housekeeping::stats(&store.paths, &store.index).await }

@@ -58,6 +58,33 @@ pub struct StagedImage {
 
 impl ImportGate {
     /// A gate running `check` on the staged image.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("import-gate");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// use acikit::store::ImportGate;
+    /// use acikit::{Error, ErrorKind, ImportOptions, Observer};
+    ///
+    /// // Accept only images under example.org: checked before the import commits.
+    /// let mut options = ImportOptions::default();
+    /// options.gate = Some(ImportGate::new(|staged| {
+    ///     if staged.manifest.name.as_str().starts_with("example.org/") {
+    ///         Ok(())
+    ///     } else {
+    ///         Err(Error::new(ErrorKind::InvalidArgument, "not ours"))
+    ///     }
+    /// }));
+    /// let err = store.import_file(&aci, options, Observer::default()).await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// assert!(store.list().await?.is_empty());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(check: impl Fn(&StagedImage) -> Result<()> + Send + Sync + 'static) -> Self {
         ImportGate(Arc::new(check))
     }

@@ -67,6 +67,19 @@ pub struct TrustStore {
 
 impl TrustStore {
     /// The trust store in `dir` (created on the first [`TrustStore::add`]).
+    ///
+    /// ```
+    /// # let dir = acikit::testing::example_dir("trust-new");
+    /// use acikit::trust::TrustStore;
+    ///
+    /// let trust = TrustStore::new(dir.join("trust"));
+    /// assert_eq!(trust.dir(), dir.join("trust"));
+    /// // Nothing is written until a key is added.
+    /// assert!(trust.list()?.is_empty());
+    /// assert!(!dir.join("trust").exists());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn new(dir: impl Into<PathBuf>) -> TrustStore {
         TrustStore { dir: dir.into() }
     }
@@ -93,6 +106,24 @@ impl TrustStore {
     /// and a key the store already holds a revoked copy of (so a stale copy cannot undo a
     /// revocation). Adding a key again for the same scope replaces the stored copy (new user
     /// IDs, new expiry). The key is stored as rpgp re-armors it.
+    ///
+    /// ```
+    /// # let dir = acikit::testing::example_dir("trust-add");
+    /// use acikit::trust::{TrustScope, TrustStore};
+    ///
+    /// # let armored = acikit::testing::EXAMPLE_PUBLIC_KEY.as_bytes();
+    /// // `armored`: an ascii-armored public key (`gpg --armor --export`).
+    /// let trust = TrustStore::new(dir.join("trust"));
+    /// let key = trust.add(armored, TrustScope::prefix("example.com")?)?;
+    /// assert_eq!(key.algorithm, "ed25519");
+    /// assert_eq!(key.user_ids, ["Example <example@example.com>"]);
+    /// assert!(key.path.is_file());
+    /// // Anything but one public key is refused.
+    /// let err = trust.add(b"not a key", TrustScope::Root).unwrap_err();
+    /// assert_eq!(err.kind(), acikit::ErrorKind::BadOpenpgp);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn add(&self, armored: &[u8], scope: TrustScope) -> Result<TrustedKey> {
         if let TrustScope::Prefix(prefix) = &scope {
             TrustScope::prefix(prefix)?;
@@ -136,11 +167,42 @@ impl TrustStore {
     ///
     /// A file that is not a valid key, or whose key does not match its file name, is an
     /// [`ErrorKind::BadOpenpgp`] error naming the file (a damaged trust store fails closed).
+    ///
+    /// ```
+    /// # let dir = acikit::testing::example_dir("trust-list");
+    /// use acikit::trust::{TrustScope, TrustStore};
+    ///
+    /// # let armored = acikit::testing::EXAMPLE_PUBLIC_KEY.as_bytes();
+    /// // `armored`: an ascii-armored public key (`gpg --armor --export`).
+    /// let trust = TrustStore::new(dir.join("trust"));
+    /// trust.add(armored, TrustScope::Root)?;
+    /// let key = trust.add(armored, TrustScope::prefix("example.com")?)?;
+    /// let keys = trust.list()?;
+    /// assert_eq!(keys.len(), 2);
+    /// assert_eq!(keys[0].scope, TrustScope::Root);
+    /// assert_eq!(keys[1], key);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn list(&self) -> Result<Vec<TrustedKey>> {
         Ok(self.load_all()?.into_iter().map(|k| k.info).collect())
     }
 
     /// The trusted keys whose scope covers the image `name` (see [`TrustScope::covers`]).
+    ///
+    /// ```
+    /// # let dir = acikit::testing::example_dir("trust-keys-for");
+    /// use acikit::trust::{TrustScope, TrustStore};
+    ///
+    /// # let armored = acikit::testing::EXAMPLE_PUBLIC_KEY.as_bytes();
+    /// // `armored`: an ascii-armored public key (`gpg --armor --export`).
+    /// let trust = TrustStore::new(dir.join("trust"));
+    /// trust.add(armored, TrustScope::prefix("example.com/tools")?)?;
+    /// assert_eq!(trust.keys_for("example.com/tools/hello")?.len(), 1);
+    /// assert!(trust.keys_for("example.com/toolshed")?.is_empty());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn keys_for(&self, name: &str) -> Result<Vec<TrustedKey>> {
         Ok(self
             .list()?
@@ -155,6 +217,24 @@ impl TrustStore {
     /// optional spaces and `0x`; a key ID that matches more than one key is an
     /// [`ErrorKind::InvalidArgument`] error listing them. [`ErrorKind::NotFound`] if no
     /// trusted key matches.
+    ///
+    /// ```
+    /// # let dir = acikit::testing::example_dir("trust-remove");
+    /// use acikit::trust::{TrustScope, TrustStore};
+    ///
+    /// # let armored = acikit::testing::EXAMPLE_PUBLIC_KEY.as_bytes();
+    /// // `armored`: an ascii-armored public key (`gpg --armor --export`).
+    /// let trust = TrustStore::new(dir.join("trust"));
+    /// let key = trust.add(armored, TrustScope::prefix("example.com")?)?;
+    /// // A full fingerprint or a long key ID, any case.
+    /// let removed = trust.remove(&key.key_id.to_uppercase())?;
+    /// assert_eq!(removed, [key]);
+    /// assert!(trust.list()?.is_empty());
+    /// let err = trust.remove(&removed[0].fingerprint).unwrap_err();
+    /// assert_eq!(err.kind(), acikit::ErrorKind::NotFound);
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn remove(&self, fingerprint: &str) -> Result<Vec<TrustedKey>> {
         let wanted = normalize_fingerprint(fingerprint)?;
         let matches: Vec<TrustedKey> = self

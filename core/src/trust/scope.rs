@@ -25,6 +25,15 @@ pub enum TrustScope {
 impl TrustScope {
     /// A prefix scope, checked as an AC identifier (`example.com/foo`); an invalid prefix is an
     /// [`ErrorKind::InvalidValue`] error naming it.
+    ///
+    /// ```
+    /// use acikit::trust::TrustScope;
+    ///
+    /// let scope = TrustScope::prefix("example.com/tools")?;
+    /// assert_eq!(scope, TrustScope::Prefix("example.com/tools".to_string()));
+    /// assert!(TrustScope::prefix("Not An Identifier").is_err());
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn prefix(prefix: &str) -> Result<TrustScope> {
         AcIdentifier::parse(prefix).map_err(|e| {
             Error::new(
@@ -37,6 +46,17 @@ impl TrustScope {
 
     /// Whether a key of this scope may sign the image `name`: always for [`TrustScope::Root`];
     /// for a prefix, when `name` is the prefix or starts with the prefix followed by `/`.
+    ///
+    /// ```
+    /// use acikit::trust::TrustScope;
+    ///
+    /// let scope = TrustScope::prefix("example.com/tools")?;
+    /// assert!(scope.covers("example.com/tools"));
+    /// assert!(scope.covers("example.com/tools/hello"));
+    /// assert!(!scope.covers("example.com/toolshed"));
+    /// assert!(TrustScope::Root.covers("anything.example/at-all"));
+    /// # Ok::<(), acikit::Error>(())
+    /// ```
     pub fn covers(&self, name: &str) -> bool {
         match self {
             TrustScope::Root => true,
