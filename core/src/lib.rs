@@ -136,6 +136,11 @@ pub mod testing {
     /// Where things live in a store folder (`store::paths`).
     pub mod paths {
         pub use crate::store::paths::StorePaths;
+
+        /// Where everything lives in `store`'s folder.
+        pub fn of(store: &crate::Store) -> &StorePaths {
+            store.paths()
+        }
     }
     /// Byte ranges of a regenerated tar (`store::range`).
     pub mod range {
@@ -144,6 +149,11 @@ pub mod testing {
     /// Recipe + objects back to the tar (`store::regenerate`).
     pub mod regenerate {
         pub use crate::store::regenerate::ObjectPaths;
+    }
+    #[cfg(feature = "render")]
+    /// What rendering may do as this user (`fs::Privileges`).
+    pub mod privileges {
+        pub use crate::fs::Privileges;
     }
     #[cfg(feature = "render")]
     /// Exploded trees (`render::tree`).

@@ -50,13 +50,12 @@ pub async fn fetch(store_dir: &Path, args: FetchArgs<'_>) -> ExitCode {
     };
     let (observer, bar) = progress::observer("fetching");
     let defaults = FetchOptions::default();
-    let options = FetchOptions {
-        net,
-        trust_discovered_keys: args.trust_discovered_keys,
-        max_size: args.max_size.unwrap_or(defaults.max_size),
-        dependencies: !args.no_dependencies,
-        ..defaults
-    };
+    let max_size = args.max_size.unwrap_or(defaults.max_size);
+    let options = defaults
+        .net(net)
+        .trust_discovered_keys(args.trust_discovered_keys)
+        .max_size(max_size)
+        .dependencies(!args.no_dependencies);
     let result = store.fetch(source, options, observer).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -88,6 +87,7 @@ fn print_tree(fetched: &Fetched, depth: usize) {
         FetchOutcome::AlreadyPresent => "downloaded, already in the store",
         FetchOutcome::NotModified => "not modified",
         FetchOutcome::Cached => "in the store",
+        _ => "fetched",
     };
     let signer = fetched
         .signature

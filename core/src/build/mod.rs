@@ -49,6 +49,7 @@ use walk::{Node, NodeKind};
 /// The compression of a built archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BuildCompression {
     /// The plain tar.
     None,
@@ -61,6 +62,7 @@ pub enum BuildCompression {
 
 /// What [`Builder::build`] wrote.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Built {
     /// The archive written.
     pub path: PathBuf,

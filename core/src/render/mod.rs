@@ -31,9 +31,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use crate::fs::Privileges;
+pub(crate) use crate::fs::Privileges;
 pub use read_only::outside_runs_dir;
-pub use run::{RunOptions, RunRecord, Strategy};
+use run::RunOptions;
+pub use run::{RunRecord, Strategy};
+pub use verify::RenderCacheReport;
 
 use crate::blocking::blocking;
 use crate::progress::Observer;
@@ -43,6 +45,7 @@ use crate::{ErrorKind, Result, Store};
 
 /// Options of [`Store::render`].
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct RenderOptions {
     /// How the run's copy is made (`Auto` picks the best available and reports it).
     pub strategy: Strategy,
@@ -56,8 +59,29 @@ pub struct RenderOptions {
     pub allow_unprotected_hardlink: bool,
 }
 
+impl RenderOptions {
+    /// Sets [`strategy`](Self::strategy).
+    pub fn strategy(mut self, strategy: Strategy) -> RenderOptions {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Sets [`skip_unprivileged`](Self::skip_unprivileged).
+    pub fn skip_unprivileged(mut self, skip: bool) -> RenderOptions {
+        self.skip_unprivileged = skip;
+        self
+    }
+
+    /// Sets [`allow_unprotected_hardlink`](Self::allow_unprotected_hardlink).
+    pub fn allow_unprotected_hardlink(mut self, allow: bool) -> RenderOptions {
+        self.allow_unprotected_hardlink = allow;
+        self
+    }
+}
+
 /// A rendered run: a clean rootfs at `target`, to be released with [`Store::release`].
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Rendered {
     /// The image rendered.
     pub image_id: ImageId,

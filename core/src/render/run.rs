@@ -63,6 +63,7 @@ use crate::progress::{Observer, Phase};
 /// How [`create_run`] makes the per-run copy of the lower tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Strategy {
     /// The best available here: `overlay`, else `reflink`, else `copy` (never `hardlink`,
     /// which is read-only). The handle reports the choice.
@@ -163,6 +164,7 @@ pub struct RunHandle {
 
 /// The record of a run on disk (`record.json` in its run folder).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunRecord {
     /// The run's root filesystem (canonical path).
     pub target: PathBuf,

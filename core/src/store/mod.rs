@@ -38,7 +38,8 @@ pub(crate) mod recipe;
 pub(crate) mod references;
 pub(crate) mod regenerate;
 
-pub use digest::{ContentDigest, ContentHasher};
+pub use digest::ContentDigest;
+pub(crate) use digest::ContentHasher;
 pub use facade::{
     ExportCompression, Exported, ImageInfo, ImageQuery, Resolved, Store, StoreOptions,
 };

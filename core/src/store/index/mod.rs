@@ -111,6 +111,7 @@ pub struct Index {
 /// Which database an [`Index`] is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum IndexBackend {
     /// The embedded SQLite file in the store folder.
     #[default]
