@@ -29,8 +29,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use download::RetryPolicy;
-pub use expect::Expected;
-pub use transport::{Transport, TransportRequest, TransportResponse};
+pub(crate) use expect::Expected;
+pub use transport::{Body, CacheInfo, Transport, TransportRequest, TransportResponse};
 
 use crate::blocking::blocking;
 use crate::discovery::{self, DiscoveryOptions};

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub(crate) use crate::fs::Privileges;
+pub use process::ProcessIdentity;
 pub use read_only::outside_runs_dir;
 use run::RunOptions;
 pub use run::{RunRecord, Strategy};

@@ -46,3 +46,4 @@ pub use facade::{
 pub use housekeeping::{FsckProblem, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};
 pub use index::IndexBackend;
+pub use regenerate::ExportReader;
