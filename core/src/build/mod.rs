@@ -2,7 +2,7 @@
 //!
 //! [`Builder::build`] validates the layout (the manifest with
 //! [`ImageManifest::parse`](crate::schema::ImageManifest::parse)), walks it without following
-//! symlinks, writes a POSIX pax tar with our own writer ([`tar_writer`]) through the chosen
+//! symlinks, writes a POSIX pax tar with our own writer (`tar_writer`) through the chosen
 //! compression into a temporary file beside `OUT` (see [`crate::output`] for the output-path
 //! policy), reads the result back with [`archive::inspect_file`](crate::archive::inspect_file)
 //! (so our own reader accepts it and gives the image ID, checked against the SHA-512 computed

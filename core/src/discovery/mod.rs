@@ -1,8 +1,8 @@
 //! appc meta discovery: from an image name and labels to image, signature and key URLs.
 //!
 //! [`discover`] fetches `https://{name}?ac-discovery=1` and its parent paths
-//! ([`walk`]), reads the `ac-discovery` / `ac-discovery-pubkeys` meta tags ([`meta`]) and
-//! renders the URL templates ([`template`]) with the name and labels. Labels default to
+//! (`walk`), reads the `ac-discovery` / `ac-discovery-pubkeys` meta tags (`meta`) and
+//! renders the URL templates (`template`) with the name and labels. Labels default to
 //! `version=latest` and the host's `os` and `arch` in appc spelling ([`host_os_arch`]).
 
 pub(crate) mod meta;

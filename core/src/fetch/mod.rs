@@ -1,12 +1,12 @@
 //! Fetch: an image by name (through meta discovery), by URL or from a `file://` path,
 //! signature verified, streamed straight into the store, then its dependencies.
 //!
-//! - [`transport`]: the small stream-based trait every URL scheme implements;
-//!   [`http`] and [`file`] are built in;
-//! - [`download`]: retries with backoff, "202 not ready" waits, `Range` resume, size
+//! - `transport`: the small stream-based trait every URL scheme implements;
+//!   `http` and `file` are built in;
+//! - `download`: retries with backoff, "202 not ready" waits, `Range` resume, size
 //!   limits, and the reader the import consumes (teeing bytes to signature verification);
-//! - [`expect`]: what the fetched image must match (name, labels, ID, size);
-//! - [`image`]: one image from one endpoint: HTTP cache (ETag, max-age), signature,
+//! - `expect`: what the fetched image must match (name, labels, ID, size);
+//! - `image`: one image from one endpoint: HTTP cache (ETag, max-age), signature,
 //!   verified import, fetch state in the index;
 //! - this module: [`Store::fetch`], which ties discovery, endpoints and dependencies
 //!   together.

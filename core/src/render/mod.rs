@@ -1,18 +1,18 @@
 //! Rendering images into root filesystems, as ace.md "Filesystem Setup" says.
 //!
-//! - [`tree`]: the exploded tree of one stored image (built on first render, cached),
+//! - `tree`: the exploded tree of one stored image (built on first render, cached),
 //!   whose files are hardlinks to shared *checkout objects*;
-//! - [`deps`]: dependency resolution (depth-first, list order) and pathWhitelist filtering;
-//! - [`stack`]: the flattened rootfs of an image and its dependencies, cached by layers;
-//! - [`run`]: a clean per-run copy of a stack (overlay, reflink, hardlink, copy);
-//! - [`protect`]: the read-only mount over a hardlink run, so it cannot write to the cache;
-//! - [`process`]: a run's creator (pid and start time), to tell whether it still runs;
-//! - [`reap`]: dead runs (killed creators, removed targets), found and cleaned;
+//! - `deps`: dependency resolution (depth-first, list order) and pathWhitelist filtering;
+//! - `stack`: the flattened rootfs of an image and its dependencies, cached by layers;
+//! - `run`: a clean per-run copy of a stack (overlay, reflink, hardlink, copy);
+//! - `protect`: the read-only mount over a hardlink run, so it cannot write to the cache;
+//! - `process`: a run's creator (pid and start time), to tell whether it still runs;
+//! - `reap`: dead runs (killed creators, removed targets), found and cleaned;
 //! - `housekeeping`: what `gc` and `rm` do to trees, stacks, checkouts and runs;
-//! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away;
-//! - [`read_only`]: rendering from a read-only store (cached trees, or built without caching
+//! - `usage`: what runs and stacks still use, so `rm` and `gc` never pull it away;
+//! - `read_only`: rendering from a read-only store (cached trees, or built without caching
 //!   straight into the run; run records outside the store);
-//! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
+//! - `verify`: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
 pub(crate) mod deps;
 pub(crate) mod housekeeping;
@@ -137,7 +137,7 @@ impl Store {
     ///
     /// A read-only store is not written: a tree or stack it has is used as is, any other
     /// is built without caching straight into the run (by copy), and the run is recorded
-    /// outside the store (see [`read_only`]).
+    /// outside the store (see `read_only`).
     ///
     /// Progress goes to `observer` in two phases: [`Phase::Checkout`](crate::progress::Phase)
     /// while the cached tree or stack is built (first render only), then

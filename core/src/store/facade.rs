@@ -191,7 +191,7 @@ pub struct StoreOptions {
     /// cannot write is opened so without being asked.
     pub read_only: bool,
     /// Where the records of runs rendered from a read-only store go (see
-    /// [`access::outside_runs_dir`] for the default); a writable store keeps them in
+    /// `access::outside_runs_dir` for the default); a writable store keeps them in
     /// `STORE/runs`.
     pub runs_dir: Option<PathBuf>,
 }

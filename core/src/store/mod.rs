@@ -5,21 +5,21 @@
 //! references), and a row in the SQL index. `recipe + objects` regenerates the canonical
 //! tar byte for byte, so the image ID can always be recomputed.
 //!
-//! - [`facade`]: [`Store`], the one entry point the CLI and bindings use;
-//! - [`import`]: the one-pass import pipeline; [`archives`]: archive files already imported,
+//! - `facade`: [`Store`], the one entry point the CLI and bindings use;
+//! - `import`: the one-pass import pipeline; `archives`: archive files already imported,
 //!   by the SHA-256 of their bytes (a re-import of the same file is a lookup);
-//! - [`objects`]: the content-addressed object store and per-import staging; [`large`]:
+//! - `objects`: the content-addressed object store and per-import staging; `large`:
 //!   staging a large file without writing content the store has, found through
-//!   [`heads`], the side index of large objects by size and first MiB;
-//! - [`recipe`]: the recipe format; [`regenerate`]: recipe + objects back to the tar (hashed,
-//!   for export and fsck); [`range`]: any byte range of it, for serving;
-//! - [`index`]: the SQL index of images, labels, annotations and fetch state (SQLite
-//!   or PostgreSQL); [`database`]: which of the two a store folder uses;
-//! - [`references`]: which objects the images use, read from their recipes;
-//! - [`housekeeping`]: export to a file, the store's part of `rm`, `gc` and `fsck` (the
+//!   `heads`, the side index of large objects by size and first MiB;
+//! - `recipe`: the recipe format; `regenerate`: recipe + objects back to the tar (hashed,
+//!   for export and fsck); `range`: any byte range of it, for serving;
+//! - `index`: the SQL index of images, labels, annotations and fetch state (SQLite
+//!   or PostgreSQL); `database`: which of the two a store folder uses;
+//! - `references`: which objects the images use, read from their recipes;
+//! - `housekeeping`: export to a file, the store's part of `rm`, `gc` and `fsck` (the
 //!   render caches' part is `render::housekeeping`'s; `crate::facade` runs both), `stats`;
-//! - [`access`]: whether a store is read-only (then it serves reads and refuses writes);
-//! - [`paths`]: where everything lives in the store folder; [`digest`]: object names.
+//! - `access`: whether a store is read-only (then it serves reads and refuses writes);
+//! - `paths`: where everything lives in the store folder; `digest`: object names.
 
 pub(crate) mod access;
 pub(crate) mod archives;
