@@ -100,10 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .render(
             &found.image_id,
             &run,
-            RenderOptions {
-                skip_unprivileged: true,
-                ..Default::default()
-            },
+            RenderOptions::default().skip_unprivileged(true),
             Observer::default(),
         )
         .await?;

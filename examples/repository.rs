@@ -108,10 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fetched = store
         .fetch(
             FetchSource::parse(&format!("{PREFIX}/app:1.0.0"), &[])?,
-            FetchOptions {
-                net,
-                ..FetchOptions::default()
-            },
+            FetchOptions::default().net(net),
             Observer::default(),
         )
         .await?;

@@ -24,6 +24,7 @@ use crate::{Error, Result, Store};
 
 /// What `gc` removed.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct GcReport {
     /// Objects removed.
     pub objects_removed: u64,
@@ -48,6 +49,7 @@ pub struct GcReport {
 
 /// What `fsck` found (and repaired).
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct FsckReport {
     /// Objects re-hashed.
     pub objects_checked: u64,

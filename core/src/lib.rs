@@ -4,17 +4,17 @@
 //! - [`schema`]: the image manifest and the appc value types, parsed and validated;
 //! - [`archive`]: reading image archives: decompression, the byte-keeping tar block
 //!   reader, archive-layout validation and the image ID, all in one streaming pass;
-//! - [`fs`]: directory-relative file-system primitives that never follow symlinks (metadata
+//! - `fs`: directory-relative file-system primitives that never follow symlinks (metadata
 //!   and xattrs, creating, removing and copying trees), shared by build, store and render;
 //! - [`build`]: an image layout (manifest + rootfs) to a reproducible image archive, with our
 //!   own tar writer;
 //! - [`store`]: the exploded, de-duplicated image store and its [`Store`] handle;
-//! - [`render`]: rootfs rendering: exploded trees, dependencies, per-run copies;
+//! - `render`: rootfs rendering: exploded trees, dependencies, per-run copies;
 //! - [`net`]: the HTTP(S) client shared by discovery and fetch;
 //! - [`discovery`]: appc meta discovery (name + labels to URLs);
 //! - [`trust`]: trusted OpenPGP keys, signature verification and detached signing;
 //! - [`fetch`]: an image by name or URL, verified, into the store (with dependencies);
-//! - [`serve`]: an HTTP(S) image repository over a store: discovery, images, signatures,
+//! - `serve`: an HTTP(S) image repository over a store: discovery, images, signatures,
 //!   keys, a JSON API and pushes;
 //! - [`facade`]: the [`Store`] operations that span the layers below (`gc`, `fsck`, `rm`:
 //!   the store's part, then the render caches'), and their reports;
@@ -69,14 +69,14 @@
 //! All three are on by default; turn them off (`default-features = false`) for a smaller
 //! build that does not need them.
 //!
-//! - `server`: the [`serve`] module (an HTTP(S) image repository, `acikit serve`, and
+//! - `server`: the `serve` module (an HTTP(S) image repository, `acikit serve`, and
 //!   `serve::push_file`, the push client), with axum and axum-server.
 //! - `postgres`: the PostgreSQL index (sqlx's PostgreSQL driver and TLS). Without it a store
 //!   is SQLite-only: opening a store created with PostgreSQL (or asking for a
 //!   `database_url`) fails with [`ErrorKind::Unsupported`] naming the missing feature. The
 //!   store's API is the same either way, as which database a store uses is only known when
 //!   it is opened.
-//! - `render`: the [`render`] module and the [`Store`] methods it adds (`render`, `release`,
+//! - `render`: the `render` module and the [`Store`] methods it adds (`render`, `release`,
 //!   `runs`): exploded trees, stacks and runs, with overlay and read-only mounts (Linux).
 //!   Without it these methods do not exist (rather than failing at run time), so a program
 //!   or a binding that needs them fails to build instead of failing in its users' hands,
@@ -136,6 +136,11 @@ pub mod testing {
     /// Where things live in a store folder (`store::paths`).
     pub mod paths {
         pub use crate::store::paths::StorePaths;
+
+        /// Where everything lives in `store`'s folder.
+        pub fn of(store: &crate::Store) -> &StorePaths {
+            store.paths()
+        }
     }
     /// Byte ranges of a regenerated tar (`store::range`).
     pub mod range {
@@ -144,6 +149,11 @@ pub mod testing {
     /// Recipe + objects back to the tar (`store::regenerate`).
     pub mod regenerate {
         pub use crate::store::regenerate::ObjectPaths;
+    }
+    #[cfg(feature = "render")]
+    /// What rendering may do as this user (`fs::Privileges`).
+    pub mod privileges {
+        pub use crate::fs::Privileges;
     }
     #[cfg(feature = "render")]
     /// Exploded trees (`render::tree`).

@@ -2,7 +2,7 @@
 //!
 //! Long calls take an [`Observer`]: a callback that receives [`Progress`] events (the CLI
 //! draws them as a bar, the bindings forward them) and a [`CancelToken`] that stops the
-//! call with [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled), leaving nothing behind.
+//! call with [`ErrorKind::Cancelled`], leaving nothing behind.
 
 use std::sync::Arc;
 

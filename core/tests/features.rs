@@ -9,10 +9,8 @@
 async fn a_postgres_store_without_the_feature_is_unsupported() {
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
-    let options = acikit::store::StoreOptions {
-        database_url: Some("postgres://ann:secret@127.0.0.1:5432/images".into()),
-        ..Default::default()
-    };
+    let options = acikit::store::StoreOptions::default()
+        .database_url("postgres://ann:secret@127.0.0.1:5432/images");
     let err = match acikit::Store::open_with(&store_dir, options).await {
         Ok(_) => panic!("a PostgreSQL store opened without the postgres feature"),
         Err(err) => err,

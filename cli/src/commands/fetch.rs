@@ -51,13 +51,12 @@ pub async fn fetch(store_dir: &Path, args: FetchArgs<'_>) -> ExitCode {
     };
     let (observer, bar) = progress::observer("fetching");
     let defaults = FetchOptions::default();
-    let options = FetchOptions {
-        net,
-        trust_discovered_keys: args.trust_discovered_keys,
-        max_size: args.max_size.unwrap_or(defaults.max_size),
-        dependencies: !args.no_dependencies,
-        ..defaults
-    };
+    let max_size = args.max_size.unwrap_or(defaults.max_size);
+    let options = defaults
+        .net(net)
+        .trust_discovered_keys(args.trust_discovered_keys)
+        .max_size(max_size)
+        .dependencies(!args.no_dependencies);
     let interrupt = Interrupt::cancels(&observer.cancel, "fetch");
     let result = store.fetch(source, options, observer).await;
     drop(interrupt);
@@ -91,6 +90,7 @@ fn print_tree(fetched: &Fetched, depth: usize) {
         FetchOutcome::AlreadyPresent => "downloaded, already in the store",
         FetchOutcome::NotModified => "not modified",
         FetchOutcome::Cached => "in the store",
+        _ => "fetched",
     };
     let signer = fetched
         .signature

@@ -68,11 +68,10 @@ pub async fn render(
         .render(
             &id,
             target,
-            RenderOptions {
-                strategy,
-                skip_unprivileged: flags.skip_unprivileged,
-                allow_unprotected_hardlink: flags.unprotected_read_only,
-            },
+            RenderOptions::default()
+                .strategy(strategy)
+                .skip_unprivileged(flags.skip_unprivileged)
+                .allow_unprotected_hardlink(flags.unprotected_read_only),
             observer,
         )
         .await;

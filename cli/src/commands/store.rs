@@ -48,11 +48,8 @@ pub fn set_read_only(read_only: bool) {
 
 /// Opens the store at `dir` with the `--database` and `--read-only` given, if any.
 pub(super) async fn open_store(dir: &Path) -> acikit::Result<Store> {
-    let options = StoreOptions {
-        database_url: DATABASE_URL.get().cloned().flatten(),
-        read_only: READ_ONLY.get().copied().unwrap_or(false),
-        ..StoreOptions::default()
-    };
+    let mut options = StoreOptions::default().read_only(READ_ONLY.get().copied().unwrap_or(false));
+    options.database_url = DATABASE_URL.get().cloned().flatten();
     Store::open_with(dir, options).await
 }
 
@@ -88,10 +85,7 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCod
         }
         let (observer, bar) = progress::observer("importing");
         let observer = observer.cancelled_by(cancel.clone());
-        let options = ImportOptions {
-            limits: opts.limits(),
-            ..ImportOptions::default()
-        };
+        let options = ImportOptions::default().limits(opts.limits());
         let result = store.import_file(file, options, observer).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -430,6 +424,7 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
             let index = match s.index {
                 acikit::store::IndexBackend::Sqlite => "sqlite (index.db)",
                 acikit::store::IndexBackend::Postgres => "postgresql (config/database)",
+                _ => "other",
             };
             outln!("index                  {index}");
             outln!("images                 {}", s.images);

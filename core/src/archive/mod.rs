@@ -1,11 +1,11 @@
 //! Reading image archives, in one streaming pass.
 //!
-//! - [`compression`]: detects the compression (or encryption) of an archive by its magic bytes;
-//! - [`decode`]: decompresses on a dedicated thread and computes the image ID (SHA-512 of the
+//! - `compression`: detects the compression (or encryption) of an archive by its magic bytes;
+//! - `decode`: decompresses on a dedicated thread and computes the image ID (SHA-512 of the
 //!   uncompressed stream) on another, handing the uncompressed bytes to async readers;
-//! - [`tar`]: our own tar block reader, which yields entries and their content and records every
+//! - `tar`: our own tar block reader, which yields entries and their content and records every
 //!   byte that is not file content, so that the original stream can be rebuilt byte for byte;
-//! - [`layout`]: the ACI layout rules (`manifest` + `rootfs/`, no traversal, no duplicates...);
+//! - `layout`: the ACI layout rules (`manifest` + `rootfs/`, no traversal, no duplicates...);
 //! - [`inspect`]: all of the above together: validate an archive, get its manifest and image ID.
 
 pub(crate) mod compression;

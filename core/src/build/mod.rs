@@ -2,7 +2,7 @@
 //!
 //! [`Builder::build`] validates the layout (the manifest with
 //! [`ImageManifest::parse`](crate::schema::ImageManifest::parse)), walks it without following
-//! symlinks, writes a POSIX pax tar with our own writer ([`tar_writer`]) through the chosen
+//! symlinks, writes a POSIX pax tar with our own writer (`tar_writer`) through the chosen
 //! compression into a temporary file beside `OUT` (see [`crate::output`] for the output-path
 //! policy), reads the result back with [`archive::inspect_file`](crate::archive::inspect_file)
 //! (so our own reader accepts it and gives the image ID, checked against the SHA-512 computed
@@ -49,6 +49,7 @@ use walk::{Node, NodeKind};
 /// The compression of a built archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BuildCompression {
     /// The plain tar.
     None,
@@ -61,6 +62,7 @@ pub enum BuildCompression {
 
 /// What [`Builder::build`] wrote.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Built {
     /// The archive written.
     pub path: PathBuf,

@@ -1,8 +1,8 @@
 //! appc meta discovery: from an image name and labels to image, signature and key URLs.
 //!
 //! [`discover`] fetches `https://{name}?ac-discovery=1` and its parent paths
-//! ([`walk`]), reads the `ac-discovery` / `ac-discovery-pubkeys` meta tags ([`meta`]) and
-//! renders the URL templates ([`template`]) with the name and labels. Labels default to
+//! (`walk`), reads the `ac-discovery` / `ac-discovery-pubkeys` meta tags (`meta`) and
+//! renders the URL templates (`template`) with the name and labels. Labels default to
 //! `version=latest` and the host's `os` and `arch` in appc spelling ([`host_os_arch`]).
 
 pub(crate) mod meta;
@@ -20,6 +20,7 @@ use crate::{Error, ErrorKind, Result};
 
 /// One place an image can be fetched from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct AciEndpoint {
     /// The image URL (template rendered with `{ext}` = `aci`).
     pub aci: String,
@@ -27,8 +28,19 @@ pub struct AciEndpoint {
     pub asc: String,
 }
 
+impl AciEndpoint {
+    /// The endpoint of image URL `aci` and signature URL `asc`.
+    pub fn new(aci: impl Into<String>, asc: impl Into<String>) -> AciEndpoint {
+        AciEndpoint {
+            aci: aci.into(),
+            asc: asc.into(),
+        }
+    }
+}
+
 /// What discovery found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Discovered {
     /// The image name discovered.
     pub name: String,
@@ -44,6 +56,7 @@ pub struct Discovered {
 
 /// Options of one discovery.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct DiscoveryOptions {
     /// Keep walking up for `ac-discovery-pubkeys` after the image endpoints are found
     /// (default `true`; fetch turns it off when the keys are already trusted).
@@ -53,6 +66,14 @@ pub struct DiscoveryOptions {
 impl Default for DiscoveryOptions {
     fn default() -> Self {
         DiscoveryOptions { pubkeys: true }
+    }
+}
+
+impl DiscoveryOptions {
+    /// Sets [`pubkeys`](Self::pubkeys).
+    pub fn pubkeys(mut self, pubkeys: bool) -> DiscoveryOptions {
+        self.pubkeys = pubkeys;
+        self
     }
 }
 

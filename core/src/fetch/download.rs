@@ -24,6 +24,7 @@ const DEPTH: usize = 16;
 
 /// How hard to try.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Transient failures (connection errors, HTTP 408/429/5xx, a body that stops early)
     /// allowed in a row before giving up.
@@ -47,6 +48,29 @@ impl Default for RetryPolicy {
             not_ready_attempts: 30,
             not_ready_delay: Duration::from_secs(2),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// Sets [`attempts`](Self::attempts): transient failures allowed in a row.
+    pub fn attempts(mut self, attempts: u32) -> RetryPolicy {
+        self.attempts = attempts;
+        self
+    }
+
+    /// Sets [`first_delay`](Self::first_delay) and [`max_delay`](Self::max_delay).
+    pub fn delays(mut self, first: Duration, max: Duration) -> RetryPolicy {
+        self.first_delay = first;
+        self.max_delay = max;
+        self
+    }
+
+    /// Sets [`not_ready_attempts`](Self::not_ready_attempts) and
+    /// [`not_ready_delay`](Self::not_ready_delay): how long to wait through "202 not ready".
+    pub fn not_ready(mut self, attempts: u32, delay: Duration) -> RetryPolicy {
+        self.not_ready_attempts = attempts;
+        self.not_ready_delay = delay;
+        self
     }
 }
 

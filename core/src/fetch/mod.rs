@@ -1,12 +1,12 @@
 //! Fetch: an image by name (through meta discovery), by URL or from a `file://` path,
 //! signature verified, streamed straight into the store, then its dependencies.
 //!
-//! - [`transport`]: the small stream-based trait every URL scheme implements;
-//!   [`http`] and [`file`] are built in;
-//! - [`download`]: retries with backoff, "202 not ready" waits, `Range` resume, size
+//! - `transport`: the small stream-based trait every URL scheme implements;
+//!   `http` and `file` are built in;
+//! - `download`: retries with backoff, "202 not ready" waits, `Range` resume, size
 //!   limits, and the reader the import consumes (teeing bytes to signature verification);
-//! - [`expect`]: what the fetched image must match (name, labels, ID, size);
-//! - [`image`]: one image from one endpoint: HTTP cache (ETag, max-age), signature,
+//! - `expect`: what the fetched image must match (name, labels, ID, size);
+//! - `image`: one image from one endpoint: HTTP cache (ETag, max-age), signature,
 //!   verified import, fetch state in the index;
 //! - this module: [`Store::fetch`], which ties discovery, endpoints and dependencies
 //!   together.
@@ -30,8 +30,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use download::RetryPolicy;
-pub use expect::Expected;
-pub use transport::{Transport, TransportRequest, TransportResponse};
+pub(crate) use expect::Expected;
+pub use transport::{Body, CacheInfo, Transport, TransportRequest, TransportResponse};
 
 use crate::blocking::blocking;
 use crate::discovery::{self, DiscoveryOptions};
@@ -98,6 +98,7 @@ impl FetchSource {
 
 /// Options of a fetch.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct FetchOptions {
     /// The HTTP client's settings: CA certificates, insecure options (`image` turns off
     /// signature verification), credentials, discovery port.
@@ -128,6 +129,44 @@ impl Default for FetchOptions {
     }
 }
 
+impl FetchOptions {
+    /// Sets [`net`](Self::net): the HTTP client's settings.
+    pub fn net(mut self, net: NetOptions) -> FetchOptions {
+        self.net = net;
+        self
+    }
+
+    /// Sets [`trust_discovered_keys`](Self::trust_discovered_keys).
+    pub fn trust_discovered_keys(mut self, trust: bool) -> FetchOptions {
+        self.trust_discovered_keys = trust;
+        self
+    }
+
+    /// Sets [`max_size`](Self::max_size).
+    pub fn max_size(mut self, bytes: u64) -> FetchOptions {
+        self.max_size = bytes;
+        self
+    }
+
+    /// Sets [`dependencies`](Self::dependencies).
+    pub fn dependencies(mut self, fetch: bool) -> FetchOptions {
+        self.dependencies = fetch;
+        self
+    }
+
+    /// Sets [`retry`](Self::retry).
+    pub fn retry(mut self, retry: RetryPolicy) -> FetchOptions {
+        self.retry = retry;
+        self
+    }
+
+    /// Adds a transport to [`transports`](Self::transports).
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> FetchOptions {
+        self.transports.push(transport);
+        self
+    }
+}
+
 impl std::fmt::Debug for FetchOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FetchOptions")
@@ -144,6 +183,7 @@ impl std::fmt::Debug for FetchOptions {
 /// How a fetched image was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FetchOutcome {
     /// Downloaded and imported.
     Downloaded,
@@ -157,6 +197,7 @@ pub enum FetchOutcome {
 
 /// A key trusted during the fetch (with [`FetchOptions::trust_discovered_keys`]).
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct KeyAdded {
     /// Where the key came from.
     pub url: String,
@@ -168,6 +209,7 @@ pub struct KeyAdded {
 
 /// The result of a fetch.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Fetched {
     /// The image ID.
     pub image_id: ImageId,

@@ -18,6 +18,7 @@ use crate::progress::Observer;
 
 /// What to fetch.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct TransportRequest {
     /// The URL.
     pub url: Url,
@@ -79,6 +80,7 @@ impl std::fmt::Debug for Body {
 
 /// What a transport answered.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum TransportResponse {
     /// The resource follows.
     Body(Body),

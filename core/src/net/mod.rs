@@ -1,9 +1,9 @@
 //! The HTTP(S) client shared by discovery and fetch: TLS roots, insecure options, per-host authentication and redirects.
 //!
-//! - [`options`]: [`NetOptions`] (extra CAs, [`InsecureOptions`], discovery port, timeouts,
+//! - `options`: [`NetOptions`] (extra CAs, [`InsecureOptions`], discovery port, timeouts,
 //!   user agent, host overrides);
-//! - [`auth`]: [`AuthConfig`], per-host basic and bearer credentials from a JSON file;
-//! - [`client`]: [`HttpClient`], one connection pool and a checked, bounded redirect loop;
+//! - `auth`: [`AuthConfig`], per-host basic and bearer credentials from a JSON file;
+//! - `client`: [`HttpClient`], one connection pool and a checked, bounded redirect loop;
 //!   [`Response`] streams its body.
 //!
 //! TLS is rustls with the aws-lc-rs provider (the only one in the build), verifying with

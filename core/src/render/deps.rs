@@ -371,7 +371,7 @@ impl PathFilter {
 /// Whether a file at `path` (relative to the rootfs; a leading `/` is ignored) of a layer
 /// filtered by `filters` is kept: iff every non-empty whitelist keeps it. A whitelist keeps
 /// the root, each path it lists (an entry ending in `/` only as a directory) and, as
-/// directories, the ancestors of listed paths. Compile once with [`PathFilter`] to test many
+/// directories, the ancestors of listed paths. Compile once with `PathFilter` to test many
 /// paths.
 pub fn keeps(filters: &[Vec<String>], path: &Path, is_dir: bool) -> bool {
     PathFilter::new(filters).keeps(path, is_dir)

@@ -1,18 +1,18 @@
 //! Rendering images into root filesystems, as ace.md "Filesystem Setup" says.
 //!
-//! - [`tree`]: the exploded tree of one stored image (built on first render, cached),
+//! - `tree`: the exploded tree of one stored image (built on first render, cached),
 //!   whose files are hardlinks to shared *checkout objects*;
-//! - [`deps`]: dependency resolution (depth-first, list order) and pathWhitelist filtering;
-//! - [`stack`]: the flattened rootfs of an image and its dependencies, cached by layers;
-//! - [`run`]: a clean per-run copy of a stack (overlay, reflink, hardlink, copy);
-//! - [`protect`]: the read-only mount over a hardlink run, so it cannot write to the cache;
-//! - [`process`]: a run's creator (pid and start time), to tell whether it still runs;
-//! - [`reap`]: dead runs (killed creators, removed targets), found and cleaned;
+//! - `deps`: dependency resolution (depth-first, list order) and pathWhitelist filtering;
+//! - `stack`: the flattened rootfs of an image and its dependencies, cached by layers;
+//! - `run`: a clean per-run copy of a stack (overlay, reflink, hardlink, copy);
+//! - `protect`: the read-only mount over a hardlink run, so it cannot write to the cache;
+//! - `process`: a run's creator (pid and start time), to tell whether it still runs;
+//! - `reap`: dead runs (killed creators, removed targets), found and cleaned;
 //! - `housekeeping`: what `gc` and `rm` do to trees, stacks, checkouts and runs;
-//! - [`usage`]: what runs and stacks still use, so `rm` and `gc` never pull it away;
-//! - [`read_only`]: rendering from a read-only store (cached trees, or built without caching
+//! - `usage`: what runs and stacks still use, so `rm` and `gc` never pull it away;
+//! - `read_only`: rendering from a read-only store (cached trees, or built without caching
 //!   straight into the run; run records outside the store);
-//! - [`verify`]: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
+//! - `verify`: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
 pub(crate) mod deps;
 pub(crate) mod housekeeping;
@@ -31,9 +31,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use crate::fs::Privileges;
+pub(crate) use crate::fs::Privileges;
+pub use process::ProcessIdentity;
 pub use read_only::outside_runs_dir;
-pub use run::{RunOptions, RunRecord, Strategy};
+use run::RunOptions;
+pub use run::{RunRecord, Strategy};
+pub use verify::RenderCacheReport;
 
 use crate::blocking::blocking;
 use crate::progress::Observer;
@@ -43,6 +46,7 @@ use crate::{ErrorKind, Result, Store};
 
 /// Options of [`Store::render`].
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct RenderOptions {
     /// How the run's copy is made (`Auto` picks the best available and reports it).
     pub strategy: Strategy,
@@ -56,8 +60,29 @@ pub struct RenderOptions {
     pub allow_unprotected_hardlink: bool,
 }
 
+impl RenderOptions {
+    /// Sets [`strategy`](Self::strategy).
+    pub fn strategy(mut self, strategy: Strategy) -> RenderOptions {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Sets [`skip_unprivileged`](Self::skip_unprivileged).
+    pub fn skip_unprivileged(mut self, skip: bool) -> RenderOptions {
+        self.skip_unprivileged = skip;
+        self
+    }
+
+    /// Sets [`allow_unprotected_hardlink`](Self::allow_unprotected_hardlink).
+    pub fn allow_unprotected_hardlink(mut self, allow: bool) -> RenderOptions {
+        self.allow_unprotected_hardlink = allow;
+        self
+    }
+}
+
 /// A rendered run: a clean rootfs at `target`, to be released with [`Store::release`].
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Rendered {
     /// The image rendered.
     pub image_id: ImageId,
@@ -112,7 +137,7 @@ impl Store {
     ///
     /// A read-only store is not written: a tree or stack it has is used as is, any other
     /// is built without caching straight into the run (by copy), and the run is recorded
-    /// outside the store (see [`read_only`]).
+    /// outside the store (see `read_only`).
     ///
     /// Progress goes to `observer` in two phases: [`Phase::Checkout`](crate::progress::Phase)
     /// while the cached tree or stack is built (first render only), then

@@ -4,6 +4,7 @@
 
 /// The identity of a process: enough to tell, later, whether that same process still runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProcessIdentity {
     /// The process ID (in the creator's pid namespace).
     pub pid: u32,

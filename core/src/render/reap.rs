@@ -98,7 +98,7 @@ pub fn find_dead_runs(runs_dir: &Path) -> Result<DeadRuns> {
 }
 
 /// Cleans the dead runs, orphan run folders and stale staging folders of `runs_dir` (see
-/// the module docs). A run that cannot be cleaned is reported in [`Reaped::failures`] and
+/// the module docs). A run that cannot be cleaned is reported in `Reaped::failures` and
 /// kept; only an unreadable runs folder is an error.
 pub fn reap_dead_runs(runs_dir: &Path) -> Result<Reaped> {
     let mut reaped = Reaped::default();

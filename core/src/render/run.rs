@@ -63,6 +63,7 @@ use crate::progress::{Observer, Phase};
 /// How [`create_run`] makes the per-run copy of the lower tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Strategy {
     /// The best available here: `overlay`, else `reflink`, else `copy` (never `hardlink`,
     /// which is read-only). The handle reports the choice.
@@ -163,6 +164,7 @@ pub struct RunHandle {
 
 /// The record of a run on disk (`record.json` in its run folder).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunRecord {
     /// The run's root filesystem (canonical path).
     pub target: PathBuf,
@@ -196,7 +198,7 @@ pub struct RunRecord {
     #[serde(default)]
     pub target_existed: bool,
     /// The identity of the root folder of the run's copy (reflink, hardlink, copy: its
-    /// inode and birth time, see [`dir_identity`]), written before the copy is moved over
+    /// inode and birth time, see `dir_identity`), written before the copy is moved over
     /// the target: a dead run's target is removed only when it is this copy or an empty
     /// folder, never files someone else put there.
     #[serde(default)]
@@ -265,7 +267,7 @@ pub fn create_run(
 /// before any work; or the mount fails) it is [`ErrorKind::NeedsPrivilege`] or
 /// [`ErrorKind::Unsupported`] unless `options.allow_unprotected_hardlink`, which makes it
 /// unprotected with a warning. Dead runs found under `runs_dir` are cleaned first
-/// ([`super::reap`]).
+/// (`super::reap`).
 pub fn create_run_with(
     runs_dir: &Path,
     lower: &Path,

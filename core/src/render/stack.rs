@@ -105,7 +105,7 @@ static BUILD_SEQ: AtomicU64 = AtomicU64::new(0);
 ///
 /// On a read-only store only a stack (or tree) already there is returned;
 /// [`ErrorKind::ReadOnlyStore`](crate::ErrorKind::ReadOnlyStore) otherwise (see
-/// [`ensure_stack_in`]).
+/// `ensure_stack_in`).
 pub async fn ensure_stack(store: &Store, root: &ImageId, privs: Privileges) -> Result<StackBuilt> {
     ensure_stack_in(store, StorePaths::new(store.dir()), root, privs).await
 }

@@ -102,7 +102,7 @@ pub struct TreeBuilt {
 /// [`ErrorKind::NeedsPrivilege`] for what needs root (see [`Privileges`]).
 ///
 /// On a read-only store only a tree already there is returned;
-/// [`ErrorKind::ReadOnlyStore`] otherwise (see [`ensure_tree_in`]).
+/// [`ErrorKind::ReadOnlyStore`] otherwise (see `ensure_tree_in`).
 pub async fn ensure_tree(store: &Store, id: &ImageId, privs: Privileges) -> Result<TreeBuilt> {
     ensure_tree_in(store, StorePaths::new(store.dir()), id, privs).await
 }

@@ -16,9 +16,9 @@
 //! GET  /files/<file name>                       plain files given in `ServeOptions::files`
 //! ```
 //!
-//! - [`records`]: the signature, served form and original upload kept per pushed image;
+//! - `records`: the signature, served form and original upload kept per pushed image;
 //! - `http`: ETag, conditional and range requests, streamed bodies;
-//! - [`push`]: the upload path.
+//! - `push`: the upload path.
 
 mod http;
 pub(crate) mod push;

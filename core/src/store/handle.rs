@@ -22,6 +22,7 @@ use crate::{Error, ErrorKind, Result};
 /// How `export` compresses the regenerated tar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ExportCompression {
     /// The canonical tar itself.
     #[default]
@@ -76,6 +77,7 @@ impl ImageQuery {
 
 /// One image as listed.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ImageInfo {
     /// The image ID.
     pub image_id: ImageId,
@@ -129,6 +131,7 @@ impl From<ImageRecord> for ImageInfo {
 
 /// What a query found: the image chosen and the other images it matched.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Resolved {
     /// The image chosen: the only match, or the newest import of the images matching a
     /// name and labels (as rkt does).
@@ -177,6 +180,7 @@ impl std::fmt::Display for ImageQuery {
 
 /// The outcome of an export.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Exported {
     /// The image exported.
     pub image_id: ImageId,
@@ -188,6 +192,7 @@ pub struct Exported {
 
 /// How to open a store.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// The PostgreSQL database of the index (`postgres://user[:password]@host[:port]/db`),
     /// for a store that several processes or machines share. `None` opens the index
@@ -201,9 +206,30 @@ pub struct StoreOptions {
     /// cannot write is opened so without being asked.
     pub read_only: bool,
     /// Where the records of runs rendered from a read-only store go (see
-    /// [`access::outside_runs_dir`] for the default); a writable store keeps them in
+    /// `access::outside_runs_dir` for the default); a writable store keeps them in
     /// `STORE/runs`.
     pub runs_dir: Option<PathBuf>,
+}
+
+impl StoreOptions {
+    /// Sets [`database_url`](Self::database_url): the PostgreSQL index to use.
+    pub fn database_url(mut self, url: impl Into<String>) -> StoreOptions {
+        self.database_url = Some(url.into());
+        self
+    }
+
+    /// Sets [`read_only`](Self::read_only).
+    pub fn read_only(mut self, read_only: bool) -> StoreOptions {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Sets [`runs_dir`](Self::runs_dir): where the records of runs rendered from a
+    /// read-only store go.
+    pub fn runs_dir(mut self, dir: impl Into<PathBuf>) -> StoreOptions {
+        self.runs_dir = Some(dir.into());
+        self
+    }
 }
 
 /// An image store: content objects, recipes and the SQL index (a file in the folder,
@@ -390,20 +416,7 @@ impl Store {
     }
 
     /// Where everything lives in the store folder.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> acikit::Result<()> {
-    /// # let dir = acikit::testing::example_dir("store-paths");
-    /// # let store = acikit::Store::open(dir.join("store")).await?;
-    /// assert_eq!(store.paths().root(), store.dir());
-    /// assert_eq!(store.paths().trust(), dir.join("store/config/trust"));
-    /// # store.close().await;
-    /// # std::fs::remove_dir_all(&dir).unwrap();
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn paths(&self) -> &StorePaths {
+    pub(crate) fn paths(&self) -> &StorePaths {
         &self.paths
     }
 

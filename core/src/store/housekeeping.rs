@@ -26,6 +26,7 @@ use crate::{Error, ErrorKind, Result};
 
 /// One problem `fsck` found.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct FsckProblem {
     /// `corrupt_object`, `missing_recipe`, `broken_image`, `index`, `damaged_render_cache`.
     pub kind: &'static str,
@@ -68,6 +69,7 @@ pub(crate) struct StoreFsck {
 
 /// Sizes of a store.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct StoreStats {
     /// Which database holds the index.
     pub index: IndexBackend,

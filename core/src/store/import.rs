@@ -45,6 +45,7 @@ type GateFn = dyn Fn(&StagedImage) -> Result<()> + Send + Sync;
 
 /// What an [`ImportGate`] is shown of a staged image.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StagedImage {
     /// The image ID.
     pub image_id: ImageId,
@@ -102,6 +103,7 @@ impl std::fmt::Debug for ImportGate {
 
 /// Options of an import.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ImportOptions {
     /// A check the staged image must pass before it is committed (also when the store
     /// already has the image).
@@ -114,8 +116,35 @@ pub struct ImportOptions {
     pub archive_size: Option<u64>,
 }
 
+impl ImportOptions {
+    /// Sets [`gate`](Self::gate): the check the staged image must pass.
+    pub fn gate(mut self, gate: ImportGate) -> ImportOptions {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Sets [`limits`](Self::limits).
+    pub fn limits(mut self, limits: Limits) -> ImportOptions {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets [`origin`](Self::origin): where the archive came from.
+    pub fn origin(mut self, origin: impl Into<String>) -> ImportOptions {
+        self.origin = Some(origin.into());
+        self
+    }
+
+    /// Sets [`archive_size`](Self::archive_size), for progress.
+    pub fn archive_size(mut self, size: u64) -> ImportOptions {
+        self.archive_size = Some(size);
+        self
+    }
+}
+
 /// The outcome of an import.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Imported {
     /// The image ID.
     pub image_id: ImageId,

@@ -156,7 +156,7 @@ const POOL: usize = DEPTH + 8;
 /// must agree with both, else [`ErrorKind::CorruptStore`] is returned before any byte is
 /// produced. Later failures (a missing or resized object, a damaged recipe) are the stream's
 /// last item, an error (see the module documentation for what is checked). Contents are not
-/// hashed: use [`super::regenerate`] where the image ID must be proven.
+/// hashed: use `super::regenerate` where the image ID must be proven.
 ///
 /// Errors: [`ErrorKind::InvalidArgument`] unless `start <= end <= tar_size`.
 pub async fn tar_range(

@@ -101,7 +101,7 @@ pub fn export_reader(
 }
 
 /// The regenerated tar of an image, read asynchronously (`AsyncRead` and `AsyncBufRead`); made
-/// by [`export_reader`].
+/// by `export_reader`.
 ///
 /// Reads return `Ok(0)` only at the end of a tar whose SHA-512 matched; any failure is an
 /// [`io::Error`] that converts back to the [`Error`] (with `Error::from`), e.g. of kind

@@ -1,15 +1,15 @@
 //! OpenPGP trust: keys trusted per name prefix, and detached-signature verification.
 //!
 //! rkt's model, on rpgp (the `pgp` crate), with the policy rpgp leaves out done here:
-//! - [`scope`]: [`TrustScope`], a key trusted for all names (root) or a name prefix, with the
+//! - `scope`: [`TrustScope`], a key trusted for all names (root) or a name prefix, with the
 //!   path-component prefix rule;
-//! - [`keyring`]: [`TrustStore`], one armored file per trusted key and scope in the store's
+//! - `keyring`: [`TrustStore`], one armored file per trusted key and scope in the store's
 //!   `config/trust/` (`root.d/`, `prefix.d/<prefix>/`); add, list, remove;
-//! - [`verify`]: [`verify_detached`], the checks in their fixed order, each failure with its own
+//! - `verify`: [`verify_detached`], the checks in their fixed order, each failure with its own
 //!   error kind;
-//! - [`streaming`]: [`StreamingVerifier`], the same verification fed by writes on its own
+//! - `streaming`: [`StreamingVerifier`], the same verification fed by writes on its own
 //!   thread, for fetch;
-//! - [`sign`]: [`sign_detached`], an ascii-armored detached signature made with a secret key,
+//! - `sign`: [`sign_detached`], an ascii-armored detached signature made with a secret key,
 //!   under the same key policy;
 //! - `policy`: revocation, expiry, key flags and binding signatures; `parse`: armored input.
 //!

@@ -66,6 +66,7 @@ async fn same_folder_twice_gives_identical_bytes() {
             BuildCompression::None => "cat",
             BuildCompression::Gzip => "gzip -dc",
             BuildCompression::Zstd => "zstd -dcq",
+            other => panic!("no decompressor for {other:?}"),
         };
         sh(
             tmp.path(),

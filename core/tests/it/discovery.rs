@@ -73,10 +73,7 @@ fn paths(server: &TestServer) -> Vec<String> {
 }
 
 fn endpoint(aci: &str) -> AciEndpoint {
-    AciEndpoint {
-        aci: format!("{aci}.aci"),
-        asc: format!("{aci}.aci.asc"),
-    }
+    AciEndpoint::new(format!("{aci}.aci"), format!("{aci}.aci.asc"))
 }
 
 #[tokio::test]
@@ -192,7 +189,7 @@ async fn keys_and_templates_found_at_different_levels() {
     // Without the key walk, discovery stops at the first level with endpoints.
     server.clear_requests();
     let client = HttpClient::new(server.net_options()).unwrap();
-    let options = DiscoveryOptions { pubkeys: false };
+    let options = DiscoveryOptions::default().pubkeys(false);
     let found = discovery::discover(
         &client,
         &image("example.test/acme/app"),

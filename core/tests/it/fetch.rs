@@ -308,17 +308,14 @@ impl Setup {
     }
 
     fn options(&self) -> FetchOptions {
-        FetchOptions {
-            net: self.server.net_options(),
-            retry: RetryPolicy {
-                attempts: 3,
-                first_delay: Duration::from_millis(10),
-                max_delay: Duration::from_millis(50),
-                not_ready_attempts: 5,
-                not_ready_delay: Duration::from_millis(10),
-            },
-            ..FetchOptions::default()
-        }
+        FetchOptions::default()
+            .net(self.server.net_options())
+            .retry(
+                RetryPolicy::default()
+                    .attempts(3)
+                    .delays(Duration::from_millis(10), Duration::from_millis(50))
+                    .not_ready(5, Duration::from_millis(10)),
+            )
     }
 
     fn image_requests(&self) -> Vec<String> {
@@ -497,10 +494,7 @@ async fn an_oversized_image_is_refused() {
     let s = Setup::new().await;
     let aci = make_aci(&s.dir, &manifest_for(APP, "1.0.0"), 5);
     s.publish(APP, "1.0.0", &aci.bytes, &aci.sig, Served::default());
-    let options = FetchOptions {
-        max_size: aci.bytes.len() as u64 - 1,
-        ..s.options()
-    };
+    let options = s.options().max_size(aci.bytes.len() as u64 - 1);
     let err = s
         .store
         .fetch(by_name(APP, "1.0.0"), options, Observer::default())

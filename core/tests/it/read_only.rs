@@ -166,7 +166,12 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     store.release(&first).await.unwrap();
-    assert!(store.paths().tree(&a.id).join("rootfs").is_dir());
+    assert!(
+        acikit::testing::paths::of(&store)
+            .tree(&a.id)
+            .join("rootfs")
+            .is_dir()
+    );
     store.close().await;
     Fixture {
         _tmp: tmp,
@@ -179,10 +184,7 @@ async fn fixture() -> Fixture {
 }
 
 fn options(root: &Path) -> StoreOptions {
-    StoreOptions {
-        runs_dir: Some(root.join("outside-runs")),
-        ..StoreOptions::default()
-    }
+    StoreOptions::default().runs_dir(root.join("outside-runs"))
 }
 
 /// Every read, on `store` (read-only), with files of the test under `root`.
@@ -246,10 +248,7 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
             .render(
                 &f.a.id,
                 &target,
-                RenderOptions {
-                    strategy,
-                    ..RenderOptions::default()
-                },
+                RenderOptions::default().strategy(strategy),
                 Observer::default(),
             )
             .await
@@ -331,10 +330,7 @@ async fn every_read_works(store: &Store, f: &Fixture, root: &Path) {
         .render(
             &f.b.id,
             runs.join("b-overlay"),
-            RenderOptions {
-                strategy: Strategy::Overlay,
-                ..RenderOptions::default()
-            },
+            RenderOptions::default().strategy(Strategy::Overlay),
             Observer::default(),
         )
         .await
@@ -418,7 +414,7 @@ async fn every_write_is_refused(store: &Store, f: &Fixture, dir: &Path) {
         acikit::testing::tree::ensure_tree(
             &store.clone(),
             &f.b.id,
-            acikit::render::Privileges::detect(),
+            acikit::testing::privileges::Privileges::detect(),
         )
         .await,
         dir,
@@ -454,15 +450,9 @@ async fn a_store_opened_read_only_writes_nothing() {
         list.iter().map(|i| i.last_used_at_ms).collect()
     };
     let before = snapshot(&f.store_dir);
-    let store = Store::open_with(
-        &f.store_dir,
-        StoreOptions {
-            read_only: true,
-            ..options(&f.root)
-        },
-    )
-    .await
-    .unwrap();
+    let store = Store::open_with(&f.store_dir, options(&f.root).read_only(true))
+        .await
+        .unwrap();
     every_read_works(&store, &f, &f.root).await;
     every_write_is_refused(&store, &f, &f.store_dir).await;
     store.close().await;
@@ -487,31 +477,19 @@ async fn a_read_only_store_needing_a_migration_is_a_clear_error() {
          c.execute('DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)'); \
          c.commit(); c.close()\"",
     );
-    let err = Store::open_with(
-        &f.store_dir,
-        StoreOptions {
-            read_only: true,
-            ..options(&f.root)
-        },
-    )
-    .await
-    .err()
-    .expect("a schema that needs a migration is refused");
+    let err = Store::open_with(&f.store_dir, options(&f.root).read_only(true))
+        .await
+        .err()
+        .expect("a schema that needs a migration is refused");
     assert_eq!(err.kind(), ErrorKind::ReadOnlyStore, "{err}");
     assert!(err.message().contains("migration"), "{err}");
 
     // And a missing store is not made.
     let missing = f.root.join("no-store");
-    let err = Store::open_with(
-        &missing,
-        StoreOptions {
-            read_only: true,
-            ..options(&f.root)
-        },
-    )
-    .await
-    .err()
-    .expect("no store");
+    let err = Store::open_with(&missing, options(&f.root).read_only(true))
+        .await
+        .err()
+        .expect("no store");
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     assert!(!missing.exists());
 }
@@ -519,15 +497,9 @@ async fn a_read_only_store_needing_a_migration_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_made_read_only_is_released_once_the_store_is_writable() {
     let f = fixture().await;
-    let store = Store::open_with(
-        &f.store_dir,
-        StoreOptions {
-            read_only: true,
-            ..options(&f.root)
-        },
-    )
-    .await
-    .unwrap();
+    let store = Store::open_with(&f.store_dir, options(&f.root).read_only(true))
+        .await
+        .unwrap();
     let target = f.root.join("runs/b");
     // What a killed render left beside the target (its lock free) goes.
     let stale = f.root.join("runs/.b.acikit-render-999999-0");
@@ -566,15 +538,9 @@ async fn a_read_only_store_indexed_in_postgresql_reads_without_writing() {
         &[("etc/a.conf", b"alpha\n")],
     );
     let store_dir = root.join("store");
-    let writable = Store::open_with(
-        &store_dir,
-        StoreOptions {
-            database_url: Some(schema.url.clone()),
-            ..options(root)
-        },
-    )
-    .await
-    .unwrap();
+    let writable = Store::open_with(&store_dir, options(root).database_url(schema.url.clone()))
+        .await
+        .unwrap();
     writable
         .import_file(&a.path, ImportOptions::default(), Observer::default())
         .await
@@ -585,11 +551,9 @@ async fn a_read_only_store_indexed_in_postgresql_reads_without_writing() {
     // Opened again read-only with the same URL: no migration, no write.
     let store = Store::open_with(
         &store_dir,
-        StoreOptions {
-            database_url: Some(schema.url.clone()),
-            read_only: true,
-            ..options(root)
-        },
+        options(root)
+            .database_url(schema.url.clone())
+            .read_only(true),
     )
     .await
     .unwrap();

@@ -142,11 +142,10 @@ fn observer(cancel_in: Option<Phase>) -> (Observer, Arc<Mutex<Vec<Progress>>>) {
 }
 
 fn options(strategy: Strategy) -> RenderOptions {
-    RenderOptions {
-        strategy,
-        skip_unprivileged: !is_root(),
-        allow_unprotected_hardlink: false,
-    }
+    RenderOptions::default()
+        .strategy(strategy)
+        .skip_unprivileged(!is_root())
+        .allow_unprotected_hardlink(false)
 }
 
 /// Every path under the store's render folders (`trees/`, `stacks/`, `checkouts/`, `runs/`,
@@ -560,11 +559,9 @@ async fn an_uncached_render_from_a_read_only_store_cancelled_leaves_nothing() {
     let runs_dir = f.dir.path().join("outside-runs");
     let store = Store::open_with(
         f.store.dir(),
-        StoreOptions {
-            read_only: true,
-            runs_dir: Some(runs_dir.clone()),
-            ..StoreOptions::default()
-        },
+        StoreOptions::default()
+            .read_only(true)
+            .runs_dir(runs_dir.clone()),
     )
     .await
     .unwrap();

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use crate::common::ImageFixture;
 use crate::common::*;
-use acikit::render::Privileges;
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
 use acikit::testing::deps::{MAX_LAYERS, keeps, resolve_layers};
+use acikit::testing::privileges::Privileges;
 use acikit::testing::stack::{StackBuilt, ensure_stack, stack_key};
 use acikit::testing::tree::ensure_tree;
 use acikit::{Error, ErrorKind};

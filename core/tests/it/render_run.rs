@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{have, is_root, kind_name, sh};
 use acikit::ErrorKind;
-use acikit::render::Privileges;
+use acikit::testing::privileges::Privileges;
 use acikit::testing::reap;
 use acikit::testing::run::{
     RunHandle, RunOptions, Strategy, create_run, create_run_with, list_runs, release_run,

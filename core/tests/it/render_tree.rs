@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use crate::common::*;
 use acikit::Store;
-use acikit::render::Privileges;
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
 use acikit::testing::paths::StorePaths;
+use acikit::testing::privileges::Privileges;
 use acikit::testing::tree::{TreeBuilt, ensure_tree, remove_tree_of};
 
 /// What we compare of one path.

@@ -15,10 +15,10 @@ use crate::common::*;
 use acikit::FsckReport;
 use acikit::Store;
 use acikit::progress::Observer;
-use acikit::render::Privileges;
 use acikit::render::{RenderOptions, Strategy};
 use acikit::schema::ImageId;
 use acikit::store::ImportOptions;
+use acikit::testing::privileges::Privileges;
 use acikit::testing::stack::ensure_stack;
 use acikit::testing::tree::ensure_tree;
 use serde_json::{Value, json};
@@ -108,11 +108,10 @@ impl Fixture {
             .render(
                 id,
                 &target,
-                RenderOptions {
-                    strategy,
-                    skip_unprivileged: !is_root(),
-                    allow_unprotected_hardlink: false,
-                },
+                RenderOptions::default()
+                    .strategy(strategy)
+                    .skip_unprivileged(!is_root())
+                    .allow_unprotected_hardlink(false),
                 Observer::default(),
             )
             .await

@@ -120,10 +120,8 @@ impl Setup {
         std::fs::write(root.join("cert.pem"), &ca.cert_pem).unwrap();
         std::fs::write(root.join("key.pem"), &ca.key_pem).unwrap();
         std::fs::write(root.join("ca.pem"), &ca.ca_pem).unwrap();
-        let options = StoreOptions {
-            database_url: database.map(str::to_string),
-            ..StoreOptions::default()
-        };
+        let mut options = StoreOptions::default();
+        options.database_url = database.map(str::to_string);
         let store = Store::open_with(root.join("server-store"), options)
             .await
             .unwrap();
@@ -272,10 +270,7 @@ async fn fetch_as_client(
             FetchSource::Name(
                 acikit::ImageName::parse(name, &[acikit::Label::new("version", "1.0.0")]).unwrap(),
             ),
-            FetchOptions {
-                net: server.net(),
-                ..FetchOptions::default()
-            },
+            FetchOptions::default().net(server.net()),
             acikit::progress::Observer::default(),
         )
         .await
@@ -686,10 +681,7 @@ async fn two_servers_share_one_postgresql_index() {
     // opening it with another database is refused.
     let reopened = Store::open_with(
         a.store.dir(),
-        StoreOptions {
-            database_url: Some(schema.url.clone()),
-            ..StoreOptions::default()
-        },
+        StoreOptions::default().database_url(schema.url.clone()),
     )
     .await
     .unwrap();
@@ -697,10 +689,7 @@ async fn two_servers_share_one_postgresql_index() {
     let other = TestSchema::new("two_servers_other");
     let err = Store::open_with(
         a.store.dir(),
-        StoreOptions {
-            database_url: Some(other.url.clone()),
-            ..StoreOptions::default()
-        },
+        StoreOptions::default().database_url(other.url.clone()),
     )
     .await
     .err()
@@ -833,7 +822,7 @@ async fn rm_gc_and_fsck_leave_no_push_files_behind() {
     assert_eq!(api["original_bytes"], stats.original_bytes, "{api}");
 
     // rm takes the image's signature and original with it, and only those.
-    let paths = s.store.paths().clone();
+    let paths = acikit::testing::paths::of(&s.store).clone();
     s.store.remove(&pushed_a.image_id).await.unwrap();
     for path in [
         paths.signature(&pushed_a.image_id),

@@ -104,7 +104,7 @@ impl Setup {
 
     fn object(&self, path: &str) -> PathBuf {
         let digest = ContentDigest::of(self.file(path));
-        self.store.paths().object(&digest)
+        acikit::testing::paths::of(&self.store).object(&digest)
     }
 
     /// GET with `range`: the status, the `Content-Range` and the body; `Err` if the response
@@ -292,7 +292,7 @@ async fn a_range_does_not_read_the_objects_before_it() {
 /// Which objects a regeneration opens: every one goes through the `ObjectPaths` callback.
 fn counting(s: &Setup) -> (Objects, Arc<Mutex<Vec<ContentDigest>>>) {
     let opened = Arc::new(Mutex::new(Vec::new()));
-    let paths = s.store.paths().clone();
+    let paths = acikit::testing::paths::of(&s.store).clone();
     let log = opened.clone();
     let objects: ObjectPaths = Arc::new(move |d: &ContentDigest| {
         log.lock().unwrap().push(*d);
@@ -313,7 +313,7 @@ async fn collect(mut range: acikit::testing::range::TarRange) -> std::io::Result
 async fn tar_range_opens_only_the_objects_in_the_range() {
     let s = Setup::new().await;
     let len = s.tar.len() as u64;
-    let recipe = s.store.paths().recipe(&s.id);
+    let recipe = acikit::testing::paths::of(&s.store).recipe(&s.id);
     let run = |start: u64, end: u64| {
         let (objects, opened) = counting(&s);
         let recipe = recipe.clone();
@@ -335,7 +335,7 @@ async fn tar_range_opens_only_the_objects_in_the_range() {
     assert!(bytes == s.tar);
     assert_eq!(opened.len(), 25, "{opened:?}");
     // The same through the store's object folder.
-    let folder = Objects::Folder(s.store.paths().objects());
+    let folder = Objects::Folder(acikit::testing::paths::of(&s.store).objects());
     let range = tar_range(recipe.clone(), folder, s.id.sha512(), len, 0, len)
         .await
         .unwrap();
@@ -368,8 +368,8 @@ async fn tar_range_opens_only_the_objects_in_the_range() {
 async fn tar_range_refuses_a_recipe_of_another_image_or_size() {
     let s = Setup::new().await;
     let len = s.tar.len() as u64;
-    let recipe = s.store.paths().recipe(&s.id);
-    let objects = Objects::Folder(s.store.paths().objects());
+    let recipe = acikit::testing::paths::of(&s.store).recipe(&s.id);
+    let objects = Objects::Folder(acikit::testing::paths::of(&s.store).objects());
     let err = tar_range(recipe.clone(), objects.clone(), [7u8; 64], len, 0, len)
         .await
         .unwrap_err();
@@ -451,9 +451,9 @@ async fn measure_debian_image() {
         .await
         .unwrap();
     let (id, len) = (imported.image_id.clone(), imported.tar_size);
-    let recipe = store.paths().recipe(&id);
-    let folder = Objects::Folder(store.paths().objects());
-    let paths = store.paths().clone();
+    let recipe = acikit::testing::paths::of(&store).recipe(&id);
+    let folder = Objects::Folder(acikit::testing::paths::of(&store).objects());
+    let paths = acikit::testing::paths::of(&store).clone();
     let by_path = Objects::Paths(Arc::new(move |d: &ContentDigest| paths.object(d)));
     let whole = |objects: Objects, start: u64| {
         let recipe = recipe.clone();

@@ -330,15 +330,14 @@ async fn concurrent_imports_count_each_new_object_once_in_total() {
     // Every import stages everything before any publishes: they wait for each other at
     // the gate, which runs between staging and the commit.
     let barrier = Arc::new(Barrier::new(3));
-    let options = || ImportOptions {
-        gate: Some(ImportGate::new({
+    let options = || {
+        ImportOptions::default().gate(ImportGate::new({
             let barrier = barrier.clone();
             move |_| {
                 barrier.wait();
                 Ok(())
             }
-        })),
-        ..ImportOptions::default()
+        }))
     };
     let (a, b, c) = tokio::join!(
         store.import_file(&image.path, options(), Observer::default()),

@@ -487,10 +487,8 @@ async fn remove_and_gc(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let pair = make_pair(dir.path());
     let store_dir = dir.path().join("store");
-    let options = StoreOptions {
-        database_url: database.map(str::to_string),
-        ..StoreOptions::default()
-    };
+    let mut options = StoreOptions::default();
+    options.database_url = database.map(str::to_string);
     let store = Store::open_with(&store_dir, options).await.unwrap();
     let backend = if database.is_some() {
         IndexBackend::Postgres
@@ -564,7 +562,7 @@ async fn gc_refuses_while_an_indexed_image_has_no_recipe() {
     import(&store, &pair.a).await;
     import(&store, &pair.b).await;
     let before = objects_on_disk(&store_dir);
-    std::fs::remove_file(store.paths().recipe(&pair.a.id)).unwrap();
+    std::fs::remove_file(acikit::testing::paths::of(&store).recipe(&pair.a.id)).unwrap();
 
     let err = store.gc(Observer::default()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::CorruptStore, "{err}");
@@ -589,15 +587,14 @@ async fn a_failing_import_gate_leaves_nothing() {
     let pair = make_pair(dir.path());
     let store = Store::open(dir.path().join("store")).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let refuse = |seen: Arc<Mutex<Vec<(ImageId, String)>>>| ImportOptions {
-        gate: Some(ImportGate::new(move |staged| {
+    let refuse = |seen: Arc<Mutex<Vec<(ImageId, String)>>>| {
+        ImportOptions::default().gate(ImportGate::new(move |staged| {
             assert_eq!(staged.tar_size, staged.archive_size, "an uncompressed tar");
             seen.lock()
                 .unwrap()
                 .push((staged.image_id.clone(), staged.manifest.name.to_string()));
             Err(Error::new(ErrorKind::BadSignature, "refused by the test"))
-        })),
-        ..ImportOptions::default()
+        }))
     };
     let err = store
         .import_file(&pair.a.path, refuse(seen.clone()), Observer::default())

@@ -52,7 +52,7 @@ pub enum Record {
     },
 }
 
-/// A [`RecordSink`] that keeps the records in memory (for tests and small archives).
+/// A `RecordSink` that keeps the records in memory (for tests and small archives).
 #[derive(Debug, Default, Clone)]
 pub struct RecordLog {
     /// The records, in stream order.

@@ -95,6 +95,7 @@ const CACHE_DIR: &str = "cache";
 
 /// What `fsck` did with the render caches (part of [`crate::FsckReport`]).
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct RenderCacheReport {
     /// Exploded trees checked.
     pub trees_checked: u64,

@@ -108,9 +108,10 @@ pub struct Index {
     pool: Pool,
 }
 
-/// Which database an [`Index`] is in.
+/// Which database an `Index` is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum IndexBackend {
     /// The embedded SQLite file in the store folder.
     #[default]
