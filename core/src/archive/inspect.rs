@@ -70,13 +70,16 @@ const REPORT_EVERY: u64 = 1 << 20;
 /// # Ok(())
 /// # }
 /// ```
-pub async fn inspect_file(
+pub fn inspect_file(
     path: impl AsRef<Path>,
     limits: Limits,
     observer: Observer,
-) -> Result<Inspection> {
-    let stream = decode::decode_file(path).await?;
-    inspect_stream(stream, limits, observer).await
+) -> impl Future<Output = Result<Inspection>> + Send + 'static {
+    let path = path.as_ref().to_path_buf();
+    async move {
+        let stream = decode::decode_file(path).await?;
+        inspect_stream(stream, limits, observer).await
+    }
 }
 
 /// Inspects an image archive read from `source` (any compression), in one pass:

@@ -113,16 +113,19 @@ impl DiscoveryOptions {
 /// # Ok(())
 /// # }
 /// ```
-pub async fn discover(
+pub fn discover(
     client: &HttpClient,
     image: &ImageName,
     options: &DiscoveryOptions,
     observer: Observer,
-) -> Result<Discovered> {
-    let name = image.name.as_str();
-    let mut vars = effective_labels(&image.labels)?;
-    vars.insert("name".to_string(), name.to_string());
-    walk::walk(client, name, &vars, options.pubkeys, &observer).await
+) -> impl Future<Output = Result<Discovered>> + Send + 'static {
+    let (client, image, pubkeys) = (client.clone(), image.clone(), options.pubkeys);
+    async move {
+        let name = image.name.as_str();
+        let mut vars = effective_labels(&image.labels)?;
+        vars.insert("name".to_string(), name.to_string());
+        walk::walk(&client, name, &vars, pubkeys, &observer).await
+    }
 }
 
 /// The labels templates are rendered with: `labels` (later ones win), plus

@@ -619,7 +619,22 @@ impl Read for PushReader {
 /// # Ok(())
 /// # }
 /// ```
-pub async fn push_file(
+pub fn push_file(
+    client: &crate::net::HttpClient,
+    to: &str,
+    file: &std::path::Path,
+    signature: Option<&[u8]>,
+    token: &str,
+    observer: crate::progress::Observer,
+) -> impl Future<Output = Result<Pushed>> + Send + 'static {
+    let client = client.clone();
+    let (to, file) = (to.to_string(), file.to_path_buf());
+    let (signature, token) = (signature.map(<[u8]>::to_vec), token.to_string());
+    async move { send_push(&client, &to, &file, signature.as_deref(), &token, observer).await }
+}
+
+/// [`push_file`] once its inputs are owned by its future.
+async fn send_push(
     client: &crate::net::HttpClient,
     to: &str,
     file: &std::path::Path,

@@ -3,7 +3,8 @@
 //! or before it starts, it returns `Cancelled` and leaves the store as it was (same files,
 //! same index, `fsck` clean) and, for build and export, no output file nor temporary beside
 //! it. Progress events of import, export and build never go back and end at the total.
-//! And every public async method of `Store` returns a `'static + Send` future.
+//! And every public async method of `Store`, and every long free function, returns a
+//! `'static + Send` future.
 
 use std::path::Path;
 
@@ -276,6 +277,52 @@ async fn store_futures_are_static_and_send() {
             assert_static(store.remove(&id)),
             assert_static(store.gc(Observer::default())),
             assert_static(store.close()),
+        )
+    };
+}
+
+/// The long free functions own their inputs too: each future is built from temporaries
+/// dropped before it is awaited (inspect_file runs; the others need a server or a key and
+/// are type-checked only).
+#[tokio::test(flavor = "multi_thread")]
+async fn free_function_futures_are_static_and_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = big_image(dir.path());
+    let inspected = {
+        let path = image.path.clone();
+        tokio::spawn(assert_static(acikit::inspect_file(
+            &path,
+            acikit::Limits::default(),
+            Observer::default(),
+        )))
+    };
+    assert_eq!(inspected.await.unwrap().unwrap().image_id, image.id);
+    let _ = {
+        let client = acikit::net::HttpClient::new(acikit::net::NetOptions::default()).unwrap();
+        let name = acikit::ImageName::parse("example.com/big:1.0.0", &[]).unwrap();
+        let options = acikit::discovery::DiscoveryOptions::default();
+        let path = image.path.clone();
+        let signature = b"not a signature".to_vec();
+        (
+            assert_static(acikit::discovery::discover(
+                &client,
+                &name,
+                &options,
+                Observer::default(),
+            )),
+            assert_static(acikit::serve::push_file(
+                &client,
+                "https://127.0.0.1:1",
+                &path,
+                Some(&signature),
+                "token",
+                Observer::default(),
+            )),
+            assert_static(Builder::new().build(
+                dir.path().join("layout"),
+                dir.path().join("out.aci"),
+                Observer::default(),
+            )),
         )
     };
 }
