@@ -6,34 +6,20 @@
 //! And every public async method of `Store`, and every long free function, returns a
 //! `'static + Send` future.
 
-use std::path::Path;
-
 use crate::common::observe::{
     assert_monotonic_to, assert_unchanged, cancel_at_first_event, cancelled_before, recording,
     snapshot,
 };
-use crate::common::{Image, files_under, make_image, manifest_for, pseudo_random};
+use crate::common::{big_image, files_under, manifest_for, pseudo_random};
 use acikit::build::Builder;
 use acikit::progress::{Observer, Phase};
 use acikit::store::{ExportCompression, ImageQuery, ImportOptions};
 use acikit::{ErrorKind, Label, Store};
 
-/// Six files of 1 MiB each: the import and export report progress several times.
-fn big_image(dir: &Path) -> Image {
-    let files: Vec<(String, Vec<u8>)> = (0..6)
-        .map(|i| (format!("f{i}"), pseudo_random(900 + i, 1 << 20)))
-        .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, c)| (n.as_str(), c.as_slice()))
-        .collect();
-    make_image(dir, "big", &manifest_for("example.com/big", "1.0.0"), &refs)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelled_imports_leave_the_store_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let image = big_image(dir.path());
+    let image = big_image(dir.path(), 6, 1 << 20, 900);
     let store = Store::open(dir.path().join("store")).await.unwrap();
     let before = snapshot(&store).await;
 
@@ -70,7 +56,7 @@ async fn cancelled_imports_leave_the_store_as_it_was() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelled_exports_leave_no_file() {
     let dir = tempfile::tempdir().unwrap();
-    let image = big_image(dir.path());
+    let image = big_image(dir.path(), 6, 1 << 20, 900);
     let store = Store::open(dir.path().join("store")).await.unwrap();
     store
         .import_file(&image.path, ImportOptions::default(), Observer::default())
@@ -167,7 +153,7 @@ async fn cancelled_builds_leave_no_file() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelled_gc_and_fsck_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let image = big_image(dir.path());
+    let image = big_image(dir.path(), 6, 1 << 20, 900);
     let store = Store::open(dir.path().join("store")).await.unwrap();
     store
         .import_file(&image.path, ImportOptions::default(), Observer::default())
@@ -191,7 +177,7 @@ fn assert_static<F: Future + Send + 'static>(future: F) -> F {
 #[tokio::test(flavor = "multi_thread")]
 async fn store_futures_are_static_and_send() {
     let dir = tempfile::tempdir().unwrap();
-    let image = big_image(dir.path());
+    let image = big_image(dir.path(), 6, 1 << 20, 900);
     let store = {
         let path = dir.path().join("store");
         assert_static(Store::open(path.as_path()))
@@ -287,7 +273,7 @@ async fn store_futures_are_static_and_send() {
 #[tokio::test(flavor = "multi_thread")]
 async fn free_function_futures_are_static_and_send() {
     let dir = tempfile::tempdir().unwrap();
-    let image = big_image(dir.path());
+    let image = big_image(dir.path(), 6, 1 << 20, 900);
     let inspected = {
         let path = image.path.clone();
         tokio::spawn(assert_static(acikit::inspect_file(

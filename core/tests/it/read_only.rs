@@ -20,19 +20,6 @@ use acikit::store::{ExportCompression, ImageQuery, ImportOptions, StoreOptions};
 use acikit::{Error, ErrorKind, Store};
 use tokio::io::AsyncReadExt;
 
-/// A manifest of `example.test/NAME` version 1 depending on `deps` (names under
-/// `example.test/`).
-fn manifest_with_deps(name: &str, deps: &[&str]) -> String {
-    let deps: Vec<String> = deps
-        .iter()
-        .map(|d| format!(r#"{{"imageName":"example.test/{d}"}}"#))
-        .collect();
-    format!(
-        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.test/{name}","labels":[{{"name":"version","value":"1"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}],"dependencies":[{}]}}"#,
-        deps.join(",")
-    )
-}
-
 /// A read-only bind mount of a folder, unmounted when dropped.
 struct ReadOnlyMount {
     path: PathBuf,

@@ -28,17 +28,6 @@ const ROOTFS_SCRIPT: &str = "\
     mkdir big; for i in 1 2 3 4 5 6; do head -c 4194304 /dev/urandom > big/b$i; done; \
     ln -s d1/f1 link; ln d2/f2 d2/hard; chmod 0750 d3; touch -d '2001-02-03 04:05:06' d4/f4";
 
-fn manifest(name: &str, deps: &[&str]) -> String {
-    let deps: Vec<String> = deps
-        .iter()
-        .map(|d| format!(r#"{{"imageName":"example.test/{d}"}}"#))
-        .collect();
-    format!(
-        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.test/{name}","labels":[{{"name":"version","value":"1"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}],"dependencies":[{}]}}"#,
-        deps.join(",")
-    )
-}
-
 struct Fixture {
     dir: tempfile::TempDir,
     store: Store,
@@ -90,14 +79,14 @@ async fn fixture() -> Fixture {
     let (base_tar, expected) = image(
         dir.path(),
         "base",
-        &manifest("base", &[]),
+        &manifest_with_deps("base", &[]),
         ROOTFS_SCRIPT,
         &[],
     );
     let (app_tar, app_expected) = image(
         dir.path(),
         "app",
-        &manifest("app", &["base"]),
+        &manifest_with_deps("app", &["base"]),
         "mkdir d1 && printf app > d1/f1 && printf mine > app-file",
         &[&base_tar],
     );

@@ -1060,22 +1060,10 @@ async fn hostile_archives_leave_nothing_in_the_store() {
     assert_eq!(report.objects_checked, 0);
 }
 
-/// A ~3 MiB image of pseudo-random content (so gzip leaves it large).
-fn big_image(dir: &Path) -> Image {
-    let files: Vec<(String, Vec<u8>)> = (0..12)
-        .map(|i| (format!("f{i}"), pseudo_random(500 + i, CHUNK)))
-        .collect();
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, c)| (n.as_str(), c.as_slice()))
-        .collect();
-    make_image(dir, "big", &manifest_for("example.com/big", "1.0.0"), &refs)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelled_imports_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let image = big_image(dir.path());
+    let image = big_image(dir.path(), 12, CHUNK, 500);
     let gz = dir.path().join("big.aci");
     compress(&image.path, "gzip -c", &gz);
     let store = Store::open(dir.path().join("store")).await.unwrap();
@@ -1128,7 +1116,7 @@ async fn cancelled_imports_leave_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn import_progress_ends_at_the_archive_size() {
     let dir = tempfile::tempdir().unwrap();
-    let image = big_image(dir.path());
+    let image = big_image(dir.path(), 12, CHUNK, 500);
     let gz = dir.path().join("big.aci");
     compress(&image.path, "gzip -c", &gz);
     let store = Store::open(dir.path().join("store")).await.unwrap();
@@ -1194,7 +1182,7 @@ async fn import_progress_ends_at_the_archive_size() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelled_export_is_cancelled_and_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
-    let image = big_image(dir.path());
+    let image = big_image(dir.path(), 12, CHUNK, 500);
     let store = Store::open(dir.path().join("store")).await.unwrap();
     import(&store, &image).await;
     // Cancelled before it starts, and at the first progress event (part-way).

@@ -449,6 +449,33 @@ pub fn manifest_for(name: &str, version: &str) -> String {
     )
 }
 
+/// A manifest of `example.test/NAME` version 1 (os linux, arch amd64) depending on `deps`
+/// (names under `example.test/`).
+pub fn manifest_with_deps(name: &str, deps: &[&str]) -> String {
+    let deps: Vec<String> = deps
+        .iter()
+        .map(|d| format!(r#"{{"imageName":"example.test/{d}"}}"#))
+        .collect();
+    format!(
+        r#"{{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.test/{name}","labels":[{{"name":"version","value":"1"}},{{"name":"os","value":"linux"}},{{"name":"arch","value":"amd64"}}],"dependencies":[{}]}}"#,
+        deps.join(",")
+    )
+}
+
+/// An image of `count` pseudo-random files of `size` bytes each (`f0`, `f1`, ...; seeds from
+/// `seed`), named `example.com/big` version 1.0.0: big enough for several progress events,
+/// and gzip leaves it large.
+pub fn big_image(dir: &Path, count: u64, size: usize, seed: u64) -> Image {
+    let files: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| (format!("f{i}"), pseudo_random(seed + i, size)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_slice()))
+        .collect();
+    make_image(dir, "big", &manifest_for("example.com/big", "1.0.0"), &refs)
+}
+
 /// Writes a layout in `dir` (`manifest` plus `rootfs/` holding `files`, given as paths
 /// relative to `rootfs/`) and archives it with GNU tar at `out`. Returns the tar bytes.
 pub fn image_tar(dir: &Path, manifest: &str, files: &[(&str, &[u8])], out: &Path) -> Vec<u8> {
