@@ -8,7 +8,7 @@ use crate::error::Result;
 /// [`blocking_value`]) instead of running on a runtime worker. A panic in `f`, or
 /// the task being cancelled, comes back as an
 /// [`ErrorKind::Internal`](crate::error::ErrorKind::Internal) error naming "a
-/// background task", as [`crate::store::handle::join_error`] does.
+/// background task" (see `crate::error::join_error_of`).
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
 where
     F: FnOnce() -> Result<T> + Send + 'static,
@@ -24,9 +24,27 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    blocking_value_named("a background task", f).await
+}
+
+/// [`blocking`], naming the task in the error a panic gives (e.g. "the build task").
+pub(crate) async fn blocking_named<T, F>(task: &'static str, f: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    blocking_value_named(task, f).await?
+}
+
+/// [`blocking_value`], naming the task in the error a panic gives.
+pub(crate) async fn blocking_value_named<T, F>(task: &'static str, f: F) -> Result<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(crate::store::handle::join_error)
+        .map_err(|e| crate::error::join_error_of(task, e))
 }
 
 #[cfg(test)]

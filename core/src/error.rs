@@ -592,7 +592,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_background_task_is_internal_not_io() {
         let joined = tokio::task::spawn_blocking(|| -> u32 { panic!("boom in a task") }).await;
-        let err = crate::store::handle::join_error(joined.unwrap_err());
+        let err = join_error_of("a background task", joined.unwrap_err());
         assert_eq!(err.kind(), ErrorKind::Internal);
         assert_eq!(err.kind().as_str(), "internal");
         assert!(err.message().contains("boom in a task"), "{err}");

@@ -39,6 +39,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha512};
 
 use crate::archive::Limits;
+use crate::blocking::{blocking_named, blocking_value_named};
 use crate::output::{CountedOutput, OutputFile, OutputOptions};
 use crate::progress::{CancelToken, Observer, Phase};
 use crate::schema::{ImageId, ImageManifest};
@@ -219,13 +220,10 @@ impl Builder {
                 sync: true,
                 ..options
             };
-            let opening = {
+            let output = {
                 let out = out.clone();
-                tokio::task::spawn_blocking(move || OutputFile::create(&out, &options))
+                blocking_named("the build task", move || OutputFile::create(&out, &options)).await?
             };
-            let output = opening
-                .await
-                .map_err(|e| crate::error::join_error_of("the build task", e))??;
             if output.kind().is_replaced() {
                 builder.run(dir, output, observer).await
             } else {
@@ -287,15 +285,13 @@ impl Builder {
             let builder = self.clone();
             let token = token.clone();
             let observer = observer.clone();
-            tokio::task::spawn_blocking(move || {
+            blocking_value_named("the build task", move || {
                 let name = output.path().display().to_string();
                 let written = builder.write_archive(&dir, &mut output, &name, &token, &observer);
                 (written, output)
             })
         };
-        let (written, output) = writing
-            .await
-            .map_err(|e| crate::error::join_error_of("the build task", e))?;
+        let (written, output) = writing.await?;
         let written = written?;
         observer.check()?;
         let inspection =
@@ -303,9 +299,7 @@ impl Builder {
         check_read_back(&inspection, &written)?;
         observer.check()?;
         let out = output.path().to_path_buf();
-        tokio::task::spawn_blocking(move || output.commit())
-            .await
-            .map_err(|e| crate::error::join_error_of("the build task", e))??;
+        blocking_named("the build task", move || output.commit()).await?;
         Ok(self.built(out, written))
     }
 
@@ -332,7 +326,7 @@ impl Builder {
             let builder = self.clone();
             let token = token.clone();
             let name = path.display().to_string();
-            tokio::task::spawn_blocking(move || {
+            blocking_value_named("the build task", move || {
                 let mut tee = Tee {
                     out,
                     copy: Some(pipe_writer),
@@ -343,9 +337,7 @@ impl Builder {
                 written
             })
         };
-        let written = writing
-            .await
-            .map_err(|e| crate::error::join_error_of("the build task", e))?;
+        let written = writing.await?;
         let inspection = reading
             .await
             .map_err(|e| crate::error::join_error_of("the build task", e));

@@ -280,7 +280,7 @@ impl RunningServer {
         let ended = task.await;
         self.task = None;
         ended
-            .map_err(crate::store::handle::join_error)?
+            .map_err(|e| crate::error::join_error_of("a background task", e))?
             .map_err(|e| Error::io("serving", e))
     }
 

@@ -939,8 +939,3 @@ async fn resolve_in(index: &Index, query: &ImageQuery) -> Result<Resolved> {
         others: Vec::new(),
     })
 }
-
-/// An [`ErrorKind::Internal`] error for a blocking task that panicked or was cancelled.
-pub(crate) fn join_error(err: tokio::task::JoinError) -> Error {
-    crate::error::join_error_of("a background task", err)
-}

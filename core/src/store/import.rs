@@ -22,6 +22,7 @@ use super::{ContentDigest, ContentHasher};
 use crate::archive::decode;
 use crate::archive::layout::{EntryRole, LayoutValidator, Limits};
 use crate::archive::tar::TarReader;
+use crate::blocking::blocking_named;
 use crate::progress::{Observer, Phase};
 use crate::schema::{ImageId, ImageManifest};
 use crate::{Error, Result};
@@ -203,11 +204,10 @@ pub async fn import<R: Read + Send + 'static>(
         let options = options.clone();
         let observer = observer.clone();
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
+        blocking_named("the import task", move || {
             handle.block_on(stage(paths, source, read, options, observer))
         })
-        .await
-        .map_err(|e| crate::error::join_error_of("the import task", e))??
+        .await?
     };
     commit(paths, index, staged, options, &observer).await
 }
@@ -354,14 +354,13 @@ async fn commit(
     observer.report(Phase::Commit, 0, None);
     let lock_paths = paths.clone();
     let recipe_target = paths.recipe(&image_id);
-    let (staging, lock) = tokio::task::spawn_blocking(move || -> Result<(Staging, File)> {
+    let (staging, lock) = blocking_named("the commit task", move || -> Result<(Staging, File)> {
         let lock = super::housekeeping::shared_commit_lock(&lock_paths)?;
         staging.publish_file(RECIPE_FILE, &recipe_target)?;
         staging.publish()?;
         Ok((staging, lock))
     })
-    .await
-    .map_err(|e| crate::error::join_error_of("the commit task", e))??;
+    .await?;
     let inserted = index
         .insert_image(&NewImage {
             image_id: image_id.clone(),
