@@ -61,7 +61,7 @@ pub struct Signed {
 /// assert_eq!(err.kind(), acikit::ErrorKind::BadOpenpgp);
 /// ```
 ///
-/// See `core/tests/sign.rs` for signatures made with keys from `gpg` and checked by
+/// See `core/tests/it/sign.rs` for signatures made with keys from `gpg` and checked by
 /// `gpg --verify`.
 pub fn sign_detached(
     secret_key_armored: &[u8],
