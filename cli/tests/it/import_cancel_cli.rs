@@ -7,9 +7,9 @@
 //! folder stays behind, so the test fails.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use crate::common::{acikit_in as acikit, sh, text};
+use crate::common::interrupt::{interrupted, many_image, named};
+use crate::common::{acikit_in as acikit, text};
 
 /// Every file under `dir` (SQLite's journal files aside), sorted.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -35,71 +35,35 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Whether the store's `tmp/` holds an import's staging folder.
-fn staging(store: &Path) -> bool {
-    std::fs::read_dir(store.join("tmp")).is_ok_and(|d| {
-        d.filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().starts_with("import-"))
-    })
-}
-
 #[test]
 fn ctrl_c_cancels_an_import_and_leaves_the_store_as_it_was() {
     let tmp = tempfile::tempdir().unwrap();
-    let layout = tmp.path().join("layout");
-    std::fs::create_dir_all(layout.join("rootfs")).unwrap();
-    std::fs::write(
-        layout.join("manifest"),
-        r#"{"acKind":"ImageManifest","acVersion":"0.8.11","name":"example.test/many","labels":[{"name":"os","value":"linux"},{"name":"arch","value":"amd64"}]}"#,
-    )
-    .unwrap();
     // Some 3000 entries and 24 MiB of random bytes, gzipped: an import long enough to be
     // interrupted in the middle.
-    sh(
-        &layout.join("rootfs"),
+    let aci = many_image(
+        tmp.path(),
         "for d in $(seq 1 30); do mkdir d$d; for f in $(seq 1 100); do echo $d-$f > d$d/f$f; \
          done; done; for i in 1 2 3; do head -c 8388608 /dev/urandom > big$i; done",
-    );
-    sh(
-        &layout,
         "tar --format=gnu -cf - manifest rootfs | gzip -1 > ../many.aci",
     );
     let store = tmp.path().join("store");
-    let aci = tmp.path().join("many.aci");
     // The store exists (and is empty) before the import.
     let list = acikit(&store, &["list"]);
     assert!(list.status.success(), "list: {}", text(&list.stderr));
     let before = files(&store);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_acikit"))
-        .arg("--store")
-        .arg(&store)
-        .args(["import", aci.to_str().unwrap()])
-        .env_remove("ACIKIT_DATABASE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Until the archive is being staged (or the import is over: then the test cannot tell).
-    loop {
-        if staging(&store) {
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            panic!("the import ended before its staging folder was seen");
-        }
-        std::thread::yield_now();
-    }
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
-    let out = child.wait_with_output().unwrap();
+    // Interrupted while the archive is being staged.
+    let out = interrupted(&store, &["import", aci.to_str().unwrap()], "import-");
     assert!(!out.status.success(), "cancelled: {}", text(&out.stdout));
     assert!(
         text(&out.stderr).contains("cancelled"),
         "the error says so: {}",
         text(&out.stderr)
     );
-    assert!(!staging(&store), "no staging folder left");
+    assert!(
+        named(&store.join("tmp"), "import-").is_empty(),
+        "no staging folder left"
+    );
     assert_eq!(files(&store), before, "the store's files are as before");
     let list = acikit(&store, &["list"]);
     assert!(list.status.success(), "list: {}", text(&list.stderr));

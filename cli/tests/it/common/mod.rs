@@ -13,6 +13,7 @@ pub mod https;
 pub mod postgres;
 
 mod images;
+pub mod interrupt;
 pub use images::{manifest_for, pseudo_random};
 
 use std::path::Path;
