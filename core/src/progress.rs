@@ -45,6 +45,53 @@ pub enum Phase {
     Push,
 }
 
+impl Phase {
+    /// Every phase, in declaration order.
+    pub const ALL: [Phase; 12] = [
+        Phase::Import,
+        Phase::Commit,
+        Phase::Export,
+        Phase::Fsck,
+        Phase::Download,
+        Phase::Gc,
+        Phase::Build,
+        Phase::Checkout,
+        Phase::Render,
+        Phase::Inspect,
+        Phase::Sign,
+        Phase::Push,
+    ];
+
+    /// The stable name of the phase (`"import"`, `"download"`, ...), as the bindings pass it
+    /// on in their progress events and as it is serialized.
+    ///
+    /// ```
+    /// assert_eq!(acikit::Phase::Download.as_str(), "download");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Import => "import",
+            Phase::Commit => "commit",
+            Phase::Export => "export",
+            Phase::Fsck => "fsck",
+            Phase::Download => "download",
+            Phase::Gc => "gc",
+            Phase::Build => "build",
+            Phase::Checkout => "checkout",
+            Phase::Render => "render",
+            Phase::Inspect => "inspect",
+            Phase::Sign => "sign",
+            Phase::Push => "push",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One progress event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -138,5 +185,21 @@ impl std::fmt::Debug for Observer {
             .field("progress", &self.progress.is_some())
             .field("cancelled", &self.cancel.is_cancelled())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phase;
+
+    /// `Phase::ALL` holds every phase once, and `as_str` is the serialized name the CLI's
+    /// JSON and the bindings' progress events both use.
+    #[test]
+    fn phase_names_are_the_serialized_names() {
+        let names: std::collections::BTreeSet<_> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names.len(), Phase::ALL.len());
+        for phase in Phase::ALL {
+            assert_eq!(serde_json::to_value(phase).unwrap(), phase.as_str());
+        }
     }
 }

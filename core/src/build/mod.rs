@@ -61,6 +61,52 @@ pub enum BuildCompression {
     Zstd,
 }
 
+impl BuildCompression {
+    /// Every choice.
+    pub const ALL: [BuildCompression; 3] = [
+        BuildCompression::None,
+        BuildCompression::Gzip,
+        BuildCompression::Zstd,
+    ];
+
+    /// The name of the choice (`"none"`, `"gzip"`, `"zstd"`), as [`FromStr`](std::str::FromStr) reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildCompression::None => "none",
+            BuildCompression::Gzip => "gzip",
+            BuildCompression::Zstd => "zstd",
+        }
+    }
+}
+
+impl std::fmt::Display for BuildCompression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BuildCompression {
+    type Err = Error;
+
+    /// Reads `"none"`, `"gzip"` or `"zstd"`; anything else is `invalid_argument`.
+    ///
+    /// ```
+    /// assert_eq!("zstd".parse::<acikit::BuildCompression>().unwrap(), acikit::BuildCompression::Zstd);
+    /// assert!("lz4".parse::<acikit::BuildCompression>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<BuildCompression> {
+        BuildCompression::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("unknown build compression {s:?} (expected none, gzip or zstd)"),
+                )
+            })
+    }
+}
+
 /// What [`Builder::build`] wrote.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]

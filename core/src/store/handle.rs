@@ -33,6 +33,52 @@ pub enum ExportCompression {
     Zstd,
 }
 
+impl ExportCompression {
+    /// Every choice.
+    pub const ALL: [ExportCompression; 3] = [
+        ExportCompression::None,
+        ExportCompression::Gzip,
+        ExportCompression::Zstd,
+    ];
+
+    /// The name of the choice (`"none"`, `"gzip"`, `"zstd"`), as [`FromStr`](std::str::FromStr) reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportCompression::None => "none",
+            ExportCompression::Gzip => "gzip",
+            ExportCompression::Zstd => "zstd",
+        }
+    }
+}
+
+impl std::fmt::Display for ExportCompression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ExportCompression {
+    type Err = Error;
+
+    /// Reads `"none"`, `"gzip"` or `"zstd"`; anything else is `invalid_argument`.
+    ///
+    /// ```
+    /// assert_eq!("zstd".parse::<acikit::ExportCompression>().unwrap(), acikit::ExportCompression::Zstd);
+    /// assert!("lz4".parse::<acikit::ExportCompression>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<ExportCompression> {
+        ExportCompression::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("unknown export compression {s:?} (expected none, gzip or zstd)"),
+                )
+            })
+    }
+}
+
 /// What to look an image up by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageQuery {
