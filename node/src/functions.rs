@@ -6,8 +6,10 @@ use napi_derive::napi;
 
 use crate::error::napi_result;
 use crate::net::NetArgs;
-use crate::observer::{CancelHandle, ProgressCallback, observer};
+use crate::observer::{CancelHandle, ProgressEvent, observer};
 use crate::records::{BuildRecord, DiscoverRecord, InspectRecord, LabelRecord, SignRecord};
+use napi::Status;
+use napi::threadsafe_function::ThreadsafeFunction;
 
 /// Validates the archive at `path` (any compression) in one pass: its image ID and
 /// manifest, or the typed error of the first problem.
@@ -15,7 +17,7 @@ use crate::records::{BuildRecord, DiscoverRecord, InspectRecord, LabelRecord, Si
 pub async fn inspect(
     path: String,
     cancel: Option<&CancelHandle>,
-    on_progress: Option<ProgressCallback>,
+    on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
 ) -> napi::Result<InspectRecord> {
     let observer = observer(cancel, on_progress);
     let inspection = acikit::inspect_file(path, Limits::default(), observer).await;
@@ -29,7 +31,7 @@ pub async fn discover(
     labels: Option<Vec<LabelRecord>>,
     net: Option<NetArgs>,
     cancel: Option<&CancelHandle>,
-    on_progress: Option<ProgressCallback>,
+    on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
 ) -> napi::Result<DiscoverRecord> {
     let observer = observer(cancel, on_progress);
     let labels: Vec<Label> = labels
@@ -56,7 +58,7 @@ pub async fn build(
     compression: Option<String>,
     mtime: Option<i64>,
     cancel: Option<&CancelHandle>,
-    on_progress: Option<ProgressCallback>,
+    on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
 ) -> napi::Result<BuildRecord> {
     let observer = observer(cancel, on_progress);
     let compression: BuildCompression = match compression {
@@ -75,7 +77,7 @@ pub async fn sign(
     key: String,
     passphrase: Option<String>,
     cancel: Option<&CancelHandle>,
-    on_progress: Option<ProgressCallback>,
+    on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
 ) -> napi::Result<SignRecord> {
     let observer = observer(cancel, on_progress);
     let signed = acikit::trust::sign_file(path, key.into_bytes(), passphrase, observer).await;
@@ -107,7 +109,7 @@ pub async fn push(
     token: String,
     net: Option<NetArgs>,
     cancel: Option<&CancelHandle>,
-    on_progress: Option<ProgressCallback>,
+    on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
 ) -> napi::Result<PushRecord> {
     let observer = observer(cancel, on_progress);
     let client = napi_result(

@@ -30,7 +30,8 @@ impl From<Progress> for ProgressEvent {
     }
 }
 
-/// The JS progress callback `(event) => void`, called on the JS thread.
+/// The JS progress callback `(event) => void`, called on the JS thread. (The calls spell the
+/// type out: napi's generated declarations would name an alias they do not declare.)
 pub type ProgressCallback = ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>;
 
 /// Shortest time between two events of one phase handed to JS (the first and the last of a

@@ -12,12 +12,14 @@ use napi_derive::napi;
 
 use crate::error::{napi_result, to_napi};
 use crate::net::NetArgs;
-use crate::observer::{CancelHandle, ProgressCallback, observer};
+use crate::observer::{CancelHandle, ProgressEvent, observer};
 use crate::reader::{ChannelWriter, NativeReader, Source};
 use crate::records::{
     ExportRecord, FetchRecord, FsckRecord, GcRecord, ImageRecord, ImportRecord, LabelRecord,
     RenderRecord, StatsRecord, TrustedKeyRecord,
 };
+use napi::Status;
+use napi::threadsafe_function::ThreadsafeFunction;
 
 /// How to open a store.
 #[napi(object)]
@@ -115,7 +117,7 @@ impl NativeStore {
         &self,
         path: String,
         cancel: Option<&CancelHandle>,
-        on_progress: Option<ProgressCallback>,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<ImportRecord> {
         let observer = observer(cancel, on_progress);
         let imported = self
@@ -132,7 +134,7 @@ impl NativeStore {
         image: String,
         args: Option<FetchArgs>,
         cancel: Option<&CancelHandle>,
-        on_progress: Option<ProgressCallback>,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<FetchRecord> {
         let observer = observer(cancel, on_progress);
         let args = args.unwrap_or_default();
@@ -165,7 +167,7 @@ impl NativeStore {
         dest: String,
         compression: Option<String>,
         cancel: Option<&CancelHandle>,
-        on_progress: Option<ProgressCallback>,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<ExportRecord> {
         let observer = observer(cancel, on_progress);
         let compression = parse_compression(compression)?;
@@ -182,7 +184,7 @@ impl NativeStore {
         image: String,
         compression: Option<String>,
         cancel: Option<&CancelHandle>,
-        on_progress: Option<ProgressCallback>,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<NativeReader> {
         let observer = observer(cancel, on_progress);
         let compression = parse_compression(compression)?;
@@ -210,7 +212,7 @@ impl NativeStore {
         target: String,
         args: Option<RenderArgs>,
         cancel: Option<&CancelHandle>,
-        on_progress: Option<ProgressCallback>,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<RenderRecord> {
         let observer = observer(cancel, on_progress);
         let args = args.unwrap_or_default();
@@ -284,7 +286,7 @@ impl NativeStore {
     pub async fn gc(
         &self,
         cancel: Option<&CancelHandle>,
-        on_progress: Option<ProgressCallback>,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<GcRecord> {
         let observer = observer(cancel, on_progress);
         Ok(napi_result(self.store.gc(observer).await)?.into())
@@ -296,7 +298,7 @@ impl NativeStore {
         &self,
         repair: Option<bool>,
         cancel: Option<&CancelHandle>,
-        on_progress: Option<ProgressCallback>,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<FsckRecord> {
         let observer = observer(cancel, on_progress);
         let report = self.store.fsck(repair.unwrap_or(false), observer).await;
