@@ -1,6 +1,9 @@
 // Cancellation through AbortSignal, progress events, and a loop that never blocks.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 
@@ -47,6 +50,36 @@ test('aborting mid-import rejects with AbortError and leaves nothing in the stor
   assert.equal((await store.fsck()).clean, true);
   // The same import without the signal works.
   assert.equal((await store.importFile(path)).alreadyPresent, false);
+});
+
+test('aborting an export into a Writable rejects with AbortError', async (t) => {
+  const dir = await tempDir(t);
+  const { path, id } = await makeImage(dir, { bigBytes: 16_000_000 });
+  const store = await Store.open(join(dir, 'store'));
+  t.after(() => store.close());
+  await store.importFile(path);
+  const controller = new AbortController();
+  let received = 0;
+  const sink = new Writable({
+    write(chunk, _encoding, callback) {
+      received += chunk.length;
+      setTimeout(callback, 1); // a slow consumer
+    },
+  });
+  await assert.rejects(
+    store.export(id, sink, {
+      signal: controller.signal,
+      onProgress: (e) => {
+        if (e.done > 0) controller.abort();
+      },
+    }),
+    isAbort,
+  );
+  assert.ok(received < (await store.get(id)).size, `${received} bytes reached the sink`);
+  // The store is untouched: the image still reads back whole.
+  const hash = createHash('sha512');
+  await pipeline(store.openRead(id), hash);
+  assert.equal(`sha512-${hash.digest('hex')}`, id);
 });
 
 test('an already aborted signal rejects before anything is done', async (t) => {

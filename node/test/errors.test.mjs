@@ -76,3 +76,14 @@ test('every error class is exported and named', () => {
     assert.ok(acikit[name].prototype instanceof AcikitError, name);
   }
 });
+
+test('the database option reaches the core: an unreachable PostgreSQL is a retryable database error', async (t) => {
+  const dir = await tempDir(t);
+  await assert.rejects(Store.open(join(dir, 'store'), { database: 'postgres://nobody:secret@127.0.0.1:1/none' }), (err) => {
+    assert.ok(err instanceof acikit.IoError);
+    assert.equal(err.code, 'database');
+    assert.equal(err.retryable, true);
+    assert.doesNotMatch(err.message, /secret/);
+    return true;
+  });
+});
