@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use acikit::CancelToken;
 use acikit::store::ExportReader;
 use bytes::Bytes;
 use napi::bindgen_prelude::Buffer;
@@ -28,6 +29,8 @@ pub enum Source {
 pub struct NativeReader {
     source: Arc<Mutex<Option<Source>>>,
     task: Arc<Mutex<Option<JoinHandle<acikit::Result<Exported>>>>>,
+    /// Cancelled by `close()`: a pending `next()` ends at once and drops the source.
+    closed: CancelToken,
 }
 
 impl NativeReader {
@@ -36,6 +39,7 @@ impl NativeReader {
         NativeReader {
             source: Arc::new(Mutex::new(Some(source))),
             task: Arc::new(Mutex::new(None)),
+            closed: CancelToken::new(),
         }
     }
 
@@ -46,8 +50,8 @@ impl NativeReader {
         task: JoinHandle<acikit::Result<Exported>>,
     ) -> NativeReader {
         NativeReader {
-            source: reader.source,
             task: Arc::new(Mutex::new(Some(task))),
+            ..reader
         }
     }
 }
@@ -57,6 +61,45 @@ impl NativeReader {
     /// The next chunk, or null at the end. An error (e.g. `corrupt_store`) ends the stream.
     #[napi]
     pub async fn next(&self) -> napi::Result<Option<Buffer>> {
+        let closed = self.closed.clone();
+        tokio::select! {
+            _ = closed.cancelled() => {}
+            chunk = self.next_chunk() => return chunk,
+        }
+        // Closed (the pending read, which held the lock, is dropped): dropping the source
+        // stops its producer.
+        self.source.lock().await.take();
+        Ok(None)
+    }
+
+    /// The outcome of the export feeding this reader, once it ended (null for `openRead`).
+    #[napi]
+    pub async fn outcome(&self) -> napi::Result<Option<ExportRecord>> {
+        let Some(task) = self.task.lock().await.take() else {
+            return Ok(None);
+        };
+        let exported = task.await.map_err(|e| {
+            to_napi(acikit::Error::new(
+                acikit::ErrorKind::Internal,
+                e.to_string(),
+            ))
+        })?;
+        Ok(Some(napi_result(exported)?.into()))
+    }
+
+    /// Stops reading: the producer ends (an unfinished export is abandoned).
+    #[napi]
+    pub fn close(&self) {
+        self.closed.cancel();
+        if let Ok(mut guard) = self.source.try_lock() {
+            guard.take();
+        }
+    }
+}
+
+impl NativeReader {
+    /// The next chunk of the source, or `None` at its end.
+    async fn next_chunk(&self) -> napi::Result<Option<Buffer>> {
         let mut guard = self.source.lock().await;
         let chunk = match guard.as_mut() {
             None => None,
@@ -78,29 +121,6 @@ impl NativeReader {
                 *guard = None;
                 Ok(None)
             }
-        }
-    }
-
-    /// The outcome of the export feeding this reader, once it ended (null for `openRead`).
-    #[napi]
-    pub async fn outcome(&self) -> napi::Result<Option<ExportRecord>> {
-        let Some(task) = self.task.lock().await.take() else {
-            return Ok(None);
-        };
-        let exported = task.await.map_err(|e| {
-            to_napi(acikit::Error::new(
-                acikit::ErrorKind::Internal,
-                e.to_string(),
-            ))
-        })?;
-        Ok(Some(napi_result(exported)?.into()))
-    }
-
-    /// Stops reading: the producer ends (an unfinished export is abandoned).
-    #[napi]
-    pub fn close(&self) {
-        if let Ok(mut guard) = self.source.try_lock() {
-            *guard = None;
         }
     }
 }

@@ -92,6 +92,18 @@ test('openRead piped through stream.pipeline into a hash gives the image ID', as
   for await (const chunk of store.openRead(id)) bytes += chunk.length;
   assert.equal(bytes, (await store.get(id)).size);
 
+  // Stopping early (break, destroy) ends the read; the next one is whole again.
+  for await (const chunk of store.openRead(id)) {
+    assert.ok(chunk.length > 0);
+    break;
+  }
+  const destroyed = store.openRead(id);
+  destroyed.once('data', () => destroyed.destroy());
+  await new Promise((resolve) => destroyed.once('close', resolve));
+  const again = createHash('sha512');
+  await pipeline(store.openRead(id), again);
+  assert.equal(`sha512-${again.digest('hex')}`, id);
+
   // A missing image is the stream's error.
   await assert.rejects(pipeline(store.openRead('example.com/missing'), createHash('sha512')), NotFoundError);
 });
