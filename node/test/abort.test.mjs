@@ -10,10 +10,14 @@ import { test } from 'node:test';
 import { AcikitError, CancelledError, Store, push, serve, sign } from '../index.mjs';
 import { makeImage, publicKey, secretKey, tempDir } from './helpers.mjs';
 
-/** Files left under the store folder's `objects` (none after a cancelled first import). */
+/** Files left under the store folder's `objects` and `tmp` (staging): none after a cancelled first import. */
 async function objectFiles(store) {
-  const files = await readdir(join(store.path, 'objects'), { recursive: true, withFileTypes: true }).catch(() => []);
-  return files.filter((f) => f.isFile());
+  const found = [];
+  for (const folder of ['objects', 'tmp']) {
+    const files = await readdir(join(store.path, folder), { recursive: true, withFileTypes: true }).catch(() => []);
+    found.push(...files.filter((f) => f.isFile()).map((f) => join(f.parentPath ?? f.path, f.name)));
+  }
+  return found;
 }
 
 /** Checks `err` is the cancellation error of an aborted call. */
