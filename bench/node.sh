@@ -17,7 +17,8 @@
 #   median(acikit export --compression none FILE) / median(node openRead | sha512 hash)
 #                                                         >= 0.85 (throughput ratio)
 # Each timed run is a whole process (`node script` vs `acikit ...`), runs alternate between
-# the two, and every import goes into a store folder of its own, created for that run.
+# the two (and which goes first), every import goes into a store folder of its own, and the
+# stores are removed only after the last import. Needs ~2 x (runs + 1) x 250 MB in DIR.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,6 +59,7 @@ const store = await Store.open(process.argv[2]);
 const imported = await store.importFile(process.argv[3]);
 await store.close();
 if (imported.id !== '$expected_id') throw new Error('imported ' + imported.id);
+if (imported.alreadyPresent) throw new Error('the store had the image already');
 JS
 cat >"$work/read.mjs" <<JS
 import { createHash } from 'node:crypto';
@@ -71,7 +73,6 @@ const got = 'sha512-' + hash.digest('hex');
 if (got !== '$expected_id') throw new Error('read ' + got);
 JS
 
-n=0
 # seconds COMMAND...: the wall time of one run
 seconds() {
     local t0 t1
@@ -80,18 +81,25 @@ seconds() {
     t1=$(date +%s.%N)
     awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f\n", b - a }'
 }
-fresh() { n=$((n + 1)); echo "$work/store-$n"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 log "import: acikit import vs node importFile, $runs runs each (+1 warm-up), alternating"
 : >"$work/import-cli"
 : >"$work/import-node"
 for ((i = 0; i <= runs; i++)); do
-    cli=$(seconds "$ACIKIT_BIN" --store "$(fresh)" import "$image")
-    js=$(seconds node "$work/import.mjs" "$(fresh)" "$image")
+    # A store folder of its own for each import (none exists yet); the order alternates.
+    if ((i % 2)); then
+        js=$(seconds node "$work/import.mjs" "$work/store-node-$i" "$image")
+        cli=$(seconds "$ACIKIT_BIN" --store "$work/store-cli-$i" import "$image")
+    else
+        cli=$(seconds "$ACIKIT_BIN" --store "$work/store-cli-$i" import "$image")
+        js=$(seconds node "$work/import.mjs" "$work/store-node-$i" "$image")
+    fi
     if [ "$i" -gt 0 ]; then echo "$cli" >>"$work/import-cli"; echo "$js" >>"$work/import-node"; fi
-    rm -rf "$work"/store-*
 done
+# Removed only now: on ext4, creating thousands of files soon after `rm -rf` of thousands is
+# several times slower (see bench/store.sh), which would punish whichever import runs next.
+rm -rf "$work"/store-*
 
 log "read: acikit export --compression none vs node openRead into a hash"
 store=$work/read-store
