@@ -1,0 +1,5 @@
+//! Links the addon against the N-API symbols node provides at load time.
+
+fn main() {
+    napi_build::setup();
+}

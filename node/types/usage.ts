@@ -1,0 +1,50 @@
+// A typed usage of the package, checked by `tsc --noEmit --strict` (never run).
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+
+import acikit, { AcikitError, CancelledError, Store, build, imageId, serve, sign, validate } from 'acikit';
+import type { Fetched, Image, ProgressEvent, Run } from 'acikit';
+
+export async function usage(): Promise<void> {
+  const controller = new AbortController();
+  const onProgress = (e: ProgressEvent): void => {
+    const fraction: number | null = e.total === null ? null : e.done / e.total;
+    void fraction;
+  };
+  const built = await build('layout', 'hello.aci', { compression: 'gzip', onProgress, signal: controller.signal });
+  const id: string = await imageId(built.path);
+  const inspection = await validate('hello.aci');
+  const name: string = inspection.manifest.name;
+
+  const store = await Store.open('store', { readOnly: false });
+  const imported = await store.importFile('hello.aci', { signal: controller.signal, onProgress });
+  const images: Image[] = await store.list();
+  const first: Date = images[0].importedAt;
+  const version: string | undefined = images[0].labels.version;
+  await store.get(id, { os: 'linux' });
+
+  const hash = createHash('sha512');
+  await pipeline(store.openRead(imported.id), hash);
+  await store.export(id, createWriteStream('out.aci.zst'), { compression: 'zstd' });
+  const written: number = (await store.export(id, 'out.aci')).written;
+
+  const run: Run = await store.render(id, 'rootfs', { strategy: 'copy' });
+  await run.release();
+
+  const signed = await sign('hello.aci', '-----BEGIN PGP PRIVATE KEY BLOCK-----');
+  await store.trust.add(signed.armored, { prefix: 'example.com' });
+  const server = await serve(store, { pushToken: 'token' });
+  const fetched: Fetched = await store.fetch('example.com/hello:1.0.0', { insecure: ['http'], port: 80 });
+  const fingerprint: string | undefined = fetched.signature?.fingerprint;
+  await server.close();
+
+  try {
+    await store.remove(id);
+  } catch (err) {
+    if (err instanceof CancelledError) console.log(err.name, err.code);
+    else if (err instanceof AcikitError) console.log(err.code, err.category, err.retryable, err.problems.length);
+  }
+  await store.close();
+  void [name, first, version, written, fingerprint, acikit.Store];
+}
