@@ -2,6 +2,25 @@
 
 from typing import Any, Callable, List, Optional, Tuple, final
 
+__all__ = [
+    "__version__",
+    "PHASES",
+    "EXPORT_COMPRESSIONS",
+    "BUILD_COMPRESSIONS",
+    "STRATEGIES",
+    "ERROR_CODES",
+    "Call",
+    "Store",
+    "ImageReader",
+    "Server",
+    "inspect",
+    "build",
+    "sign",
+    "discover",
+    "push",
+    "serve",
+]
+
 __version__: str
 PHASES: List[str]
 EXPORT_COMPRESSIONS: List[str]
@@ -74,8 +93,8 @@ class Store:
 class ImageReader:
     @property
     def size(self) -> int: ...
-    def read(self, size: int = -1) -> bytes: ...
-    def read_call(self, size: int = -1) -> Call: ...
+    def read(self, size: int = ...) -> bytes: ...
+    def read_call(self, size: int = ...) -> Call: ...
     def close(self) -> None: ...
 
 @final
@@ -111,7 +130,7 @@ def push(
     path: str,
     token: str,
     signature: Optional[bytes] = None,
-    insecure: str = "none",
+    insecure: str = ...,
     ca_certs: List[str] = ...,
     progress: _Progress = None,
 ) -> Call: ...
@@ -122,4 +141,3 @@ def serve(
     require_signature: bool = False,
     hosts: List[str] = ...,
 ) -> Call: ...
-

@@ -69,9 +69,7 @@ def images(records: List[Dict[str, Any]]) -> ImageList:
 def import_file(
     store: _native.Store, p: StrPath, origin: Optional[str], progress: ProgressArg
 ) -> Op[Report]:
-    return Op(
-        lambda cb: store.import_file(path(p), origin, cb), report("Imported"), progress
-    )
+    return Op(lambda cb: store.import_file(path(p), origin, cb), report("Imported"), progress)
 
 
 def fetch(
@@ -182,7 +180,9 @@ def stats(store: _native.Store) -> Op[Report]:
     return Op(lambda cb: store.stats(), report("StoreStats"))
 
 
-def trust_add(store: _native.Store, key: Union[bytes, StrPath], prefix: Optional[str]) -> Op[Report]:
+def trust_add(
+    store: _native.Store, key: Union[bytes, StrPath], prefix: Optional[str]
+) -> Op[Report]:
     data = key_bytes(key)
     return Op(lambda cb: store.trust_add(data, prefix), report("TrustedKey"))
 

@@ -31,7 +31,7 @@ class _Bars:
     """One ``tqdm.auto`` bar per phase, the previous one closed when the phase changes."""
 
     def __init__(self) -> None:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
         self._tqdm = tqdm
         self._bar: Any = None

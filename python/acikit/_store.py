@@ -162,9 +162,7 @@ class Store:
     ) -> Rendered:
         """Renders the image's rootfs (with its dependencies) into ``dest``; use the
         result as a context manager, or ``release()`` it, to remove it."""
-        fields = _ops.render(
-            self._native, image, dest, strategy, skip_unprivileged, progress
-        ).run()
+        fields = _ops.render(self._native, image, dest, strategy, skip_unprivileged, progress).run()
         return Rendered(self, fields)
 
     def release(self, target: StrPath) -> None:
@@ -221,5 +219,3 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.path!r})"
-
-
