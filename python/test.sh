@@ -62,7 +62,8 @@ run_stubtest() {
 }
 
 run_pytest() {
-    (cd "$here" && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests)
+    # From tests/, with the pytest script: the installed package, not the source folder.
+    (cd "$here/tests" && "$venv/bin/pytest" -q -p no:cacheprovider .)
 }
 
 run_notebook() {
