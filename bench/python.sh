@@ -44,7 +44,8 @@ venv=$target/python-bench-venv
 CARGO_TARGET_DIR=$target "$venv/bin/python" -m pip install -q --force-reinstall "$repo/python"
 py=$venv/bin/python
 
-work=$(mktemp -d "$(dirname "$image")/acikit-pybench.XXXXXX")
+mkdir -p "$target"
+work=$(mktemp -d "$target/acikit-pybench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 now() { date +%s.%N; }
