@@ -1,0 +1,188 @@
+"""Rich results: images, manifests and reports, with readable reprs and HTML for Jupyter."""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+__all__ = ["Image", "ImageList", "Manifest", "Report"]
+
+
+def _utc(ms: int) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.timezone.utc)
+
+
+def _labels(items: Iterable[Mapping[str, str]]) -> Dict[str, str]:
+    return {item["name"]: item["value"] for item in items}
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _short(image_id: str) -> str:
+    return image_id[:19] if len(image_id) > 19 else image_id
+
+
+class Image:
+    """An image in a store. Equal (and hashed) by image ID."""
+
+    _COLUMNS = ("name", "labels", "id", "size", "imported_at")
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        self.id: str = record["image_id"]
+        self.name: str = record["name"]
+        self.labels: Dict[str, str] = _labels(record["labels"])
+        self.size: int = record["tar_size"]
+        self.archive_size: int = record["archive_size"]
+        self.entries: int = record["entries"]
+        self.imported_at: datetime.datetime = _utc(record["imported_at_ms"])
+        self.last_used_at: datetime.datetime = _utc(record["last_used_at_ms"])
+        self.origin: Optional[str] = record.get("origin")
+
+    @property
+    def version(self) -> Optional[str]:
+        """The ``version`` label, if any."""
+        return self.labels.get("version")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The record as a plain dict (dates as ``datetime``)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "labels": dict(self.labels),
+            "size": self.size,
+            "archive_size": self.archive_size,
+            "entries": self.entries,
+            "imported_at": self.imported_at,
+            "last_used_at": self.last_used_at,
+            "origin": self.origin,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Image) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        version = f":{self.version}" if self.version else ""
+        return f"<Image {self.name}{version} {_short(self.id)} {_size(self.size)}>"
+
+    def _row(self) -> str:
+        labels = ", ".join(f"{k}={v}" for k, v in self.labels.items())
+        cells = (
+            self.name,
+            labels,
+            _short(self.id),
+            _size(self.size),
+            self.imported_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        )
+        return "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+
+    @classmethod
+    def _header(cls) -> str:
+        return "<tr>" + "".join(f"<th>{c}</th>" for c in cls._COLUMNS) + "</tr>"
+
+    def _repr_html_(self) -> str:
+        return f"<table>{self._header()}{self._row()}</table>"
+
+
+class ImageList(List[Image]):
+    """A list of images, shown as a table in Jupyter."""
+
+    def __repr__(self) -> str:
+        return f"ImageList({list.__repr__(self)})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(image._row() for image in self)
+        return f"<table>{Image._header()}{rows}</table><p>{len(self)} image(s)</p>"
+
+
+class Manifest:
+    """An image manifest: typed attributes over its JSON; ``raw`` is the bytes as stored.
+    Equal (and hashed) by image ID when known, else by its bytes."""
+
+    def __init__(self, raw: bytes, image_id: Optional[str] = None) -> None:
+        self.raw = bytes(raw)
+        self.image_id = image_id
+        data: Dict[str, Any] = json.loads(self.raw)
+        self._data = data
+        self.name: str = data["name"]
+        self.ac_version: str = data.get("acVersion", "")
+        self.labels: Dict[str, str] = _labels(data.get("labels") or [])
+        self.app: Optional[Dict[str, Any]] = data.get("app")
+        self.dependencies: List[Dict[str, Any]] = list(data.get("dependencies") or [])
+        self.annotations: Dict[str, str] = _labels(data.get("annotations") or [])
+        self.path_whitelist: List[str] = list(data.get("pathWhitelist") or [])
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The manifest's JSON as a dict."""
+        return json.loads(self.raw)  # type: ignore[no-any-return]
+
+    def _key(self) -> object:
+        return self.image_id if self.image_id is not None else self.raw
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Manifest) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        labels = ", ".join(f"{k}={v}" for k, v in self.labels.items())
+        return f"<Manifest {self.name} [{labels}]>"
+
+    def _repr_html_(self) -> str:
+        rows = [("name", self.name)] + [(f"label {k}", v) for k, v in self.labels.items()]
+        if self.app is not None:
+            rows.append(("exec", " ".join(self.app.get("exec") or [])))
+        for dep in self.dependencies:
+            rows.append(("dependency", str(dep.get("imageName", ""))))
+        body = "".join(
+            f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+        )
+        return f"<table>{body}</table>"
+
+
+class Report:
+    """A result of the core (an import, an export, a gc...): its fields as attributes
+    (the core's names), ``to_dict()`` for all of them."""
+
+    def __init__(self, kind: str, fields: Mapping[str, Any]) -> None:
+        self._kind = kind
+        self._fields = dict(fields)
+
+    def __getattr__(self, name: str) -> Any:
+        fields = self.__dict__.get("_fields", {})
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"{self.__dict__.get('_kind', 'Report')} has no field {name!r}")
+
+    def __dir__(self) -> Sequence[str]:
+        return sorted(set(super().__dir__()) | set(self._fields))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Every field, as a plain dict."""
+        return dict(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Report) and (self._kind, self._fields) == (
+            other._kind,
+            other._fields,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{k}={v!r}" for k, v in self._fields.items() if not isinstance(v, (list, dict))
+        )
+        return f"{self._kind}({shown})"

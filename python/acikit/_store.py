@@ -1,0 +1,221 @@
+"""``Store``: the sync API (each call blocks with the GIL released; Ctrl-C cancels it)."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import IO, Any, Iterable, List, Mapping, Optional, Type, Union
+
+from . import _native, _ops
+from ._ops import ImageRef, Insecure, Labels, Resolve, StrPath
+from ._progress import ProgressArg
+from ._reader import ImageReader
+from ._records import Image, ImageList, Manifest, Report
+
+__all__ = ["Store", "Rendered", "Trust"]
+
+
+class Rendered(Report):
+    """A rendered rootfs (``target``, ``strategy``, ``layers``...); a context manager
+    that releases it on exit."""
+
+    def __init__(self, store: "Store", fields: Mapping[str, Any]) -> None:
+        super().__init__("Rendered", fields)
+        self._store = store
+        self.released = False
+
+    def release(self) -> None:
+        """Releases the rootfs (removes the run); releasing again does nothing."""
+        if not self.released:
+            self._store.release(self._fields["target"])
+            self.released = True
+
+    def __enter__(self) -> "Rendered":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.release()
+
+
+class Trust:
+    """The keys a store trusts for signatures (``store.trust``)."""
+
+    def __init__(self, native: _native.Store) -> None:
+        self._native = native
+
+    def add(self, key: Union[bytes, StrPath], prefix: Optional[str] = None) -> Report:
+        """Trusts an armored public key (bytes, armored text or a file) for names under
+        ``prefix`` (every name when ``None``)."""
+        return _ops.trust_add(self._native, key, prefix).run()
+
+    def list(self) -> List[Report]:
+        """The trusted keys."""
+        return _ops.trust_list(self._native).run()
+
+    def remove(self, fingerprint: str) -> List[Report]:
+        """Stops trusting the key with this fingerprint; gives the keys removed."""
+        return _ops.trust_remove(self._native, fingerprint).run()
+
+    def __repr__(self) -> str:
+        return f"<Trust of {self._native.path}>"
+
+
+class Store:
+    """An image store (a folder; its index in SQLite, or PostgreSQL with ``database``).
+
+    ``path`` defaults to ``$ACIKIT_STORE``, else ``$XDG_DATA_HOME/acikit``, else
+    ``~/.local/share/acikit``. A store is used by the process that opened it: after
+    ``os.fork()`` the child opens its own (using the parent's raises ``RuntimeError``).
+    """
+
+    def __init__(
+        self,
+        path: Optional[StrPath] = None,
+        *,
+        database: Optional[str] = None,
+        read_only: bool = False,
+    ) -> None:
+        where = None if path is None else os.fspath(path)
+        self._native: _native.Store = _native.Store.open(where, database, read_only).wait()
+
+    @classmethod
+    def _of(cls, native: _native.Store) -> "Store":
+        store = cls.__new__(cls)
+        store._native = native
+        return store
+
+    @property
+    def path(self) -> str:
+        """The store's folder."""
+        return self._native.path
+
+    @property
+    def trust(self) -> Trust:
+        """The trusted keys (``add``, ``list``, ``remove``)."""
+        return Trust(self._native)
+
+    def import_file(
+        self, path: StrPath, *, origin: Optional[str] = None, progress: ProgressArg = None
+    ) -> Report:
+        """Imports the image archive at ``path`` (any compression)."""
+        return _ops.import_file(self._native, path, origin, progress).run()
+
+    def fetch(
+        self,
+        name_or_url: str,
+        *,
+        labels: Labels = None,
+        insecure: Insecure = None,
+        port: Optional[int] = None,
+        resolve: Resolve = None,
+        ca_certs: Iterable[StrPath] = (),
+        trust_keys: bool = False,
+        dependencies: bool = True,
+        progress: ProgressArg = None,
+    ) -> Report:
+        """Fetches an image by name (meta discovery; ``name:version`` or ``labels``) or
+        URL, verifies its signature against the trusted keys, imports it (and its
+        dependencies). ``insecure`` allows ``"http"``, ``"tls"`` or ``"image"`` (no
+        signature check); ``resolve`` maps host names to ``"ip:port"``."""
+        return _ops.fetch(
+            self._native,
+            name_or_url,
+            labels,
+            insecure,
+            port,
+            resolve,
+            ca_certs,
+            trust_keys,
+            dependencies,
+            progress,
+        ).run()
+
+    def export(
+        self,
+        image: ImageRef,
+        dest: Union[StrPath, IO[bytes]],
+        *,
+        compression: str = "none",
+        progress: ProgressArg = None,
+    ) -> Report:
+        """Writes the image archive (``"none"``, ``"gzip"`` or ``"zstd"``) to ``dest``, a
+        path or a writable binary file object."""
+        return _ops.export(self._native, image, dest, compression, progress).run()
+
+    def open(self, image: ImageRef) -> ImageReader:
+        """A streaming, read-only binary file object of the image's canonical tar."""
+        return ImageReader(_ops.open_reader(self._native, image).run())
+
+    def render(
+        self,
+        image: ImageRef,
+        dest: StrPath,
+        strategy: str = "auto",
+        *,
+        skip_unprivileged: bool = False,
+        progress: ProgressArg = None,
+    ) -> Rendered:
+        """Renders the image's rootfs (with its dependencies) into ``dest``; use the
+        result as a context manager, or ``release()`` it, to remove it."""
+        fields = _ops.render(self._native, image, dest, strategy, skip_unprivileged, progress).run()
+        return Rendered(self, fields)
+
+    def release(self, target: StrPath) -> None:
+        """Releases a rootfs rendered at ``target``."""
+        _ops.release(self._native, target).run()
+
+    def list(self) -> ImageList:
+        """Every image in the store."""
+        return _ops.list_images(self._native).run()
+
+    def find(self, name: str, labels: Labels = None) -> ImageList:
+        """The images named ``name`` (``name:version`` works) with these labels, the
+        newest import first; empty when none."""
+        return _ops.find(self._native, name, labels).run()
+
+    def get(self, id_or_prefix: str) -> Image:
+        """The image with this ID or unambiguous ID prefix (``NotFound``, ``AmbiguousId``)."""
+        return _ops.get(self._native, id_or_prefix).run()
+
+    def manifest(self, image: ImageRef) -> Manifest:
+        """The manifest of a stored image."""
+        return _ops.manifest(self._native, image).run()
+
+    def remove(self, image: ImageRef) -> None:
+        """Removes an image (an ID, a prefix, or a name that matches one image only)."""
+        _ops.remove(self._native, image).run()
+
+    def gc(self, *, progress: ProgressArg = None) -> Report:
+        """Removes what no image uses any more."""
+        return _ops.gc(self._native, progress).run()
+
+    def fsck(self, *, repair: bool = False, progress: ProgressArg = None) -> Report:
+        """Checks the store (and repairs it with ``repair=True``)."""
+        return _ops.fsck(self._native, repair, progress).run()
+
+    def stats(self) -> Report:
+        """Counts and sizes of the store."""
+        return _ops.stats(self._native).run()
+
+    def close(self) -> None:
+        """Closes the index."""
+        _ops.close(self._native).run()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r})"

@@ -1,0 +1,154 @@
+"""Ctrl-C during a sync call, the sync API inside a running loop, task cancellation of
+async calls, and what a forked child may do."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import acikit
+
+from conftest import SECRET_KEY, TOKEN, fetch_from, publish
+
+
+def assert_clean(store: acikit.Store) -> None:
+    assert store.list() == []
+    report = store.fsck()
+    assert report.stale_staging == 0 and report.problems == []
+
+
+def test_ctrl_c_interrupts_a_sync_import(store: acikit.Store, big_aci: Path) -> None:
+    sent = threading.Event()
+
+    def interrupt(event: acikit.Progress) -> None:
+        if event.phase == "import" and not sent.is_set():
+            sent.set()
+            # As a terminal's Ctrl-C does: SIGINT to the process, handled in the main
+            # thread; the import waits here meanwhile, so it cannot finish first.
+            threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
+            time.sleep(0.5)
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        store.import_file(big_aci, progress=interrupt)
+    assert sent.is_set() and time.monotonic() - started < 30
+    assert_clean(store)
+    # The store works afterwards.
+    assert store.import_file(big_aci).name == "example.com/big"
+
+
+def test_sync_api_inside_a_running_loop(store: acikit.Store, small_aci: Path) -> None:
+    async def cell() -> int:
+        # A notebook cell: a loop already runs; the sync API blocks it briefly and works.
+        store.import_file(small_aci)
+        await asyncio.sleep(0)
+        return len(store.list())
+
+    assert asyncio.run(cell()) == 1
+
+
+def test_cancelling_an_async_fetch_leaves_nothing(
+    tmp_path: Path, repository: acikit.Server, big_aci: Path
+) -> None:
+    publish(repository, big_aci)
+
+    async def main() -> None:
+        store = await acikit.AsyncStore.connect(tmp_path / "client")
+        await store.trust.add(SECRET_KEY.with_name("example.pub.asc"), prefix="example.com")
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        def on_progress(event: acikit.Progress) -> None:
+            if event.phase == "download" and event.done > 0:
+                loop.call_soon_threadsafe(started.set)
+                time.sleep(0.05)
+
+        task = asyncio.ensure_future(
+            store.fetch(
+                "example.com/big:1.0.0",
+                insecure="http",
+                port=repository.port,
+                resolve={"example.com": repository.address},
+                progress=on_progress,
+            )
+        )
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await store.list() == []
+        report = await store.fsck()
+        assert report.stale_staging == 0 and report.unreferenced_objects == 0
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_after_fork_the_child_opens_its_own_store(
+    tmp_path: Path, store: acikit.Store, small_aci: Path
+) -> None:
+    store.import_file(small_aci)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        status = 1
+        try:
+            try:
+                store.list()
+            except RuntimeError as err:
+                if "fork" in str(err):
+                    status = 2
+            if status == 2:
+                with acikit.Store(tmp_path / "child") as own:
+                    own.import_file(small_aci)
+                    if len(own.list()) == 1 and acikit.image_id(small_aci):
+                        status = 0
+        finally:
+            os._exit(status)
+    _, waited = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(waited) == 0
+    assert len(store.list()) == 1  # the parent's store still works
+
+
+def test_token_is_needed_to_push(repository: acikit.Server, small_aci: Path) -> None:
+    with pytest.raises(acikit.AcikitError):
+        acikit.push(repository.url, small_aci, token=TOKEN + "-wrong", insecure="http")
+
+
+def test_fetch_by_name_verifies_the_signature(
+    tmp_path: Path, repository: acikit.Server, small_aci: Path
+) -> None:
+    publish(repository, small_aci)
+    with acikit.Store(tmp_path / "client") as store:
+        with pytest.raises(acikit.SignatureError) as info:
+            fetch_from(store, repository, "example.com/hello:1.0.0")
+        assert info.value.code == "untrusted_key"
+        store.trust.add(SECRET_KEY.with_name("example.pub.asc"), prefix="example.com")
+        events: list[acikit.Progress] = []
+        fetched = fetch_from(store, repository, "example.com/hello:1.0.0", progress=events.append)
+        assert fetched.name == "example.com/hello" and fetched.outcome == "downloaded"
+        assert fetched.signature["fingerprint"]
+        assert any(e.phase == "download" for e in events)
+        assert [i.id for i in store.list()] == [fetched.image_id]
+        by_url = fetch_from(store, repository, fetched.url)
+        assert by_url.image_id == fetched.image_id
+
+
+def test_discover(repository: acikit.Server, small_aci: Path) -> None:
+    publish(repository, small_aci)
+    found = acikit.discover(
+        "example.com/hello",
+        {"version": "1.0.0"},
+        insecure="http",
+        port=repository.port,
+        resolve={"example.com": repository.address},
+    )
+    assert found.aci_endpoints[0]["aci"].endswith("/example.com/hello/1.0.0.aci")
+    assert found.pubkeys
+    with pytest.raises(acikit.NetworkError):
+        acikit.discover("example.com/hello", resolve={"example.com": "127.0.0.1:9"}, port=9)
