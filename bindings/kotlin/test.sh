@@ -4,7 +4,7 @@
 # sources with the pinned uniffi-bindgen (Swift: generation only, so generator errors
 # show), runs the JUnit 5 tests with Maven (surefire), then builds and runs the example.
 # Maven's repository is under the target dir (target/maven), so nothing goes to ~/.m2.
-# Needs: cargo, Java 17+, Maven 3.8+, python3 (for the summary). Exits non-zero on any
+# Needs: cargo, Java 17+, Maven 3.8+, binutils (strip), python3 (for the summary). Exits non-zero on any
 # failure and ends with one line: `kotlin: N passed, N failed`.
 set -euo pipefail
 
@@ -17,12 +17,17 @@ lib="$target/debug/libacikit_uniffi.so"
 generated="$root/bindings/kotlin/target/generated-sources/uniffi"
 swift="$target/bindings/swift"
 repo="$target/maven"
-mvn=(mvn -B -ntp -Dmaven.repo.local="$repo" -Dnative.dir="$target/debug" -Dstyle.color=never)
+native="$target/kotlin-native"
+mvn=(mvn -B -ntp -Dmaven.repo.local="$repo" -Dnative.dir="$native" -Dstyle.color=never)
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "native library (dev profile) and uniffi-bindgen"
 cargo build -p acikit-uniffi -p uniffi-bindgen
+
+# The jar gets the library without its debug info (~40 MB instead of ~400 MB).
+mkdir -p "$native"
+strip --strip-debug -o "$native/libacikit_uniffi.so" "$lib"
 
 step "generating Kotlin and Swift"
 rm -rf "$generated" "$swift"
