@@ -24,6 +24,15 @@ bench_args 5 17 "$@"
 
 MAX_RATIO=1.10
 
+target=${CARGO_TARGET_DIR:-$repo/target}
+case "$target" in /*) ;; *) target="$repo/$target" ;; esac
+# The CLI and the library in one build: built apart, their features unify differently and
+# each build recompiles the shared dependencies.
+if [ -z "${ACIKIT_BIN:-}" ]; then
+    log "cargo build --release -p acikit-cli -p acikit-uniffi"
+    (cd "$repo" && CARGO_TARGET_DIR=$target cargo build --release -q -p acikit-cli -p acikit-uniffi)
+    ACIKIT_BIN=$target/release/acikit
+fi
 bench_binary
 bin=$ACIKIT_BIN
 image=$dir/debian-minbase.aci
