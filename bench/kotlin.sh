@@ -44,7 +44,7 @@ mvn=(mvn -B -ntp -q -Dmaven.repo.local="$target/maven" -Dstyle.color=never)
 log "cargo build --release -p acikit-uniffi; the jar (release library) and the example"
 (cd "$repo" && CARGO_TARGET_DIR=$target cargo build --release -q -p acikit-uniffi)
 # The generator need not be fast: the dev build (the one test.sh uses) reads the release library.
-(cd "$repo" && CARGO_TARGET_DIR=$target cargo build -q -p uniffi-bindgen)
+CARGO_TARGET_DIR=$target cargo build -q --manifest-path "$repo/bindings/uniffi-bindgen/Cargo.toml"
 generated=$repo/bindings/kotlin/target/generated-sources/uniffi
 rm -rf "$generated"
 "$target/debug/uniffi-bindgen" generate --library "$target/release/libacikit_uniffi.so" \

@@ -23,7 +23,8 @@ mvn=(mvn -B -ntp -Dmaven.repo.local="$repo" -Dnative.dir="$native" -Dstyle.color
 step() { printf '\n== %s\n' "$*"; }
 
 step "native library (dev profile) and uniffi-bindgen"
-cargo build -p acikit-uniffi -p uniffi-bindgen
+cargo build -p acikit-uniffi
+cargo build --manifest-path "$root/bindings/uniffi-bindgen/Cargo.toml"
 
 # The jar gets the library without its debug info (~40 MB instead of ~400 MB).
 mkdir -p "$native"

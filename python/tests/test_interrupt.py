@@ -30,9 +30,13 @@ def test_ctrl_c_interrupts_a_sync_import(store: acikit.Store, big_aci: Path) -> 
         if event.phase == "import" and not sent.is_set():
             sent.set()
             # As a terminal's Ctrl-C does: SIGINT to the process, handled in the main
-            # thread; the import waits here meanwhile, so it cannot finish first.
-            threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT)).start()
-            time.sleep(0.5)
+            # thread; the import waits here meanwhile, so it cannot finish first. The signal
+            # is sent before the wait starts, and the wait is long enough for a loaded
+            # machine's main thread to see it (it checks every 100 ms).
+            killer = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+            killer.start()
+            killer.join()
+            time.sleep(2.0)
 
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
