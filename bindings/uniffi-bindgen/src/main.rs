@@ -2,7 +2,7 @@
 //! built library (library mode), with the uniffi version the library is built with.
 //!
 //! ```text
-//! cargo run -p uniffi-bindgen -- generate --library target/debug/libacikit_uniffi.so \
+//! CARGO_TARGET_DIR=target cargo run --manifest-path bindings/uniffi-bindgen/Cargo.toml -- generate --library target/debug/libacikit_uniffi.so \
 //!     --language kotlin --language swift --out-dir target/bindings
 //! ```
 
