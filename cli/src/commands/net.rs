@@ -32,13 +32,9 @@ impl NetArgs {
     /// The core's options: the CA files, port, insecure options and the credentials file
     /// (given, or `store_dir/config/auth.json` if present).
     pub fn net_options(&self, store_dir: &Path) -> acikit::Result<NetOptions> {
-        let auth_path = match &self.auth_config {
-            Some(path) => Some(path.clone()),
-            None => Some(store_dir.join("config").join("auth.json")).filter(|p| p.is_file()),
-        };
-        let auth = match auth_path {
-            Some(path) => AuthConfig::load(&path)?,
-            None => AuthConfig::default(),
+        let auth = match &self.auth_config {
+            Some(path) => AuthConfig::load(path)?,
+            None => AuthConfig::load_if_present(&acikit::store::auth_config_path(store_dir))?,
         };
         let mut options = NetOptions::default();
         options.ca_certs = self.ca_certs.iter().cloned().map(CaCert::Path).collect();

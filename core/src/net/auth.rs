@@ -93,8 +93,34 @@ impl AuthConfig {
     /// Reads the JSON file at `path`. A missing file is [`ErrorKind::NotFound`]; bad JSON,
     /// an unknown `type` or a bad host key is [`ErrorKind::InvalidArgument`].
     pub fn load(path: &Path) -> Result<AuthConfig> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::io(format!("reading auth config {}", path.display()), e))?;
+        AuthConfig::from_file_bytes(path, std::fs::read(path))
+    }
+
+    /// Reads the JSON file at `path` if there is one; no file means no credentials. This is
+    /// how a store's own `config/auth.json` ([`crate::Store::auth_config_path`]) is read
+    /// when the caller names no file: bad JSON there is still an error.
+    ///
+    /// ```
+    /// let dir = acikit::testing::example_dir("auth-if-present");
+    /// let none = acikit::net::AuthConfig::load_if_present(&dir.join("auth.json"))?;
+    /// assert_eq!(none, acikit::net::AuthConfig::new());
+    /// std::fs::write(dir.join("auth.json"), r#"{"example.com": {"type": "bearer", "token": "t"}}"#)?;
+    /// let some = acikit::net::AuthConfig::load_if_present(&dir.join("auth.json"))?;
+    /// assert_ne!(some, none);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn load_if_present(path: &Path) -> Result<AuthConfig> {
+        match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AuthConfig::new()),
+            read => AuthConfig::from_file_bytes(path, read),
+        }
+    }
+
+    /// The outcome of reading `path`, parsed, errors naming the file.
+    fn from_file_bytes(path: &Path, read: std::io::Result<Vec<u8>>) -> Result<AuthConfig> {
+        let bytes =
+            read.map_err(|e| Error::io(format!("reading auth config {}", path.display()), e))?;
         AuthConfig::from_json(&bytes).map_err(|e| {
             Error::new(
                 e.kind(),
@@ -263,5 +289,29 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn load_if_present_reads_no_file_as_none_and_a_bad_one_as_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.json");
+        assert_eq!(
+            AuthConfig::load_if_present(&path).unwrap(),
+            AuthConfig::new()
+        );
+        std::fs::write(&path, "{not json").unwrap();
+        let err = AuthConfig::load_if_present(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("auth.json"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let err = AuthConfig::load_if_present(&path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+        assert_eq!(
+            AuthConfig::load(&dir.path().join("missing"))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
     }
 }

@@ -412,6 +412,26 @@ impl Store {
         self.paths.root()
     }
 
+    /// The credentials file fetch and discovery read when the caller names none:
+    /// `config/auth.json` in the store folder (it need not exist; read it with
+    /// [`AuthConfig::load_if_present`](crate::net::AuthConfig::load_if_present)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-auth");
+    /// let store = acikit::Store::open(dir.join("store")).await?;
+    /// let auth = acikit::net::AuthConfig::load_if_present(&store.auth_config_path())?;
+    /// assert_eq!(auth, acikit::net::AuthConfig::new());
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn auth_config_path(&self) -> PathBuf {
+        auth_config_path(self.dir())
+    }
+
     /// Closes the index (waiting for the connections in use). Every clone of this store
     /// shares it: call this once nothing uses the store any more, as `acikit serve` does
     /// when it stops.
@@ -984,4 +1004,16 @@ async fn resolve_in(index: &Index, query: &ImageQuery) -> Result<Resolved> {
         image,
         others: Vec::new(),
     })
+}
+
+/// The credentials file of the store folder `store_dir` (`config/auth.json`), for callers
+/// that have the folder but no open [`Store`] (the CLI's `discover`); see
+/// [`Store::auth_config_path`].
+///
+/// ```
+/// let path = acikit::store::auth_config_path(std::path::Path::new("store"));
+/// assert_eq!(path, std::path::Path::new("store/config/auth.json"));
+/// ```
+pub fn auth_config_path(store_dir: &Path) -> PathBuf {
+    StorePaths::new(store_dir).auth_config()
 }

@@ -43,6 +43,7 @@ pub use digest::ContentDigest;
 pub(crate) use digest::ContentHasher;
 pub use handle::{
     ExportCompression, Exported, ImageInfo, ImageQuery, Resolved, Store, StoreOptions,
+    auth_config_path,
 };
 pub use housekeeping::{FsckProblem, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};

@@ -12,6 +12,7 @@
 //!   locks/commit.lock             shared by imports while they commit, exclusive for gc
 //!   config/                       settings and trusted keys
 //!   config/trust/                 trusted OpenPGP keys (root.d/, prefix.d/; see `trust`)
+//!   config/auth.json              per-host credentials for fetch and discovery (see `net::AuthConfig`)
 //!   runs/<sha256>/                per-run records (+ overlay upper/ and work/)
 //!   stacks/<key>/rootfs/          flattened rootfs of images with dependencies (cached)
 //!   trees/sha512/<hex>/rootfs/    exploded tree of one image (built on first render)
@@ -132,6 +133,11 @@ impl StorePaths {
     /// is not the SQLite file (see `store::database`).
     pub fn database_marker(&self) -> PathBuf {
         self.config().join("database")
+    }
+
+    /// The per-host credentials fetch and discovery use by default (`config/auth.json`).
+    pub fn auth_config(&self) -> PathBuf {
+        self.config().join("auth.json")
     }
 
     /// Folder of the trusted OpenPGP keys (`config/trust/`; see [`crate::trust::TrustStore`]).
