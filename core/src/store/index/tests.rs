@@ -1,5 +1,6 @@
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "postgres")]
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
@@ -59,12 +60,14 @@ async fn count(index: &Index, sql: &'static str) -> i64 {
 fn sqlite_pool(index: &Index) -> &SqlitePool {
     match &index.pool {
         Pool::Sqlite(pool) => pool,
+        #[cfg(feature = "postgres")]
         Pool::Postgres(_) => panic!("a SQLite index was expected"),
     }
 }
 
 /// The PostgreSQL database the tests use: `$ACIKIT_TEST_POSTGRES`, else the role and
 /// database that `.ci/run` creates on the local server.
+#[cfg(feature = "postgres")]
 fn test_postgres_url() -> String {
     std::env::var("ACIKIT_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://acikit:acikit@127.0.0.1:5432/acikit_test".into())
@@ -79,6 +82,7 @@ struct TestDb {
 
 enum Location {
     Sqlite(tempfile::TempDir),
+    #[cfg(feature = "postgres")]
     Postgres {
         admin: PgPool,
         url: String,
@@ -98,6 +102,7 @@ impl TestDb {
         }
     }
 
+    #[cfg(feature = "postgres")]
     async fn postgres() -> TestDb {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let base = test_postgres_url();
@@ -134,12 +139,14 @@ impl TestDb {
             Location::Sqlite(dir) => Index::open(&dir.path().join(INDEX_FILE_NAME))
                 .await
                 .unwrap(),
+            #[cfg(feature = "postgres")]
             Location::Postgres { url, .. } => Index::connect(url).await.unwrap(),
         }
     }
 
     async fn finish(self) {
         self.index.close().await;
+        #[cfg(feature = "postgres")]
         if let Location::Postgres { admin, schema, .. } = self.location {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
                 .execute(&admin)
@@ -163,6 +170,7 @@ macro_rules! on_both_databases {
                     db.finish().await;
                 }
 
+                #[cfg(feature = "postgres")]
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
                     let db = super::TestDb::postgres().await;
