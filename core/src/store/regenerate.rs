@@ -334,6 +334,9 @@ fn produce(
                 len,
                 digest: Some(digest),
             } => copy_object(objects, &digest, len, image, &mut chunks)?,
+            RecipeRecord::Sparse { len, map, digest } => {
+                copy_sparse_object(objects, &digest, len, &map, image, &mut chunks)?
+            }
         }
     }
     chunks.flush()?;
@@ -385,6 +388,58 @@ fn copy_object(
             ErrorKind::CorruptStore,
             format!("{} ends after {read} bytes", what()),
         ));
+    }
+    Ok(())
+}
+
+/// Appends the stored bytes of a sparse member: the segments of `map` read from the object
+/// `digest`, which holds the member's logical content (its holes are never read).
+fn copy_sparse_object(
+    objects: &ObjectPaths,
+    digest: &ContentDigest,
+    len: u64,
+    map: &crate::archive::tar::SparseMap,
+    image: &str,
+    chunks: &mut Chunker<'_>,
+) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let path = objects(digest);
+    let offset = chunks.position();
+    let what = || {
+        format!(
+            "image {image}: content object {digest} ({} bytes, of which {len} stored at offset \
+             {offset} of the tar as a sparse member, {})",
+            map.real_size,
+            path.display()
+        )
+    };
+    let io_error = |e: io::Error| Error::io(what(), e);
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::new(
+                ErrorKind::CorruptStore,
+                format!("{} is missing", what()),
+            ));
+        }
+        Err(e) => return Err(io_error(e)),
+    };
+    let actual = file.metadata().map_err(io_error)?.len();
+    if actual != map.real_size {
+        return Err(Error::new(
+            ErrorKind::CorruptStore,
+            format!("{} has {actual} bytes instead", what()),
+        ));
+    }
+    for seg in map.segments.iter().filter(|s| s.length > 0) {
+        file.seek(SeekFrom::Start(seg.offset)).map_err(io_error)?;
+        let read = chunks.read_from(&mut file, seg.length, io_error)?;
+        if read != seg.length {
+            return Err(Error::new(
+                ErrorKind::CorruptStore,
+                format!("{} ends early", what()),
+            ));
+        }
     }
     Ok(())
 }
