@@ -496,12 +496,39 @@ impl Object<'_> {
         out: &mut Chunks<'_>,
     ) -> Result<()> {
         let what = || self.what(objects, image);
+        // An object with holes: where the current data or hole run ends, and which it is
+        // (`SEEK_DATA`/`SEEK_HOLE`); holes become zeros without being read.
+        let sparse = std::os::unix::fs::MetadataExt::blocks(
+            &file.metadata().map_err(|e| Error::io(what(), e))?,
+        ) * 512
+            < self.len;
+        let mut run: Option<(bool, u64)> = None;
         let mut offset = from;
         while offset < to {
+            let mut limit = to;
+            if sparse {
+                if run.is_none_or(|(_, end)| end <= offset) {
+                    run = Some(
+                        hole_or_data(file, offset, self.len).map_err(|e| Error::io(what(), e))?,
+                    );
+                }
+                let (hole, end) = run.expect("just found");
+                limit = limit.min(end);
+                if hole {
+                    let room = out.room()?;
+                    let n = room
+                        .len()
+                        .min(usize::try_from(limit - offset).unwrap_or(usize::MAX));
+                    room[..n].fill(0);
+                    offset += n as u64;
+                    out.advance(n);
+                    continue;
+                }
+            }
             let room = out.room()?;
             let want = room
                 .len()
-                .min(usize::try_from(to - offset).unwrap_or(usize::MAX));
+                .min(usize::try_from(limit - offset).unwrap_or(usize::MAX));
             let n = match file.read_at(&mut room[..want], offset) {
                 Ok(0) => {
                     return Err(corrupt(format!("{} ends after {offset} bytes", what())));
@@ -514,6 +541,23 @@ impl Object<'_> {
             out.advance(n);
         }
         Ok(())
+    }
+}
+
+/// Whether `offset` of `file` (of `len` bytes) is in a hole, and where that hole or data
+/// run ends (`SEEK_DATA`/`SEEK_HOLE`; without them, all data).
+fn hole_or_data(file: &File, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+    use rustix::fs::SeekFrom;
+    use rustix::io::Errno;
+    match rustix::fs::seek(file, SeekFrom::Data(offset)) {
+        Ok(data) if data > offset => Ok((true, data.min(len))),
+        Ok(_) => {
+            let hole = rustix::fs::seek(file, SeekFrom::Hole(offset))?;
+            Ok((false, hole.min(len).max(offset + 1)))
+        }
+        Err(Errno::NXIO) => Ok((true, len)),
+        Err(Errno::INVAL | Errno::OPNOTSUPP) => Ok((false, len)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -79,6 +79,28 @@ async fn import_and_export(store: &Store, tar: &Path, out: &Path, what: &str) ->
     id
 }
 
+/// Checks the range reads of serve (`tar_range`) of `id` against its tar.
+async fn check_ranges(store: &Store, id: &ImageId, tar_bytes: &[u8], ranges: &[(u64, u64)]) {
+    let paths = acikit::testing::paths::of(store);
+    for &(from, to) in ranges {
+        let mut range = tar_range(
+            paths.recipe(id),
+            Objects::Folder(paths.objects()),
+            id.sha512(),
+            tar_bytes.len() as u64,
+            from,
+            to,
+        )
+        .await
+        .unwrap();
+        let mut got = Vec::new();
+        while let Some(chunk) = range.next_chunk().await.unwrap() {
+            got.extend_from_slice(&chunk);
+        }
+        assert!(got == tar_bytes[from as usize..to as usize], "{from}..{to}");
+    }
+}
+
 /// A layout with a sparse file (holes and data), a dense file of zeros, a dense file whose
 /// content equals the sparse file's logical content, a random file over 1 MiB and small files.
 fn mixed_layout(dir: &Path) -> PathBuf {
@@ -254,24 +276,13 @@ tar --format=posix --sparse --sparse-version=1.0 -cf ../huge.tar manifest rootfs
     // The range reads of serve: the last bytes and a window around the middle.
     let tar_bytes = std::fs::read(&tar).unwrap();
     let len = tar_bytes.len() as u64;
-    let paths = acikit::testing::paths::of(&store);
-    for (from, to) in [(0, len), (len / 2 - 700, len / 2 + 900), (len - 3000, len)] {
-        let mut range = tar_range(
-            paths.recipe(&id),
-            Objects::Folder(paths.objects()),
-            id.sha512(),
-            len,
-            from,
-            to,
-        )
-        .await
-        .unwrap();
-        let mut got = Vec::new();
-        while let Some(chunk) = range.next_chunk().await.unwrap() {
-            got.extend_from_slice(&chunk);
-        }
-        assert!(got == tar_bytes[from as usize..to as usize], "{from}..{to}");
-    }
+    check_ranges(
+        &store,
+        &id,
+        &tar_bytes,
+        &[(0, len), (len / 2 - 700, len / 2 + 900), (len - 3000, len)],
+    )
+    .await;
 
     let mut strategies = vec![Strategy::Copy, Strategy::Hardlink];
     if is_root() {
@@ -336,6 +347,15 @@ python3 -c "import tarfile; t=tarfile.open('../dense.tar','w',format=tarfile.PAX
         let object = objects.iter().find(|o| o.1 == len).expect("the object");
         assert!(object.2 <= most, "{len} bytes allocate {}", object.2);
     }
+    // Served by ranges (holes of the objects filled with zeros, not read), exactly.
+    let tar_bytes = std::fs::read(&tar).unwrap();
+    let len = tar_bytes.len() as u64;
+    let mut ranges = vec![(0, len), (len - 5000, len)];
+    for k in 1..40 {
+        let at = len * k / 40;
+        ranges.push((at - 1000, at + 300_001));
+    }
+    check_ranges(&store, &id, &tar_bytes, &ranges).await;
     // Rendered with the holes kept, byte-exact.
     let target = dir.path().join("run");
     let mut options = RenderOptions::default();
