@@ -142,6 +142,12 @@ pub mod testing {
             store.paths()
         }
     }
+    /// The recipe format (`store::recipe`).
+    pub mod recipe {
+        pub use crate::store::recipe::{
+            RECIPE_MAGIC_V1, RecipeReader, RecipeRecord, RecipeTrailer, RecipeWriter,
+        };
+    }
     /// Byte ranges of a regenerated tar (`store::range`).
     pub mod range {
         pub use crate::store::range::{Objects, TarRange, tar_range};

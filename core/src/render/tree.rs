@@ -428,13 +428,25 @@ fn checkout_key(base: &[u8; 32], occurrence: u64) -> String {
     hex::encode(h.finalize())
 }
 
-/// The content of the tar member `entry` of `id`: the recipe's next Content record (its
-/// Meta records skipped) for a regular file or a member with data, `None` for others.
+/// The content object of a member, as its recipe record gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MemberContent {
+    /// The object.
+    pub digest: ContentDigest,
+    /// Whether the object holds the member's logical content (holes as zeros): always, but
+    /// for a sparse member recorded by a version 1 recipe, whose object holds its stored
+    /// bytes (the data segments one after another).
+    pub logical: bool,
+}
+
+/// The content of the tar member `entry` of `id`: the recipe's next Content or Sparse
+/// record (its Meta records skipped) for a regular file or a member with data, `None` for
+/// others.
 pub(crate) fn member_content<R: std::io::Read>(
     recipe: &mut RecipeReader<R>,
     entry: &Entry,
     id: &ImageId,
-) -> Result<Option<ContentDigest>> {
+) -> Result<Option<MemberContent>> {
     if entry.size == 0 && entry.kind != EntryKind::Regular {
         return Ok(None);
     }
@@ -450,7 +462,24 @@ pub(crate) fn member_content<R: std::io::Read>(
                     ))
                     .with_entry(&entry.path));
                 }
-                return Ok(digest);
+                return Ok(digest.map(|digest| MemberContent {
+                    digest,
+                    logical: entry.sparse.is_none(),
+                }));
+            }
+            Some(RecipeRecord::Sparse { len, map, digest }) => {
+                if len != entry.size || entry.sparse.as_ref() != Some(&map) {
+                    return Err(corrupt(format!(
+                        "the recipe of {id} does not match its tar (a sparse content of {len} \
+                         bytes where the member has {}, or another map)",
+                        entry.size
+                    ))
+                    .with_entry(&entry.path));
+                }
+                return Ok(Some(MemberContent {
+                    digest,
+                    logical: true,
+                }));
             }
             None => {
                 return Err(corrupt(format!(
@@ -467,7 +496,7 @@ pub(crate) fn recipe_done<R: std::io::Read>(
     id: &ImageId,
 ) -> Result<()> {
     while let Some(record) = recipe.next_record()? {
-        if let RecipeRecord::Content { .. } = record {
+        if let RecipeRecord::Content { .. } | RecipeRecord::Sparse { .. } = record {
             return Err(corrupt(format!(
                 "the recipe of {id} has more contents than its tar"
             )));
@@ -693,7 +722,7 @@ impl Builder<'_> {
         Ok(cur)
     }
 
-    fn member(&mut self, entry: &Entry, content: Option<ContentDigest>) -> Result<()> {
+    fn member(&mut self, entry: &Entry, content: Option<MemberContent>) -> Result<()> {
         let Some(rel) = tree_path(&entry.path)? else {
             return Ok(());
         };
@@ -734,7 +763,7 @@ impl Builder<'_> {
                 self.files += 1;
                 let meta = self.meta(entry, NodeKind::Regular)?;
                 match content {
-                    Some(digest) => self.checkout(entry, &digest, meta, &parent, name)?,
+                    Some(content) => self.checkout(entry, content, meta, &parent, name)?,
                     None => {
                         let privs = self.privs;
                         let mut w = Vec::new();
@@ -865,11 +894,12 @@ impl Builder<'_> {
     fn checkout(
         &mut self,
         entry: &Entry,
-        digest: &ContentDigest,
+        content: MemberContent,
         meta: NodeMeta,
         parent: &[u8],
         name: &OsStr,
     ) -> Result<()> {
+        let digest = &content.digest;
         let base = base_key(entry, digest, &meta);
         let occurrence = self.occurrences.entry(base).or_insert(0);
         let key = checkout_key(&base, *occurrence);
@@ -916,6 +946,10 @@ impl Builder<'_> {
         let key_name = OsStr::new(&key);
         let file = fsops::create_file(self.staged.as_fd(), key_name)?;
         match &entry.sparse {
+            // The object is the logical content: copied with its holes.
+            _ if content.logical && entry.sparse.is_some() => {
+                fsops::copy_file_data(&object, &file, entry.logical_size())?;
+            }
             Some(map) => {
                 let mut at = 0u64;
                 for seg in &map.segments {
@@ -936,7 +970,8 @@ impl Builder<'_> {
                         Err(e) => return Err(e),
                     };
                 if !cloned {
-                    fsops::copy_range(&object, 0, &file, 0, entry.size)?;
+                    // Holes of the object kept.
+                    fsops::copy_file_data(&object, &file, entry.size)?;
                 }
             }
         }

@@ -21,7 +21,7 @@ use super::recipe::{RecipeSink, RecipeWriter};
 use super::{ContentDigest, ContentHasher};
 use crate::archive::decode;
 use crate::archive::layout::{EntryRole, LayoutValidator, Limits};
-use crate::archive::tar::TarReader;
+use crate::archive::tar::{SparseMap, TarReader};
 use crate::blocking::blocking_named;
 use crate::progress::{Observer, Phase};
 use crate::schema::{ImageId, ImageManifest};
@@ -242,6 +242,14 @@ async fn stage<R: Read + Send + 'static>(
         if tar.sink().pending_content().is_none() {
             continue;
         }
+        if let Some(map) = entry.sparse.as_ref().filter(|m| m.real_size > 0) {
+            // A GNU sparse member: its object is its logical content (holes as zeros), the
+            // same as the same file's written dense; the Sparse record keeps the map.
+            let digest = stage_sparse(&mut tar, &mut staging, map, &mut small, observer).await?;
+            tar.sink_mut().sparse_digest(map, digest)?;
+            content_size += map.real_size;
+            continue;
+        }
         let is_manifest = role == EntryRole::Manifest;
         let digest = if entry.size == 0 {
             None
@@ -312,6 +320,91 @@ async fn stage<R: Read + Send + 'static>(
         recipe_size,
         entries: summary.entries,
     })
+}
+
+/// Stages the logical content of a GNU sparse member whose stored bytes the tar reader is
+/// about to give: its data segments in place, zeros elsewhere (fed without being read or
+/// written: they become holes of the object). Returns the object's digest.
+async fn stage_sparse<R, S>(
+    tar: &mut TarReader<R, S>,
+    staging: &mut Staging,
+    map: &SparseMap,
+    small: &mut Vec<u8>,
+    observer: &Observer,
+) -> Result<ContentDigest>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    S: crate::archive::tar::RecordSink,
+{
+    let mut places = SegmentCursor::new(map);
+    if map.real_size <= SMALL_CONTENT {
+        small.clear();
+        small.resize(map.real_size as usize, 0);
+        while let Some(chunk) = tar.read_content().await? {
+            for (at, bytes) in places.place(&chunk) {
+                small[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+            }
+        }
+        let digest = ContentDigest::of(small);
+        staging.put_bytes(digest, small)?;
+        return Ok(digest);
+    }
+    let mut large = LargeContent::new(map.real_size);
+    let mut logical = 0u64;
+    while let Some(chunk) = tar.read_content().await? {
+        for (at, bytes) in places.place(&chunk) {
+            if at > logical {
+                large.write_zeros(staging, at - logical)?;
+            }
+            large.write(staging, bytes)?;
+            logical = at + bytes.len() as u64;
+        }
+        observer.check()?;
+    }
+    if map.real_size > logical {
+        large.write_zeros(staging, map.real_size - logical)?;
+    }
+    large.finish(staging)
+}
+
+/// Where the stored bytes of a sparse member go in its logical content, chunk by chunk.
+struct SegmentCursor<'a> {
+    segments: &'a [crate::archive::tar::SparseSegment],
+    /// The segment being filled and how much of it is.
+    index: usize,
+    filled: u64,
+}
+
+impl<'a> SegmentCursor<'a> {
+    fn new(map: &'a SparseMap) -> Self {
+        SegmentCursor {
+            segments: &map.segments,
+            index: 0,
+            filled: 0,
+        }
+    }
+
+    /// The next stored bytes `chunk`, cut at segment ends: (logical offset, bytes) pieces.
+    /// The tar reader checked that the segments hold exactly the stored bytes.
+    fn place<'c>(&mut self, mut chunk: &'c [u8]) -> Vec<(u64, &'c [u8])> {
+        let mut out = Vec::new();
+        while !chunk.is_empty() {
+            let Some(seg) = self.segments.get(self.index) else {
+                break; // cannot happen after the reader's check; the bytes would be dropped
+            };
+            let room = seg.length - self.filled;
+            if room == 0 {
+                self.index += 1;
+                self.filled = 0;
+                continue;
+            }
+            let n = room.min(chunk.len() as u64) as usize;
+            out.push((seg.offset + self.filled, &chunk[..n]));
+            self.filled += n as u64;
+            chunk = &chunk[n..];
+        }
+        out
+    }
 }
 
 /// Publishes the staged files and commits the index, holding the commit lock (shared
@@ -401,17 +494,9 @@ impl<R: Read> Read for CountingReader<R> {
 
 /// Digest of content streamed in chunks (used by `fsck`).
 pub fn digest_file(path: &std::path::Path) -> std::io::Result<(ContentDigest, u64)> {
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
     let mut hasher = ContentHasher::default();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut len = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
+    super::objects::hash_file(&file, len, &mut hasher)?;
     Ok((hasher.finish(), len))
 }

@@ -111,6 +111,25 @@ impl LargeContent {
         }
     }
 
+    /// Takes `len` zeros (a hole of a sparse member): once the file is being written they
+    /// are hashed and skipped, leaving a hole, not copied.
+    pub fn write_zeros(&mut self, staging: &mut Staging, mut len: u64) -> Result<()> {
+        while len > 0 {
+            if let State::Writing(writer) = &mut self.state {
+                super::objects::hash_zeros(&mut self.hasher, len);
+                writer.skip_zeros(len)?;
+                self.received += len;
+                return Ok(());
+            }
+            let piece = super::objects::zero_pieces(len)
+                .next()
+                .expect("len > 0 gives a piece");
+            self.write(staging, piece)?;
+            len -= piece.len() as u64;
+        }
+        Ok(())
+    }
+
     /// The head is complete: look up candidates, keep those whose head is equal, or start
     /// writing.
     fn end_head(&mut self, staging: &mut Staging) -> Result<()> {

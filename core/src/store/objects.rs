@@ -11,7 +11,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,9 +153,10 @@ impl Staging {
             return Ok(());
         }
         let path = self.staged_path(&digest);
-        let mut file =
+        let file =
             File::create(&path).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        file.write_all(bytes)
+        write_with_holes(&file, 0, bytes)
+            .and_then(|()| extend_to(&file, len))
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
         set_object_mode(&file, &path)?;
         self.staged_bytes += len;
@@ -188,14 +188,25 @@ impl Staging {
         self.next_tmp += 1;
         let file =
             File::create(&path).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        Ok(LargeObjectWriter { file, path, len: 0 })
+        Ok(LargeObjectWriter {
+            file,
+            path,
+            len: 0,
+            tail: Vec::with_capacity(HOLE_BLOCK),
+        })
     }
 
     /// Stages the content written to `writer`, whose SHA-256 is `digest` (the caller
     /// hashed what it wrote). Returns whether the store had it (then it is pinned and
     /// the file written is dropped).
     pub fn put_file(&mut self, writer: LargeObjectWriter, digest: ContentDigest) -> Result<bool> {
-        let LargeObjectWriter { file, path, len } = writer;
+        let mut writer = writer;
+        writer
+            .finish()
+            .map_err(|e| Error::io(format!("writing {}", writer.path.display()), e))?;
+        let LargeObjectWriter {
+            file, path, len, ..
+        } = writer;
         self.staged_bytes += len;
         let already = self.staged.contains_key(&digest);
         let pinned = !already && self.pin_existing(&digest)?;
@@ -288,33 +299,74 @@ impl Drop for Staging {
 pub struct LargeObjectWriter {
     file: File,
     path: PathBuf,
+    /// Bytes appended so far (the tail included).
     len: u64,
+    /// The last bytes appended, not yet written: the start of a block (less than
+    /// [`HOLE_BLOCK`] bytes, at offset `len - tail.len()`, which is block-aligned).
+    tail: Vec<u8>,
 }
 
 impl LargeObjectWriter {
-    /// Appends content.
-    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.len += bytes.len() as u64;
-        self.file
-            .write_all(bytes)
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))
+    /// Appends content; whole file-system blocks of zeros are left as holes (the bytes of
+    /// a block not yet complete wait in `tail`, so blocks split across calls are judged whole).
+    pub fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        let io = |e| Error::io(format!("writing {}", self.path.display()), e);
+        let block = HOLE_BLOCK as u64;
+        if !self.tail.is_empty() {
+            let take = bytes.len().min(HOLE_BLOCK - self.tail.len());
+            self.tail.extend_from_slice(&bytes[..take]);
+            self.len += take as u64;
+            bytes = &bytes[take..];
+            if self.tail.len() < HOLE_BLOCK {
+                return Ok(());
+            }
+            write_with_holes(&self.file, self.len - block, &self.tail).map_err(io)?;
+            self.tail.clear();
+        }
+        // self.len is block-aligned here (the tail is empty).
+        let whole = bytes.len() - bytes.len() % HOLE_BLOCK;
+        write_with_holes(&self.file, self.len, &bytes[..whole]).map_err(io)?;
+        self.len += whole as u64;
+        self.tail.extend_from_slice(&bytes[whole..]);
+        self.len += (bytes.len() - whole) as u64;
+        Ok(())
+    }
+
+    /// Appends `len` zeros without writing them: the blocks they cover stay holes.
+    pub fn skip_zeros(&mut self, mut len: u64) -> Result<()> {
+        if !self.tail.is_empty() {
+            let fill = len.min((HOLE_BLOCK - self.tail.len()) as u64);
+            self.write(&ZEROS[..fill as usize])?;
+            len -= fill;
+            if len == 0 {
+                return Ok(());
+            }
+        }
+        // The tail is empty: `len` starts on a block boundary.
+        let aligned = len - len % HOLE_BLOCK as u64;
+        self.len += aligned;
+        self.write(&ZEROS[..(len - aligned) as usize])
+    }
+
+    /// Writes the tail and sets the length (trailing holes): the object is complete.
+    fn finish(&mut self) -> std::io::Result<()> {
+        let start = self.len - self.tail.len() as u64;
+        write_with_holes(&self.file, start, &self.tail)?;
+        self.tail.clear();
+        extend_to(&self.file, self.len)
     }
 
     /// Appends the first `len` bytes of `source` (read from its start, whatever its
     /// position; the kernel copies them when it can).
     pub fn copy_from(&mut self, source: &File, len: u64) -> Result<()> {
-        let mut source = PositionedReader {
-            file: source,
-            at: 0,
-        };
-        let copied = std::io::copy(&mut std::io::Read::take(&mut source, len), &mut self.file)
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
-        if copied != len {
-            return Err(Error::io(
-                format!("copying into {}", self.path.display()),
-                std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+        if self.len != 0 || !self.tail.is_empty() {
+            return Err(Error::new(
+                crate::ErrorKind::InvalidArgument,
+                "copy_from needs an empty object writer",
             ));
         }
+        // Holes kept: the data ranges copied, the rest left unwritten.
+        crate::fs::copy_file_data(source, &self.file, len)?;
         self.len += len;
         Ok(())
     }
@@ -341,18 +393,114 @@ impl LargeObjectWriter {
     }
 }
 
-/// Reads a file from an offset with `pread`, leaving the handle's position alone.
-struct PositionedReader<'a> {
-    file: &'a File,
-    at: u64,
+/// Runs of zeros at least this long, aligned to it in the file, are left as holes when an
+/// object is written (the block size of common file systems; on one with larger blocks the
+/// file system allocates what it must).
+pub const HOLE_BLOCK: usize = 4096;
+
+/// A buffer of zeros, to hash the holes of objects without reading them.
+static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
+
+/// Whether `bytes` are all zeros.
+fn all_zero(bytes: &[u8]) -> bool {
+    // memcmp against itself shifted by one: stops at the first byte that differs.
+    bytes.first().is_none_or(|&b| b == 0) && bytes[1..] == bytes[..bytes.len().saturating_sub(1)]
 }
 
-impl std::io::Read for PositionedReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.at)?;
-        self.at += n as u64;
-        Ok(n)
+/// Writes `bytes` at `offset` of `file`, leaving every aligned [`HOLE_BLOCK`] of zeros
+/// unwritten (a hole, if nothing was written there before). The file may end up shorter
+/// than `offset + bytes.len()` (trailing zeros): [`extend_to`] sets its length.
+pub fn write_with_holes(file: &File, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let block = HOLE_BLOCK as u64;
+    let mut pos = 0usize;
+    // Data not yet written: bytes[run..pos].
+    let mut run = 0usize;
+    while pos < bytes.len() {
+        let at = offset + pos as u64;
+        let to_boundary = ((block - at % block) % block) as usize;
+        if to_boundary > 0 {
+            pos = (pos + to_boundary).min(bytes.len());
+            continue;
+        }
+        let end = (pos + HOLE_BLOCK).min(bytes.len());
+        if end - pos == HOLE_BLOCK && all_zero(&bytes[pos..end]) {
+            if run < pos {
+                file.write_all_at(&bytes[run..pos], offset + run as u64)?;
+            }
+            run = end;
+        }
+        pos = end;
     }
+    if run < bytes.len() {
+        file.write_all_at(&bytes[run..], offset + run as u64)?;
+    }
+    Ok(())
+}
+
+/// Sets the length of `file` to `len` if it is shorter (trailing holes).
+pub fn extend_to(file: &File, len: u64) -> std::io::Result<()> {
+    if file.metadata()?.len() < len {
+        file.set_len(len)?;
+    }
+    Ok(())
+}
+
+/// Feeds the first `len` bytes of `file` to `hasher`: its data read, its holes
+/// (`SEEK_DATA`/`SEEK_HOLE`) hashed as zeros without being read.
+pub fn hash_file(file: &File, len: u64, hasher: &mut super::ContentHasher) -> std::io::Result<()> {
+    use rustix::fs::SeekFrom;
+    use rustix::io::Errno;
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut read = |from: u64, to: u64, hasher: &mut super::ContentHasher| -> std::io::Result<()> {
+        let mut at = from;
+        while at < to {
+            let want = buf.len().min((to - at) as usize);
+            let n = file.read_at(&mut buf[..want], at)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok(())
+    };
+    let mut pos = 0u64;
+    while pos < len {
+        let data = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+            Ok(d) => d.min(len),
+            Err(Errno::NXIO) => len,
+            // No SEEK_DATA here: read everything.
+            Err(Errno::INVAL | Errno::OPNOTSUPP) => return read(pos, len, hasher),
+            Err(e) => return Err(e.into()),
+        };
+        hash_zeros(hasher, data - pos);
+        if data >= len {
+            break;
+        }
+        let hole = rustix::fs::seek(file, SeekFrom::Hole(data))
+            .map_err(std::io::Error::from)?
+            .min(len);
+        read(data, hole, hasher)?;
+        pos = hole;
+    }
+    Ok(())
+}
+
+/// Feeds `len` zeros to `hasher`.
+pub fn hash_zeros(hasher: &mut super::ContentHasher, mut len: u64) {
+    while len > 0 {
+        let n = len.min(ZEROS.len() as u64) as usize;
+        hasher.update(&ZEROS[..n]);
+        len -= n as u64;
+    }
+}
+
+/// `len` zeros, in pieces of at most 64 KiB (to feed code that takes slices).
+pub fn zero_pieces(len: u64) -> impl Iterator<Item = &'static [u8]> {
+    let step = ZEROS.len() as u64;
+    (0..len.div_ceil(step)).map(move |i| &ZEROS[..(len - i * step).min(step) as usize])
 }
 
 /// Renames `from` to `to` unless `to` exists; `true` if it was renamed. Where the file
@@ -433,4 +581,54 @@ pub fn remove_stale_staging(paths: &StorePaths) -> Result<u64> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// Content with zero runs of every alignment, fed in pieces of awkward sizes: the file
+    /// holds it exactly, its aligned zero blocks are holes, and `hash_file` hashes it right.
+    #[test]
+    fn writer_leaves_zero_blocks_as_holes_across_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut content = Vec::new();
+        content.extend_from_slice(&[7u8; 100]);
+        content.resize(content.len() + (1 << 20), 0); // 1 MiB of zeros, unaligned start
+        content.extend_from_slice(b"data");
+        content.resize(content.len() + 3 * HOLE_BLOCK + 17, 0);
+        content.push(1);
+        let skipped = 5 << 20; // then zeros given as a hole, and zeros at the end
+        for piece in [1usize, 511, 4096, 4097, 65536, 1 << 20] {
+            let path = dir.path().join(format!("object-{piece}"));
+            let file = File::create(&path).unwrap();
+            let mut writer = LargeObjectWriter {
+                file,
+                path: path.clone(),
+                len: 0,
+                tail: Vec::new(),
+            };
+            for chunk in content.chunks(piece) {
+                writer.write(chunk).unwrap();
+            }
+            writer.skip_zeros(skipped).unwrap();
+            writer.write(&[2; 3]).unwrap();
+            writer.skip_zeros(HOLE_BLOCK as u64 + 5).unwrap();
+            writer.write(&vec![0; 2 * HOLE_BLOCK]).unwrap();
+            writer.finish().unwrap();
+            let mut expected = content.clone();
+            expected.resize(expected.len() + skipped as usize, 0);
+            expected.extend_from_slice(&[2; 3]);
+            expected.resize(expected.len() + 3 * HOLE_BLOCK + 5, 0);
+            let written = std::fs::read(&path).unwrap();
+            assert!(written == expected, "pieces of {piece}");
+            let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+            assert!(allocated <= 6 * HOLE_BLOCK as u64, "{piece}: {allocated}");
+            let mut hasher = crate::store::ContentHasher::default();
+            let file = File::open(&path).unwrap();
+            hash_file(&file, expected.len() as u64, &mut hasher).unwrap();
+            assert_eq!(hasher.finish(), ContentDigest::of(&expected));
+        }
+    }
 }

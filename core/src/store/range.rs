@@ -380,10 +380,7 @@ fn produce(
                 job.recipe.display()
             )));
         };
-        let len = match &record {
-            RecipeRecord::Meta(bytes) => bytes.len() as u64,
-            RecipeRecord::Content { len, .. } => *len,
-        };
+        let len = record.tar_len();
         let record_end = pos + len;
         if record_end > start {
             // The part of this record inside the range.
@@ -402,6 +399,30 @@ fn produce(
                         at: pos,
                     };
                     object.copy(objects, &image, from, to, out)?;
+                }
+                RecipeRecord::Sparse { map, digest, .. } => {
+                    let object = Object {
+                        digest: &digest,
+                        len: map.real_size,
+                        at: pos,
+                    };
+                    // The record's bytes are the segments one after another: copy the part of
+                    // each that falls in `from..to`, from where it lies in the object.
+                    let file = object.open(objects, &image)?;
+                    let mut seg_start = 0u64;
+                    for seg in &map.segments {
+                        let seg_end = seg_start + seg.length;
+                        let lo = from.max(seg_start);
+                        let hi = to.min(seg_end);
+                        if lo < hi {
+                            let shift = seg.offset - seg_start;
+                            object.read(&file, objects, &image, lo + shift, hi + shift, out)?;
+                        }
+                        seg_start = seg_end;
+                        if seg_start >= to {
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -432,15 +453,24 @@ impl Object<'_> {
         to: u64,
         out: &mut Chunks<'_>,
     ) -> Result<()> {
-        let what = || {
-            format!(
-                "image {image}: content object {} ({} bytes at offset {} of the tar, {})",
-                self.digest,
-                self.len,
-                self.at,
-                objects.path(self.digest).display()
-            )
-        };
+        let file = self.open(objects, image)?;
+        self.read(&file, objects, image, from, to, out)
+    }
+
+    /// Describes the object, for errors.
+    fn what(&self, objects: &Opener<'_>, image: &str) -> String {
+        format!(
+            "image {image}: content object {} ({} bytes at offset {} of the tar, {})",
+            self.digest,
+            self.len,
+            self.at,
+            objects.path(self.digest).display()
+        )
+    }
+
+    /// Opens the object, checking its size.
+    fn open(&self, objects: &Opener<'_>, image: &str) -> Result<std::fs::File> {
+        let what = || self.what(objects, image);
         let file = match objects.open(self.digest) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -452,12 +482,53 @@ impl Object<'_> {
         if actual != self.len {
             return Err(corrupt(format!("{} has {actual} bytes instead", what())));
         }
+        Ok(file)
+    }
+
+    /// Appends the bytes `from..to` of the opened object to the stream.
+    fn read(
+        &self,
+        file: &std::fs::File,
+        objects: &Opener<'_>,
+        image: &str,
+        from: u64,
+        to: u64,
+        out: &mut Chunks<'_>,
+    ) -> Result<()> {
+        let what = || self.what(objects, image);
+        // An object with holes: where the current data or hole run ends, and which it is
+        // (`SEEK_DATA`/`SEEK_HOLE`); holes become zeros without being read.
+        let sparse = std::os::unix::fs::MetadataExt::blocks(
+            &file.metadata().map_err(|e| Error::io(what(), e))?,
+        ) * 512
+            < self.len;
+        let mut run: Option<(bool, u64)> = None;
         let mut offset = from;
         while offset < to {
+            let mut limit = to;
+            if sparse {
+                if run.is_none_or(|(_, end)| end <= offset) {
+                    run = Some(
+                        hole_or_data(file, offset, self.len).map_err(|e| Error::io(what(), e))?,
+                    );
+                }
+                let (hole, end) = run.expect("just found");
+                limit = limit.min(end);
+                if hole {
+                    let room = out.room()?;
+                    let n = room
+                        .len()
+                        .min(usize::try_from(limit - offset).unwrap_or(usize::MAX));
+                    room[..n].fill(0);
+                    offset += n as u64;
+                    out.advance(n);
+                    continue;
+                }
+            }
             let room = out.room()?;
             let want = room
                 .len()
-                .min(usize::try_from(to - offset).unwrap_or(usize::MAX));
+                .min(usize::try_from(limit - offset).unwrap_or(usize::MAX));
             let n = match file.read_at(&mut room[..want], offset) {
                 Ok(0) => {
                     return Err(corrupt(format!("{} ends after {offset} bytes", what())));
@@ -470,6 +541,23 @@ impl Object<'_> {
             out.advance(n);
         }
         Ok(())
+    }
+}
+
+/// Whether `offset` of `file` (of `len` bytes) is in a hole, and where that hole or data
+/// run ends (`SEEK_DATA`/`SEEK_HOLE`; without them, all data).
+fn hole_or_data(file: &File, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+    use rustix::fs::SeekFrom;
+    use rustix::io::Errno;
+    match rustix::fs::seek(file, SeekFrom::Data(offset)) {
+        Ok(data) if data > offset => Ok((true, data.min(len))),
+        Ok(_) => {
+            let hole = rustix::fs::seek(file, SeekFrom::Hole(offset))?;
+            Ok((false, hole.min(len).max(offset + 1)))
+        }
+        Err(Errno::NXIO) => Ok((true, len)),
+        Err(Errno::INVAL | Errno::OPNOTSUPP) => Ok((false, len)),
+        Err(e) => Err(e.into()),
     }
 }
 

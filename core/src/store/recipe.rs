@@ -4,14 +4,18 @@
 //! `recipe + objects == the original tar`, byte for byte, so the image ID (the SHA-512 of that
 //! tar) can always be recomputed (see [`super::regenerate`]).
 //!
-//! # File format (version 1)
+//! # File format (version 2; version 1 is the same without the Sparse record)
 //!
 //! ```text
-//! RECIPE_MAGIC                       "ACIKIT-RECIPE\n" + version byte 0x01
+//! RECIPE_MAGIC                       "ACIKIT-RECIPE\n" + version byte 0x02 (0x01 is read too)
 //! one zstd frame (with checksum) of the record stream:
 //!   0x01 varint(n) bytes[n]          Meta: n non-content bytes, 1 <= n <= MAX_META_CHUNK
 //!   0x02 varint(len) digest[32]      Content: len >= 1 bytes, the object named by digest
 //!   0x03                             Content of length 0 (no object)
+//!   0x04 varint(len) varint(real) format[1] varint(count) count * (varint(offset) varint(length))
+//!        digest[32]                  Sparse: a GNU sparse member's `len` stored bytes, those of
+//!                                    the object `digest` (its logical content, `real` bytes,
+//!                                    holes as zeros) at the segments (offset, length)
 //!   0x7f trailer[88]                 End: the trailer, then nothing more in the frame
 //! footer[104]                        trailer[88] + check[8] + FOOTER_MAGIC[8]
 //! ```
@@ -32,11 +36,14 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 use super::digest::ContentDigest;
-use crate::archive::tar::{Entry, RecordSink};
+use crate::archive::tar::{Entry, RecordSink, SparseMap, SparseSegment};
 use crate::{Error, ErrorKind, Result};
 
 /// The first bytes of every recipe: a name and the format version (the last byte).
-pub const RECIPE_MAGIC: &[u8] = b"ACIKIT-RECIPE\n\x01";
+pub const RECIPE_MAGIC: &[u8] = b"ACIKIT-RECIPE\n\x02";
+/// The magic of version 1 recipes (written before sparse members were stored by their logical
+/// content), still read: they hold no Sparse record, and their Content records mean the same.
+pub const RECIPE_MAGIC_V1: &[u8] = b"ACIKIT-RECIPE\n\x01";
 /// The last bytes of every recipe.
 pub const FOOTER_MAGIC: &[u8; 8] = b"ACIKEND\x01";
 /// Largest Meta record: longer runs of non-content bytes are split.
@@ -50,6 +57,7 @@ pub const RECIPE_LEVEL: i32 = 1;
 const TAG_META: u8 = 0x01;
 const TAG_CONTENT: u8 = 0x02;
 const TAG_EMPTY: u8 = 0x03;
+const TAG_SPARSE: u8 = 0x04;
 const TAG_END: u8 = 0x7f;
 
 const TRAILER_LEN: usize = 8 + 64 + 8 + 8;
@@ -73,6 +81,88 @@ pub enum RecipeRecord {
         /// The content object; `None` if and only if `len == 0`.
         digest: Option<ContentDigest>,
     },
+    /// A GNU sparse member's content: `len` stored bytes, those of the object `digest` (the
+    /// member's logical content, `map.real_size` bytes with its holes as zeros) at the
+    /// segments of `map`, in order.
+    Sparse {
+        /// Number of content bytes the tar stores (the segments' lengths added up).
+        len: u64,
+        /// The member's sparse map (its dialect, logical size and data segments).
+        map: SparseMap,
+        /// The object holding the logical content.
+        digest: ContentDigest,
+    },
+}
+
+impl RecipeRecord {
+    /// Bytes of the tar this record stands for.
+    pub fn tar_len(&self) -> u64 {
+        match self {
+            RecipeRecord::Meta(bytes) => bytes.len() as u64,
+            RecipeRecord::Content { len, .. } | RecipeRecord::Sparse { len, .. } => *len,
+        }
+    }
+
+    /// The object this record references and that object's size, if any.
+    pub fn object(&self) -> Option<(ContentDigest, u64)> {
+        match self {
+            RecipeRecord::Meta(_) | RecipeRecord::Content { digest: None, .. } => None,
+            RecipeRecord::Content {
+                len,
+                digest: Some(digest),
+            } => Some((*digest, *len)),
+            RecipeRecord::Sparse { map, digest, .. } => Some((*digest, map.real_size)),
+        }
+    }
+}
+
+/// The code of a sparse dialect in a Sparse record.
+fn sparse_format_code(format: &str) -> Result<u8> {
+    Ok(match format {
+        "gnu" => 1,
+        "0.0" => 2,
+        "0.1" => 3,
+        "1.0" => 4,
+        other => {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("unknown sparse dialect {other:?}"),
+            ));
+        }
+    })
+}
+
+/// The sparse dialect of a code in a Sparse record.
+fn sparse_format_name(code: u8) -> Result<&'static str> {
+    Ok(match code {
+        1 => "gnu",
+        2 => "0.0",
+        3 => "0.1",
+        4 => "1.0",
+        other => return Err(corrupt(format!("unknown sparse dialect code {other}"))),
+    })
+}
+
+/// Checks that `map` is well formed and stores `len` bytes (segments in order, inside the
+/// logical size).
+fn check_sparse(map: &SparseMap, len: u64) -> std::result::Result<(), String> {
+    let mut end = 0u64;
+    let mut total = 0u64;
+    for seg in &map.segments {
+        if seg.offset < end {
+            return Err("its segments overlap or are out of order".into());
+        }
+        end = seg
+            .offset
+            .checked_add(seg.length)
+            .filter(|&e| e <= map.real_size)
+            .ok_or("a segment lies beyond the logical size")?;
+        total += seg.length;
+    }
+    if total != len {
+        return Err(format!("its segments hold {total} bytes, not {len}"));
+    }
+    Ok(())
 }
 
 /// What a recipe says about the whole stream, written after its last record.
@@ -261,6 +351,34 @@ impl<W: Write> RecipeWriter<W> {
         Ok(())
     }
 
+    /// Adds a GNU sparse member's content: `len` stored bytes at the segments of `map`, taken
+    /// from the object `digest` that holds the logical content (`map.real_size` bytes).
+    ///
+    /// Errors ([`ErrorKind::InvalidArgument`]): the map is malformed or does not store `len`
+    /// bytes, or its dialect is unknown.
+    pub fn sparse(&mut self, len: u64, map: &SparseMap, digest: ContentDigest) -> Result<()> {
+        check_sparse(map, len).map_err(|why| {
+            Error::new(ErrorKind::InvalidArgument, format!("a sparse map: {why}"))
+        })?;
+        let format = sparse_format_code(map.format)?;
+        self.add_len(len)?;
+        self.flush_meta()?;
+        let out = &mut self.out;
+        out.write_all(&[TAG_SPARSE]).map_err(write_error)?;
+        put_varint(out, len).map_err(write_error)?;
+        put_varint(out, map.real_size).map_err(write_error)?;
+        out.write_all(&[format]).map_err(write_error)?;
+        put_varint(out, map.segments.len() as u64).map_err(write_error)?;
+        for seg in &map.segments {
+            put_varint(out, seg.offset).map_err(write_error)?;
+            put_varint(out, seg.length).map_err(write_error)?;
+        }
+        out.write_all(&digest.0).map_err(write_error)?;
+        self.content_refs += 1;
+        self.content_records += 1;
+        Ok(())
+    }
+
     /// Bytes of the stream recorded so far (Meta plus Content).
     pub fn stream_len(&self) -> u64 {
         self.stream_len
@@ -375,7 +493,7 @@ impl<R: Read> RecipeReader<R> {
         if !magic.starts_with(name) {
             return Err(corrupt("it does not start with the recipe magic"));
         }
-        if magic[name.len()] != version[0] {
+        if magic[name.len()] != version[0] && magic[..] != *RECIPE_MAGIC_V1 {
             return Err(corrupt(format!(
                 "unsupported recipe version {} (this build reads version {})",
                 magic[name.len()],
@@ -417,6 +535,11 @@ impl<R: Read> RecipeReader<R> {
             Some(RecipeRecord::Content { len, digest }) => {
                 self.content_records += 1;
                 self.content_refs += u64::from(digest.is_some());
+                *len
+            }
+            Some(RecipeRecord::Sparse { len, .. }) => {
+                self.content_records += 1;
+                self.content_refs += 1;
                 *len
             }
             None => 0,
@@ -475,6 +598,38 @@ impl<R: Read> RecipeReader<R> {
                 len: 0,
                 digest: None,
             })),
+            TAG_SPARSE => {
+                let len = get_varint(input)?;
+                let real_size = get_varint(input)?;
+                let mut format = [0u8; 1];
+                read_exact(input, &mut format)?;
+                let format = sparse_format_name(format[0])?;
+                let count = get_varint(input)?;
+                if count > crate::archive::tar::MAX_SPARSE_SEGMENTS as u64 {
+                    return Err(corrupt(format!("a Sparse record of {count} segments")));
+                }
+                let mut segments = Vec::with_capacity(count.min(1024) as usize);
+                for _ in 0..count {
+                    segments.push(SparseSegment {
+                        offset: get_varint(input)?,
+                        length: get_varint(input)?,
+                    });
+                }
+                let mut digest = [0u8; 32];
+                read_exact(input, &mut digest)?;
+                let map = SparseMap {
+                    format,
+                    real_size,
+                    segments,
+                };
+                check_sparse(&map, len)
+                    .map_err(|why| corrupt(format!("a Sparse record: {why}")))?;
+                Ok(Some(RecipeRecord::Sparse {
+                    len,
+                    map,
+                    digest: ContentDigest(digest),
+                }))
+            }
             TAG_END => Ok(None),
             other => Err(corrupt(format!("unknown record tag 0x{other:02x}"))),
         }
@@ -550,7 +705,7 @@ pub fn read_trailer(path: &Path) -> Result<RecipeTrailer> {
     }
     let mut magic = [0u8; RECIPE_MAGIC.len()];
     file.read_exact(&mut magic).map_err(context)?;
-    if magic != RECIPE_MAGIC {
+    if magic != RECIPE_MAGIC && magic != RECIPE_MAGIC_V1 {
         return Err(with_path(corrupt(
             "it does not start with the recipe magic of this version",
         )));
@@ -612,6 +767,23 @@ impl<W: Write> RecipeSink<W> {
             )
         })?;
         self.writer.content(len, digest)?;
+        self.pending = None;
+        Ok(())
+    }
+
+    /// Writes the Sparse record of the announced member (a GNU sparse member whose logical
+    /// content is the object `digest`).
+    ///
+    /// Errors ([`ErrorKind::InvalidArgument`]): no content is pending, or `map` does not store
+    /// the pending length.
+    pub fn sparse_digest(&mut self, map: &SparseMap, digest: ContentDigest) -> Result<()> {
+        let len = self.pending.ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "sparse_digest: no member content is pending",
+            )
+        })?;
+        self.writer.sparse(len, map, digest)?;
         self.pending = None;
         Ok(())
     }
@@ -682,6 +854,9 @@ mod tests {
             match record {
                 RecipeRecord::Meta(bytes) => writer.meta(bytes).unwrap(),
                 RecipeRecord::Content { len, digest } => writer.content(*len, *digest).unwrap(),
+                RecipeRecord::Sparse { len, map, digest } => {
+                    writer.sparse(*len, map, *digest).unwrap()
+                }
             }
         }
         let trailer = trailer_for(
@@ -771,6 +946,93 @@ mod tests {
         // An empty stream is a valid recipe too.
         let (bytes, trailer) = write(&[]);
         assert_eq!(read_all(&bytes).unwrap(), (vec![], trailer));
+    }
+
+    fn sparse_map(format: &'static str, real_size: u64, segs: &[(u64, u64)]) -> SparseMap {
+        SparseMap {
+            format,
+            real_size,
+            segments: segs
+                .iter()
+                .map(|&(offset, length)| SparseSegment { offset, length })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sparse_records_round_trip_and_are_checked() {
+        let mut records = sample_records();
+        for (i, format) in ["gnu", "0.0", "0.1", "1.0"].into_iter().enumerate() {
+            records.push(RecipeRecord::Sparse {
+                len: 7,
+                map: sparse_map(format, 1 << 30, &[(0, 2), (4096, 5), (1 << 30, 0)]),
+                digest: ContentDigest([i as u8; 32]),
+            });
+            records.push(RecipeRecord::Meta(vec![9; 100]));
+        }
+        let (bytes, trailer) = write(&records);
+        assert_eq!(trailer.content_refs, 3 + 4);
+        let (back, _) = read_all(&bytes).unwrap();
+        assert_eq!(back, merged(&records));
+        assert_eq!(
+            back.iter().filter_map(RecipeRecord::object).next_back(),
+            Some((ContentDigest([3; 32]), 1 << 30))
+        );
+
+        // The writer refuses maps that do not hold the length, overlap or overrun.
+        let kind = |map: SparseMap, len| {
+            let mut writer = RecipeWriter::new(Vec::new()).unwrap();
+            writer
+                .sparse(len, &map, ContentDigest([0; 32]))
+                .unwrap_err()
+                .kind()
+        };
+        assert_eq!(
+            kind(sparse_map("gnu", 10, &[(0, 2)]), 3),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(sparse_map("gnu", 10, &[(0, 4), (2, 1)]), 5),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(sparse_map("gnu", 10, &[(8, 4)]), 4),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(sparse_map("9.9", 10, &[(0, 1)]), 1),
+            ErrorKind::InvalidArgument
+        );
+
+        // A reader refuses a Sparse record whose map is damaged, even in a valid frame.
+        let mut stream = vec![TAG_SPARSE, 3, 10, 1, 1, 8, 4];
+        stream.extend_from_slice(&[0; 32]);
+        stream.push(TAG_END);
+        let t = trailer_for(3, 1, 1);
+        stream.extend_from_slice(&t.encode());
+        let mut out = RECIPE_MAGIC.to_vec();
+        let mut enc = zstd::stream::write::Encoder::new(&mut out, 3).unwrap();
+        enc.include_checksum(true).unwrap();
+        enc.write_all(&stream).unwrap();
+        enc.finish().unwrap();
+        out.extend_from_slice(&t.footer());
+        let err = read_all(&out).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::CorruptStore, "{err}");
+    }
+
+    #[test]
+    fn version_1_recipes_are_still_read() {
+        let records = sample_records();
+        let (mut bytes, trailer) = write(&records);
+        bytes[..RECIPE_MAGIC_V1.len()].copy_from_slice(RECIPE_MAGIC_V1);
+        assert_eq!(
+            read_all(&bytes).unwrap(),
+            (merged(&records), trailer.clone())
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recipe");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read_trailer(&path).unwrap(), trailer);
     }
 
     #[test]
@@ -876,9 +1138,9 @@ mod tests {
         }
         // A bad version.
         let mut other_version = bytes.clone();
-        other_version[RECIPE_MAGIC.len() - 1] = 2;
+        other_version[RECIPE_MAGIC.len() - 1] = 3;
         let err = read_all(&other_version).unwrap_err();
-        assert!(err.message().contains("version 2"), "{err}");
+        assert!(err.message().contains("version 3"), "{err}");
     }
 
     #[test]

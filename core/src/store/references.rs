@@ -13,7 +13,7 @@ use std::path::Path;
 use super::ContentDigest;
 use super::index::Index;
 use super::paths::StorePaths;
-use super::recipe::{RecipeReader, RecipeRecord};
+use super::recipe::RecipeReader;
 use crate::blocking::blocking_value;
 use crate::{Error, ErrorKind, Result};
 
@@ -24,11 +24,7 @@ pub fn recipe_objects(path: &Path) -> Result<HashMap<ContentDigest, u64>> {
     let mut reader = RecipeReader::new(BufReader::new(file))?;
     let mut objects = HashMap::new();
     while let Some(record) = reader.next_record()? {
-        if let RecipeRecord::Content {
-            len,
-            digest: Some(digest),
-        } = record
-        {
+        if let Some((digest, len)) = record.object() {
             objects.insert(digest, len);
         }
     }

@@ -334,6 +334,9 @@ fn produce(
                 len,
                 digest: Some(digest),
             } => copy_object(objects, &digest, len, image, &mut chunks)?,
+            RecipeRecord::Sparse { len, map, digest } => {
+                copy_sparse_object(objects, &digest, len, &map, image, &mut chunks)?
+            }
         }
     }
     chunks.flush()?;
@@ -379,12 +382,69 @@ fn copy_object(
             format!("{} has {actual} bytes instead", what()),
         ));
     }
-    let read = chunks.read_from(&mut file, len, io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    let read = if std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < len {
+        chunks.read_sparse_from(&mut file, len, io_error)?
+    } else {
+        chunks.read_from(&mut file, len, io_error)?
+    };
     if read != len {
         return Err(Error::new(
             ErrorKind::CorruptStore,
             format!("{} ends after {read} bytes", what()),
         ));
+    }
+    Ok(())
+}
+
+/// Appends the stored bytes of a sparse member: the segments of `map` read from the object
+/// `digest`, which holds the member's logical content (its holes are never read).
+fn copy_sparse_object(
+    objects: &ObjectPaths,
+    digest: &ContentDigest,
+    len: u64,
+    map: &crate::archive::tar::SparseMap,
+    image: &str,
+    chunks: &mut Chunker<'_>,
+) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let path = objects(digest);
+    let offset = chunks.position();
+    let what = || {
+        format!(
+            "image {image}: content object {digest} ({} bytes, of which {len} stored at offset \
+             {offset} of the tar as a sparse member, {})",
+            map.real_size,
+            path.display()
+        )
+    };
+    let io_error = |e: io::Error| Error::io(what(), e);
+    let mut file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::new(
+                ErrorKind::CorruptStore,
+                format!("{} is missing", what()),
+            ));
+        }
+        Err(e) => return Err(io_error(e)),
+    };
+    let actual = file.metadata().map_err(io_error)?.len();
+    if actual != map.real_size {
+        return Err(Error::new(
+            ErrorKind::CorruptStore,
+            format!("{} has {actual} bytes instead", what()),
+        ));
+    }
+    for seg in map.segments.iter().filter(|s| s.length > 0) {
+        file.seek(SeekFrom::Start(seg.offset)).map_err(io_error)?;
+        let read = chunks.read_from(&mut file, seg.length, io_error)?;
+        if read != seg.length {
+            return Err(Error::new(
+                ErrorKind::CorruptStore,
+                format!("{} ends early", what()),
+            ));
+        }
     }
     Ok(())
 }
@@ -453,6 +513,55 @@ impl Chunker<'_> {
             self.advance(n)?;
         }
         Ok(len - left)
+    }
+
+    /// Like [`Self::read_from`] for a file with holes: its data ranges are read
+    /// (`SEEK_DATA`/`SEEK_HOLE`), its holes become zeros of the stream without being read.
+    fn read_sparse_from(
+        &mut self,
+        file: &mut File,
+        len: u64,
+        io_error: impl Fn(io::Error) -> Error,
+    ) -> Result<u64> {
+        use rustix::fs::SeekFrom;
+        use std::io::Seek;
+        let mut pos = 0u64;
+        while pos < len {
+            let data = match rustix::fs::seek(&*file, SeekFrom::Data(pos)) {
+                Ok(data) => data.min(len),
+                Err(rustix::io::Errno::NXIO) => len,
+                Err(_) => {
+                    // No SEEK_DATA here: read the rest.
+                    file.seek(io::SeekFrom::Start(pos)).map_err(&io_error)?;
+                    return Ok(pos + self.read_from(file, len - pos, io_error)?);
+                }
+            };
+            self.zeros(data - pos)?;
+            if data >= len {
+                break;
+            }
+            let hole = rustix::fs::seek(&*file, SeekFrom::Hole(data))
+                .map_err(|e| io_error(e.into()))?
+                .min(len);
+            file.seek(io::SeekFrom::Start(data)).map_err(&io_error)?;
+            let read = self.read_from(file, hole - data, &io_error)?;
+            if read != hole - data {
+                return Ok(data + read);
+            }
+            pos = hole;
+        }
+        Ok(len)
+    }
+
+    /// Appends `n` zeros: a new chunk is zeroed when it is made and written only up to
+    /// `filled`, so its free part is zeros already.
+    fn zeros(&mut self, mut n: u64) -> Result<()> {
+        while n > 0 {
+            let k = (self.room().len() as u64).min(n) as usize;
+            self.advance(k)?;
+            n -= k as u64;
+        }
+        Ok(())
     }
 
     /// Emits the current chunk, if it holds anything.

@@ -26,6 +26,7 @@ mod sign;
 mod store_dedup;
 mod store_ops;
 mod store_roundtrip;
+mod store_sparse;
 mod surface;
 mod tar_reader;
 mod trust;

@@ -14,13 +14,16 @@ pub(crate) mod reader;
 pub(crate) mod record;
 pub(crate) mod sparse;
 
+#[cfg(test)]
+pub use entry::HeaderFormat;
 #[cfg_attr(not(feature = "render"), allow(unused_imports))]
 pub use entry::SparseMap;
+pub use entry::SparseSegment;
 pub use entry::{Entry, EntryKind, Timestamp};
-#[cfg(test)]
-pub use entry::{HeaderFormat, SparseSegment};
 pub use reader::TarReader;
 pub use record::{RecordLog, RecordSink};
+/// Most segments a sparse map may hold.
+pub(crate) use sparse::MAX_SEGMENTS as MAX_SPARSE_SEGMENTS;
 
 /// Size of a tar block.
 pub const BLOCK: usize = 512;

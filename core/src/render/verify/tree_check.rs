@@ -127,7 +127,12 @@ impl TreeChecker<'_> {
         self.parent = Some((parent, Ok(fd)));
     }
 
-    fn member(&mut self, entry: &Entry, rel: &[u8], content: Option<ContentDigest>) -> Result<()> {
+    fn member(
+        &mut self,
+        entry: &Entry,
+        rel: &[u8],
+        content: Option<tree::MemberContent>,
+    ) -> Result<()> {
         self.expected.insert(rel.to_vec(), Expected::Member);
         let mut at = rel.len();
         while let Some(i) = rel[..at].iter().rposition(|&b| b == b'/') {
@@ -158,7 +163,7 @@ impl TreeChecker<'_> {
         entry: &Entry,
         rel: &[u8],
         name: &OsStr,
-        content: Option<ContentDigest>,
+        content: Option<tree::MemberContent>,
     ) -> Result<()> {
         let relaxed = self.relaxed;
         let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -232,12 +237,13 @@ impl TreeChecker<'_> {
                 ),
             );
             ok = false;
-        } else if let Some(digest) = content {
+        } else if let Some(content) = content {
+            let digest = content.digest;
             let key = (inode.0, inode.1, digest.0);
             let verdict = match self.verdicts.content.get(&key) {
                 Some(v) => v.clone(),
                 None => {
-                    let v = check_content(dir, name, entry, &digest, &mut self.buf);
+                    let v = check_content(dir, name, entry, content, &mut self.buf);
                     self.verdicts.content.insert(key, v.clone());
                     v
                 }
@@ -421,14 +427,40 @@ fn check_content(
     dir: BorrowedFd,
     name: &OsStr,
     entry: &Entry,
-    digest: &ContentDigest,
+    content: tree::MemberContent,
     buf: &mut [u8],
 ) -> Option<String> {
+    let digest = &content.digest;
     let file = match fsops::open_file(dir, name) {
         Ok(file) => file,
         Err(e) => return Some(format!("cannot be read: {}", e.message())),
     };
     let hashed = match &entry.sparse {
+        // The object is the logical content: hashed whole, holes as zeros.
+        _ if content.logical => {
+            // A byte in a hole of a sparse member is named first, then the whole is hashed.
+            if let Some(map) = &entry.sparse {
+                let mut gap_start = 0u64;
+                let ends = map.segments.iter().map(|s| (s.offset, s.offset + s.length));
+                for (start, end) in ends.chain([(map.real_size, map.real_size)]) {
+                    match nonzero_in(&file, gap_start, start, buf) {
+                        Ok(Some(what)) => return Some(what),
+                        Ok(None) => {}
+                        Err(e) => return Some(format!("cannot be read: {e}")),
+                    }
+                    gap_start = gap_start.max(end);
+                }
+            }
+            let mut hasher = ContentHasher::default();
+            match crate::store::objects::hash_file(&file, entry.logical_size(), &mut hasher) {
+                Ok(()) => Ok(Ok(hasher.finish())),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(Err(format!(
+                    "ends before byte {} of the image's",
+                    entry.logical_size()
+                ))),
+                Err(e) => Err(e),
+            }
+        }
         None => hash_range(&file, 0, entry.size, buf, None),
         Some(map) => hash_sparse(&file, map, buf),
     };
