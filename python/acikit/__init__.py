@@ -1,11 +1,22 @@
 """acikit: App Container Images (appc ACIs) from Python.
 
-``Store`` (sync) and ``AsyncStore`` (async) over one Rust core: import, fetch, export,
-stream, render, list and check images; ``validate``, ``image_id``, ``read_manifest``,
-``discover``, ``build``, ``sign``, ``push`` and ``serve`` at module level. Errors are
-``AcikitError`` subclasses with the core's stable ``code``; long calls take
-``progress=`` (a callable or ``True`` for a tqdm bar) and stop on Ctrl-C or task
-cancellation.
+``Store`` over one Rust core: import, fetch, export, stream, render, list and check
+images; ``validate``, ``image_id``, ``read_manifest``, ``discover``, ``build``, ``sign``,
+``push`` and ``serve`` at module level. Errors are ``AcikitError`` subclasses with the
+core's stable ``code``; long calls take ``progress=`` (a callable or ``True`` for a tqdm
+bar) and stop on Ctrl-C.
+
+``AsyncStore`` is the async twin of ``Store``.
+
+Results are typed: ``Image``, ``ImageList`` and ``Manifest`` for records, and frozen
+dataclasses for the rest (``Imported``, ``Fetched``, ``Exported``, ``Built``, ``Pushed``,
+``Inspection``, ``Discovered``, ``GcReport``, ``FsckReport``, ``StoreStats``,
+``TrustedKey``...), each with ``to_dict()`` and an HTML table in Jupyter.
+
+Credentials: ``fetch``, ``discover`` and ``push`` take ``auth_config=``, the path of the
+per-host credentials file the CLI reads with ``--auth-config``. Left out, a store's
+``fetch`` reads the store's own ``config/auth.json`` (``Store.auth_config_path``) if it
+exists; the module-level ``discover`` and ``push`` use none.
 """
 
 from __future__ import annotations
@@ -32,7 +43,32 @@ from ._errors import (
 from ._functions import build, discover, image_id, push, read_manifest, sign, validate
 from ._progress import Progress
 from ._reader import AsyncImageReader, ImageReader
-from ._records import Image, ImageList, Manifest, Report
+from ._records import Image, ImageList, Manifest
+from ._results import (
+    AciEndpoint,
+    BuildCompression,
+    Built,
+    Compression,
+    Discovered,
+    Exported,
+    Fetched,
+    FetchOutcome,
+    FsckProblem,
+    FsckReport,
+    GcReport,
+    Imported,
+    IndexBackend,
+    Inspection,
+    KeyAdded,
+    Pushed,
+    RenderCacheReport,
+    RenderInfo,
+    ServedForm,
+    StoreStats,
+    Strategy,
+    TrustedKey,
+    VerifiedSignature,
+)
 from ._server import Server, serve
 from ._store import Rendered, Store, Trust
 
@@ -45,6 +81,7 @@ BUILD_COMPRESSIONS = tuple(_native.BUILD_COMPRESSIONS)
 STRATEGIES = tuple(_native.STRATEGIES)
 
 __all__ = [
+    "AciEndpoint",
     "AcikitError",
     "AmbiguousId",
     "AsyncImageReader",
@@ -52,32 +89,53 @@ __all__ = [
     "AsyncStore",
     "AsyncTrust",
     "BUILD_COMPRESSIONS",
+    "BuildCompression",
+    "Built",
     "Cancelled",
+    "Compression",
     "ConflictError",
+    "Discovered",
     "DiscoveryError",
     "EXPORT_COMPRESSIONS",
+    "Exported",
+    "FetchOutcome",
+    "Fetched",
+    "FsckProblem",
+    "FsckReport",
+    "GcReport",
     "Image",
     "ImageList",
     "ImageReader",
+    "Imported",
+    "IndexBackend",
     "InputError",
+    "Inspection",
     "IntegrityError",
     "InternalError",
     "InvalidImage",
+    "KeyAdded",
     "Manifest",
     "NetworkError",
     "NotFound",
     "PHASES",
     "PrivilegeError",
     "Progress",
+    "Pushed",
+    "RenderCacheReport",
+    "RenderInfo",
     "Rendered",
-    "Report",
     "STRATEGIES",
+    "ServedForm",
     "Server",
     "SignatureError",
     "StorageError",
     "Store",
+    "StoreStats",
+    "Strategy",
     "Trust",
+    "TrustedKey",
     "UnsupportedError",
+    "VerifiedSignature",
     "__version__",
     "build",
     "discover",

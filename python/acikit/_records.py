@@ -1,13 +1,13 @@
-"""Rich results: images, manifests and reports, with readable reprs and HTML for Jupyter."""
+"""Rich records: images and manifests, with readable reprs and HTML for Jupyter."""
 
 from __future__ import annotations
 
 import datetime
 import html
 import json
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-__all__ = ["Image", "ImageList", "Manifest", "Report"]
+__all__ = ["Image", "ImageList", "Manifest"]
 
 
 def _utc(ms: int) -> datetime.datetime:
@@ -150,39 +150,3 @@ class Manifest:
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
         )
         return f"<table>{body}</table>"
-
-
-class Report:
-    """A result of the core (an import, an export, a gc...): its fields as attributes
-    (the core's names), ``to_dict()`` for all of them."""
-
-    def __init__(self, kind: str, fields: Mapping[str, Any]) -> None:
-        self._kind = kind
-        self._fields = dict(fields)
-
-    def __getattr__(self, name: str) -> Any:
-        fields = self.__dict__.get("_fields", {})
-        if name in fields:
-            return fields[name]
-        raise AttributeError(f"{self.__dict__.get('_kind', 'Report')} has no field {name!r}")
-
-    def __dir__(self) -> Sequence[str]:
-        return sorted(set(super().__dir__()) | set(self._fields))
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Every field, as a plain dict."""
-        return dict(self._fields)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Report) and (self._kind, self._fields) == (
-            other._kind,
-            other._fields,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{k}={v!r}" for k, v in self._fields.items() if not isinstance(v, (list, dict))
-        )
-        return f"{self._kind}({shown})"

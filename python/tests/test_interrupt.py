@@ -21,7 +21,7 @@ from conftest import SECRET_KEY, TOKEN, fetch_from, publish
 def assert_clean(store: acikit.Store) -> None:
     assert store.list() == []
     report = store.fsck()
-    assert report.stale_staging == 0 and report.problems == []
+    assert report.stale_staging == 0 and report.problems == ()
 
 
 def test_ctrl_c_interrupts_a_sync_import(store: acikit.Store, big_aci: Path) -> None:
@@ -137,9 +137,10 @@ def test_fetch_by_name_verifies_the_signature(
         events: list[acikit.Progress] = []
         fetched = fetch_from(store, repository, "example.com/hello:1.0.0", progress=events.append)
         assert fetched.name == "example.com/hello" and fetched.outcome == "downloaded"
-        assert fetched.signature["fingerprint"]
+        assert fetched.signature is not None and len(fetched.signature.fingerprint) == 40
         assert any(e.phase == "download" for e in events)
         assert [i.id for i in store.list()] == [fetched.image_id]
+        assert fetched.url is not None
         by_url = fetch_from(store, repository, fetched.url)
         assert by_url.image_id == fetched.image_id
 
@@ -153,7 +154,7 @@ def test_discover(repository: acikit.Server, small_aci: Path) -> None:
         port=repository.port,
         resolve={"example.com": repository.address},
     )
-    assert found.aci_endpoints[0]["aci"].endswith("/example.com/hello/1.0.0.aci")
+    assert found.aci_endpoints[0].aci.endswith("/example.com/hello/1.0.0.aci")
     assert found.pubkeys
     with pytest.raises(acikit.NetworkError):
         acikit.discover("example.com/hello", resolve={"example.com": "127.0.0.1:9"}, port=9)
