@@ -6,7 +6,12 @@ images; ``validate``, ``image_id``, ``read_manifest``, ``discover``, ``build``, 
 core's stable ``code``; long calls take ``progress=`` (a callable or ``True`` for a tqdm
 bar) and stop on Ctrl-C.
 
-``AsyncStore`` is the async twin of ``Store``.
+Sync and async: ``acikit`` is the sync API (each call blocks with the GIL released and
+also works inside a running event loop, as in Jupyter). ``acikit.aio`` is the async API,
+as ``redis.asyncio`` is redis's: the same names with the same signatures, awaitable
+(``AsyncStore`` and ``await acikit.aio.validate(...)``, ``build``, ``sign``, ``push``...);
+cancelling the awaiting task cancels the Rust work. ``acikit.AsyncStore`` is the same
+class as ``acikit.aio.AsyncStore``.
 
 Results are typed: ``Image``, ``ImageList`` and ``Manifest`` for records, and frozen
 dataclasses for the rest (``Imported``, ``Fetched``, ``Exported``, ``Built``, ``Pushed``,
@@ -21,7 +26,7 @@ exists; the module-level ``discover`` and ``push`` use none.
 
 from __future__ import annotations
 
-from . import _native
+from . import _native, aio
 from ._async_store import AsyncRendered, AsyncStore, AsyncTrust
 from ._errors import (
     AcikitError,
@@ -137,6 +142,7 @@ __all__ = [
     "UnsupportedError",
     "VerifiedSignature",
     "__version__",
+    "aio",
     "build",
     "discover",
     "image_id",

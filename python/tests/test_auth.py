@@ -15,6 +15,7 @@ from typing import Iterator, List, Optional, Tuple
 import pytest
 
 import acikit
+import acikit.aio
 
 from conftest import TOKEN
 
@@ -160,12 +161,14 @@ def test_discover_sends_the_given_credentials_only(tmp_path: Path, recorder: Rec
         auth_config=given,
     )
     assert found.aci_endpoints[0].aci == recorder.url
-    plain = acikit.discover(
-        "example.com/hello",
-        insecure="http",
-        port=recorder.port,
-        resolve={"example.com": address},
-        pubkeys=False,
+    plain = asyncio.run(
+        acikit.aio.discover(
+            "example.com/hello",
+            insecure="http",
+            port=recorder.port,
+            resolve={"example.com": address},
+            pubkeys=False,
+        )
     )
     assert plain == found
     discovery = [auth for path, auth in recorder.requests if "ac-discovery" in path]
