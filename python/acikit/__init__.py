@@ -48,7 +48,17 @@ from ._errors import (
 from ._functions import build, discover, image_id, push, read_manifest, sign, validate
 from ._progress import Progress
 from ._reader import AsyncImageReader, ImageReader
-from ._records import Image, ImageList, Manifest
+from ._records import (
+    App,
+    Dependency,
+    EventHandler,
+    Image,
+    ImageList,
+    Isolator,
+    Manifest,
+    MountPoint,
+    Port,
+)
 from ._results import (
     AciEndpoint,
     BuildCompression,
@@ -89,6 +99,7 @@ __all__ = [
     "AciEndpoint",
     "AcikitError",
     "AmbiguousId",
+    "App",
     "AsyncImageReader",
     "AsyncRendered",
     "AsyncStore",
@@ -99,9 +110,11 @@ __all__ = [
     "Cancelled",
     "Compression",
     "ConflictError",
+    "Dependency",
     "Discovered",
     "DiscoveryError",
     "EXPORT_COMPRESSIONS",
+    "EventHandler",
     "Exported",
     "FetchOutcome",
     "Fetched",
@@ -118,11 +131,14 @@ __all__ = [
     "IntegrityError",
     "InternalError",
     "InvalidImage",
+    "Isolator",
     "KeyAdded",
     "Manifest",
+    "MountPoint",
     "NetworkError",
     "NotFound",
     "PHASES",
+    "Port",
     "PrivilegeError",
     "Progress",
     "Pushed",

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import html
 import json
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-__all__ = ["Image", "ImageList", "Manifest"]
+__all__ = [
+    "App",
+    "Dependency",
+    "EventHandler",
+    "Image",
+    "ImageList",
+    "Isolator",
+    "Manifest",
+    "MountPoint",
+    "Port",
+]
 
 
 def _utc(ms: int) -> datetime.datetime:
@@ -106,6 +117,113 @@ class ImageList(List[Image]):
         return f"<table>{Image._header()}{rows}</table><p>{len(self)} image(s)</p>"
 
 
+@dataclasses.dataclass(frozen=True)
+class EventHandler:
+    """A command run at an app's ``pre-start`` or ``post-stop`` (``name``)."""
+
+    name: str
+    exec: Tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Isolator:
+    """An isolator of an app: its ``name`` (``resource/cpu``...) and ``value`` (its JSON)."""
+
+    name: str
+    value: Dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class MountPoint:
+    """A place in the app's rootfs where a volume is mounted."""
+
+    name: str
+    path: str
+    read_only: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """A port the app listens on (``count`` ports from ``port``)."""
+
+    name: str
+    port: int
+    protocol: str
+    count: int = 1
+    socket_activated: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class App:
+    """The app of a manifest: what to run (``exec``), as whom, in which environment."""
+
+    exec: Tuple[str, ...]
+    user: str
+    group: str
+    supplementary_gids: Tuple[int, ...] = ()
+    event_handlers: Tuple[EventHandler, ...] = ()
+    working_directory: Optional[str] = None
+    environment: Dict[str, str] = dataclasses.field(default_factory=dict)
+    isolators: Tuple[Isolator, ...] = ()
+    mount_points: Tuple[MountPoint, ...] = ()
+    ports: Tuple[Port, ...] = ()
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> "App":
+        """The app of the manifest JSON ``data["app"]``."""
+        return cls(
+            exec=tuple(data.get("exec") or ()),
+            user=str(data.get("user", "")),
+            group=str(data.get("group", "")),
+            supplementary_gids=tuple(
+                data.get("supplementaryGIDs") or data.get("supplementaryGids") or ()
+            ),
+            event_handlers=tuple(
+                EventHandler(h["name"], tuple(h.get("exec") or ()))
+                for h in data.get("eventHandlers") or ()
+            ),
+            working_directory=data.get("workingDirectory"),
+            environment=_labels(data.get("environment") or []),
+            isolators=tuple(
+                Isolator(i["name"], dict(i.get("value") or {})) for i in data.get("isolators") or ()
+            ),
+            mount_points=tuple(
+                MountPoint(m["name"], m["path"], bool(m.get("readOnly", False)))
+                for m in data.get("mountPoints") or ()
+            ),
+            ports=tuple(
+                Port(
+                    p["name"],
+                    int(p["port"]),
+                    p.get("protocol", ""),
+                    int(p.get("count", 1)),
+                    bool(p.get("socketActivated", False)),
+                )
+                for p in data.get("ports") or ()
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Dependency:
+    """An image a manifest depends on: by name (and labels), optionally pinned by ID."""
+
+    image_name: str
+    image_id: Optional[str] = None
+    labels: Dict[str, str] = dataclasses.field(default_factory=dict)
+    size: Optional[int] = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> "Dependency":
+        """The dependency of the manifest JSON ``data`` (one of ``dependencies``)."""
+        return cls(
+            data["imageName"],
+            data.get("imageID"),
+            _labels(data.get("labels") or []),
+            data.get("size"),
+        )
+
+
 class Manifest:
     """An image manifest: typed attributes over its JSON; ``raw`` is the bytes as stored.
     Equal (and hashed) by image ID when known, else by its bytes."""
@@ -118,8 +236,11 @@ class Manifest:
         self.name: str = data["name"]
         self.ac_version: str = data.get("acVersion", "")
         self.labels: Dict[str, str] = _labels(data.get("labels") or [])
-        self.app: Optional[Dict[str, Any]] = data.get("app")
-        self.dependencies: List[Dict[str, Any]] = list(data.get("dependencies") or [])
+        app = data.get("app")
+        self.app: Optional[App] = None if app is None else App.parse(app)
+        self.dependencies: Tuple[Dependency, ...] = tuple(
+            Dependency.parse(d) for d in data.get("dependencies") or ()
+        )
         self.annotations: Dict[str, str] = _labels(data.get("annotations") or [])
         self.path_whitelist: List[str] = list(data.get("pathWhitelist") or [])
 
@@ -143,9 +264,9 @@ class Manifest:
     def _repr_html_(self) -> str:
         rows = [("name", self.name)] + [(f"label {k}", v) for k, v in self.labels.items()]
         if self.app is not None:
-            rows.append(("exec", " ".join(self.app.get("exec") or [])))
+            rows.append(("exec", " ".join(self.app.exec)))
         for dep in self.dependencies:
-            rows.append(("dependency", str(dep.get("imageName", ""))))
+            rows.append(("dependency", dep.image_name))
         body = "".join(
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
         )

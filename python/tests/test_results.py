@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 import acikit
 
-from conftest import PUBLIC_KEY, fetch_from, publish
+from conftest import PUBLIC_KEY, fetch_from, publish, write_layout
 
 
 def check_result(result: Any, name: str) -> None:
@@ -104,3 +105,44 @@ def test_module_results_are_typed(small_aci: Path, repository: acikit.Server) ->
     assert isinstance(found.labels, dict) and found.labels["version"] == "1.0.0"
     assert isinstance(found.aci_endpoints[0], acikit.AciEndpoint)
     assert found.to_dict()["aci_endpoints"][0]["aci"] == found.aci_endpoints[0].aci
+
+
+def test_manifest_app_and_dependencies_are_typed(tmp_path: Path) -> None:
+    layout = write_layout(tmp_path, "example.com/worker", "1.0.0")
+    manifest = json.loads((layout / "manifest").read_text())
+    manifest["app"] = {
+        "exec": ["/usr/bin/reduce-worker", "--quiet"],
+        "user": "100",
+        "group": "300",
+        "supplementaryGIDs": [400, 500],
+        "eventHandlers": [{"name": "pre-start", "exec": ["/usr/bin/data-downloader"]}],
+        "workingDirectory": "/opt/work",
+        "environment": [{"name": "REDUCE_WORKER_DEBUG", "value": "true"}],
+        "isolators": [{"name": "resource/cpu", "value": {"request": "250m", "limit": "500m"}}],
+        "mountPoints": [{"name": "work", "path": "/var/lib/work", "readOnly": True}],
+        "ports": [{"name": "ftp-data", "port": 20000, "count": 1000, "protocol": "tcp"}],
+    }
+    manifest["dependencies"] = [
+        {
+            "imageName": "example.com/reduce-worker-base",
+            "labels": [{"name": "os", "value": "linux"}],
+            "size": 22017258,
+        }
+    ]
+    (layout / "manifest").write_text(json.dumps(manifest))
+    aci = tmp_path / "worker.aci"
+    acikit.build(layout, aci)
+    read = acikit.read_manifest(aci)
+    app = read.app
+    assert isinstance(app, acikit.App)
+    assert app.exec == ("/usr/bin/reduce-worker", "--quiet") and app.user == "100"
+    assert app.supplementary_gids == (400, 500) and app.working_directory == "/opt/work"
+    assert app.event_handlers == (acikit.EventHandler("pre-start", ("/usr/bin/data-downloader",)),)
+    assert app.environment == {"REDUCE_WORKER_DEBUG": "true"}
+    assert app.isolators[0].name == "resource/cpu" and app.isolators[0].value["limit"] == "500m"
+    assert app.mount_points == (acikit.MountPoint("work", "/var/lib/work", True),)
+    assert app.ports == (acikit.Port("ftp-data", 20000, "tcp", count=1000),)
+    assert read.dependencies == (
+        acikit.Dependency("example.com/reduce-worker-base", None, {"os": "linux"}, 22017258),
+    )
+    assert "example.com/reduce-worker-base" in read._repr_html_()

@@ -23,8 +23,9 @@ def test_build_validate_id_manifest(small_aci: Path) -> None:
     assert manifest == inspection.manifest
     assert manifest.name == "example.com/hello"
     assert manifest.labels["version"] == "1.0.0"
-    assert manifest.app is not None and manifest.app["exec"] == ["/bin/hello"]
-    assert manifest.dependencies == []
+    assert manifest.app is not None and manifest.app.exec == ("/bin/hello",)
+    assert manifest.app.user == "0" and manifest.app.environment == {}
+    assert manifest.dependencies == ()
     assert manifest.to_dict()["acKind"] == "ImageManifest"
     assert "example.com/hello" in repr(manifest) and "<table>" in manifest._repr_html_()
 
