@@ -9,7 +9,8 @@ bar) and stop on Ctrl-C.
 Sync and async: ``acikit`` is the sync API (each call blocks with the GIL released and
 also works inside a running event loop, as in Jupyter). ``acikit.aio`` is the async API,
 as ``redis.asyncio`` is redis's: the same names with the same signatures, awaitable
-(``AsyncStore`` and ``await acikit.aio.validate(...)``, ``build``, ``sign``, ``push``...);
+(``AsyncStore``, ``await acikit.aio.validate(...)``, ``build``, ``sign``, ``push``,
+``serve``...);
 cancelling the awaiting task cancels the Rust work. ``acikit.AsyncStore`` is the same
 class as ``acikit.aio.AsyncStore``.
 
@@ -84,7 +85,7 @@ from ._results import (
     TrustedKey,
     VerifiedSignature,
 )
-from ._server import Server, serve
+from ._server import AsyncServer, Server, serve
 from ._store import Rendered, Store, Trust
 
 __version__: str = _native.__version__
@@ -102,6 +103,7 @@ __all__ = [
     "App",
     "AsyncImageReader",
     "AsyncRendered",
+    "AsyncServer",
     "AsyncStore",
     "AsyncTrust",
     "BUILD_COMPRESSIONS",

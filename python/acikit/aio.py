@@ -1,10 +1,11 @@
 """``acikit.aio``: the async API, as ``redis.asyncio`` or ``httpx.AsyncClient`` offer one.
 
 Every name here is the awaitable twin of the sync name in ``acikit``, with the same
-signature: ``AsyncStore`` (opened with ``await AsyncStore.connect(path)``) and the
-module functions ``validate``, ``image_id``, ``read_manifest``, ``discover``, ``build``,
-``sign`` and ``push``. Cancelling the awaiting task cancels the Rust work and waits for it
-to clean up (it leaves nothing half-written), then raises ``CancelledError``.
+signature: ``AsyncStore`` (opened with ``await AsyncStore.connect(path)``), the module
+functions ``validate``, ``image_id``, ``read_manifest``, ``discover``, ``build``, ``sign``
+and ``push``, and ``serve`` (an ``AsyncServer``, stopped with ``await``). Cancelling the
+awaiting task cancels the Rust work and waits for it to clean up (it leaves nothing
+half-written), then raises ``CancelledError``.
 
     import acikit.aio as acikit_aio
 
@@ -24,10 +25,13 @@ from ._progress import ProgressArg
 from ._reader import AsyncImageReader
 from ._records import Manifest
 from ._results import Built, Discovered, Inspection, Pushed
+from ._server import AsyncServer
+from ._server import serve_async as serve
 
 __all__ = [
     "AsyncImageReader",
     "AsyncRendered",
+    "AsyncServer",
     "AsyncStore",
     "AsyncTrust",
     "build",
@@ -35,6 +39,7 @@ __all__ = [
     "image_id",
     "push",
     "read_manifest",
+    "serve",
     "sign",
     "validate",
 ]

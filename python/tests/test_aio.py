@@ -19,7 +19,8 @@ from conftest import PUBLIC_KEY, SECRET_KEY, TOKEN, write_layout
 
 
 def test_twins_have_the_sync_signatures() -> None:
-    for name in ("validate", "image_id", "read_manifest", "discover", "build", "sign", "push"):
+    names = ("validate", "image_id", "read_manifest", "discover", "build", "sign", "push", "serve")
+    for name in names:
         sync, twin = getattr(acikit, name), getattr(acikit.aio, name)
         assert inspect.iscoroutinefunction(twin), name
         assert inspect.signature(twin).parameters == inspect.signature(sync).parameters, name
@@ -130,3 +131,16 @@ def test_the_aio_example_runs(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "valid: example.com/hello 1.0.0 sha512-" in done.stdout
     assert "(zstd)" in done.stdout and "store: 1 image(s)" in done.stdout
+
+
+def test_async_serve(tmp_path: Path, small_aci: Path) -> None:
+    async def main() -> None:
+        async with await acikit.aio.AsyncStore.connect(tmp_path / "repository") as repo:
+            async with await acikit.aio.serve(repo, push_token=TOKEN) as server:
+                assert isinstance(server, acikit.AsyncServer) and server.running
+                assert repr(server) == f"<AsyncServer {server.url} running>"
+                pushed = await acikit.aio.push(server.url, small_aci, token=TOKEN, insecure="http")
+                assert [i.id for i in await repo.list()] == [pushed.image_id]
+            assert not server.running
+
+    asyncio.run(main())
