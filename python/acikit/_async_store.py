@@ -12,24 +12,45 @@ from ._calls import await_call
 from ._ops import ImageRef, Insecure, Labels, Resolve, StrPath
 from ._progress import ProgressArg
 from ._reader import AsyncImageReader
-from ._records import Image, ImageList, Manifest, Report
+from ._records import Image, ImageList, Manifest
+from ._results import (
+    Exported,
+    Fetched,
+    FsckReport,
+    GcReport,
+    Imported,
+    RenderInfo,
+    StoreStats,
+    TrustedKey,
+)
 
 __all__ = ["AsyncStore", "AsyncRendered", "AsyncTrust"]
 
 
-class AsyncRendered(Report):
-    """A rendered rootfs; an async context manager that releases it on exit."""
+class AsyncRendered(RenderInfo):
+    """A rendered rootfs (``target``, ``strategy``, ``layers``...); an async context
+    manager that releases it on exit."""
 
-    def __init__(self, store: "AsyncStore", fields: Mapping[str, Any]) -> None:
-        super().__init__("Rendered", fields)
-        self._store = store
-        self.released = False
+    _store: "AsyncStore"
+    _released: bool
+
+    @classmethod
+    def _of(cls, store: "AsyncStore", fields: Mapping[str, Any]) -> "AsyncRendered":
+        rendered = cls.parse(fields)
+        object.__setattr__(rendered, "_store", store)
+        object.__setattr__(rendered, "_released", False)
+        return rendered
+
+    @property
+    def released(self) -> bool:
+        """Whether it was released."""
+        return self._released
 
     async def release(self) -> None:
         """Releases the rootfs (removes the run); releasing again does nothing."""
-        if not self.released:
-            await self._store.release(self._fields["target"])
-            self.released = True
+        if not self._released:
+            await self._store.release(self.target)
+            object.__setattr__(self, "_released", True)
 
     async def __aenter__(self) -> "AsyncRendered":
         return self
@@ -49,15 +70,15 @@ class AsyncTrust:
     def __init__(self, native: _native.Store) -> None:
         self._native = native
 
-    async def add(self, key: Union[bytes, StrPath], prefix: Optional[str] = None) -> Report:
+    async def add(self, key: Union[bytes, StrPath], prefix: Optional[str] = None) -> TrustedKey:
         """Trusts an armored public key for names under ``prefix`` (every name: ``None``)."""
         return await _ops.trust_add(self._native, key, prefix).run_async()
 
-    async def list(self) -> List[Report]:
+    async def list(self) -> List[TrustedKey]:
         """The trusted keys."""
         return await _ops.trust_list(self._native).run_async()
 
-    async def remove(self, fingerprint: str) -> List[Report]:
+    async def remove(self, fingerprint: str) -> List[TrustedKey]:
         """Stops trusting the key with this fingerprint; gives the keys removed."""
         return await _ops.trust_remove(self._native, fingerprint).run_async()
 
@@ -90,13 +111,19 @@ class AsyncStore:
         return self._native.path
 
     @property
+    def auth_config_path(self) -> str:
+        """The credentials file ``fetch`` reads when given no ``auth_config``: the
+        store's ``config/auth.json`` (it need not exist)."""
+        return self._native.auth_config_path
+
+    @property
     def trust(self) -> AsyncTrust:
         """The trusted keys (``add``, ``list``, ``remove``)."""
         return AsyncTrust(self._native)
 
     async def import_file(
         self, path: StrPath, *, origin: Optional[str] = None, progress: ProgressArg = None
-    ) -> Report:
+    ) -> Imported:
         """Imports the image archive at ``path`` (any compression)."""
         return await _ops.import_file(self._native, path, origin, progress).run_async()
 
@@ -111,8 +138,9 @@ class AsyncStore:
         ca_certs: Iterable[StrPath] = (),
         trust_keys: bool = False,
         dependencies: bool = True,
+        auth_config: Optional[StrPath] = None,
         progress: ProgressArg = None,
-    ) -> Report:
+    ) -> Fetched:
         """Fetches an image by name or URL (see ``Store.fetch``)."""
         return await _ops.fetch(
             self._native,
@@ -124,6 +152,7 @@ class AsyncStore:
             ca_certs,
             trust_keys,
             dependencies,
+            auth_config,
             progress,
         ).run_async()
 
@@ -134,7 +163,7 @@ class AsyncStore:
         *,
         compression: str = "none",
         progress: ProgressArg = None,
-    ) -> Report:
+    ) -> Exported:
         """Writes the image archive to ``dest``, a path or a writable binary file object."""
         return await _ops.export(self._native, image, dest, compression, progress).run_async()
 
@@ -155,7 +184,7 @@ class AsyncStore:
         fields = await _ops.render(
             self._native, image, dest, strategy, skip_unprivileged, progress
         ).run_async()
-        return AsyncRendered(self, fields)
+        return AsyncRendered._of(self, fields)
 
     async def release(self, target: StrPath) -> None:
         """Releases a rootfs rendered at ``target``."""
@@ -181,15 +210,15 @@ class AsyncStore:
         """Removes an image (an ID, a prefix, or a name that matches one image only)."""
         await _ops.remove(self._native, image).run_async()
 
-    async def gc(self, *, progress: ProgressArg = None) -> Report:
+    async def gc(self, *, progress: ProgressArg = None) -> GcReport:
         """Removes what no image uses any more."""
         return await _ops.gc(self._native, progress).run_async()
 
-    async def fsck(self, *, repair: bool = False, progress: ProgressArg = None) -> Report:
+    async def fsck(self, *, repair: bool = False, progress: ProgressArg = None) -> FsckReport:
         """Checks the store (and repairs it with ``repair=True``)."""
         return await _ops.fsck(self._native, repair, progress).run_async()
 
-    async def stats(self) -> Report:
+    async def stats(self) -> StoreStats:
         """Counts and sizes of the store."""
         return await _ops.stats(self._native).run_async()
 

@@ -13,9 +13,11 @@ __all__ = ["Op", "await_call"]
 T = TypeVar("T")
 
 
-async def await_call(call: _native.Call) -> Any:
+async def await_call(call: _native.Call, undo: Optional[Callable[[Any], None]] = None) -> Any:
     """Awaits a native call. Cancelling the awaiting task cancels the Rust work and
-    waits for it to end (so it leaves nothing behind) before the cancellation goes on."""
+    waits for it to end (so it leaves nothing behind) before the cancellation goes on;
+    if the work finished all the same, ``undo`` gets its result (a read puts its bytes
+    back)."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -39,8 +41,8 @@ async def await_call(call: _native.Call) -> Any:
     except asyncio.CancelledError:
         call.cancel()
         await asyncio.wait([future])
-        if not future.cancelled():
-            future.exception()  # retrieved: the cancellation is what the caller sees
+        if not future.cancelled() and future.exception() is None and undo is not None:
+            undo(future.result())
         raise
 
 

@@ -45,6 +45,8 @@ class Store:
     ) -> Call: ...
     @property
     def path(self) -> str: ...
+    @property
+    def auth_config_path(self) -> str: ...
     def import_file(
         self, path: str, origin: Optional[str] = None, progress: _Progress = None
     ) -> Call: ...
@@ -58,6 +60,7 @@ class Store:
         ca_certs: List[str],
         trust_keys: bool,
         dependencies: bool,
+        auth_config: Optional[str] = None,
         progress: _Progress = None,
     ) -> Call: ...
     def export(
@@ -95,6 +98,7 @@ class ImageReader:
     def size(self) -> int: ...
     def read(self, size: int = ...) -> bytes: ...
     def read_call(self, size: int = ...) -> Call: ...
+    def unread(self, data: bytes) -> None: ...
     def close(self) -> None: ...
 
 @final
@@ -124,6 +128,7 @@ def discover(
     resolve: _Pairs,
     ca_certs: List[str],
     pubkeys: bool = True,
+    auth_config: Optional[str] = None,
 ) -> Call: ...
 def push(
     url: str,
@@ -132,6 +137,7 @@ def push(
     signature: Optional[bytes] = None,
     insecure: str = ...,
     ca_certs: List[str] = ...,
+    auth_config: Optional[str] = None,
     progress: _Progress = None,
 ) -> Call: ...
 def serve(

@@ -9,7 +9,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from . import _native
 from ._calls import Op
 from ._progress import ProgressArg
-from ._records import Image, ImageList, Manifest, Report
+from ._records import Image, ImageList, Manifest
+from ._results import Exported, Fetched, FsckReport, GcReport, Imported, StoreStats, TrustedKey
 
 StrPath = Union[str, "os.PathLike[str]"]
 ImageRef = Union[str, Image]
@@ -56,11 +57,6 @@ def key_bytes(key: Union[bytes, StrPath]) -> bytes:
         return file.read()
 
 
-def report(kind: str) -> "Any":
-    """A converter of a native dict to a ``Report`` named ``kind``."""
-    return lambda fields: Report(kind, fields)
-
-
 def images(records: List[Dict[str, Any]]) -> ImageList:
     """Native records to an ``ImageList``."""
     return ImageList(Image(r) for r in records)
@@ -68,8 +64,8 @@ def images(records: List[Dict[str, Any]]) -> ImageList:
 
 def import_file(
     store: _native.Store, p: StrPath, origin: Optional[str], progress: ProgressArg
-) -> Op[Report]:
-    return Op(lambda cb: store.import_file(path(p), origin, cb), report("Imported"), progress)
+) -> Op[Imported]:
+    return Op(lambda cb: store.import_file(path(p), origin, cb), Imported.parse, progress)
 
 
 def fetch(
@@ -82,8 +78,10 @@ def fetch(
     ca_certs: Iterable[StrPath],
     trust_keys: bool,
     dependencies: bool,
+    auth_config: Optional[StrPath],
     progress: ProgressArg,
-) -> Op[Report]:
+) -> Op[Fetched]:
+    auth = None if auth_config is None else path(auth_config)
     return Op(
         lambda cb: store.fetch(
             name_or_url,
@@ -94,9 +92,10 @@ def fetch(
             [path(c) for c in ca_certs],
             trust_keys,
             dependencies,
+            auth,
             cb,
         ),
-        report("Fetched"),
+        Fetched.parse,
         progress,
     )
 
@@ -107,17 +106,15 @@ def export(
     dest: Any,
     compression: str,
     progress: ProgressArg,
-) -> Op[Report]:
+) -> Op[Exported]:
     ref = image_ref(image)
     if hasattr(dest, "write"):
         return Op(
             lambda cb: store.export_to_file(ref, dest, compression, cb),
-            report("Exported"),
+            Exported.parse,
             progress,
         )
-    return Op(
-        lambda cb: store.export(ref, path(dest), compression, cb), report("Exported"), progress
-    )
+    return Op(lambda cb: store.export(ref, path(dest), compression, cb), Exported.parse, progress)
 
 
 def open_reader(store: _native.Store, image: ImageRef) -> Op[_native.ImageReader]:
@@ -168,33 +165,33 @@ def remove(store: _native.Store, image: ImageRef) -> Op[None]:
     return Op(lambda cb: store.remove(ref), lambda _: None)
 
 
-def gc(store: _native.Store, progress: ProgressArg) -> Op[Report]:
-    return Op(lambda cb: store.gc(cb), report("GcReport"), progress)
+def gc(store: _native.Store, progress: ProgressArg) -> Op[GcReport]:
+    return Op(lambda cb: store.gc(cb), GcReport.parse, progress)
 
 
-def fsck(store: _native.Store, repair: bool, progress: ProgressArg) -> Op[Report]:
-    return Op(lambda cb: store.fsck(repair, cb), report("FsckReport"), progress)
+def fsck(store: _native.Store, repair: bool, progress: ProgressArg) -> Op[FsckReport]:
+    return Op(lambda cb: store.fsck(repair, cb), FsckReport.parse, progress)
 
 
-def stats(store: _native.Store) -> Op[Report]:
-    return Op(lambda cb: store.stats(), report("StoreStats"))
+def stats(store: _native.Store) -> Op[StoreStats]:
+    return Op(lambda cb: store.stats(), StoreStats.parse)
 
 
 def trust_add(
     store: _native.Store, key: Union[bytes, StrPath], prefix: Optional[str]
-) -> Op[Report]:
+) -> Op[TrustedKey]:
     data = key_bytes(key)
-    return Op(lambda cb: store.trust_add(data, prefix), report("TrustedKey"))
+    return Op(lambda cb: store.trust_add(data, prefix), TrustedKey.parse)
 
 
-def trust_list(store: _native.Store) -> Op[List[Report]]:
-    return Op(lambda cb: store.trust_list(), lambda keys: [Report("TrustedKey", k) for k in keys])
+def trust_list(store: _native.Store) -> Op[List[TrustedKey]]:
+    return Op(lambda cb: store.trust_list(), lambda keys: [TrustedKey.parse(k) for k in keys])
 
 
-def trust_remove(store: _native.Store, fingerprint: str) -> Op[List[Report]]:
+def trust_remove(store: _native.Store, fingerprint: str) -> Op[List[TrustedKey]]:
     return Op(
         lambda cb: store.trust_remove(fingerprint),
-        lambda keys: [Report("TrustedKey", k) for k in keys],
+        lambda keys: [TrustedKey.parse(k) for k in keys],
     )
 
 

@@ -31,6 +31,11 @@ class ImageReader(io.RawIOBase):
         return True
 
     def read(self, size: Optional[int] = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left for ``-1``); ``b""`` at the end.
+
+        Ctrl-C (``KeyboardInterrupt``) during a read loses no byte: the reader stays open
+        and the next read goes on at the first byte the interrupted one did not return,
+        as with an interrupted read of a regular file."""
         if self.closed:
             raise ValueError("I/O operation on closed file")
         return self._native.read(-1 if size is None else size)
@@ -70,7 +75,7 @@ class AsyncImageReader:
         """Up to ``size`` bytes (all that is left for a negative size); ``b""`` at the end."""
         if self.closed:
             raise ValueError("I/O operation on closed file")
-        data: bytes = await await_call(self._native.read_call(size))
+        data: bytes = await await_call(self._native.read_call(size), self._native.unread)
         return data
 
     def close(self) -> None:

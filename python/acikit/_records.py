@@ -1,13 +1,24 @@
-"""Rich results: images, manifests and reports, with readable reprs and HTML for Jupyter."""
+"""Rich records: images and manifests, with readable reprs and HTML for Jupyter."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import html
 import json
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-__all__ = ["Image", "ImageList", "Manifest", "Report"]
+__all__ = [
+    "App",
+    "Dependency",
+    "EventHandler",
+    "Image",
+    "ImageList",
+    "Isolator",
+    "Manifest",
+    "MountPoint",
+    "Port",
+]
 
 
 def _utc(ms: int) -> datetime.datetime:
@@ -106,6 +117,113 @@ class ImageList(List[Image]):
         return f"<table>{Image._header()}{rows}</table><p>{len(self)} image(s)</p>"
 
 
+@dataclasses.dataclass(frozen=True)
+class EventHandler:
+    """A command run at an app's ``pre-start`` or ``post-stop`` (``name``)."""
+
+    name: str
+    exec: Tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Isolator:
+    """An isolator of an app: its ``name`` (``resource/cpu``...) and ``value`` (its JSON)."""
+
+    name: str
+    value: Dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class MountPoint:
+    """A place in the app's rootfs where a volume is mounted."""
+
+    name: str
+    path: str
+    read_only: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """A port the app listens on (``count`` ports from ``port``)."""
+
+    name: str
+    port: int
+    protocol: str
+    count: int = 1
+    socket_activated: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class App:
+    """The app of a manifest: what to run (``exec``), as whom, in which environment."""
+
+    exec: Tuple[str, ...]
+    user: str
+    group: str
+    supplementary_gids: Tuple[int, ...] = ()
+    event_handlers: Tuple[EventHandler, ...] = ()
+    working_directory: Optional[str] = None
+    environment: Dict[str, str] = dataclasses.field(default_factory=dict)
+    isolators: Tuple[Isolator, ...] = ()
+    mount_points: Tuple[MountPoint, ...] = ()
+    ports: Tuple[Port, ...] = ()
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> "App":
+        """The app of the manifest JSON ``data["app"]``."""
+        return cls(
+            exec=tuple(data.get("exec") or ()),
+            user=str(data.get("user", "")),
+            group=str(data.get("group", "")),
+            supplementary_gids=tuple(
+                data.get("supplementaryGIDs") or data.get("supplementaryGids") or ()
+            ),
+            event_handlers=tuple(
+                EventHandler(h["name"], tuple(h.get("exec") or ()))
+                for h in data.get("eventHandlers") or ()
+            ),
+            working_directory=data.get("workingDirectory"),
+            environment=_labels(data.get("environment") or []),
+            isolators=tuple(
+                Isolator(i["name"], dict(i.get("value") or {})) for i in data.get("isolators") or ()
+            ),
+            mount_points=tuple(
+                MountPoint(m["name"], m["path"], bool(m.get("readOnly", False)))
+                for m in data.get("mountPoints") or ()
+            ),
+            ports=tuple(
+                Port(
+                    p["name"],
+                    int(p["port"]),
+                    p.get("protocol", ""),
+                    int(p.get("count", 1)),
+                    bool(p.get("socketActivated", False)),
+                )
+                for p in data.get("ports") or ()
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Dependency:
+    """An image a manifest depends on: by name (and labels), optionally pinned by ID."""
+
+    image_name: str
+    image_id: Optional[str] = None
+    labels: Dict[str, str] = dataclasses.field(default_factory=dict)
+    size: Optional[int] = None
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> "Dependency":
+        """The dependency of the manifest JSON ``data`` (one of ``dependencies``)."""
+        return cls(
+            data["imageName"],
+            data.get("imageID"),
+            _labels(data.get("labels") or []),
+            data.get("size"),
+        )
+
+
 class Manifest:
     """An image manifest: typed attributes over its JSON; ``raw`` is the bytes as stored.
     Equal (and hashed) by image ID when known, else by its bytes."""
@@ -118,8 +236,11 @@ class Manifest:
         self.name: str = data["name"]
         self.ac_version: str = data.get("acVersion", "")
         self.labels: Dict[str, str] = _labels(data.get("labels") or [])
-        self.app: Optional[Dict[str, Any]] = data.get("app")
-        self.dependencies: List[Dict[str, Any]] = list(data.get("dependencies") or [])
+        app = data.get("app")
+        self.app: Optional[App] = None if app is None else App.parse(app)
+        self.dependencies: Tuple[Dependency, ...] = tuple(
+            Dependency.parse(d) for d in data.get("dependencies") or ()
+        )
         self.annotations: Dict[str, str] = _labels(data.get("annotations") or [])
         self.path_whitelist: List[str] = list(data.get("pathWhitelist") or [])
 
@@ -143,46 +264,10 @@ class Manifest:
     def _repr_html_(self) -> str:
         rows = [("name", self.name)] + [(f"label {k}", v) for k, v in self.labels.items()]
         if self.app is not None:
-            rows.append(("exec", " ".join(self.app.get("exec") or [])))
+            rows.append(("exec", " ".join(self.app.exec)))
         for dep in self.dependencies:
-            rows.append(("dependency", str(dep.get("imageName", ""))))
+            rows.append(("dependency", dep.image_name))
         body = "".join(
             f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
         )
         return f"<table>{body}</table>"
-
-
-class Report:
-    """A result of the core (an import, an export, a gc...): its fields as attributes
-    (the core's names), ``to_dict()`` for all of them."""
-
-    def __init__(self, kind: str, fields: Mapping[str, Any]) -> None:
-        self._kind = kind
-        self._fields = dict(fields)
-
-    def __getattr__(self, name: str) -> Any:
-        fields = self.__dict__.get("_fields", {})
-        if name in fields:
-            return fields[name]
-        raise AttributeError(f"{self.__dict__.get('_kind', 'Report')} has no field {name!r}")
-
-    def __dir__(self) -> Sequence[str]:
-        return sorted(set(super().__dir__()) | set(self._fields))
-
-    def to_dict(self) -> Dict[str, Any]:
-        """Every field, as a plain dict."""
-        return dict(self._fields)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Report) and (self._kind, self._fields) == (
-            other._kind,
-            other._fields,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{k}={v!r}" for k, v in self._fields.items() if not isinstance(v, (list, dict))
-        )
-        return f"{self._kind}({shown})"

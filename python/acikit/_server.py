@@ -1,4 +1,5 @@
-"""``serve``: an image repository over a store, running in the background."""
+"""``serve``: an image repository over a store, running in the background (``Server``;
+``AsyncServer`` and ``serve_async`` for ``acikit.aio``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from ._async_store import AsyncStore
 from ._calls import Op
 from ._store import Store
 
-__all__ = ["Server", "serve"]
+__all__ = ["AsyncServer", "Server", "serve", "serve_async"]
 
 
 class Server:
@@ -60,6 +61,21 @@ class Server:
         return f"<Server {self.url} {state}>"
 
 
+def _serve_op(
+    store: Union[Store, AsyncStore],
+    listen: str,
+    push_token: Optional[str],
+    require_signature: bool,
+    hosts: Iterable[str],
+) -> "Op[_native.Server]":
+    native = store._native
+    names = list(hosts)
+    return Op(
+        lambda cb: _native.serve(native, listen, push_token, require_signature, names),
+        lambda s: s,
+    )
+
+
 def serve(
     store: Union[Store, AsyncStore],
     listen: str = "127.0.0.1:0",
@@ -70,11 +86,66 @@ def serve(
 ) -> Server:
     """Serves ``store`` as an image repository (meta discovery, images, signatures, keys,
     pushes with ``push_token``) on ``listen`` (port 0: any free port), in the background."""
-    native = store._native
-    names = list(hosts)
-    return Server(
-        Op(
-            lambda cb: _native.serve(native, listen, push_token, require_signature, names),
-            lambda s: s,
-        ).run()
-    )
+    return Server(_serve_op(store, listen, push_token, require_signature, hosts).run())
+
+
+class AsyncServer:
+    """The async twin of ``Server`` (``acikit.aio.serve``): ``await server.stop()``, or
+    ``async with``; ``url``, ``address``, ``port`` and ``running`` as on ``Server``."""
+
+    def __init__(self, native: _native.Server) -> None:
+        self._sync = Server(native)
+
+    @property
+    def address(self) -> str:
+        """``ip:port`` it listens on."""
+        return self._sync.address
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return self._sync.port
+
+    @property
+    def url(self) -> str:
+        """Its base URL (plain HTTP)."""
+        return self._sync.url
+
+    @property
+    def running(self) -> bool:
+        """Whether it has not been stopped."""
+        return self._sync.running
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops serving (requests in flight get ``grace`` seconds to finish)."""
+        native = self._sync._native
+        await Op(lambda cb: native.stop(grace), lambda _: None).run_async()
+
+    async def __aenter__(self) -> "AsyncServer":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<AsyncServer {self.url} {state}>"
+
+
+async def serve_async(
+    store: Union[Store, AsyncStore],
+    listen: str = "127.0.0.1:0",
+    *,
+    push_token: Optional[str] = None,
+    require_signature: bool = False,
+    hosts: Iterable[str] = (),
+) -> AsyncServer:
+    """Awaitable ``serve`` (``acikit.aio.serve``): the repository of ``store`` on
+    ``listen``, running in the background; stop it with ``await server.stop()``."""
+    op = _serve_op(store, listen, push_token, require_signature, hosts)
+    return AsyncServer(await op.run_async())

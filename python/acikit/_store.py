@@ -10,25 +10,45 @@ from . import _native, _ops
 from ._ops import ImageRef, Insecure, Labels, Resolve, StrPath
 from ._progress import ProgressArg
 from ._reader import ImageReader
-from ._records import Image, ImageList, Manifest, Report
+from ._records import Image, ImageList, Manifest
+from ._results import (
+    Exported,
+    Fetched,
+    FsckReport,
+    GcReport,
+    Imported,
+    RenderInfo,
+    StoreStats,
+    TrustedKey,
+)
 
 __all__ = ["Store", "Rendered", "Trust"]
 
 
-class Rendered(Report):
-    """A rendered rootfs (``target``, ``strategy``, ``layers``...); a context manager
-    that releases it on exit."""
+class Rendered(RenderInfo):
+    """A rendered rootfs (``target``, ``strategy``, ``layers``...); a context
+    manager that releases it on exit."""
 
-    def __init__(self, store: "Store", fields: Mapping[str, Any]) -> None:
-        super().__init__("Rendered", fields)
-        self._store = store
-        self.released = False
+    _store: "Store"
+    _released: bool
+
+    @classmethod
+    def _of(cls, store: "Store", fields: Mapping[str, Any]) -> "Rendered":
+        rendered = cls.parse(fields)
+        object.__setattr__(rendered, "_store", store)
+        object.__setattr__(rendered, "_released", False)
+        return rendered
+
+    @property
+    def released(self) -> bool:
+        """Whether it was released."""
+        return self._released
 
     def release(self) -> None:
         """Releases the rootfs (removes the run); releasing again does nothing."""
-        if not self.released:
-            self._store.release(self._fields["target"])
-            self.released = True
+        if not self._released:
+            self._store.release(self.target)
+            object.__setattr__(self, "_released", True)
 
     def __enter__(self) -> "Rendered":
         return self
@@ -48,16 +68,16 @@ class Trust:
     def __init__(self, native: _native.Store) -> None:
         self._native = native
 
-    def add(self, key: Union[bytes, StrPath], prefix: Optional[str] = None) -> Report:
+    def add(self, key: Union[bytes, StrPath], prefix: Optional[str] = None) -> TrustedKey:
         """Trusts an armored public key (bytes, armored text or a file) for names under
         ``prefix`` (every name when ``None``)."""
         return _ops.trust_add(self._native, key, prefix).run()
 
-    def list(self) -> List[Report]:
+    def list(self) -> List[TrustedKey]:
         """The trusted keys."""
         return _ops.trust_list(self._native).run()
 
-    def remove(self, fingerprint: str) -> List[Report]:
+    def remove(self, fingerprint: str) -> List[TrustedKey]:
         """Stops trusting the key with this fingerprint; gives the keys removed."""
         return _ops.trust_remove(self._native, fingerprint).run()
 
@@ -95,13 +115,19 @@ class Store:
         return self._native.path
 
     @property
+    def auth_config_path(self) -> str:
+        """The credentials file ``fetch`` reads when given no ``auth_config``: the
+        store's ``config/auth.json`` (it need not exist)."""
+        return self._native.auth_config_path
+
+    @property
     def trust(self) -> Trust:
         """The trusted keys (``add``, ``list``, ``remove``)."""
         return Trust(self._native)
 
     def import_file(
         self, path: StrPath, *, origin: Optional[str] = None, progress: ProgressArg = None
-    ) -> Report:
+    ) -> Imported:
         """Imports the image archive at ``path`` (any compression)."""
         return _ops.import_file(self._native, path, origin, progress).run()
 
@@ -116,12 +142,14 @@ class Store:
         ca_certs: Iterable[StrPath] = (),
         trust_keys: bool = False,
         dependencies: bool = True,
+        auth_config: Optional[StrPath] = None,
         progress: ProgressArg = None,
-    ) -> Report:
+    ) -> Fetched:
         """Fetches an image by name (meta discovery; ``name:version`` or ``labels``) or
         URL, verifies its signature against the trusted keys, imports it (and its
         dependencies). ``insecure`` allows ``"http"``, ``"tls"`` or ``"image"`` (no
-        signature check); ``resolve`` maps host names to ``"ip:port"``."""
+        signature check); ``resolve`` maps host names to ``"ip:port"``; ``auth_config``
+        is a per-host credentials file (default: ``auth_config_path`` if it exists)."""
         return _ops.fetch(
             self._native,
             name_or_url,
@@ -132,6 +160,7 @@ class Store:
             ca_certs,
             trust_keys,
             dependencies,
+            auth_config,
             progress,
         ).run()
 
@@ -142,7 +171,7 @@ class Store:
         *,
         compression: str = "none",
         progress: ProgressArg = None,
-    ) -> Report:
+    ) -> Exported:
         """Writes the image archive (``"none"``, ``"gzip"`` or ``"zstd"``) to ``dest``, a
         path or a writable binary file object."""
         return _ops.export(self._native, image, dest, compression, progress).run()
@@ -163,7 +192,7 @@ class Store:
         """Renders the image's rootfs (with its dependencies) into ``dest``; use the
         result as a context manager, or ``release()`` it, to remove it."""
         fields = _ops.render(self._native, image, dest, strategy, skip_unprivileged, progress).run()
-        return Rendered(self, fields)
+        return Rendered._of(self, fields)
 
     def release(self, target: StrPath) -> None:
         """Releases a rootfs rendered at ``target``."""
@@ -190,15 +219,15 @@ class Store:
         """Removes an image (an ID, a prefix, or a name that matches one image only)."""
         _ops.remove(self._native, image).run()
 
-    def gc(self, *, progress: ProgressArg = None) -> Report:
+    def gc(self, *, progress: ProgressArg = None) -> GcReport:
         """Removes what no image uses any more."""
         return _ops.gc(self._native, progress).run()
 
-    def fsck(self, *, repair: bool = False, progress: ProgressArg = None) -> Report:
+    def fsck(self, *, repair: bool = False, progress: ProgressArg = None) -> FsckReport:
         """Checks the store (and repairs it with ``repair=True``)."""
         return _ops.fsck(self._native, repair, progress).run()
 
-    def stats(self) -> Report:
+    def stats(self) -> StoreStats:
         """Counts and sizes of the store."""
         return _ops.stats(self._native).run()
 

@@ -12,7 +12,7 @@ use pyo3::types::PyDict;
 use crate::call::observed;
 use crate::convert::{output, to_py};
 use crate::errors::IntoPyResult;
-use crate::net::net_options;
+use crate::net::{auth_config, net_options};
 use crate::runtime::Call;
 use crate::store::labels;
 
@@ -73,9 +73,11 @@ pub fn sign(
     )
 }
 
-/// Meta discovery of `name` with `labels`.
+/// Meta discovery of `name` with `labels`, with the credentials of the file
+/// `auth_config` (default: none).
+#[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (name, labels, insecure, port, resolve, ca_certs, pubkeys=true))]
+#[pyo3(signature = (name, labels, insecure, port, resolve, ca_certs, pubkeys=true, auth_config=None))]
 pub fn discover(
     name: String,
     labels: Vec<(String, String)>,
@@ -84,9 +86,11 @@ pub fn discover(
     resolve: Vec<(String, String)>,
     ca_certs: Vec<PathBuf>,
     pubkeys: bool,
+    auth_config: Option<PathBuf>,
 ) -> PyResult<Call> {
     let image = ImageName::parse(&name, &self::labels(labels)).py()?;
-    let client = HttpClient::new(net_options(&insecure, port, resolve, ca_certs)?).py()?;
+    let auth = self::auth_config(auth_config, None)?;
+    let client = HttpClient::new(net_options(&insecure, port, resolve, ca_certs, auth)?).py()?;
     let options = DiscoveryOptions::default().pubkeys(pubkeys);
     Ok(observed(
         None,
@@ -95,9 +99,11 @@ pub fn discover(
     ))
 }
 
-/// Pushes the archive at `path` (with its armored `signature`) to the repository at `url`.
+/// Pushes the archive at `path` (with its armored `signature`) to the repository at `url`,
+/// with the credentials of the file `auth_config` (default: none) besides the push token.
+#[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (url, path, token, signature=None, insecure=String::from("none"), ca_certs=Vec::new(), progress=None))]
+#[pyo3(signature = (url, path, token, signature=None, insecure=String::from("none"), ca_certs=Vec::new(), auth_config=None, progress=None))]
 pub fn push(
     url: String,
     path: PathBuf,
@@ -105,9 +111,11 @@ pub fn push(
     signature: Option<Vec<u8>>,
     insecure: String,
     ca_certs: Vec<PathBuf>,
+    auth_config: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Call> {
-    let client = HttpClient::new(net_options(&insecure, None, Vec::new(), ca_certs)?).py()?;
+    let auth = self::auth_config(auth_config, None)?;
+    let client = HttpClient::new(net_options(&insecure, None, Vec::new(), ca_certs, auth)?).py()?;
     Ok(observed(
         progress,
         |obs| acikit::serve::push_file(&client, &url, &path, signature.as_deref(), &token, obs),

@@ -55,6 +55,18 @@ pub fn block_on<T: Send + 'static>(
     cancel: &CancelToken,
     fut: impl Future<Output = T> + Send + 'static,
 ) -> PyResult<T> {
+    block_on_or_undo(py, cancel, fut, drop)
+}
+
+/// [`block_on`], but when a signal interrupts the wait and the work ends with a result all
+/// the same (it finished before it saw the cancellation), `undo` gets that result before
+/// the signal's exception is raised: a read puts its bytes back.
+pub fn block_on_or_undo<T: Send + 'static>(
+    py: Python<'_>,
+    cancel: &CancelToken,
+    fut: impl Future<Output = T> + Send + 'static,
+    undo: impl FnOnce(T),
+) -> PyResult<T> {
     let rt = runtime();
     let mut handle = rt.spawn(fut);
     loop {
@@ -66,7 +78,9 @@ pub fn block_on<T: Send + 'static>(
             Err(_elapsed) => {
                 if let Err(signal) = py.check_signals() {
                     cancel.cancel();
-                    let _ = py.detach(|| rt.block_on(&mut handle));
+                    if let Ok(value) = py.detach(|| rt.block_on(&mut handle)) {
+                        undo(value);
+                    }
                     return Err(signal);
                 }
             }

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use crate::call::{observed, plain};
 use crate::convert::{bytes, none, output};
 use crate::errors::IntoPyResult;
-use crate::net::net_options;
+use crate::net::{auth_config, net_options};
 use crate::reader::ImageReader;
 use crate::runtime::{Call, Output};
 use crate::writer::PyWriter;
@@ -77,6 +77,13 @@ impl NativeStore {
         self.store.dir().to_string_lossy().into_owned()
     }
 
+    /// The credentials file `fetch` reads when given none (`config/auth.json`; it need
+    /// not exist).
+    #[getter]
+    fn auth_config_path(&self) -> String {
+        self.store.auth_config_path().to_string_lossy().into_owned()
+    }
+
     /// Imports the archive at `path`.
     #[pyo3(signature = (path, origin=None, progress=None))]
     fn import_file(
@@ -95,9 +102,10 @@ impl NativeStore {
         ))
     }
 
-    /// Fetches `source` (a name or a URL) with `labels` into the store.
+    /// Fetches `source` (a name or a URL) with `labels` into the store, with the
+    /// credentials of the file `auth_config` (default: the store's `config/auth.json`).
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (source, labels, insecure, port, resolve, ca_certs, trust_keys, dependencies, progress=None))]
+    #[pyo3(signature = (source, labels, insecure, port, resolve, ca_certs, trust_keys, dependencies, auth_config=None, progress=None))]
     fn fetch(
         &self,
         source: String,
@@ -108,11 +116,13 @@ impl NativeStore {
         ca_certs: Vec<PathBuf>,
         trust_keys: bool,
         dependencies: bool,
+        auth_config: Option<PathBuf>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Call> {
         let store = self.store()?;
         let source = FetchSource::parse(&source, &self::labels(labels)).py()?;
-        let net = net_options(&insecure, port, resolve, ca_certs)?;
+        let auth = self::auth_config(auth_config, Some(store.auth_config_path()))?;
+        let net = net_options(&insecure, port, resolve, ca_certs, auth)?;
         let options = FetchOptions::default()
             .net(net)
             .trust_discovered_keys(trust_keys)

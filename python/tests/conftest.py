@@ -107,7 +107,7 @@ def publish(server: acikit.Server, aci: Path) -> None:
 
 def fetch_from(
     store: acikit.Store, server: acikit.Server, name: str, **options: Any
-) -> acikit.Report:
+) -> acikit.Fetched:
     """Fetches ``name`` with the options reaching ``server`` for every name under
     example.com over plain HTTP."""
     return store.fetch(

@@ -36,7 +36,9 @@ def main(path: str) -> int:
         "build": "sha512-" in text_of(cells["build"])
         and "Manifest example.com/hello" in text_of(cells["build"]),
         "serve": "example.com/hello signed: True" in text_of(cells["serve"]),
-        "fetch": "verified by 776119d1545adfa86e5737c10c40b7823f7f8ec9" in text_of(cells["fetch"]),
+        "fetch": "verified by 776119d1545adfa86e5737c10c40b7823f7f8ec9" in text_of(cells["fetch"])
+        and "Fetched(" in text_of(cells["fetch"])
+        and "<caption>Fetched</caption>" in text_of(cells["fetch"], "text/html"),
         "list": "<table>" in text_of(cells["list"], "text/html")
         and "example.com/hello" in text_of(cells["list"], "text/html"),
         "render": "hello from acikit" in text_of(cells["render"])

@@ -52,7 +52,7 @@ def test_async_store_operations(tmp_path: Path, make_image: MakeImage) -> None:
             await store.remove(image)
             assert len(await store.list()) == 1
             assert (await store.gc()).objects_removed == 0
-            assert (await store.fsck(repair=True)).problems == []
+            assert (await store.fsck(repair=True)).problems == ()
             assert (await store.stats()).images == 1
 
             key = await store.trust.add(PUBLIC_KEY, "example.com")

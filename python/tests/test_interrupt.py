@@ -4,6 +4,7 @@ async calls, and what a forked child may do."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import threading
@@ -20,7 +21,7 @@ from conftest import SECRET_KEY, TOKEN, fetch_from, publish
 def assert_clean(store: acikit.Store) -> None:
     assert store.list() == []
     report = store.fsck()
-    assert report.stale_staging == 0 and report.problems == []
+    assert report.stale_staging == 0 and report.problems == ()
 
 
 def test_ctrl_c_interrupts_a_sync_import(store: acikit.Store, big_aci: Path) -> None:
@@ -136,9 +137,10 @@ def test_fetch_by_name_verifies_the_signature(
         events: list[acikit.Progress] = []
         fetched = fetch_from(store, repository, "example.com/hello:1.0.0", progress=events.append)
         assert fetched.name == "example.com/hello" and fetched.outcome == "downloaded"
-        assert fetched.signature["fingerprint"]
+        assert fetched.signature is not None and len(fetched.signature.fingerprint) == 40
         assert any(e.phase == "download" for e in events)
         assert [i.id for i in store.list()] == [fetched.image_id]
+        assert fetched.url is not None
         by_url = fetch_from(store, repository, fetched.url)
         assert by_url.image_id == fetched.image_id
 
@@ -152,7 +154,76 @@ def test_discover(repository: acikit.Server, small_aci: Path) -> None:
         port=repository.port,
         resolve={"example.com": repository.address},
     )
-    assert found.aci_endpoints[0]["aci"].endswith("/example.com/hello/1.0.0.aci")
+    assert found.aci_endpoints[0].aci.endswith("/example.com/hello/1.0.0.aci")
     assert found.pubkeys
     with pytest.raises(acikit.NetworkError):
         acikit.discover("example.com/hello", resolve={"example.com": "127.0.0.1:9"}, port=9)
+
+
+def _export_bytes(store: acikit.Store, image: str) -> bytes:
+    buffer = io.BytesIO()
+    store.export(image, buffer)
+    return buffer.getvalue()
+
+
+def test_ctrl_c_during_a_read_loses_no_byte(store: acikit.Store, big_aci: Path) -> None:
+    """A KeyboardInterrupt raised inside ``ImageReader.read`` leaves the reader open, and
+    the next read goes on at the first byte the interrupted one did not return: the bytes
+    read before and after add up to the export."""
+    image = store.import_file(big_aci).image_id
+    expected = _export_bytes(store, image)
+    interrupted_in_read = False
+    for delay in (0.05, 0.02, 0.005, 0.0):
+        with store.open(image) as reader:
+            got = [reader.read(1 << 20)]
+            in_read = threading.Event()
+
+            def interrupt(delay: float = delay, in_read: threading.Event = in_read) -> None:
+                in_read.wait()
+                time.sleep(delay)
+                os.kill(os.getpid(), signal.SIGINT)
+
+            killer = threading.Thread(target=interrupt)
+            killer.start()
+            try:
+                try:
+                    in_read.set()
+                    got.append(reader.read())  # the rest, in one long read
+                except KeyboardInterrupt:
+                    interrupted_in_read = True
+                killer.join()
+                time.sleep(0.2)  # a signal that came after the read lands here
+            except KeyboardInterrupt:
+                killer.join()
+                continue  # the read finished first: try again with an earlier signal
+            assert interrupted_in_read and not reader.closed
+            while chunk := reader.read(3 << 20):
+                got.append(chunk)
+            data = b"".join(got)
+            assert len(data) == len(expected) and data == expected
+            break
+    assert interrupted_in_read, "no read was long enough to interrupt"
+
+
+def test_cancelling_an_async_read_loses_no_byte(store: acikit.Store, big_aci: Path) -> None:
+    image = store.import_file(big_aci).image_id
+    expected = _export_bytes(store, image)
+
+    async def main() -> tuple[bytes, bool]:
+        async with await acikit.AsyncStore.connect(store.path) as astore:
+            async with await astore.open(image) as reader:
+                got = [await reader.read(1 << 20)]
+                task = asyncio.ensure_future(reader.read())  # the rest, in one long read
+                await asyncio.sleep(0.01)
+                task.cancel()
+                try:
+                    got.append(await task)
+                    cancelled = False
+                except asyncio.CancelledError:
+                    cancelled = True
+                while chunk := await reader.read(3 << 20):
+                    got.append(chunk)
+                return b"".join(got), cancelled
+
+    data, cancelled = asyncio.run(main())
+    assert cancelled and data == expected

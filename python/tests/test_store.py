@@ -23,8 +23,9 @@ def test_build_validate_id_manifest(small_aci: Path) -> None:
     assert manifest == inspection.manifest
     assert manifest.name == "example.com/hello"
     assert manifest.labels["version"] == "1.0.0"
-    assert manifest.app is not None and manifest.app["exec"] == ["/bin/hello"]
-    assert manifest.dependencies == []
+    assert manifest.app is not None and manifest.app.exec == ("/bin/hello",)
+    assert manifest.app.user == "0" and manifest.app.environment == {}
+    assert manifest.dependencies == ()
     assert manifest.to_dict()["acKind"] == "ImageManifest"
     assert "example.com/hello" in repr(manifest) and "<table>" in manifest._repr_html_()
 
@@ -137,13 +138,13 @@ def test_remove_gc_fsck_stats(store: acikit.Store, make_image: MakeImage) -> Non
     gc = store.gc()
     assert gc.objects_removed == 0 and "GcReport(" in repr(gc)
     report = store.fsck()
-    assert report.images_checked == 1 and report.problems == []
+    assert report.images_checked == 1 and report.problems == ()
     assert "FsckReport(" in repr(report) and report.to_dict()["images_checked"] == 1
 
 
 def test_trust_add_list_remove(store: acikit.Store) -> None:
     added = store.trust.add(PUBLIC_KEY, prefix="example.com")
-    assert added.scope == {"kind": "prefix", "prefix": "example.com"}
+    assert added.scope == "example.com"
     keys = store.trust.list()
     assert [k.fingerprint for k in keys] == [added.fingerprint]
     store.trust.add(PUBLIC_KEY.read_bytes())  # every name
