@@ -59,7 +59,7 @@ impl Store {
         let options = ImportOptions::default().origin(origin.unwrap_or_else(|| path.clone()));
         let observer = call.observer.clone();
         let imported = spawn(async move { store.import_file(path, options, observer).await }).await;
-        drop(call);
+        call.finish().await;
         Ok(imported?.into())
     }
 
@@ -92,7 +92,7 @@ impl Store {
             store.fetch(source, options, observer).await
         })
         .await;
-        drop(call);
+        call.finish().await;
         Ok(fetched?.into())
     }
 
@@ -117,7 +117,7 @@ impl Store {
             store.export_to(&id, out, compression, observer).await
         })
         .await;
-        drop(call);
+        call.finish().await;
         Ok(exported?.into())
     }
 
@@ -158,7 +158,7 @@ impl Store {
             store.render(&id, target, options, observer).await
         })
         .await;
-        drop(call);
+        call.finish().await;
         Ok(rendered?.into())
     }
 
@@ -238,7 +238,7 @@ impl Store {
         let store = self.inner.clone();
         let observer = call.observer.clone();
         let report = spawn(async move { store.gc(observer).await }).await;
-        drop(call);
+        call.finish().await;
         Ok(report?.into())
     }
 
@@ -255,7 +255,7 @@ impl Store {
         let store = self.inner.clone();
         let observer = call.observer.clone();
         let report = spawn(async move { store.fsck(repair, observer).await }).await;
-        drop(call);
+        call.finish().await;
         Ok(report?.into())
     }
 
