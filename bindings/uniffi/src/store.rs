@@ -6,7 +6,7 @@ use std::sync::Arc;
 use acikit::{ErrorKind, ImageQuery, ImportOptions};
 
 use crate::error::AcikitError;
-use crate::net::net_options;
+use crate::net::store_net_options;
 use crate::progress::{CancelHandle, ProgressListener, observer};
 use crate::reader::ImageReader;
 use crate::records::{
@@ -85,8 +85,9 @@ impl Store {
         let observer = call.observer.clone();
         let fetched = spawn(async move {
             let source = acikit::FetchSource::parse(&image, &label_list(labels))?;
+            let net = store_net_options(o.net.unwrap_or_default(), &store)?;
             let options = acikit::FetchOptions::default()
-                .net(net_options(o.net.unwrap_or_default())?)
+                .net(net)
                 .trust_discovered_keys(o.trust_discovered_keys)
                 .dependencies(o.dependencies);
             store.fetch(source, options, observer).await
