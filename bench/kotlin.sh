@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Kotlin binding benchmark: importing the Debian minbase image through the Kotlin API
 # (`Store.importFile`, timed inside the program, so JVM start-up is left out) against
-# `acikit import` (wall time of the process), in the same run, alternating, each into a
-# fresh store; release builds of both.
+# `acikit import` (wall time of the process), in the same run, alternating (which one goes
+# first alternates too), each into a fresh store; release builds of both.
 #
 # Usage: bench/kotlin.sh [--check] [--runs N] [--dir DIR]
 #   --check    exit non-zero when the target is missed (default: report only)
@@ -85,9 +85,16 @@ log "warm-up"
 cli_import warm >/dev/null
 kotlin_import warm >/dev/null
 cli=() kotlin=()
+# The order of each pair alternates: an import right after another one shares the disk with
+# the previous one's writes still being flushed.
 for i in $(seq 1 "$runs"); do
-    cli+=("$(cli_import "$i")")
-    kotlin+=("$(kotlin_import "$i")")
+    if [ $((i % 2)) -eq 1 ]; then
+        cli+=("$(cli_import "$i")")
+        kotlin+=("$(kotlin_import "$i")")
+    else
+        kotlin+=("$(kotlin_import "$i")")
+        cli+=("$(cli_import "$i")")
+    fi
     log "run $i: acikit import ${cli[-1]} s, Kotlin importFile ${kotlin[-1]} s"
 done
 cli_median=$(echo "${cli[*]}" | median)
