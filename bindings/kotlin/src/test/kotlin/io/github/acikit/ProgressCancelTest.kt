@@ -36,22 +36,23 @@ class ProgressCancelTest {
     @Test
     fun `a slow listener does not hold the call, and still gets the last events`() = runBlocking {
         val aci = Fixtures.image(dir, "example.com/big", bigFiles = 32)
-        // A listener that returns at once sees (about) every event the core sends.
+        // A listener that returns at once sees many of the events the core sends (not all:
+        // the core does not wait for it either); the core sends the same ones every time.
         val sent = Collections.synchronizedList(mutableListOf<ProgressEvent>())
         Store.open(dir.resolve("fast").toString()).use { store ->
             store.importFile(aci.toString(), progress = progress { sent.add(it) })
         }
-        // One that sleeps in every call would make the import wait 300 ms an event if the
-        // core waited for it; it does not: the listener sees far fewer events.
+        // One that sleeps in every call would make the import wait 500 ms an event if the
+        // core waited for it (and see every event); it does not: it sees far fewer.
         val seen = Collections.synchronizedList(mutableListOf<ProgressEvent>())
         Store.open(dir.resolve("slow").toString()).use { store ->
-            store.importFile(aci.toString(), progress = progress { Thread.sleep(300); seen.add(it) })
+            store.importFile(aci.toString(), progress = progress { Thread.sleep(500); seen.add(it) })
             // Every event was delivered before the call returned: none comes later.
             val delivered = seen.size
-            Thread.sleep(400)
+            Thread.sleep(600)
             assertEquals(delivered, seen.size)
         }
-        assertTrue(sent.size >= 30, "$sent")
+        assertTrue(sent.size >= 10, "$sent")
         assertTrue(seen.size < sent.size / 2, "${seen.size} of ${sent.size} events: $seen")
         // In order, and the last one of each phase is always delivered.
         val imports = seen.filter { it.phase == "import" }.map { it.done }
