@@ -59,6 +59,13 @@ export interface NetOptions {
   port?: number;
   /** Host names answered with fixed `IP:PORT` addresses (as curl's `--resolve`). */
   resolve?: Record<string, string>;
+  /**
+   * A JSON file of per-host credentials (`{"host": {"type": "basic", "user", "password"}}`
+   * or `{"type": "bearer", "token"}`). Without one, a store's `fetch` reads the store's
+   * `config/auth.json` if it exists; `discover` and `push` send none (a push's upload
+   * carries its token).
+   */
+  authConfig?: string;
 }
 
 /** One stored image. */

@@ -208,11 +208,12 @@ function trustedKey(k) {
 
 /** The network options of fetch and discover, as the addon takes them. */
 function netArgs(options) {
-  const { insecure, port, resolve } = options;
+  const { insecure, port, resolve, authConfig } = options;
   return {
     insecure: Array.isArray(insecure) ? insecure.join(',') : insecure,
     port,
     resolve: resolve && Object.entries(resolve).map(([host, address]) => ({ host, address })),
+    authConfig,
   };
 }
 

@@ -302,6 +302,11 @@ export interface NetArgs {
   port?: number
   /** Host names answered with fixed addresses. */
   resolve?: Array<ResolveEntry>
+  /**
+   * A JSON file of per-host credentials (basic or bearer by host); without one, a
+   * store's fetch reads the store's `config/auth.json` if it exists.
+   */
+  authConfig?: string
 }
 
 /** How to open a store. */

@@ -149,7 +149,9 @@ impl NativeStore {
             *signature = Some(given);
         }
         let mut options = FetchOptions::default()
-            .net(napi_result(args.net.unwrap_or_default().to_options())?)
+            .net(napi_result(
+                args.net.unwrap_or_default().to_store_options(&self.store),
+            )?)
             .trust_discovered_keys(args.trust_discovered_keys.unwrap_or(false))
             .dependencies(args.dependencies.unwrap_or(true));
         if let Some(max) = args.max_size {

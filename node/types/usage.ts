@@ -35,7 +35,7 @@ export async function usage(): Promise<void> {
   const signed = await sign('hello.aci', '-----BEGIN PGP PRIVATE KEY BLOCK-----');
   await store.trust.add(signed.armored, { prefix: 'example.com' });
   const server = await serve(store, { pushToken: 'token' });
-  const fetched: Fetched = await store.fetch('example.com/hello:1.0.0', { insecure: ['http'], port: 80 });
+  const fetched: Fetched = await store.fetch('example.com/hello:1.0.0', { insecure: ['http'], port: 80, authConfig: 'auth.json' });
   const fingerprint: string | undefined = fetched.signature?.fingerprint;
   await server.close();
 

@@ -23,7 +23,7 @@ pub async fn validate(
     let call = observer(progress, cancel);
     let observer = call.observer.clone();
     let inspection = spawn(inspect_file(path, Limits::default(), observer)).await;
-    drop(call);
+    call.finish().await;
     Ok(inspection?.into())
 }
 
@@ -66,7 +66,7 @@ pub async fn discover(
         acikit::discovery::discover(&client, &image, &options, observer).await
     })
     .await;
-    drop(call);
+    call.finish().await;
     Ok(discovered?.into())
 }
 
@@ -91,7 +91,7 @@ pub async fn build(
             .await
     })
     .await;
-    drop(call);
+    call.finish().await;
     Ok(built?.into())
 }
 
@@ -114,6 +114,6 @@ pub async fn sign(
         observer,
     ))
     .await;
-    drop(call);
+    call.finish().await;
     Ok(signed?.into())
 }

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use acikit::net::AuthConfig;
+
 /// How to reach image servers (discovery and fetch).
 #[derive(Debug, Clone, Default, uniffi::Record)]
 pub struct NetOptions {
@@ -21,11 +23,40 @@ pub struct NetOptions {
     /// used), for tests and private setups.
     #[uniffi(default)]
     pub resolve: HashMap<String, String>,
+    /// A JSON file of per-host credentials (`acikit::net::AuthConfig`'s format: basic or
+    /// bearer by host). None: a store's fetch reads the store's `config/auth.json` if it
+    /// exists; `discover` and `push` send none. (A push's upload always carries its push
+    /// token instead.)
+    #[uniffi(default = None)]
+    pub auth_config: Option<String>,
 }
 
-/// The core's options for these.
+/// The core's options for these, the credentials read from `auth_config` if given.
 pub(crate) fn net_options(o: NetOptions) -> acikit::Result<acikit::net::NetOptions> {
+    net_options_or(o, None)
+}
+
+/// The core's options for a call on `store`: without `auth_config`, the credentials are
+/// the store's own file (`config/auth.json`) when there is one, as the CLI reads them.
+pub(crate) fn store_net_options(
+    o: NetOptions,
+    store: &acikit::Store,
+) -> acikit::Result<acikit::net::NetOptions> {
+    net_options_or(o, Some(&store.auth_config_path()))
+}
+
+/// The core's options; credentials from `o.auth_config` (a missing file is an error),
+/// else from `fallback` if that file exists, else none.
+fn net_options_or(
+    o: NetOptions,
+    fallback: Option<&std::path::Path>,
+) -> acikit::Result<acikit::net::NetOptions> {
     let mut options = acikit::net::NetOptions::default();
+    options.auth = match (&o.auth_config, fallback) {
+        (Some(path), _) => AuthConfig::load(std::path::Path::new(path))?,
+        (None, Some(path)) => AuthConfig::load_if_present(path)?,
+        (None, None) => AuthConfig::new(),
+    };
     options.insecure.http = o.insecure_http;
     options.insecure.tls = o.insecure_tls;
     options.insecure.image = o.insecure_image;

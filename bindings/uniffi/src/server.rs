@@ -129,7 +129,7 @@ pub async fn push(
         .await
     })
     .await;
-    drop(call);
+    call.finish().await;
     let pushed = pushed?;
     Ok(Pushed {
         id: pushed.image_id.to_string(),

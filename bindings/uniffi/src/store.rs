@@ -6,7 +6,7 @@ use std::sync::Arc;
 use acikit::{ErrorKind, ImageQuery, ImportOptions};
 
 use crate::error::AcikitError;
-use crate::net::net_options;
+use crate::net::store_net_options;
 use crate::progress::{CancelHandle, ProgressListener, observer};
 use crate::reader::ImageReader;
 use crate::records::{
@@ -59,7 +59,7 @@ impl Store {
         let options = ImportOptions::default().origin(origin.unwrap_or_else(|| path.clone()));
         let observer = call.observer.clone();
         let imported = spawn(async move { store.import_file(path, options, observer).await }).await;
-        drop(call);
+        call.finish().await;
         Ok(imported?.into())
     }
 
@@ -85,25 +85,27 @@ impl Store {
         let observer = call.observer.clone();
         let fetched = spawn(async move {
             let source = acikit::FetchSource::parse(&image, &label_list(labels))?;
+            let net = store_net_options(o.net.unwrap_or_default(), &store)?;
             let options = acikit::FetchOptions::default()
-                .net(net_options(o.net.unwrap_or_default())?)
+                .net(net)
                 .trust_discovered_keys(o.trust_discovered_keys)
                 .dependencies(o.dependencies);
             store.fetch(source, options, observer).await
         })
         .await;
-        drop(call);
+        call.finish().await;
         Ok(fetched?.into())
     }
 
-    /// Writes the image's archive to the file `out` (`compression`: `none`, `gzip` or
-    /// `zstd`); the bytes are checked against the image ID as they stream. A cancelled
-    /// export leaves no file.
-    #[uniffi::method(default(compression = "none", progress = None, cancel = None))]
+    /// Writes the archive of the image `image` and `labels` name to the file `out`
+    /// (`compression`: `none`, `gzip` or `zstd`); the bytes are checked against the image
+    /// ID as they stream. A cancelled export leaves no file.
+    #[uniffi::method(default(compression = "none", progress = None, cancel = None, labels))]
     pub async fn export(
         &self,
         image: String,
         out: String,
+        labels: HashMap<String, String>,
         compression: String,
         progress: Option<Arc<dyn ProgressListener>>,
         cancel: Option<Arc<CancelHandle>>,
@@ -113,34 +115,50 @@ impl Store {
         let store = self.inner.clone();
         let observer = call.observer.clone();
         let exported = spawn(async move {
-            let id = newest(&store, &image, Vec::new()).await?.image_id;
+            let id = newest(&store, &image, label_list(labels)).await?.image_id;
             store.export_to(&id, out, compression, observer).await
         })
         .await;
-        drop(call);
+        call.finish().await;
         Ok(exported?.into())
     }
 
-    /// A reader of the image's canonical tar, chunk by chunk (never the whole image in
-    /// memory); it fails at its end if the bytes do not hash to the image ID.
-    pub async fn open_read(&self, image: String) -> Result<Arc<ImageReader>, AcikitError> {
+    /// A reader of the canonical tar of the image `image` and `labels` name, chunk by
+    /// chunk (never the whole image in memory); it fails at its end if the bytes do not
+    /// hash to the image ID.
+    #[uniffi::method(default(labels))]
+    pub async fn open_read(
+        &self,
+        image: String,
+        labels: HashMap<String, String>,
+    ) -> Result<Arc<ImageReader>, AcikitError> {
         let store = self.inner.clone();
         let reader = spawn(async move {
-            let id = newest(&store, &image, Vec::new()).await?.image_id;
+            let id = newest(&store, &image, label_list(labels)).await?.image_id;
             store.export_reader(&id).await
         })
         .await?;
         Ok(Arc::new(ImageReader::new(reader)))
     }
 
-    /// Renders the image's rootfs (with its dependencies) into the new folder `target`
-    /// (`strategy`: `Strategy::as_str()` names, `auto` by default); release it with
-    /// [`release`](Self::release).
-    #[uniffi::method(default(strategy = "auto", skip_unprivileged = false, progress = None, cancel = None))]
+    /// Renders the rootfs of the image `image` and `labels` name (with its dependencies)
+    /// into the new folder `target` (`strategy`: `Strategy::as_str()` names, `auto` by
+    /// default); release it with [`release`](Self::release).
+    #[uniffi::method(default(
+        strategy = "auto",
+        skip_unprivileged = false,
+        progress = None,
+        cancel = None,
+        labels
+    ))]
+    // Kotlin and Swift see these as parameters with defaults, called by name: no options
+    // record needed.
+    #[allow(clippy::too_many_arguments)]
     pub async fn render(
         &self,
         image: String,
         target: String,
+        labels: HashMap<String, String>,
         strategy: String,
         skip_unprivileged: bool,
         progress: Option<Arc<dyn ProgressListener>>,
@@ -154,11 +172,11 @@ impl Store {
         let store = self.inner.clone();
         let observer = call.observer.clone();
         let rendered = spawn(async move {
-            let id = newest(&store, &image, Vec::new()).await?.image_id;
+            let id = newest(&store, &image, label_list(labels)).await?.image_id;
             store.render(&id, target, options, observer).await
         })
         .await;
-        drop(call);
+        call.finish().await;
         Ok(rendered?.into())
     }
 
@@ -238,7 +256,7 @@ impl Store {
         let store = self.inner.clone();
         let observer = call.observer.clone();
         let report = spawn(async move { store.gc(observer).await }).await;
-        drop(call);
+        call.finish().await;
         Ok(report?.into())
     }
 
@@ -255,7 +273,7 @@ impl Store {
         let store = self.inner.clone();
         let observer = call.observer.clone();
         let report = spawn(async move { store.fsck(repair, observer).await }).await;
-        drop(call);
+        call.finish().await;
         Ok(report?.into())
     }
 

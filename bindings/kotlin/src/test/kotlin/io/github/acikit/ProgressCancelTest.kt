@@ -34,8 +34,37 @@ class ProgressCancelTest {
     }
 
     @Test
+    fun `a slow listener does not hold the call, and still gets the last events`() = runBlocking {
+        val aci = Fixtures.image(dir, "example.com/big", bigFiles = 32)
+        // A listener that returns at once sees many of the events the core sends (not all:
+        // the core does not wait for it either); the core sends the same ones every time.
+        val sent = Collections.synchronizedList(mutableListOf<ProgressEvent>())
+        Store.open(dir.resolve("fast").toString()).use { store ->
+            store.importFile(aci.toString(), progress = progress { sent.add(it) })
+        }
+        // One that sleeps in every call would make the import wait 500 ms an event if the
+        // core waited for it (and see every event); it does not: it sees far fewer.
+        val seen = Collections.synchronizedList(mutableListOf<ProgressEvent>())
+        Store.open(dir.resolve("slow").toString()).use { store ->
+            store.importFile(aci.toString(), progress = progress { Thread.sleep(500); seen.add(it) })
+            // Every event was delivered before the call returned: none comes later.
+            val delivered = seen.size
+            Thread.sleep(600)
+            assertEquals(delivered, seen.size)
+        }
+        assertTrue(sent.size >= 10, "$sent")
+        assertTrue(seen.size < sent.size / 2, "${seen.size} of ${sent.size} events: $seen")
+        // In order, and the last one of each phase is always delivered.
+        val imports = seen.filter { it.phase == "import" }.map { it.done }
+        assertEquals(imports.sorted(), imports)
+        assertEquals(Files.size(aci), imports.last())
+        assertEquals(sent.last(), seen.last())
+        assertEquals(sent.map { it.phase }.distinct(), seen.map { it.phase }.distinct())
+    }
+
+    @Test
     fun `a cancelled import leaves nothing behind`() = runBlocking {
-        val aci = Fixtures.image(dir, "example.com/big", bigFiles = 8)
+        val aci = Fixtures.image(dir, "example.com/big", bigFiles = 32)
         val storeDir = dir.resolve("store")
         Store.open(storeDir.toString()).use { store ->
             val before = Fixtures.files(storeDir)
@@ -60,7 +89,8 @@ class ProgressCancelTest {
 
     @Test
     fun `cancelling the coroutine cancels the call`() = runBlocking {
-        val aci = Fixtures.image(dir, "example.com/big", bigFiles = 8)
+        // Large enough that the import is still running when the first event comes.
+        val aci = Fixtures.image(dir, "example.com/big", bigFiles = 32)
         val storeDir = dir.resolve("store")
         Store.open(storeDir.toString()).use { store ->
             val before = Fixtures.files(storeDir)
@@ -68,10 +98,7 @@ class ProgressCancelTest {
             val job = launch(Dispatchers.Default) {
                 store.importFile(
                     aci.toString(),
-                    progress = progress {
-                        started.complete(Unit)
-                        Thread.sleep(20) // slow enough that the job is cancelled mid-way
-                    },
+                    progress = progress { started.complete(Unit) },
                 )
             }
             started.await()
@@ -90,7 +117,7 @@ class ProgressCancelTest {
 
     @Test
     fun `a cancelled export leaves no file`() = runBlocking {
-        val aci = Fixtures.image(dir, "example.com/big", bigFiles = 8)
+        val aci = Fixtures.image(dir, "example.com/big", bigFiles = 24)
         Store.open(dir.resolve("store").toString()).use { store ->
             val id = store.importFile(aci.toString()).id
             val out = dir.resolve("out.aci")

@@ -56,6 +56,49 @@ class StoreTest {
     }
 
     @Test
+    fun `export, openRead and render take a name with labels`() = runBlocking {
+        Store.open(dir.resolve("store").toString()).use { store ->
+            val one = store.importFile(Fixtures.image(dir, "example.com/app", "1.0.0").toString())
+            val two = store.importFile(Fixtures.image(dir, "example.com/app", "2.0.0").toString())
+            val v1 = mapOf("version" to "1.0.0")
+
+            // The name alone means the newest import; labels pick the other one.
+            assertEquals(two.id, store.export("example.com/app", dir.resolve("new.aci").toString()).id)
+            val out = dir.resolve("old.aci.zst")
+            val exported = store.export("example.com/app", out.toString(), v1, compression = "zstd")
+            assertEquals(one.id, exported.id)
+            assertEquals(one.id, imageId(out.toString()))
+
+            val tar = ByteArrayOutputStream()
+            store.openRead("example.com/app", v1).use { reader ->
+                while (true) tar.write(reader.read() ?: break)
+            }
+            assertContentEquals(dir.resolve("example.com_app-1.0.0.aci").readBytes(), tar.toByteArray())
+
+            val target = dir.resolve("run")
+            val rendered = store.render("example.com/app", target.toString(), v1, strategy = "copy")
+            assertEquals(one.id, rendered.id)
+            assertEquals("hello from example.com/app 1.0.0\n", target.resolve("etc/hello").readText())
+            store.release(target.toString())
+
+            // Labels no image has: not_found, and no file written.
+            val missing = dir.resolve("missing.aci")
+            val err = kotlin.test.assertFailsWith<AcikitException.NotFound> {
+                store.export("example.com/app", missing.toString(), mapOf("version" to "3.0.0"))
+            }
+            assertEquals("not_found", err.code)
+            assertFalse(missing.exists())
+            kotlin.test.assertFailsWith<AcikitException.NotFound> {
+                store.render("example.com/app", target.toString(), mapOf("arch" to "arm64"))
+            }
+            assertFalse(target.exists())
+            // Labels go with a name, not an ID: the core's query parser says so.
+            val bad = kotlin.test.assertFailsWith<AcikitException> { store.openRead(one.id, v1) }
+            assertEquals("invalid_argument", bad.code)
+        }
+    }
+
+    @Test
     fun `an image streams out chunk by chunk`() = runBlocking {
         val aci = Fixtures.image(dir, "example.com/stream", bigFiles = 3)
         Store.open(dir.resolve("store").toString()).use { store ->
