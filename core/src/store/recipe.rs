@@ -461,7 +461,7 @@ enum ReadState<R: Read> {
 }
 
 /// Reads a recipe record by record, streaming: memory stays bounded (a Meta record is at most
-/// [`MAX_META_CHUNK`]) whatever the recipe's size.
+/// `MAX_META_CHUNK`, 1 MiB) whatever the recipe's size.
 ///
 /// Every record is checked as it comes, and after the last one the trailer is checked against
 /// the records (total length, number of references) and against the footer. A damaged or
