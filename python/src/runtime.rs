@@ -59,8 +59,9 @@ pub fn block_on<T: Send + 'static>(
 }
 
 /// [`block_on`], but when a signal interrupts the wait and the work ends with a result all
-/// the same (it finished before it saw the cancellation), `undo` gets that result before
-/// the signal's exception is raised: a read puts its bytes back.
+/// the same (it finished before it saw the cancellation, or while the signal waited to be
+/// seen), `undo` gets that result before the signal's exception is raised: a read puts its
+/// bytes back.
 pub fn block_on_or_undo<T: Send + 'static>(
     py: Python<'_>,
     cancel: &CancelToken,
@@ -74,7 +75,16 @@ pub fn block_on_or_undo<T: Send + 'static>(
             rt.block_on(async { tokio::time::timeout(SIGNAL_SLICE, &mut handle).await })
         });
         match slice {
-            Ok(joined) => return joined.map_err(join_error),
+            Ok(joined) => {
+                let value = joined.map_err(join_error)?;
+                // A signal that came during the last slice would otherwise be raised by
+                // Python right after this returns, and the caller would lose the result.
+                if let Err(signal) = py.check_signals() {
+                    undo(value);
+                    return Err(signal);
+                }
+                return Ok(value);
+            }
             Err(_elapsed) => {
                 if let Err(signal) = py.check_signals() {
                     cancel.cancel();
