@@ -365,24 +365,7 @@ fn copy_object(
         )
     };
     let io_error = |e: io::Error| Error::io(what(), e);
-    let mut file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::new(
-                ErrorKind::CorruptStore,
-                format!("{} is missing", what()),
-            ));
-        }
-        Err(e) => return Err(io_error(e)),
-    };
-    let actual = file.metadata().map_err(io_error)?.len();
-    if actual != len {
-        return Err(Error::new(
-            ErrorKind::CorruptStore,
-            format!("{} has {actual} bytes instead", what()),
-        ));
-    }
-    let meta = file.metadata().map_err(io_error)?;
+    let (mut file, meta) = open_object(&path, len, &what)?;
     let read = if std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < len {
         chunks.read_sparse_from(&mut file, len, io_error)?
     } else {
@@ -395,6 +378,34 @@ fn copy_object(
         ));
     }
     Ok(())
+}
+
+/// Opens the content object at `path`, which must hold `len` bytes: a missing or resized
+/// object is `corrupt_store`, named by `what`. Returns the file and its metadata.
+fn open_object(
+    path: &Path,
+    len: u64,
+    what: &dyn Fn() -> String,
+) -> Result<(File, std::fs::Metadata)> {
+    let io_error = |e: io::Error| Error::io(what(), e);
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::new(
+                ErrorKind::CorruptStore,
+                format!("{} is missing", what()),
+            ));
+        }
+        Err(e) => return Err(io_error(e)),
+    };
+    let meta = file.metadata().map_err(io_error)?;
+    if meta.len() != len {
+        return Err(Error::new(
+            ErrorKind::CorruptStore,
+            format!("{} has {} bytes instead", what(), meta.len()),
+        ));
+    }
+    Ok((file, meta))
 }
 
 /// Appends the stored bytes of a sparse member: the segments of `map` read from the object
@@ -419,23 +430,7 @@ fn copy_sparse_object(
         )
     };
     let io_error = |e: io::Error| Error::io(what(), e);
-    let mut file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(Error::new(
-                ErrorKind::CorruptStore,
-                format!("{} is missing", what()),
-            ));
-        }
-        Err(e) => return Err(io_error(e)),
-    };
-    let actual = file.metadata().map_err(io_error)?.len();
-    if actual != map.real_size {
-        return Err(Error::new(
-            ErrorKind::CorruptStore,
-            format!("{} has {actual} bytes instead", what()),
-        ));
-    }
+    let (mut file, _) = open_object(&path, map.real_size, &what)?;
     for seg in map.segments.iter().filter(|s| s.length > 0) {
         file.seek(SeekFrom::Start(seg.offset)).map_err(io_error)?;
         let read = chunks.read_from(&mut file, seg.length, io_error)?;
