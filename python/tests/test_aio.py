@@ -27,6 +27,14 @@ def test_twins_have_the_sync_signatures() -> None:
     assert acikit.aio.AsyncStore is acikit.AsyncStore
 
 
+def test_import_acikit_leaves_asyncio_out() -> None:
+    # Scripts that never await pay nothing for the async API: asyncio (with ssl and
+    # concurrent.futures, ~80 ms) is imported on the first await, not by `import acikit`.
+    code = "import sys, acikit, acikit.aio; print('asyncio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_every_twin_awaited(tmp_path: Path, repository: acikit.Server) -> None:
     layout = write_layout(tmp_path, "example.com/hello", "1.0.0")
     aci = tmp_path / "hello.aci"
