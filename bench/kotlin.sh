@@ -2,7 +2,8 @@
 # Kotlin binding benchmark: importing the Debian minbase image through the Kotlin API
 # (`Store.importFile`, timed inside the program, so JVM start-up is left out) against
 # `acikit import` (wall time of the process), in the same run, alternating (which one goes
-# first alternates too), each into a fresh store; release builds of both.
+# first alternates too), each into a fresh store after a `sync` (so neither side pays for the
+# other's writeback); release builds of both.
 #
 # Usage: bench/kotlin.sh [--check] [--runs N] [--dir DIR]
 #   --check    exit non-zero when the target is missed (default: report only)
@@ -64,6 +65,7 @@ trap 'rm -rf "$scratch"' EXIT
 # One import by the CLI: its wall time in seconds.
 cli_import() {
     local store=$scratch/cli-$1 start end
+    sync
     start=$(date +%s.%N)
     "$bin" --store "$store" import "$image" >/dev/null
     end=$(date +%s.%N)
@@ -73,6 +75,7 @@ cli_import() {
 # One import through the Kotlin API: the call's time, measured in the program.
 kotlin_import() {
     local store=$scratch/kotlin-$1 seconds
+    sync
     seconds=$(java -cp "$classpath" MainKt "$image" "$store" "$scratch/unused.aci" --time \
         | awk '$1 == "import_seconds" { print $2 }')
     [ -n "$seconds" ] || { log "the Kotlin program printed no time"; exit 1; }
