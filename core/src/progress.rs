@@ -43,11 +43,14 @@ pub enum Phase {
     Sign,
     /// Uploading an image to a repository (bytes sent of the file's size).
     Push,
+    /// Meta discovery of an image name (levels of the name walked of those it has: the
+    /// last event says every level was done with, also when the walk stops early).
+    Discover,
 }
 
 impl Phase {
     /// Every phase, in declaration order.
-    pub const ALL: [Phase; 12] = [
+    pub const ALL: [Phase; 13] = [
         Phase::Import,
         Phase::Commit,
         Phase::Export,
@@ -60,6 +63,7 @@ impl Phase {
         Phase::Inspect,
         Phase::Sign,
         Phase::Push,
+        Phase::Discover,
     ];
 
     /// The stable name of the phase (`"import"`, `"download"`, ...), as the bindings pass it
@@ -82,6 +86,7 @@ impl Phase {
             Phase::Inspect => "inspect",
             Phase::Sign => "sign",
             Phase::Push => "push",
+            Phase::Discover => "discover",
         }
     }
 }

@@ -25,7 +25,7 @@ use super::meta::{self, MetaKind, MetaTag};
 use super::template;
 use super::{AciEndpoint, Discovered};
 use crate::net::HttpClient;
-use crate::progress::Observer;
+use crate::progress::{Observer, Phase};
 use crate::{Error, ErrorKind, Result};
 
 /// Largest discovery document read; the rest is ignored (meta tags belong in `<head>`).
@@ -72,13 +72,18 @@ pub(super) async fn walk(
     let mut pubkeys: Option<Vec<String>> = None;
     let mut tried = Vec::new();
     let mut notes: Vec<String> = Vec::new();
-    for level in levels(name) {
+    let levels = levels(name);
+    let total = levels.len() as u64;
+    observer.report(Phase::Discover, 0, Some(total));
+    for (walked, level) in (1..).zip(levels) {
         if endpoints.is_some() && (pubkeys.is_some() || !want_pubkeys) {
+            // The levels above are not needed: they count as done.
+            observer.report(Phase::Discover, total, Some(total));
             break;
         }
-        let Some((url, tags)) =
-            fetch_level(client, &level, observer, &mut tried, &mut notes).await?
-        else {
+        let fetched = fetch_level(client, &level, observer, &mut tried, &mut notes).await?;
+        observer.report(Phase::Discover, walked, Some(total));
+        let Some((url, tags)) = fetched else {
             continue;
         };
         let matching: Vec<&MetaTag> = tags

@@ -130,6 +130,43 @@ async fn parent_path_walk_stops_at_the_first_level_with_endpoints() {
 }
 
 #[tokio::test]
+async fn progress_counts_the_levels_walked() {
+    let server = TestServer::start(Router::new().route(
+        "/acme",
+        page(&[(D, "example.test/acme https://cdn.example.test/{name}.{ext}")]),
+    ))
+    .await;
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let observer = Observer::with_progress(move |p| {
+        assert_eq!(p.phase, acikit::Phase::Discover);
+        seen.lock().unwrap().push((p.done, p.total));
+    });
+    let client = HttpClient::new(server.net_options()).unwrap();
+    let options = DiscoveryOptions::default().pubkeys(false);
+    discovery::discover(
+        &client,
+        &image("example.test/acme/team/app"),
+        &options,
+        observer,
+    )
+    .await
+    .unwrap();
+    // Four levels; the walk stops after the third (endpoints found, keys not wanted), and
+    // the last event says all are done with.
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![
+            (0, Some(4)),
+            (1, Some(4)),
+            (2, Some(4)),
+            (3, Some(4)),
+            (4, Some(4))
+        ]
+    );
+}
+
+#[tokio::test]
 async fn keys_and_templates_found_at_different_levels() {
     let server = TestServer::start(
         Router::new()
