@@ -29,7 +29,8 @@ export type Phase =
   | 'render'
   | 'inspect'
   | 'sign'
-  | 'push';
+  | 'push'
+  | 'discover';
 
 /** One progress event of a long call. */
 export interface ProgressEvent {

@@ -26,8 +26,12 @@ test('sign, push, discover and fetch by name with the signature verified', async
 
   const { host, port } = new URL(server.url);
   const net = { insecure: 'http', port: Number(port), resolve: { 'example.com': host } };
-  const found = await discover('example.com/hello:1.0.0', net);
+  const walked = [];
+  const found = await discover('example.com/hello:1.0.0', { ...net, onProgress: (e) => walked.push(e) });
   assert.equal(found.name, 'example.com/hello');
+  // Two levels (example.com/hello, example.com): the last event says both are done.
+  assert.deepEqual(new Set(walked.map((e) => e.phase)), new Set(['discover']));
+  assert.deepEqual(walked.at(-1), { phase: 'discover', done: 2, total: 2 });
   assert.equal(found.labels.version, '1.0.0');
   assert.ok(found.aciEndpoints[0].aci.endsWith('.aci'));
 

@@ -51,6 +51,7 @@ def discover_op(
     ca_certs: Iterable[StrPath],
     pubkeys: bool,
     auth_config: Optional[StrPath],
+    progress: ProgressArg,
 ) -> Op[Discovered]:
     """The ``Op`` of ``discover``."""
     pairs = label_pairs(labels)
@@ -59,9 +60,10 @@ def discover_op(
     auth = None if auth_config is None else path(auth_config)
     return Op(
         lambda cb: _native.discover(
-            name, pairs, insecure_text(insecure), port, resolved, certs, pubkeys, auth
+            name, pairs, insecure_text(insecure), port, resolved, certs, pubkeys, auth, cb
         ),
         Discovered.parse,
+        progress,
     )
 
 
@@ -149,11 +151,15 @@ def discover(
     ca_certs: Iterable[StrPath] = (),
     pubkeys: bool = True,
     auth_config: Optional[StrPath] = None,
+    progress: ProgressArg = None,
 ) -> Discovered:
     """Meta discovery of ``name`` (``name:version`` works) with ``labels``: the image
     URLs (``aci_endpoints``) and key URLs (``pubkeys``). ``auth_config`` is a per-host
-    credentials file (the JSON of the CLI's ``--auth-config``); none by default."""
-    return discover_op(name, labels, insecure, port, resolve, ca_certs, pubkeys, auth_config).run()
+    credentials file (the JSON of the CLI's ``--auth-config``); none by default.
+    ``progress`` gets ``discover`` events: levels of the name walked of its levels."""
+    return discover_op(
+        name, labels, insecure, port, resolve, ca_certs, pubkeys, auth_config, progress
+    ).run()
 
 
 def build(

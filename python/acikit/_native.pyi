@@ -129,6 +129,7 @@ def discover(
     ca_certs: List[str],
     pubkeys: bool = True,
     auth_config: Optional[str] = None,
+    progress: _Progress = None,
 ) -> Call: ...
 def push(
     url: str,

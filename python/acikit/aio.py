@@ -70,10 +70,11 @@ async def discover(
     ca_certs: Iterable[StrPath] = (),
     pubkeys: bool = True,
     auth_config: Optional[StrPath] = None,
+    progress: ProgressArg = None,
 ) -> Discovered:
     """Awaitable ``acikit.discover``: meta discovery of ``name`` with ``labels``."""
     return await _functions.discover_op(
-        name, labels, insecure, port, resolve, ca_certs, pubkeys, auth_config
+        name, labels, insecure, port, resolve, ca_certs, pubkeys, auth_config, progress
     ).run_async()
 
 

@@ -74,10 +74,10 @@ pub fn sign(
 }
 
 /// Meta discovery of `name` with `labels`, with the credentials of the file
-/// `auth_config` (default: none).
+/// `auth_config` (default: none); `progress` gets `discover` events (levels walked).
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (name, labels, insecure, port, resolve, ca_certs, pubkeys=true, auth_config=None))]
+#[pyo3(signature = (name, labels, insecure, port, resolve, ca_certs, pubkeys=true, auth_config=None, progress=None))]
 pub fn discover(
     name: String,
     labels: Vec<(String, String)>,
@@ -87,13 +87,14 @@ pub fn discover(
     ca_certs: Vec<PathBuf>,
     pubkeys: bool,
     auth_config: Option<PathBuf>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Call> {
     let image = ImageName::parse(&name, &self::labels(labels)).py()?;
     let auth = self::auth_config(auth_config, None)?;
     let client = HttpClient::new(net_options(&insecure, port, resolve, ca_certs, auth)?).py()?;
     let options = DiscoveryOptions::default().pubkeys(pubkeys);
     Ok(observed(
-        None,
+        progress,
         |obs| core_discover(&client, &image, &options, obs),
         output,
     ))

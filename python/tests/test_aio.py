@@ -62,14 +62,19 @@ def test_every_twin_awaited(tmp_path: Path, repository: acikit.Server) -> None:
         assert isinstance(pushed, acikit.Pushed)
         assert pushed.image_id == built.image_id and pushed.signed and not pushed.already_present
 
+        walked: list[acikit.Progress] = []
         found = await acikit.aio.discover(
             "example.com/hello",
             {"version": "1.0.0"},
             insecure="http",
             port=repository.port,
             resolve={"example.com": repository.address},
+            progress=walked.append,
         )
         assert isinstance(found, acikit.Discovered) and found.name == "example.com/hello"
+        # Two levels (example.com/hello, example.com): the last event says both are done.
+        assert {e.phase for e in walked} == {"discover"}
+        assert walked[0].done == 0 and (walked[-1].done, walked[-1].total) == (2, 2)
         assert found.aci_endpoints[0].aci.endswith("/example.com/hello/1.0.0.aci")
         assert found.labels["version"] == "1.0.0"
 

@@ -112,7 +112,17 @@ def test_after_fork_the_child_opens_its_own_store(
                 with acikit.Store(tmp_path / "child") as own:
                     own.import_file(small_aci)
                     if len(own.list()) == 1 and acikit.image_id(small_aci):
-                        status = 0
+                        status = 3
+
+            async def child_async() -> bool:
+                # The async API too runs on the child's own runtime.
+                async with await acikit.AsyncStore.connect(tmp_path / "child-async") as own:
+                    await own.import_file(small_aci)
+                    listed = await own.list()
+                return len(listed) == 1 and bool(await acikit.aio.image_id(small_aci))
+
+            if status == 3 and asyncio.run(child_async()):
+                status = 0
         finally:
             os._exit(status)
     _, waited = os.waitpid(pid, 0)

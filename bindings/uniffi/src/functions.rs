@@ -48,16 +48,18 @@ pub async fn read_manifest(
 }
 
 /// The image URLs, signature URLs and keys appc meta discovery finds for `name`
-/// (`NAME[:VERSION]`) and `labels`.
-#[uniffi::export(default(net = None, pubkeys = true, cancel = None, labels))]
+/// (`NAME[:VERSION]`) and `labels`; `progress` gets `discover` events (levels of the name
+/// walked of its levels).
+#[uniffi::export(default(net = None, pubkeys = true, progress = None, cancel = None, labels))]
 pub async fn discover(
     name: String,
     labels: HashMap<String, String>,
     net: Option<NetOptions>,
     pubkeys: bool,
+    progress: Option<Arc<dyn ProgressListener>>,
     cancel: Option<Arc<CancelHandle>>,
 ) -> Result<Discovered, AcikitError> {
-    let call = observer(None, cancel);
+    let call = observer(progress, cancel);
     let observer = call.observer.clone();
     let discovered = spawn(async move {
         let image = acikit::ImageName::parse(&name, &label_list(labels))?;

@@ -45,8 +45,12 @@ class TrustFetchTest {
 
                 val port = server.address().substringAfterLast(':').toInt()
                 val net = NetOptions(insecureHttp = true, port = port.toUShort(), resolve = mapOf("example.com" to server.address()))
-                val found = discover("example.com/hello:1.0.0", net = net)
+                val walked = java.util.Collections.synchronizedList(mutableListOf<ProgressEvent>())
+                val found = discover("example.com/hello:1.0.0", net = net, progress = progress { walked.add(it) })
                 assertTrue(found.aciUrls.single().endsWith("/example.com/hello/1.0.0.aci"), "$found")
+                // Two levels (example.com/hello, example.com): the last event says both are done.
+                assertEquals(setOf("discover"), walked.map { it.phase }.toSet())
+                assertEquals(ProgressEvent("discover", 2L, 2L), walked.last())
 
                 Store.open(dir.resolve("store").toString()).use { store ->
                     // Not trusted yet: refused.
