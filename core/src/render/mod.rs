@@ -44,7 +44,7 @@ use crate::blocking::blocking;
 use crate::progress::Observer;
 use crate::schema::ImageId;
 use crate::store::paths::StorePaths;
-use crate::{ErrorKind, Result, Store};
+use crate::{Error, ErrorKind, Result, Store};
 
 /// Options of [`Store::render`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -205,6 +205,16 @@ impl Store {
             allow_unprotected_hardlink: options.allow_unprotected_hardlink,
         };
         if self.is_read_only() {
+            if options.strategy == Strategy::Composefs {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "cannot render {id} by composefs: the store at {} is read-only, and a \
+                         composefs run mounts its metadata image from the store's cache",
+                        self.dir().display()
+                    ),
+                ));
+            }
             return read_only::render(&self, id, &target, options, privs, observer).await;
         }
         let mut warnings = Vec::new();
