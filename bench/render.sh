@@ -313,8 +313,9 @@ if [ "$root" = 1 ]; then
     du_before_cfs=$(du_bytes "$store")
     report=$(render composefs "$work/cfs-disk")
     [ "$(json_str strategy <<< "$report")" = composefs ] || { log "FAIL: composefs render: $report"; exit 1; }
-    listing "$work/cfs-disk" links > "$work/got.list"
-    listing "$dir/layout/rootfs" links > "$work/expected.list"
+    # Link counts too, but the root's: overlayfs shows 1 for a merged directory.
+    listing "$work/cfs-disk" links | sed '1s/ [0-9]*$//' > "$work/got.list"
+    listing "$dir/layout/rootfs" links | sed '1s/ [0-9]*$//' > "$work/expected.list"
     cmp -s "$work/expected.list" "$work/got.list" \
         || { log "FAIL: the composefs render differs from $dir/layout/rootfs (metadata or hardlink groups)"; exit 1; }
     contents "$work/cfs-disk" | cmp -s - "$work/expected.sum" \
