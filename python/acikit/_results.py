@@ -316,6 +316,7 @@ class RenderCacheReport(_Result):
 
     trees_checked: int = 0
     stacks_checked: int = 0
+    composefs_checked: int = 0
     damaged: int = 0
     set_aside: int = 0
     in_use: int = 0

@@ -924,7 +924,7 @@ fn fsck_finds_a_write_through_a_hardlink_run_and_repair_rebuilds_the_tree() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout
-            .contains("checked 1 trees and 0 stacks, 0 trees not checkable: 1 damaged (1 set aside, 1 used by live runs"),
+            .contains("checked 1 trees, 0 stacks and 0 composefs images, 0 trees not checkable: 1 damaged (1 set aside, 1 used by live runs"),
         "{what}"
     );
 
