@@ -21,6 +21,10 @@
 #   overlay   acikit --store S render ID T --strategy overlay    (prepare: release the previous
 #             run; needs root, skipped otherwise)
 #   cp -a     cp -a SRC T
+#   composefs acikit render ID T --strategy composefs: first (prepare: rm -rf S/composefs, so the
+#             EROFS image is written each time; in rounds with cp -a SRC T) and later renders,
+#             its new disk, and `tar -cf - . | cat >/dev/null` over a composefs run against an
+#             overlay run (root only; ACIKIT_BENCH_COMPOSEFS_ONLY=1 stops after these)
 #   cp -al    cp -al SRC T       (the system's hardlink farm of the same tree, for reference)
 #   hardlink  acikit --store S render ID T --strategy hardlink
 #   copy      acikit --store S render ID T --strategy copy
@@ -41,6 +45,10 @@
 #     upper/ and work/ included) with the run minus without              < 1 MB (10^6 bytes)
 #   median(cp -a) / median(hardlink render)                               >= 5
 #   median(copy render) / median(cp -a)                                   <= 1.0
+#   first composefs render (no image cached)                              <= 150 ms
+#   new disk of the first composefs render (image + run folder) / tar     <= 3 %
+#   later composefs render                                                <= 20 ms
+#   reading a composefs run / reading an overlay run (medians)            <= 1.1
 # The first render and each copy are checked against DIR/layout/rootfs first (owners, modes,
 # sizes, mtimes, link targets, hardlink groups; contents for the copy).
 set -euo pipefail
@@ -54,6 +62,10 @@ MAX_OVERLAY_S=0.050
 MAX_OVERLAY_DISK=1000000
 MIN_HARDLINK_SPEEDUP=5
 MAX_COPY_RATIO=1.0
+MAX_CFS_FIRST_S=0.150
+MAX_CFS_LATER_S=0.020
+MAX_CFS_DISK_PCT=3
+MAX_CFS_READ_RATIO=1.1
 
 
 bench_binary
@@ -292,6 +304,89 @@ if [ "$root" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
+# composefs (root): the first render with no composefs image cached (the image's metadata
+# written as EROFS, no file copied), its new disk, later renders, and reading every file of a
+# composefs run against an overlay run.
+if [ "$root" = 1 ]; then
+    log "composefs: first render, disk, later renders, reading"
+    sync
+    du_before_cfs=$(du_bytes "$store")
+    report=$(render composefs "$work/cfs-disk")
+    [ "$(json_str strategy <<< "$report")" = composefs ] || { log "FAIL: composefs render: $report"; exit 1; }
+    # Link counts too, but the root's: overlayfs shows 1 for a merged directory.
+    listing "$work/cfs-disk" links | sed '1s/ [0-9]*$//' > "$work/got.list"
+    listing "$dir/layout/rootfs" links | sed '1s/ [0-9]*$//' > "$work/expected.list"
+    cmp -s "$work/expected.list" "$work/got.list" \
+        || { log "FAIL: the composefs render differs from $dir/layout/rootfs (metadata or hardlink groups)"; exit 1; }
+    contents "$work/cfs-disk" | cmp -s - "$work/expected.sum" \
+        || { log "FAIL: the composefs render's file contents differ from $dir/layout/rootfs"; exit 1; }
+    sync
+    cfs_disk=$(($(du_bytes "$store") - du_before_cfs))
+    cfs_image_bytes=$(du_bytes "$store/composefs")
+    tar_bytes=$(stat -c %s "$dir/debian-minbase.tar")
+    "$bin" --store "$store" release "$work/cfs-disk" >/dev/null
+    A1="$(printf "'%s'" "$bin") --store $(printf "'%s'" "$store")"
+    cfs_first_prep="if [ -e '$work/cfs' ]; then $A1 release '$work/cfs' >/dev/null; fi; rm -rf '$store/composefs'; sync"
+    cfs_later_prep="if [ -e '$work/cfs' ]; then $A1 release '$work/cfs' >/dev/null; fi"
+    cfs_cmd="$A1 render $expected_id '$work/cfs' --strategy composefs >/dev/null"
+    mkdir -p "$work/cfs-cp"
+    mapfile -t cfs_first < <(time_rounds cfs-first \
+        "$cfs_first_prep" "$cfs_cmd" \
+        "rm -rf '$work/cfs-cp/t'; sync" "cp -a '$src' '$work/cfs-cp/t'")
+    rm -rf "$work/cfs-cp"
+    mapfile -t cfs_later < <(time_all cfs-later "$cfs_later_prep" "$cfs_cmd")
+    # Reading every byte of every file, page cache warm for both: through `cat`, since GNU tar
+    # skips reading contents when its archive is /dev/null.
+    render composefs "$work/cfs" >/dev/null 2>&1 || true
+    render overlay "$work/ov-read" >/dev/null
+    mapfile -t cfs_read < <(time_rounds cfs-read \
+        "true" "cd '$work/cfs' && tar -cf - . | cat >/dev/null" \
+        "true" "cd '$work/ov-read' && tar -cf - . | cat >/dev/null")
+    "$bin" --store "$store" release "$work/cfs" >/dev/null
+    "$bin" --store "$store" release "$work/ov-read" >/dev/null
+    read -r cf_w cf_c cf_m <<< "${cfs_first[0]}"
+    read -r cfcp_w cfcp_c cfcp_m <<< "${cfs_first[1]}"
+    read -r cl_w cl_c cl_m <<< "${cfs_later[0]}"
+    read -r crd_w crd_c crd_m <<< "${cfs_read[0]}"
+    read -r ord_w ord_c ord_m <<< "${cfs_read[1]}"
+    cfs_disk_pct=$(awk -v a="$cfs_disk" -v b="$tar_bytes" 'BEGIN { printf "%.3f", 100 * a / b }')
+    r_cfs_cp=$(ratio "$cfcp_w" "$cf_w")
+    r_read=$(ratio "$crd_w" "$ord_w")
+    {
+        echo "composefs (median wall ms; in brackets, mean CPU ms; min wall ms):"
+        printf '| operation | command | median ms (CPU ms) | min ms | ratio | target |\n| --- | --- | ---: | ---: | ---: | --- |\n'
+        printf '| first composefs render (no image cached) | `rm -rf S/composefs; acikit render ID T --strategy composefs` | %s (%s) | %s | cp -a / first = %s | <= %s ms |\n' \
+            "$(ms "$cf_w")" "$(ms "$cf_c")" "$(ms "$cf_m")" "$r_cfs_cp" "$(ms "$MAX_CFS_FIRST_S")"
+        printf '| cp -a of the tree, same rounds | `cp -a SRC T` | %s (%s) | %s | 1 | |\n' "$(ms "$cfcp_w")" "$(ms "$cfcp_c")" "$(ms "$cfcp_m")"
+        printf '| later composefs render | `acikit render ID T --strategy composefs` | %s (%s) | %s | | <= %s ms |\n' \
+            "$(ms "$cl_w")" "$(ms "$cl_c")" "$(ms "$cl_m")" "$(ms "$MAX_CFS_LATER_S")"
+        printf '| read a composefs run | `tar -cf - . \\| cat > /dev/null` | %s (%s) | %s | composefs / overlay = %s | <= %s |\n' \
+            "$(ms "$crd_w")" "$(ms "$crd_c")" "$(ms "$crd_m")" "$r_read" "$MAX_CFS_READ_RATIO"
+        printf '| read an overlay run | same | %s (%s) | %s | 1 | |\n' "$(ms "$ord_w")" "$(ms "$ord_c")" "$(ms "$ord_m")"
+        printf '| new disk of the first composefs render (du delta: image + run folder) | | %d bytes | | %s %% of the %d-byte tar | <= %s %% |\n' \
+            "$cfs_disk" "$cfs_disk_pct" "$tar_bytes" "$MAX_CFS_DISK_PCT"
+        printf '| - of which the EROFS image folder | | %d bytes | | | |\n' "$cfs_image_bytes"
+        echo
+    } > "$work/composefs.txt"
+    verdict "first composefs render = $(ms "$cf_w") ms (<= $(ms "$MAX_CFS_FIRST_S") ms; cp -a $(ms "$cfcp_w") ms)" "$(le "$cf_w" "$MAX_CFS_FIRST_S" && echo 1 || echo 0)"
+    verdict "composefs first render new disk = $cfs_disk_pct % of the image (<= $MAX_CFS_DISK_PCT %)" "$(le "$cfs_disk_pct" "$MAX_CFS_DISK_PCT" && echo 1 || echo 0)"
+    verdict "later composefs render = $(ms "$cl_w") ms (<= $(ms "$MAX_CFS_LATER_S") ms)" "$(le "$cl_w" "$MAX_CFS_LATER_S" && echo 1 || echo 0)"
+    verdict "reading a composefs run / an overlay run = $r_read (<= $MAX_CFS_READ_RATIO)" "$(le "$r_read" "$MAX_CFS_READ_RATIO" && echo 1 || echo 0)"
+    if [ -n "${ACIKIT_BENCH_COMPOSEFS_ONLY:-}" ]; then
+        echo "acikit render benchmark (composefs only)  $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); load $(cut -d" " -f1-3 /proc/loadavg)"
+        echo "binary:  $bin"
+        echo "image:   $image, $runs runs each, median"
+        echo
+        cat "$work/composefs.txt"
+        echo "targets:"
+        cat "$verdicts"
+        if [ "$fail" = 1 ] && [ "$check" = 1 ]; then exit 1; fi
+        exit 0
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
 # Times.
 tar_mb=$(($(stat -c %s "$dir/debian-minbase.tar") / 1000000))
 echo "acikit render benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -403,6 +498,7 @@ if [ "$root" = 1 ]; then
     echo
 fi
 
+[ -f "$work/composefs.txt" ] && cat "$work/composefs.txt"
 if [ "$root" = 1 ]; then
     verdict "overlay render = $(ms "$ov_w") ms (< $(ms "$MAX_OVERLAY_S") ms; floor $(ms "$floor_w") ms)" "$(lt "$ov_w" "$MAX_OVERLAY_S" && echo 1 || echo 0)"
     verdict "overlay run new disk = $disk_delta bytes (< $MAX_OVERLAY_DISK)" "$([ "$disk_delta" -lt "$MAX_OVERLAY_DISK" ] && echo 1 || echo 0)"

@@ -163,7 +163,7 @@ export interface Discovered {
 
 export type ExportCompression = 'none' | 'gzip' | 'zstd';
 export type BuildCompression = 'none' | 'gzip' | 'zstd';
-export type Strategy = 'auto' | 'overlay' | 'reflink' | 'hardlink' | 'copy';
+export type Strategy = 'auto' | 'overlay' | 'reflink' | 'hardlink' | 'copy' | 'composefs';
 
 /** An image store. */
 export declare class Store {

@@ -355,7 +355,7 @@ export interface PushRecord {
 
 /** How to render. */
 export interface RenderArgs {
-  /** `auto`, `overlay`, `reflink`, `hardlink` or `copy` (`Strategy`'s names). */
+  /** `auto`, `overlay`, `reflink`, `hardlink`, `copy` or `composefs` (`Strategy`'s names). */
   strategy?: string
   /** Skip device nodes and foreign owners without privileges instead of failing. */
   skipUnprivileged?: boolean

@@ -53,7 +53,7 @@ pub struct FetchArgs {
 #[napi(object)]
 #[derive(Default)]
 pub struct RenderArgs {
-    /// `auto`, `overlay`, `reflink`, `hardlink` or `copy` (`Strategy`'s names).
+    /// `auto`, `overlay`, `reflink`, `hardlink`, `copy` or `composefs` (`Strategy`'s names).
     pub strategy: Option<String>,
     /// Skip device nodes and foreign owners without privileges instead of failing.
     pub skip_unprivileged: Option<bool>,

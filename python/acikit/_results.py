@@ -52,7 +52,7 @@ ServedForm = Literal["tar", "gzip", "original"]
 #: Which database holds a store's index (``StoreStats.index``).
 IndexBackend = Literal["sqlite", "postgres"]
 #: How a rootfs is rendered (``auto`` picks one of the others).
-Strategy = Literal["auto", "overlay", "reflink", "hardlink", "copy"]
+Strategy = Literal["auto", "overlay", "reflink", "hardlink", "copy", "composefs"]
 
 R = TypeVar("R", bound="_Result")
 
@@ -316,6 +316,7 @@ class RenderCacheReport(_Result):
 
     trees_checked: int = 0
     stacks_checked: int = 0
+    composefs_checked: int = 0
     damaged: int = 0
     set_aside: int = 0
     in_use: int = 0

@@ -13,7 +13,7 @@ use super::store::{fail, open, resolve};
 /// `--strategy` of `render`.
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum StrategyArg {
-    /// The best available: overlay (root), else reflink, else copy.
+    /// The best available: composefs (root), else overlay, else reflink, else copy.
     Auto,
     /// overlayfs over the cached tree (needs root).
     Overlay,
@@ -24,6 +24,9 @@ pub enum StrategyArg {
     Hardlink,
     /// A full copy.
     Copy,
+    /// An EROFS metadata image over the store's objects: no copy at all, even on the first
+    /// render (needs root and Linux 6.12+).
+    Composefs,
 }
 
 /// The flags of `render` that shape the run.
@@ -59,6 +62,7 @@ pub async fn render(
         StrategyArg::Reflink => Strategy::Reflink,
         StrategyArg::Hardlink => Strategy::Hardlink,
         StrategyArg::Copy => Strategy::Copy,
+        StrategyArg::Composefs => Strategy::Composefs,
     };
     // Ctrl-C (SIGINT) cancels the render, which then leaves nothing behind (no half-made
     // run). The handler is in place before the render starts.

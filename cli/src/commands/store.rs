@@ -389,9 +389,10 @@ pub async fn fsck(dir: &Path, repair: bool, json: bool) -> ExitCode {
         );
         let caches = &report.render_caches;
         println!(
-            "checked {} trees and {} stacks, {} trees not checkable: {} damaged ({} set aside, {} used by live runs, {} rebuilt, {} checkout objects unlinked); {} damaged caches left in damaged/{}",
+            "checked {} trees, {} stacks and {} composefs images, {} trees not checkable: {} damaged ({} set aside, {} used by live runs, {} rebuilt, {} checkout objects unlinked); {} damaged caches left in damaged/{}",
             caches.trees_checked,
             caches.stacks_checked,
+            caches.composefs_checked,
             caches.unverified,
             caches.damaged,
             caches.set_aside,

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{reap, tree, usage, verify};
+use super::{composefs, reap, tree, usage, verify};
 use crate::Result;
 use crate::blocking::blocking;
 use crate::fs as fsops;
@@ -40,7 +40,8 @@ pub(crate) async fn gc(paths: &StorePaths, indexed: HashSet<String>) -> Result<R
     let paths_owned = paths.clone();
     let renders = blocking(move || -> Result<(u64, u64, u64)> {
         let (trees, stacks) = remove_renders_of(&paths_owned, &gone)?;
-        let stale = tree::remove_stale_stages(&paths_owned);
+        let stale =
+            tree::remove_stale_stages(&paths_owned) + composefs::remove_stale_builds(&paths_owned);
         let (checkouts, _) = tree::prune_checkouts(&paths_owned)?;
         let damaged = verify::remove_unused_damaged(&paths_owned)?;
         Ok((trees + stacks + damaged, stale, checkouts))
@@ -74,11 +75,15 @@ fn tree_and_stack_images(paths: &StorePaths) -> Result<HashSet<String>> {
     for key in usage::stack_keys(paths) {
         images.extend(usage::stack_images(paths, &key)?);
     }
+    for key in composefs::image_keys(paths) {
+        images.extend(composefs::image_layers(paths, &key)?);
+    }
     Ok(images)
 }
 
-/// Removes the exploded trees of `images` and the stacks built from any of them, except
-/// what a live run uses. Returns (trees, stacks) removed.
+/// Removes the exploded trees of `images` and the stacks and composefs images built from
+/// any of them, except what a live run uses. Returns (trees, stacks and composefs images)
+/// removed.
 pub(crate) fn remove_renders_of(
     paths: &StorePaths,
     images: &HashSet<String>,
@@ -112,6 +117,16 @@ pub(crate) fn remove_renders_of(
                 fsops::remove_tree(&doomed)?;
                 stacks += 1;
             }
+        }
+    }
+    for key in composefs::image_keys(paths) {
+        if !used.composefs.contains(&key)
+            && composefs::image_layers(paths, &key)?
+                .iter()
+                .any(|hex| images.contains(hex))
+            && composefs::remove_image(paths, &key)?
+        {
+            stacks += 1;
         }
     }
     Ok((trees, stacks))

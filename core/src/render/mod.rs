@@ -4,7 +4,8 @@
 //!   whose files are hardlinks to shared *checkout objects*;
 //! - `deps`: dependency resolution (depth-first, list order) and pathWhitelist filtering;
 //! - `stack`: the flattened rootfs of an image and its dependencies, cached by layers;
-//! - `run`: a clean per-run copy of a stack (overlay, reflink, hardlink, copy);
+//! - `run`: a clean per-run copy of a stack (overlay, reflink, hardlink, copy, composefs);
+//! - `composefs`: EROFS metadata images over the object folder (no copy at all);
 //! - `protect`: the read-only mount over a hardlink run, so it cannot write to the cache;
 //! - `process`: a run's creator (pid and start time), to tell whether it still runs;
 //! - `reap`: dead runs (killed creators, removed targets), found and cleaned;
@@ -14,6 +15,7 @@
 //!   straight into the run; run records outside the store);
 //! - `verify`: `fsck` of trees, stacks and checkout objects; damaged ones set aside, rebuilt.
 
+pub(crate) mod composefs;
 pub(crate) mod deps;
 pub(crate) mod housekeeping;
 mod observe;
@@ -42,7 +44,7 @@ use crate::blocking::blocking;
 use crate::progress::Observer;
 use crate::schema::ImageId;
 use crate::store::paths::StorePaths;
-use crate::{ErrorKind, Result, Store};
+use crate::{Error, ErrorKind, Result, Store};
 
 /// Options of [`Store::render`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -203,7 +205,36 @@ impl Store {
             allow_unprotected_hardlink: options.allow_unprotected_hardlink,
         };
         if self.is_read_only() {
+            if options.strategy == Strategy::Composefs {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "cannot render {id} by composefs: the store at {} is read-only, and a \
+                         composefs run mounts its metadata image from the store's cache",
+                        self.dir().display()
+                    ),
+                ));
+            }
             return read_only::render(&self, id, &target, options, privs, observer).await;
+        }
+        let mut warnings = Vec::new();
+        if matches!(options.strategy, Strategy::Composefs | Strategy::Auto) {
+            match composefs::render(&self, id, &target, privs, &observer).await {
+                Ok(rendered) => return Ok(rendered),
+                Err(e)
+                    if options.strategy == Strategy::Auto
+                        && matches!(
+                            e.kind(),
+                            ErrorKind::Unsupported | ErrorKind::NeedsPrivilege
+                        ) =>
+                {
+                    // Quietly for an unprivileged process, which cannot be expected to mount.
+                    if e.kind() != ErrorKind::NeedsPrivilege {
+                        warnings.push(format!("composefs not used: {}", e.message()));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
         let paths = StorePaths::new(self.dir());
         let stack = stack::ensure_stack_observed(&self, paths, id, privs, &observer).await?;
@@ -214,7 +245,7 @@ impl Store {
         })
         .await?;
         let cached = stack.reused;
-        Ok(Rendered::of_run(id, stack, handle, cached, Vec::new()))
+        Ok(Rendered::of_run(id, stack, handle, cached, warnings))
     }
 
     /// Undoes a run made by [`Store::render`]: unmounts or removes its rootfs. The run's

@@ -88,16 +88,23 @@ pub enum Strategy {
     Hardlink,
     /// A full copy: always available.
     Copy,
+    /// composefs: an EROFS image of the rootfs's metadata (cached per image or stack, no
+    /// contents) and the store's object folder as the data-only lower layer of an overlay,
+    /// with a fresh `upper/` and `work/` per run as `overlay`: no copy of any file, even on
+    /// the first render. Needs root (`CAP_SYS_ADMIN`) and Linux 6.12+ (file-backed EROFS,
+    /// overlayfs data-only layers); made by `Store::render` only (see `render::composefs`).
+    Composefs,
 }
 
 impl Strategy {
     /// Every strategy.
-    pub const ALL: [Strategy; 5] = [
+    pub const ALL: [Strategy; 6] = [
         Strategy::Auto,
         Strategy::Overlay,
         Strategy::Reflink,
         Strategy::Hardlink,
         Strategy::Copy,
+        Strategy::Composefs,
     ];
 
     /// The name of the strategy (`"auto"`, `"overlay"`, ...), as [`FromStr`] reads it.
@@ -108,6 +115,7 @@ impl Strategy {
             Strategy::Reflink => "reflink",
             Strategy::Hardlink => "hardlink",
             Strategy::Copy => "copy",
+            Strategy::Composefs => "composefs",
         }
     }
 
@@ -134,7 +142,7 @@ impl FromStr for Strategy {
                 Error::new(
                     ErrorKind::InvalidArgument,
                     format!(
-                        "unknown render strategy {s:?} (expected auto, overlay, reflink, hardlink or copy)"
+                        "unknown render strategy {s:?} (expected auto, overlay, reflink, hardlink, copy or composefs)"
                     ),
                 )
             })
@@ -232,8 +240,8 @@ pub struct RunOptions {
 
 pub(super) const RECORD: &str = "record.json";
 pub(super) const LOCK: &str = "lock";
-const UPPER: &str = "upper";
-const WORK: &str = "work";
+pub(super) const UPPER: &str = "upper";
+pub(super) const WORK: &str = "work";
 pub(super) const STAGING_PREFIX: &str = ".tmp-";
 
 /// Makes a clean per-run copy of `lower` (a read-only rendered tree) in `target` by
@@ -520,6 +528,10 @@ fn make_run(
     let chosen = match strategy {
         Strategy::Overlay => {
             mount_overlay(&lower, &record.run_dir, &target)?;
+            return mounted();
+        }
+        Strategy::Composefs => {
+            super::composefs::mount_run(&lower, &record.run_dir, &target)?;
             return mounted();
         }
         Strategy::Auto => match mount_overlay(&lower, &record.run_dir, &target) {
@@ -989,7 +1001,7 @@ fn mount_overlay(lower: &Path, run_dir: &Path, target: &Path) -> Result<()> {
 }
 
 /// `mount -t overlay overlay -o OPTIONS TARGET`.
-fn mount_overlay_with(target: &Path, options: &str) -> std::result::Result<(), Errno> {
+pub(super) fn mount_overlay_with(target: &Path, options: &str) -> std::result::Result<(), Errno> {
     // mount(2) copies at most one page of options: a longer string would be cut.
     if options.len() >= 4096 {
         return Err(Errno::NAMETOOLONG);
@@ -1005,7 +1017,7 @@ fn mount_overlay_with(target: &Path, options: &str) -> std::result::Result<(), E
 }
 
 /// `path` for overlayfs mount options: `\`, `,` and `:` escaped with a backslash.
-fn escape_overlay_path(path: &Path) -> Result<String> {
+pub(super) fn escape_overlay_path(path: &Path) -> Result<String> {
     let s = path.to_str().ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidArgument,
@@ -1023,6 +1035,8 @@ fn escape_overlay_path(path: &Path) -> Result<String> {
 }
 
 pub(super) fn remove_overlay_dirs(run_dir: &Path) -> Result<()> {
+    // A composefs run whose creator died between its mounts: its EROFS mount point.
+    super::composefs::unmount_meta(run_dir)?;
     for name in [UPPER, WORK] {
         remove_if_present(&run_dir.join(name))?;
     }
@@ -1169,7 +1183,7 @@ fn find_probe_file(lower: &Path) -> Option<File> {
 fn undo(record: &RunRecord, keep_target: bool) -> Result<()> {
     let target = &record.target;
     match record.strategy {
-        Strategy::Overlay | Strategy::Auto => {
+        Strategy::Overlay | Strategy::Auto | Strategy::Composefs => {
             if mounted_fs_type(target).as_deref() == Some("overlay") {
                 unmount(target)?;
             }

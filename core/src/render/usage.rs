@@ -15,6 +15,8 @@ pub struct InUse {
     pub images: HashSet<String>,
     /// Keys of stacks a run uses.
     pub stacks: HashSet<String>,
+    /// Keys of composefs images a run uses.
+    pub composefs: HashSet<String>,
 }
 
 impl InUse {
@@ -34,6 +36,10 @@ pub fn in_use(paths: &StorePaths) -> Result<InUse> {
         } else if let Some(key) = component_under(lower, &paths.stacks()) {
             used.images.extend(stack_images(paths, &key)?);
             used.stacks.insert(key);
+        } else if let Some(key) = component_under(lower, &paths.composefs()) {
+            used.images
+                .extend(super::composefs::image_layers(paths, &key)?);
+            used.composefs.insert(key);
         }
     }
     Ok(used)

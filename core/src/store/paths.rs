@@ -15,6 +15,7 @@
 //!   config/auth.json              per-host credentials for fetch and discovery (see `net::AuthConfig`)
 //!   runs/<sha256>/                per-run records (+ overlay upper/ and work/)
 //!   stacks/<key>/rootfs/          flattened rootfs of images with dependencies (cached)
+//!   composefs/<key>/meta.erofs    composefs metadata image of a stack (see `render::composefs`)
 //!   trees/sha512/<hex>/rootfs/    exploded tree of one image (built on first render)
 //!   checkouts/ab/abcd…            checkout objects: contents with their metadata, linked into trees
 //!   signatures/<hex>.asc, .json   the signature pushed with an image and its record (`serve`)
@@ -160,6 +161,18 @@ impl StorePaths {
     /// Folder of one rendered stack (its `rootfs/` and `layers.json`), by key.
     pub fn stack(&self, key: &str) -> PathBuf {
         self.stacks().join(key)
+    }
+
+    /// Folder of the composefs metadata images (`composefs/<stack key>/meta.erofs` and
+    /// `layers.json`; see `render::composefs`). Always in the store itself: a composefs run
+    /// mounts it over the store's objects.
+    pub fn composefs(&self) -> PathBuf {
+        self.root.join("composefs")
+    }
+
+    /// Folder of one composefs metadata image, by stack key.
+    pub fn composefs_image(&self, key: &str) -> PathBuf {
+        self.composefs().join(key)
     }
 
     /// Folder of the exploded trees of images (`trees/sha512/<hex>/rootfs`; see

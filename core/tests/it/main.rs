@@ -16,6 +16,7 @@ mod layers;
 mod output;
 mod read_only;
 mod render_cancel;
+mod render_composefs;
 mod render_deps;
 mod render_run;
 mod render_tree;

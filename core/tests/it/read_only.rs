@@ -146,10 +146,16 @@ async fn fixture() -> Fixture {
             .await
             .unwrap();
     }
-    // a's tree is cached by a first render.
+    // a's tree is cached by a first render (by copy: as root, auto would take composefs,
+    // which caches a metadata image instead).
     let first = root.join("first-run");
     store
-        .render(&a.id, &first, RenderOptions::default(), Observer::default())
+        .render(
+            &a.id,
+            &first,
+            RenderOptions::default().strategy(Strategy::Copy),
+            Observer::default(),
+        )
         .await
         .unwrap();
     store.release(&first).await.unwrap();

@@ -142,7 +142,7 @@ fn options(strategy: Strategy) -> RenderOptions {
 /// `trees/sha512/` a first build makes is not listed (a cache folder, not a tree).
 fn render_areas(store: &Path) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for area in ["trees", "stacks", "checkouts", "runs", "tmp"] {
+    for area in ["trees", "stacks", "checkouts", "composefs", "runs", "tmp"] {
         let mut pending = vec![store.join(area)];
         while let Some(dir) = pending.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -349,14 +349,19 @@ async fn cancel_and_check(
 
 fn strategies() -> Vec<Strategy> {
     if is_root() {
-        vec![Strategy::Copy, Strategy::Hardlink, Strategy::Overlay]
+        vec![
+            Strategy::Copy,
+            Strategy::Hardlink,
+            Strategy::Overlay,
+            Strategy::Composefs,
+        ]
     } else {
         vec![Strategy::Copy]
     }
 }
 
 /// Every render cache: the next render is a first one.
-const ALL_CACHES: &[&str] = &["trees", "stacks", "checkouts"];
+const ALL_CACHES: &[&str] = &["trees", "stacks", "checkouts", "composefs"];
 
 /// Removes the render caches of `areas` (e.g. `trees`), so the next render builds them.
 fn forget_caches(store: &Path, areas: &[&str]) {
@@ -388,13 +393,18 @@ async fn a_first_render_cancelled_while_checking_out_leaves_nothing() {
 #[tokio::test]
 async fn a_cached_render_cancelled_while_making_the_run_leaves_nothing() {
     let f = fixture().await;
-    // Cache the tree.
+    // Cache the tree (and, as root, the composefs image).
     let warm = f.dir.path().join("warm");
-    f.store
-        .render(&f.id, &warm, options(Strategy::Copy), Observer::default())
-        .await
-        .unwrap();
-    f.store.release(&warm).await.unwrap();
+    for strategy in strategies()
+        .into_iter()
+        .filter(|s| [Strategy::Copy, Strategy::Composefs].contains(s))
+    {
+        f.store
+            .render(&f.id, &warm, options(strategy), Observer::default())
+            .await
+            .unwrap();
+        f.store.release(&warm).await.unwrap();
+    }
     for strategy in strategies() {
         cancel_and_check(
             &f,

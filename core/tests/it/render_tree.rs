@@ -19,7 +19,7 @@ use acikit::testing::tree::{TreeBuilt, ensure_tree, remove_tree_of};
 
 /// What we compare of one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Node {
+pub(crate) struct Node {
     kind: &'static str,
     mode: u32,
     uid: u32,
@@ -32,13 +32,13 @@ struct Node {
     content: Option<[u8; 32]>,
 }
 
-struct Snapshot {
-    nodes: BTreeMap<PathBuf, Node>,
+pub(crate) struct Snapshot {
+    pub(crate) nodes: BTreeMap<PathBuf, Node>,
     inodes: BTreeMap<PathBuf, u64>,
     blocks: BTreeMap<PathBuf, u64>,
 }
 
-fn xattrs_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn xattrs_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut buf = vec![0u8; 65536];
     let n = rustix::fs::llistxattr(path, &mut buf[..]).unwrap_or(0);
     let mut out = Vec::new();
@@ -64,7 +64,7 @@ fn sha256_file(path: &Path) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn snapshot(root: &Path) -> Snapshot {
+pub(crate) fn snapshot(root: &Path) -> Snapshot {
     let mut s = Snapshot {
         nodes: BTreeMap::new(),
         inodes: BTreeMap::new(),
@@ -107,7 +107,7 @@ fn snapshot(root: &Path) -> Snapshot {
 }
 
 /// The partition of paths into inodes.
-fn groups(s: &Snapshot) -> BTreeSet<BTreeSet<PathBuf>> {
+pub(crate) fn groups(s: &Snapshot) -> BTreeSet<BTreeSet<PathBuf>> {
     let mut by_ino: BTreeMap<u64, BTreeSet<PathBuf>> = BTreeMap::new();
     for (p, ino) in &s.inodes {
         by_ino.entry(*ino).or_default().insert(p.clone());
@@ -116,7 +116,7 @@ fn groups(s: &Snapshot) -> BTreeSet<BTreeSet<PathBuf>> {
 }
 
 /// Compares our tree with the one GNU tar extracted; returns the number of paths.
-fn compare(ours: &Path, theirs: &Path, what: &str) -> usize {
+pub(crate) fn compare(ours: &Path, theirs: &Path, what: &str) -> usize {
     let a = snapshot(ours);
     let b = snapshot(theirs);
     let pa: BTreeSet<_> = a.nodes.keys().collect();
@@ -146,7 +146,7 @@ fn compare(ours: &Path, theirs: &Path, what: &str) -> usize {
     a.nodes.len()
 }
 
-async fn import(store: &Store, archive: &Path) -> ImageId {
+pub(crate) async fn import(store: &Store, archive: &Path) -> ImageId {
     store
         .import_file(
             archive,
@@ -158,7 +158,7 @@ async fn import(store: &Store, archive: &Path) -> ImageId {
         .image_id
 }
 
-fn tar_extract(archive: &Path, into: &Path) {
+pub(crate) fn tar_extract(archive: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
     sh(
         into,
@@ -182,7 +182,7 @@ fn privs() -> Privileges {
 
 /// A layout with every kind of member, plus a file equal to another in content and metadata
 /// but not linked to it, and (with `setcap`) a file capability.
-fn layout(dir: &Path, caps: bool) -> PathBuf {
+pub(crate) fn layout(dir: &Path, caps: bool) -> PathBuf {
     let layout = make_layout(dir, true);
     sh(
         &layout,

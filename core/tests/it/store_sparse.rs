@@ -287,6 +287,7 @@ tar --format=posix --sparse --sparse-version=1.0 -cf ../huge.tar manifest rootfs
     let mut strategies = vec![Strategy::Copy, Strategy::Hardlink];
     if is_root() {
         strategies.push(Strategy::Overlay);
+        strategies.push(Strategy::Composefs);
     }
     for strategy in strategies {
         let target = dir.path().join(format!("run-{strategy:?}"));
@@ -300,11 +301,6 @@ tar --format=posix --sparse --sparse-version=1.0 -cf ../huge.tar manifest rootfs
         assert_eq!(rendered.strategy, strategy);
         let file = target.join("huge");
         assert_eq!(std::fs::metadata(&file).unwrap().len(), 1 << 30);
-        assert!(
-            allocated(&file) <= 16 << 10,
-            "{strategy:?}: the rendered file allocates {} bytes",
-            allocated(&file)
-        );
         use std::os::unix::fs::FileExt;
         let f = std::fs::File::open(&file).unwrap();
         let mut buf = [0u8; 6];
@@ -315,6 +311,13 @@ tar --format=posix --sparse --sparse-version=1.0 -cf ../huge.tar manifest rootfs
         f.read_exact_at(&mut buf, 1 << 20).unwrap();
         assert_eq!(buf, [0; 6], "{strategy:?}");
         drop(f);
+        // Once opened: overlayfs looks a composefs file's data up in the object folder lazily,
+        // and until then shows the metadata image's block count (that of a full file).
+        assert!(
+            allocated(&file) <= 16 << 10,
+            "{strategy:?}: the rendered file allocates {} bytes",
+            allocated(&file)
+        );
         store.release(&target).await.unwrap();
     }
     let report = store.fsck(false, Observer::default()).await.unwrap();

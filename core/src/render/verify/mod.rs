@@ -101,6 +101,8 @@ pub struct RenderCacheReport {
     pub trees_checked: u64,
     /// Stacks checked.
     pub stacks_checked: u64,
+    /// Composefs metadata images checked (made again from the recipes and compared).
+    pub composefs_checked: u64,
     /// Trees and stacks found damaged (each one is also an fsck problem).
     pub damaged: u64,
     /// Damaged trees and stacks moved to `STORE/damaged/` (the next render rebuilds them).
@@ -261,8 +263,10 @@ pub async fn check_render_caches(
         }
     }
 
-    report.damaged = damaged.len() as u64;
-    let mut problems = Vec::new();
+    let (mut problems, composefs_checked) =
+        super::composefs::verify_images(store, &indexed, repair, observer).await?;
+    report.composefs_checked = composefs_checked;
+    report.damaged = damaged.len() as u64 + problems.len() as u64;
     if !writable {
         for damage in damaged {
             let mut what = damage.diffs.text();
@@ -339,6 +343,11 @@ pub async fn check_render_caches(
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// The layers of the composefs image folder `dir` (its `layers.json`, as a stack's).
+pub(crate) fn composefs_layers(dir: &Path) -> Result<Vec<super::deps::Layer>> {
+    parse_layers(&dir.join("layers.json"))
+}
 
 /// A tree or a stack.
 enum Cache {
