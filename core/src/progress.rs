@@ -43,11 +43,14 @@ pub enum Phase {
     Sign,
     /// Uploading an image to a repository (bytes sent of the file's size).
     Push,
+    /// Finishing the record of an import's original compressed form (after the archive
+    /// was read), or re-creating the original for an export.
+    Original,
 }
 
 impl Phase {
     /// Every phase, in declaration order.
-    pub const ALL: [Phase; 12] = [
+    pub const ALL: [Phase; 13] = [
         Phase::Import,
         Phase::Commit,
         Phase::Export,
@@ -60,6 +63,7 @@ impl Phase {
         Phase::Inspect,
         Phase::Sign,
         Phase::Push,
+        Phase::Original,
     ];
 
     /// The stable name of the phase (`"import"`, `"download"`, ...), as the bindings pass it
@@ -82,6 +86,7 @@ impl Phase {
             Phase::Inspect => "inspect",
             Phase::Sign => "sign",
             Phase::Push => "push",
+            Phase::Original => "original",
         }
     }
 }

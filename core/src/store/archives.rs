@@ -51,6 +51,9 @@ pub(crate) async fn import_file(
     .await?;
     if let Some(id) = lookup(paths, &digest)
         && let Some(record) = index.get(&id).await?
+        // An image imported without its original form is imported again to record it.
+        && (!options.record_original
+            || super::originals::record_path(paths, &id).exists())
     {
         observer.report(
             Phase::Import,
