@@ -71,6 +71,11 @@ pub(crate) async fn import_file(
             tar_size: record.tar_size,
             recipe_size: record.recipe_size,
             entries: record.entries,
+            original: super::originals::load(paths, &id)
+                .ok()
+                .flatten()
+                .filter(|o| o.sha256 == digest.to_hex())
+                .map(|o| o.info()),
         });
     }
     let imported = import::import(paths, index, file, &options, observer).await?;

@@ -196,6 +196,9 @@ pub struct Imported {
     pub recipe_size: u64,
     /// Number of tar members.
     pub entries: u64,
+    /// The original form recorded from the bytes this import read (`None` with recording off,
+    /// or when a re-import of a file was a lookup of an image recorded from other bytes).
+    pub original: Option<originals::OriginalInfo>,
 }
 
 /// An import whose files are staged but not yet committed.
@@ -492,6 +495,7 @@ async fn commit(
         tar_size,
         recipe_size,
         entries,
+        original: original.as_ref().map(|o| o.record.info()),
     };
     if index.get(&image_id).await?.is_some() {
         imported.already_present = true;

@@ -56,6 +56,9 @@ pub enum OriginalForm {
     Gzip,
     /// zstd, xz or bzip2, re-created by our encoder under recorded parameters.
     Recompress,
+    /// Our own deterministic gzip export (`ExportCompression::Gzip`: level 6, no name,
+    /// mtime 0), which preflate-rs cannot model but we re-create as we made it.
+    GzipExport,
     /// Kept as it came (`originals/<hex>.aci`): nothing else re-creates it exactly.
     Kept,
 }
@@ -67,6 +70,7 @@ impl OriginalForm {
             OriginalForm::None => "none",
             OriginalForm::Gzip => "gzip",
             OriginalForm::Recompress => "recompress",
+            OriginalForm::GzipExport => "gzip_export",
             OriginalForm::Kept => "kept",
         }
     }
@@ -347,6 +351,12 @@ fn record(
                 }
                 Err(unfit) => {
                     let _ = std::fs::remove_file(&corrections_path);
+                    if is_our_gzip_export(&spool_path, &record, cancel)? {
+                        drop(spool);
+                        let _ = std::fs::remove_file(&spool_path);
+                        record.form = OriginalForm::GzipExport;
+                        return Ok(Staged { record, file: None });
+                    }
                     record.reason = Some(unfit.0);
                 }
             }
@@ -385,6 +395,37 @@ fn record(
         record,
         file: Some(spool_path),
     })
+}
+
+/// Whether the gzip stream spooled at `spool` is our deterministic gzip export of its content
+/// (what a push of `export --compression gzip` uploads): compressed again, hashed, compared.
+fn is_our_gzip_export(spool: &Path, record: &OriginalRecord, cancel: &CancelToken) -> Result<bool> {
+    let file = File::open(spool).map_err(|e| Error::io("reading the spooled original", e))?;
+    let mut plain = decompressor(Compression::Gzip, file)
+        .map_err(|e| Error::io("reading the spooled original", e))?;
+    let mut hashing = Hashing {
+        inner: std::io::sink(),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    let mut gz = our_gzip(&mut hashing);
+    if copy_cancellable(&mut plain, &mut gz, cancel).is_err() {
+        if cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        return Ok(false);
+    }
+    if gz.finish().is_err() {
+        return Ok(false);
+    }
+    Ok(hashing.written == record.size && hex::encode(hashing.hasher.finalize()) == record.sha256)
+}
+
+/// Our deterministic gzip export's encoder (as `ExportCompression::Gzip` writes it).
+fn our_gzip<W: Write>(out: W) -> flate2::write::GzEncoder<W> {
+    flate2::GzBuilder::new()
+        .mtime(0)
+        .write(out, flate2::Compression::new(6))
 }
 
 fn new_gzip(path: &Path) -> Result<GzipRecorder<BufWriter<File>>> {
@@ -464,6 +505,14 @@ fn recreate_into(
             let mut corrections = BufReader::with_capacity(1 << 20, file);
             let mut tar = tar_reader(paths, objects, id)?;
             gzip_original::recreate(&mut corrections, &mut tar, out, cancel)
+        }
+        OriginalForm::GzipExport => {
+            let mut tar = tar_reader(paths, objects, id)?;
+            let mut gz = our_gzip(out);
+            copy_cancellable(&mut tar, &mut gz, cancel)?;
+            gz.finish()
+                .map_err(|e| Error::io("writing the original", e))?;
+            Ok(())
         }
         OriginalForm::Recompress => {
             let params = record.params.as_ref().ok_or_else(|| {
@@ -667,5 +716,81 @@ pub(crate) fn no_original(id: &ImageId) -> Error {
             "{id} has no original form recorded (it was imported with recording off, or \
              before the store recorded originals): export it as tar, gzip or zstd"
         ),
+    )
+}
+
+/// Keeps the signature `asc` that a fetch verified (by the trusted key `verified_by`) over the
+/// archive it downloaded, whose original form this import recorded as `downloaded`: written
+/// as `signatures/<hex>.asc` and its record `signatures/<hex>.json` (the shape of
+/// `serve::ServeRecord`: `{form, size, sha256, verified_by}`), so that a server on this store
+/// serves the image in its original form with the publisher's signature. Only when the
+/// store's original record of the image is of those very bytes (an image imported before
+/// from another archive keeps its record, and the signature would not cover it); returns
+/// whether it was kept. Holds the commit lock shared, like a push (blocking).
+pub(crate) fn keep_signature(
+    paths: &StorePaths,
+    id: &ImageId,
+    asc: &[u8],
+    downloaded: &OriginalInfo,
+    verified_by: &str,
+) -> Result<bool> {
+    let _lock = super::housekeeping::shared_commit_lock(paths)?;
+    let Some(record) = load(paths, id)? else {
+        return Ok(false);
+    };
+    if record.sha256 != downloaded.sha256 || record.size != downloaded.size {
+        return Ok(false);
+    }
+    let form = if record.form == OriginalForm::None {
+        "tar"
+    } else {
+        "original"
+    };
+    let dir = paths.signatures();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    write_atomic(&paths.signature(id), asc)?;
+    let json = serde_json::to_vec_pretty(&serde_json::json!({
+        "form": form,
+        "size": record.size,
+        "sha256": record.sha256,
+        "verified_by": verified_by,
+    }))
+    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+    write_atomic(&paths.signature_record(id), &json)?;
+    Ok(true)
+}
+
+/// Records that the original of `id` is kept whole in `originals/<hex>.aci` (already in
+/// place: a push's upload), unless the image has a record of the same bytes (then the
+/// kept file is not needed and is removed). The caller holds the commit lock shared.
+pub(crate) fn record_kept(
+    paths: &StorePaths,
+    id: &ImageId,
+    size: u64,
+    sha256: &str,
+    compression: &str,
+) -> Result<()> {
+    if let Some(record) = load(paths, id)?
+        && record.size == size
+        && record.sha256 == sha256
+    {
+        if record.form != OriginalForm::Kept {
+            let _ = std::fs::remove_file(kept_path(paths, id));
+        }
+        return Ok(());
+    }
+    save(
+        paths,
+        id,
+        &OriginalRecord {
+            form: OriginalForm::Kept,
+            compression: compression.to_string(),
+            size,
+            sha256: sha256.to_string(),
+            kept_bytes: size,
+            params: None,
+            reason: Some("kept as pushed".into()),
+        },
     )
 }

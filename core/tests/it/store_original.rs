@@ -133,6 +133,10 @@ async fn gzip_from_every_writer_comes_back_byte_for_byte() {
     }
     let (store, _, form) = round_trip(dir, &ours, "ours").await;
     forms.push(("ours", form));
+    assert!(
+        matches!(form, OriginalForm::Gzip | OriginalForm::GzipExport),
+        "our own gzip export is re-created, not kept: {form:?}"
+    );
     store.close().await;
     eprintln!("original forms: {forms:?}");
 }
