@@ -66,7 +66,6 @@ enum State {
 /// The analysis of one member's DEFLATE stream and the re-creation that checks it.
 struct Member {
     analysis: PreflateStreamProcessor,
-    check: RecreateStreamProcessor,
     /// Whether a chunk was recorded: preflate-rs estimates the encoder's parameters from
     /// the first one, which is therefore given [`FEED`] bytes when the stream has them.
     started: bool,
@@ -80,8 +79,8 @@ pub(crate) struct GzipRecorder<W: Write> {
     pending: Vec<u8>,
     /// Size and SHA-256 of the original stream (everything fed).
     original: (u64, Sha256),
-    /// Size and SHA-256 of the stream re-created from the record.
-    recreated: (u64, Sha256),
+    /// The thread re-creating the stream from the record, as it is written, and hashing it.
+    check: Option<Checker>,
     /// Bytes of record written.
     written: u64,
 }
@@ -104,7 +103,7 @@ impl<W: Write> GzipRecorder<W> {
             state: State::Header { first: true },
             pending: Vec::new(),
             original: (0, Sha256::new()),
-            recreated: (0, Sha256::new()),
+            check: Some(Checker::start()?),
             written: MAGIC.len() as u64,
         })
     }
@@ -142,8 +141,14 @@ impl<W: Write> GzipRecorder<W> {
         self.out
             .flush()
             .map_err(|e| Error::io("writing a gzip correction record", e))?;
-        let same = self.original.0 == self.recreated.0
-            && self.original.1.clone().finalize() == self.recreated.1.clone().finalize();
+        let recreated = match self.check.take() {
+            Some(check) => check.finish(),
+            None => None,
+        };
+        let same = recreated.is_some_and(|(size, sha256)| {
+            size == self.original.0
+                && sha256 == <[u8; 32]>::from(self.original.1.clone().finalize())
+        });
         if !same {
             return Ok(Err(Unfit(
                 "the re-created gzip stream differs from the original".into(),
@@ -162,9 +167,13 @@ impl<W: Write> GzipRecorder<W> {
             .map_err(|e| Error::io("writing a gzip correction record", e))
     }
 
-    fn recreated(&mut self, bytes: &[u8]) {
-        self.recreated.0 += bytes.len() as u64;
-        self.recreated.1.update(bytes);
+    /// Hands the checker what the record holds next.
+    fn check(&mut self, piece: Piece) {
+        if let Some(check) = &self.check
+            && check.tx.send(piece).is_err()
+        {
+            self.check = None; // it failed: `finish` finds the stream unfit
+        }
     }
 
     fn give_up(&mut self, why: impl Into<String>) {
@@ -190,7 +199,7 @@ impl<W: Write> GzipRecorder<W> {
                             self.put(&[TAG_HEADER])?;
                             self.put(&(n as u32).to_le_bytes())?;
                             self.put(&header)?;
-                            self.recreated(&header);
+                            self.check(Piece::Header(header));
                             let config = PreflateConfig {
                                 plain_text_limit: PLAIN_TEXT_LIMIT,
                                 verify_compression: false,
@@ -198,7 +207,6 @@ impl<W: Write> GzipRecorder<W> {
                             };
                             self.state = State::Deflate(Box::new(Member {
                                 analysis: PreflateStreamProcessor::new(&config),
-                                check: RecreateStreamProcessor::new(),
                                 started: false,
                             }));
                         }
@@ -237,7 +245,7 @@ impl<W: Write> GzipRecorder<W> {
                     let trailer: Vec<u8> = self.pending.drain(..8).collect();
                     self.put(&[TAG_TRAILER])?;
                     self.put(&trailer)?;
-                    self.recreated(&trailer);
+                    self.check(Piece::Trailer(trailer));
                     self.state = State::Header { first: false };
                 }
             }
@@ -284,17 +292,6 @@ impl<W: Write> GzipRecorder<W> {
             }
         };
         let plain = member.analysis.plain_text().text().to_vec();
-        // Re-create the chunk from what the record will hold.
-        let redone = catch_unwind(AssertUnwindSafe(|| {
-            member
-                .check
-                .recompress(&mut Cursor::new(&plain), &chunk.corrections)
-        }));
-        let Ok(Ok((redone, _))) = redone else {
-            return Ok(Step::GiveUp(
-                "preflate-rs cannot re-create this DEFLATE stream".into(),
-            ));
-        };
         member.analysis.shrink_to_dictionary();
         let done = member.analysis.is_done();
         if chunk.compressed_size == 0 && !done {
@@ -310,8 +307,70 @@ impl<W: Write> GzipRecorder<W> {
         self.put(&(plain.len() as u64).to_le_bytes())?;
         self.put(&(chunk.corrections.len() as u32).to_le_bytes())?;
         self.put(&chunk.corrections)?;
-        self.recreated(&redone);
+        // Re-created from what the record holds, on the checker's thread.
+        self.check(Piece::Chunk(plain, chunk.corrections));
         Ok(if done { Step::Done } else { Step::Again })
+    }
+}
+
+/// What the checker is given, in stream order.
+enum Piece {
+    /// A member header, as recorded (a new member starts).
+    Header(Vec<u8>),
+    /// A chunk: its decompressed text and its corrections.
+    Chunk(Vec<u8>, Vec<u8>),
+    /// A member trailer.
+    Trailer(Vec<u8>),
+}
+
+/// Re-creates the stream from the record's pieces on its own thread (beside the analysis)
+/// and hashes it: the proof that the record works, over the whole stream.
+struct Checker {
+    tx: std::sync::mpsc::SyncSender<Piece>,
+    join: std::thread::JoinHandle<Option<(u64, [u8; 32])>>,
+}
+
+impl Checker {
+    fn start() -> Result<Checker> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(4);
+        let join = std::thread::Builder::new()
+            .name("acikit-gzip-check".into())
+            .spawn(move || {
+                let mut hasher = Sha256::new();
+                let mut size = 0u64;
+                let mut member: Option<RecreateStreamProcessor> = None;
+                for piece in rx {
+                    let bytes = match piece {
+                        Piece::Header(bytes) => {
+                            member = Some(RecreateStreamProcessor::new());
+                            bytes
+                        }
+                        Piece::Trailer(bytes) => bytes,
+                        Piece::Chunk(plain, corrections) => {
+                            let processor = member.as_mut()?;
+                            let redone = catch_unwind(AssertUnwindSafe(|| {
+                                processor.recompress(&mut Cursor::new(&plain), &corrections)
+                            }));
+                            match redone {
+                                Ok(Ok((bytes, _))) => bytes,
+                                _ => return None,
+                            }
+                        }
+                    };
+                    size += bytes.len() as u64;
+                    hasher.update(&bytes);
+                }
+                Some((size, hasher.finalize().into()))
+            })
+            .map_err(|e| Error::io("starting the gzip record checker", e))?;
+        Ok(Checker { tx, join })
+    }
+
+    /// The size and SHA-256 of the re-created stream; `None` if a chunk could not be
+    /// re-created.
+    fn finish(self) -> Option<(u64, [u8; 32])> {
+        drop(self.tx);
+        self.join.join().ok().flatten()
     }
 }
 
