@@ -29,7 +29,8 @@ export type Phase =
   | 'render'
   | 'inspect'
   | 'sign'
-  | 'push';
+  | 'push'
+  | 'original';
 
 /** One progress event of a long call. */
 export interface ProgressEvent {
@@ -160,7 +161,7 @@ export interface Discovered {
   pubkeys: string[];
 }
 
-export type ExportCompression = 'none' | 'gzip' | 'zstd';
+export type ExportCompression = 'none' | 'gzip' | 'zstd' | 'original';
 export type BuildCompression = 'none' | 'gzip' | 'zstd';
 export type Strategy = 'auto' | 'overlay' | 'reflink' | 'hardlink' | 'copy';
 
