@@ -283,7 +283,6 @@ fn record(
         if cancel.is_cancelled() || abandoned.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(cancelled());
         }
-        spool.write_all(&chunk).map_err(spool_err)?;
         hasher.update(&chunk);
         size += chunk.len() as u64;
         if compression.is_none() {
@@ -291,24 +290,26 @@ fn record(
             if head.len() < DETECT_LEN {
                 continue;
             }
-            let found = compression::detect(&head).unwrap_or(Compression::None);
-            compression = Some(found);
-            if found == Compression::Gzip {
-                gzip = Some(new_gzip(&corrections_path)?);
-            }
             let head = std::mem::take(&mut head);
+            compression = Some(detected(&head, &corrections_path, &mut gzip)?);
+            // A plain tar is its own original: nothing to spool.
+            if compression != Some(Compression::None) {
+                spool.write_all(&head).map_err(spool_err)?;
+            }
             on_chunk(&head, &mut compression, &mut gzip)?;
         } else {
+            if compression != Some(Compression::None) {
+                spool.write_all(&chunk).map_err(spool_err)?;
+            }
             on_chunk(&chunk, &mut compression, &mut gzip)?;
         }
     }
     if compression.is_none() {
-        let found = compression::detect(&head).unwrap_or(Compression::None);
-        compression = Some(found);
-        if found == Compression::Gzip {
-            gzip = Some(new_gzip(&corrections_path)?);
-        }
         let head = std::mem::take(&mut head);
+        compression = Some(detected(&head, &corrections_path, &mut gzip)?);
+        if compression != Some(Compression::None) {
+            spool.write_all(&head).map_err(spool_err)?;
+        }
         on_chunk(&head, &mut compression, &mut gzip)?;
     }
     let compression = compression.unwrap_or(Compression::None);
@@ -426,6 +427,19 @@ fn our_gzip<W: Write>(out: W) -> flate2::write::GzEncoder<W> {
     flate2::GzBuilder::new()
         .mtime(0)
         .write(out, flate2::Compression::new(6))
+}
+
+/// The compression of an archive starting with `head`; for gzip, starts its recorder.
+fn detected(
+    head: &[u8],
+    corrections: &Path,
+    gzip: &mut Option<GzipRecorder<BufWriter<File>>>,
+) -> Result<Compression> {
+    let found = compression::detect(head).unwrap_or(Compression::None);
+    if found == Compression::Gzip {
+        *gzip = Some(new_gzip(corrections)?);
+    }
+    Ok(found)
 }
 
 fn new_gzip(path: &Path) -> Result<GzipRecorder<BufWriter<File>>> {
