@@ -381,3 +381,31 @@ async fn a_cancelled_import_leaves_no_original() {
     assert!(tmp.is_empty(), "{tmp:?}");
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_original_survives_a_store_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let tar = sample_tar(dir);
+    sh(
+        dir,
+        &format!("gzip -9 -n -c '{}' > image.aci", tar.display()),
+    );
+    let archive = dir.join("image.aci");
+    let (store, id, form) = round_trip(dir, &archive, "before").await;
+    assert_eq!(form, OriginalForm::Gzip);
+    let from = store.dir().to_path_buf();
+    store.close().await;
+    let to = dir.join("moved");
+    std::fs::rename(&from, &to).unwrap();
+    let store = Store::open(&to).await.unwrap();
+    let out = dir.join("moved.out");
+    store
+        .export_to(&id, &out, ExportCompression::Original, Observer::default())
+        .await
+        .unwrap();
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&archive).unwrap());
+    let report = store.fsck(false, Observer::default()).await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    store.close().await;
+}
