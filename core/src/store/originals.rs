@@ -679,7 +679,8 @@ pub(crate) fn recreate_checked(
     Ok(hashing.written)
 }
 
-/// Re-creates the original of `id` into an unnamed temporary file in the store's `tmp/`,
+/// Re-creates the original of `id` into an unnamed temporary file in the store's `tmp/` (the
+/// system's temporary folder for a read-only store),
 /// checks its size and SHA-256 against the record, and returns the file rewound to its
 /// start: the only way the original leaves the store, so no unchecked byte is ever given out.
 pub(crate) fn recreate_verified(
@@ -689,10 +690,11 @@ pub(crate) fn recreate_verified(
     cancel: &CancelToken,
 ) -> Result<(File, OriginalRecord)> {
     let record = load(paths, id)?.ok_or_else(|| no_original(id))?;
-    let tmp = paths.tmp();
-    std::fs::create_dir_all(&tmp)
-        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-    let file = unnamed_file(&tmp)?;
+    // In the store's `tmp/`; a read-only store exports through the system's temporary folder.
+    let file = match unnamed_file(&paths.tmp()) {
+        Ok(file) => file,
+        Err(_) => unnamed_file(&std::env::temp_dir())?,
+    };
     let mut out = BufWriter::with_capacity(1 << 20, file);
     recreate_checked(paths, objects, id, &record, &mut out, cancel)?;
     let mut file = out
