@@ -66,9 +66,6 @@ enum State {
 /// The analysis of one member's DEFLATE stream and the re-creation that checks it.
 struct Member {
     analysis: PreflateStreamProcessor,
-    /// Whether a chunk was recorded: preflate-rs estimates the encoder's parameters from
-    /// the first one, which is therefore given [`FEED`] bytes when the stream has them.
-    started: bool,
 }
 
 /// Makes the correction record of a gzip stream fed in chunks, writing it to `out`.
@@ -207,7 +204,6 @@ impl<W: Write> GzipRecorder<W> {
                             };
                             self.state = State::Deflate(Box::new(Member {
                                 analysis: PreflateStreamProcessor::new(&config),
-                                started: false,
                             }));
                         }
                         HeaderLen::Incomplete if !eof => return Ok(()),
@@ -261,7 +257,10 @@ impl<W: Write> GzipRecorder<W> {
                 Step::Wait
             });
         }
-        if !member.started && self.pending.len() < FEED && !eof {
+        // Whole feeds only: preflate-rs estimates the encoder's parameters from the first
+        // chunk, and fewer, larger chunks make a smaller record (each chunk's corrections end
+        // their own arithmetic-coded block).
+        if self.pending.len() < FEED && !eof {
             return Ok(Step::Wait);
         }
         let mut feed = self.pending.len().min(FEED);
@@ -302,7 +301,6 @@ impl<W: Write> GzipRecorder<W> {
             });
         }
         self.pending.drain(..chunk.compressed_size);
-        member.started = true;
         self.put(&[TAG_CHUNK])?;
         self.put(&(plain.len() as u64).to_le_bytes())?;
         self.put(&(chunk.corrections.len() as u32).to_le_bytes())?;
