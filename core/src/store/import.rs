@@ -229,7 +229,7 @@ pub async fn import<R: Read + Send + 'static>(
         crate::blocking::blocking(move || Staging::create(&paths)).await?
     };
     let (tee, recorder) = if options.record_original {
-        let (tee, recorder) = originals::start(staging.dir(), observer.cancel.clone())?;
+        let (tee, recorder) = originals::start(staging.dir(), observer.clone())?;
         (Some(tee), Some(recorder))
     } else {
         (None, None)
@@ -248,8 +248,8 @@ pub async fn import<R: Read + Send + 'static>(
             match (staged, recorder) {
                 (Ok(mut staged), Some(recorder)) => {
                     // The tee closed at the end of the archive: the recorder finishes the
-                    // form (for zstd, xz and bzip2 this searches parameters: its own phase).
-                    observer.report(Phase::Original, 0, None);
+                    // form (for zstd, xz and bzip2 it searches parameters, reporting
+                    // `Phase::Original`).
                     staged.original = Some(recorder.finish()?);
                     Ok(staged)
                 }

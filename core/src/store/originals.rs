@@ -198,7 +198,7 @@ pub(crate) struct Staged {
 
 /// Starts recording the original of an archive whose compressed bytes will come through the
 /// returned [`Tee`]; its files go into `dir` (the import's staging folder).
-pub(crate) fn start(dir: &Path, cancel: CancelToken) -> Result<(Tee, Recorder)> {
+pub(crate) fn start(dir: &Path, observer: crate::Observer) -> Result<(Tee, Recorder)> {
     let (tx, rx) = sync_channel(TEE_DEPTH);
     let (done_tx, done) = sync_channel(1);
     let abandoned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -207,7 +207,7 @@ pub(crate) fn start(dir: &Path, cancel: CancelToken) -> Result<(Tee, Recorder)> 
     std::thread::Builder::new()
         .name("acikit-original".into())
         .spawn(move || {
-            let _ = done_tx.send(record(&dir, rx, &cancel, &stop));
+            let _ = done_tx.send(record(&dir, rx, &observer, &stop));
         })
         .map_err(|e| Error::io("starting the original-form recorder", e))?;
     Ok((Tee { tx: Some(tx) }, Recorder { done, abandoned }))
@@ -241,9 +241,10 @@ fn cancelled() -> Error {
 fn record(
     dir: &Path,
     rx: Receiver<Vec<u8>>,
-    cancel: &CancelToken,
+    observer: &crate::Observer,
     abandoned: &std::sync::atomic::AtomicBool,
 ) -> Result<Staged> {
+    let cancel = &observer.cancel;
     let spool_path = dir.join(SPOOL);
     let spool = File::create(&spool_path)
         .map_err(|e| Error::io(format!("creating {}", spool_path.display()), e))?;
@@ -352,6 +353,8 @@ fn record(
                 }
                 Err(unfit) => {
                     let _ = std::fs::remove_file(&corrections_path);
+                    // Work after the archive was read: its own phase.
+                    observer.report(crate::Phase::Original, 0, None);
                     if is_our_gzip_export(&spool_path, &record, cancel)? {
                         drop(spool);
                         let _ = std::fs::remove_file(&spool_path);
@@ -366,6 +369,8 @@ fn record(
             if cancel.is_cancelled() {
                 return Err(cancelled());
             }
+            // The parameter search runs after the archive was read: its own phase.
+            observer.report(crate::Phase::Original, 0, None);
             let mut open_original = || -> std::io::Result<Box<dyn Read + Send>> {
                 Ok(Box::new(BufReader::new(File::open(&spool_path)?)))
             };
