@@ -30,7 +30,8 @@ export type Phase =
   | 'inspect'
   | 'sign'
   | 'push'
-  | 'discover';
+  | 'discover'
+  | 'original';
 
 /** One progress event of a long call. */
 export interface ProgressEvent {
@@ -161,7 +162,7 @@ export interface Discovered {
   pubkeys: string[];
 }
 
-export type ExportCompression = 'none' | 'gzip' | 'zstd';
+export type ExportCompression = 'none' | 'gzip' | 'zstd' | 'original';
 export type BuildCompression = 'none' | 'gzip' | 'zstd';
 export type Strategy = 'auto' | 'overlay' | 'reflink' | 'hardlink' | 'copy' | 'composefs';
 

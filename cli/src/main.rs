@@ -73,6 +73,10 @@ enum Command {
         /// Image archives (any compression).
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
+        /// Do not record the archives' original form (then `export --compression original`
+        /// cannot give their exact compressed bytes back).
+        #[arg(long)]
+        no_original: bool,
         #[command(flatten)]
         opts: CommonOpts,
     },
@@ -85,7 +89,7 @@ enum Command {
         out: std::path::PathBuf,
         /// Compression of the output.
         #[arg(long, value_enum, default_value = "none")]
-        compression: commands::CompressionArg,
+        compression: commands::ExportCompressionArg,
         /// Labels the image must have (with a name).
         #[arg(long = "label", value_name = "K=V", value_parser = commands::parse_label)]
         labels: Vec<acikit::Label>,
@@ -350,7 +354,11 @@ fn main() -> ExitCode {
             Command::Validate { files, opts } => commands::validate(&files, &opts).await,
             Command::Id { file, opts } => commands::id(&file, &opts).await,
             Command::Manifest { file, opts } => commands::manifest(&file, &opts).await,
-            Command::Import { files, opts } => commands::import(&store_dir, &files, &opts).await,
+            Command::Import {
+                files,
+                no_original,
+                opts,
+            } => commands::import(&store_dir, &files, &opts, no_original).await,
             Command::Export {
                 image,
                 out,

@@ -46,11 +46,14 @@ pub enum Phase {
     /// Meta discovery of an image name (levels of the name walked of those it has: the
     /// last event says every level was done with, also when the walk stops early).
     Discover,
+    /// Finishing the record of an import's original compressed form (after the archive
+    /// was read), or re-creating the original for an export.
+    Original,
 }
 
 impl Phase {
     /// Every phase, in declaration order.
-    pub const ALL: [Phase; 13] = [
+    pub const ALL: [Phase; 14] = [
         Phase::Import,
         Phase::Commit,
         Phase::Export,
@@ -64,6 +67,7 @@ impl Phase {
         Phase::Sign,
         Phase::Push,
         Phase::Discover,
+        Phase::Original,
     ];
 
     /// The stable name of the phase (`"import"`, `"download"`, ...), as the bindings pass it
@@ -87,6 +91,7 @@ impl Phase {
             Phase::Sign => "sign",
             Phase::Push => "push",
             Phase::Discover => "discover",
+            Phase::Original => "original",
         }
     }
 }

@@ -172,8 +172,9 @@ class Store:
         compression: str = "none",
         progress: ProgressArg = None,
     ) -> Exported:
-        """Writes the image archive (``"none"``, ``"gzip"`` or ``"zstd"``) to ``dest``, a
-        path or a writable binary file object."""
+        """Writes the image archive (``"none"``, ``"gzip"``, ``"zstd"``, or ``"original"``:
+        the exact bytes it was imported as) to ``dest``, a path or a writable binary file
+        object."""
         return _ops.export(self._native, image, dest, compression, progress).run()
 
     def open(self, image: ImageRef) -> ImageReader:

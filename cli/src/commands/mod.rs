@@ -19,4 +19,6 @@ pub use discover::discover;
 pub use inspect::{id, manifest, validate};
 pub use net::NetArgs;
 pub use render::{RenderFlags, StrategyArg, release, render};
-pub use store::{CompressionArg, export, fsck, gc, import, list, parse_label, rm, stats};
+pub use store::{
+    CompressionArg, ExportCompressionArg, export, fsck, gc, import, list, parse_label, rm, stats,
+};

@@ -25,6 +25,19 @@ pub enum CompressionArg {
     Zstd,
 }
 
+/// `--compression` of `export`: those of `build`, and the image's original bytes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportCompressionArg {
+    /// The canonical tar.
+    None,
+    /// Deterministic gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+    /// The exact bytes the image came as (re-created and checked against their SHA-256).
+    Original,
+}
+
 /// Parses `K=V` for `--label` (see [`Label`]'s `FromStr`).
 pub fn parse_label(text: &str) -> Result<Label, String> {
     text.parse::<Label>().map_err(|e| e.message().to_string())
@@ -69,7 +82,12 @@ fn print_json(value: &impl Serialize) {
 }
 
 /// `acikit import FILE...`
-pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCode {
+pub async fn import(
+    dir: &Path,
+    files: &[PathBuf],
+    opts: &CommonOpts,
+    no_original: bool,
+) -> ExitCode {
     let store = match open(dir).await {
         Ok(store) => store,
         Err(code) => return code,
@@ -85,7 +103,9 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts) -> ExitCod
         }
         let (observer, bar) = progress::observer("importing");
         let observer = observer.cancelled_by(cancel.clone());
-        let options = ImportOptions::default().limits(opts.limits());
+        let options = ImportOptions::default()
+            .limits(opts.limits())
+            .record_original(!no_original);
         let result = store.import_file(file, options, observer).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
@@ -175,7 +195,7 @@ pub async fn export(
     image: &str,
     labels: &[Label],
     out: &Path,
-    compression: CompressionArg,
+    compression: ExportCompressionArg,
     json: bool,
 ) -> ExitCode {
     let store = match open(dir).await {
@@ -187,9 +207,10 @@ pub async fn export(
         Err(err) => return fail(&err),
     };
     let compression = match compression {
-        CompressionArg::None => ExportCompression::None,
-        CompressionArg::Gzip => ExportCompression::Gzip,
-        CompressionArg::Zstd => ExportCompression::Zstd,
+        ExportCompressionArg::None => ExportCompression::None,
+        ExportCompressionArg::Gzip => ExportCompression::Gzip,
+        ExportCompressionArg::Zstd => ExportCompression::Zstd,
+        ExportCompressionArg::Original => ExportCompression::Original,
     };
     if out == Path::new("-") {
         return export_to_stdout(&store, &id, compression, json).await;
@@ -447,7 +468,18 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
                 s.signed_images
             );
             outln!(
-                "kept originals         {} bytes ({} uploads kept as pushed)",
+                "original forms         {} images: {} bytes as they came, {} bytes kept to re-create them ({})",
+                s.original_records,
+                s.original_compressed_bytes,
+                s.original_kept_bytes,
+                s.original_forms
+                    .iter()
+                    .map(|(form, n)| format!("{form} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            outln!(
+                "kept originals         {} bytes ({} archives kept whole)",
                 s.original_bytes,
                 s.originals
             );
@@ -461,6 +493,21 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
                 s.originals_disk_bytes
             );
             outln!("de-duplication ratio   {:.2}", s.dedup_ratio);
+            for image in &s.original_images {
+                let o = &image.original;
+                let share = if o.size == 0 {
+                    0.0
+                } else {
+                    o.kept_bytes as f64 * 100.0 / o.size as f64
+                };
+                outln!(
+                    "original {}  {:<10} {} of {} bytes kept ({share:.3}%)",
+                    &image.image_id.to_string()[..19],
+                    o.form.as_str(),
+                    o.kept_bytes,
+                    o.size
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err),

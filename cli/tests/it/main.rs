@@ -12,6 +12,7 @@ mod cli;
 mod discover_cli;
 mod fetch_cli;
 mod import_cancel_cli;
+mod original_cli;
 mod output_cli;
 mod postgres_cli;
 mod read_only_cli;

@@ -10,8 +10,10 @@
 
 pub(crate) mod compression;
 pub(crate) mod decode;
+pub(crate) mod gzip_original;
 pub(crate) mod inspect;
 pub(crate) mod layout;
+pub(crate) mod recompress;
 pub(crate) mod tar;
 
 pub use compression::Compression;

@@ -238,7 +238,22 @@ pub(crate) async fn fetch_endpoint(
             _ => err,
         })?;
     record(session, aci, &cache, &imported.image_id).await?;
+    let asc = signature;
     let signature = verified.lock().map_err(|_| poisoned())?.take();
+    if let (Some(asc), Some(verified), Some(original)) = (asc, &signature, &imported.original) {
+        // The publisher's signature, kept with the original form it covers: a server on
+        // this store serves the image as downloaded, and `gpg --verify` passes.
+        let paths = store.paths().clone();
+        let (id, original, fingerprint) = (
+            imported.image_id.clone(),
+            original.clone(),
+            verified.fingerprint.clone(),
+        );
+        blocking(move || {
+            crate::store::originals::keep_signature(&paths, &id, &asc, &original, &fingerprint)
+        })
+        .await?;
+    }
     Ok(Fetched {
         image_id: imported.image_id,
         name: imported.name,

@@ -163,18 +163,37 @@ async fn body(source: Source, total: u64, start: u64, end: u64) -> crate::Result
     match source {
         Source::File(path) => file_body(path, start, len).await,
         Source::Image {
-            original: Some(path),
-            form: ServedForm::Original,
-            ..
-        } => file_body(path, start, len).await,
-        Source::Image {
+            store,
             id,
+            original,
             form: ServedForm::Original,
-            ..
-        } => Err(crate::Error::new(
-            crate::ErrorKind::CorruptStore,
-            format!("the original upload of {id} is missing"),
-        )),
+        } => {
+            // Re-created into a checked temporary file (`store::originals`): not one byte
+            // is served before its SHA-256 is the recorded one. A kept upload of a store
+            // made before original records existed is served as it is.
+            let paths = store.paths().clone();
+            let objects = records::object_paths(&store);
+            let checked = crate::blocking::blocking(move || {
+                if crate::store::originals::load(&paths, &id)?.is_some() {
+                    let cancel = crate::CancelToken::new();
+                    crate::store::originals::recreate_verified(&paths, &objects, &id, &cancel)
+                        .map(|(file, _)| Some(file))
+                } else {
+                    Ok(None)
+                }
+            })
+            .await?;
+            match (checked, original) {
+                (Some(file), _) => {
+                    open_file_body(tokio::fs::File::from_std(file), start, len).await
+                }
+                (None, Some(path)) => file_body(path, start, len).await,
+                (None, None) => Err(crate::Error::new(
+                    crate::ErrorKind::CorruptStore,
+                    "the original form is missing",
+                )),
+            }
+        }
         Source::Image {
             store,
             id,
@@ -236,12 +255,17 @@ async fn body(source: Source, total: u64, start: u64, end: u64) -> crate::Result
 }
 
 async fn file_body(path: PathBuf, start: u64, len: u64) -> crate::Result<Body> {
-    let mut file = tokio::fs::File::open(&path)
+    let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| crate::Error::io(format!("opening {}", path.display()), e))?;
+    open_file_body(file, start, len).await
+}
+
+/// The bytes `start..start + len` of an open file, streamed.
+async fn open_file_body(mut file: tokio::fs::File, start: u64, len: u64) -> crate::Result<Body> {
     file.seek(std::io::SeekFrom::Start(start))
         .await
-        .map_err(|e| crate::Error::io(format!("seeking in {}", path.display()), e))?;
+        .map_err(|e| crate::Error::io("seeking in a served file", e))?;
     let reader = file.take(len);
     Ok(Body::from_stream(
         tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024),

@@ -11,7 +11,7 @@
 //! GET  /blobs/<image ID>                        the canonical tar (ETag = image ID)
 //! GET  /pubkeys.asc                             the armored public keys the store trusts
 //! GET  /api/images?name=N&prefix=P&label=K=V    images from the index (JSON)
-//! GET  /api/stats                               counts: images, signed, kept originals
+//! GET  /api/stats                               counts: images, signed, original records, kept
 //! POST /push                                    an ACI (bearer token; signature header)
 //! GET  /files/<file name>                       plain files given in `ServeOptions::files`
 //! ```
@@ -673,6 +673,10 @@ pub struct ApiImage {
     pub signature_checked: bool,
     /// The fingerprint of the trusted key that verified the signature.
     pub verified_by: Option<String>,
+    /// How the store gives back the bytes the image came as (`none`, `gzip`, `recompress`,
+    /// `kept`); `None` when no original form was recorded. With `served_form` `original`,
+    /// these are the bytes served and the signature covers.
+    pub original_form: Option<crate::store::OriginalForm>,
 }
 
 async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
@@ -714,7 +718,10 @@ async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
             continue;
         }
         let served = records.load(&r.image_id)?;
+        let original_form =
+            crate::store::originals::load(shared.store.paths(), &r.image_id)?.map(|o| o.form);
         images.push(ApiImage {
+            original_form,
             labels: r
                 .labels
                 .iter()
@@ -739,13 +746,34 @@ async fn api_images(shared: &Shared, query: &str) -> Result<Response> {
 /// without sizing every object as [`Store::stats`] does.
 async fn api_stats(shared: &Shared) -> Result<Response> {
     let images = shared.store.index().stats().await?.images;
+    let ids: Vec<ImageId> = shared
+        .store
+        .index()
+        .list()
+        .await?
+        .into_iter()
+        .map(|r| r.image_id)
+        .collect();
     let paths = shared.store.paths().clone();
-    let kept = blocking(move || housekeeping::push_file_stats(&paths)).await?;
+    let (kept, records, kept_bytes) = blocking(move || {
+        let kept = housekeeping::push_file_stats(&paths)?;
+        let (mut records, mut kept_bytes) = (0u64, 0u64);
+        for id in &ids {
+            if let Ok(Some(record)) = crate::store::originals::load(&paths, id) {
+                records += 1;
+                kept_bytes += record.kept_bytes;
+            }
+        }
+        Ok::<_, Error>((kept, records, kept_bytes))
+    })
+    .await?;
     Ok(axum::Json(serde_json::json!({
         "images": images,
         "signed_images": kept.signed_images,
         "originals": kept.originals,
         "original_bytes": kept.original_bytes,
+        "original_records": records,
+        "original_kept_bytes": kept_bytes,
     }))
     .into_response())
 }

@@ -337,17 +337,30 @@ async fn settle(
     let (records, id, kept) = (records.clone(), id.clone(), record.clone());
     blocking(move || {
         if kept.form == ServedForm::Original {
-            let copy = seen
-                .copy
-                .as_ref()
-                .ok_or_else(|| Error::new(ErrorKind::Io, "the upload was not kept"))?;
-            records.keep_original(&id, copy)?;
+            // The import recorded the upload's original form; only when it did not (recording
+            // off, or the image had a record of other bytes) is the upload kept whole.
+            let paths = records.store_paths();
+            let recorded = crate::store::originals::load(paths, &id)?
+                .is_some_and(|r| r.size == kept.size && r.sha256 == kept.sha256);
+            if !recorded {
+                let copy = seen
+                    .copy
+                    .as_ref()
+                    .ok_or_else(|| Error::new(ErrorKind::Io, "the upload was not kept"))?;
+                records.keep_original(&id, copy)?;
+                let compression = compression::detect(&seen.head).unwrap_or(Compression::None);
+                crate::store::originals::record_kept(
+                    paths,
+                    &id,
+                    kept.size,
+                    &kept.sha256,
+                    compression.as_str(),
+                )?;
+            }
         }
         records.save(&id, &signature, &kept)?;
-        if kept.form != ServedForm::Original {
-            // A signature over another form, pushed before, no longer applies.
-            let _ = std::fs::remove_file(records.original(&id));
-        }
+        // (A kept original stays with its record: it is what `export --compression
+        // original` gives back, whichever form a later signature covers.)
         Ok::<_, Error>(())
     })
     .await?;

@@ -35,7 +35,9 @@ pub enum ServedForm {
     Tar,
     /// Our deterministic gzip export (no name, mtime 0, level 6), regenerated on the fly.
     Gzip,
-    /// The uploaded file, kept as it was because neither export reproduces it.
+    /// The bytes as they were pushed or fetched, re-created from the image's original
+    /// record (`store::originals`: a gzip correction record, encoder parameters or the bytes
+    /// kept whole) and checked against their SHA-256 before they are served.
     Original,
 }
 
@@ -78,6 +80,11 @@ impl RecordPaths {
         RecordPaths {
             paths: store.paths().clone(),
         }
+    }
+
+    /// The paths of the store.
+    pub(crate) fn store_paths(&self) -> &StorePaths {
+        &self.paths
     }
 
     pub(crate) fn tmp(&self) -> PathBuf {

@@ -51,6 +51,9 @@ pub(crate) async fn import_file(
     .await?;
     if let Some(id) = lookup(paths, &digest)
         && let Some(record) = index.get(&id).await?
+        // An image imported without its original form is imported again to record it.
+        && (!options.record_original
+            || super::originals::record_path(paths, &id).exists())
     {
         observer.report(
             Phase::Import,
@@ -68,6 +71,11 @@ pub(crate) async fn import_file(
             tar_size: record.tar_size,
             recipe_size: record.recipe_size,
             entries: record.entries,
+            original: super::originals::load(paths, &id)
+                .ok()
+                .flatten()
+                .filter(|o| o.sha256 == digest.to_hex())
+                .map(|o| o.info()),
         });
     }
     let imported = import::import(paths, index, file, &options, observer).await?;

@@ -15,7 +15,7 @@ use super::paths::StorePaths;
 use super::regenerate::{self, ExportReader, ObjectPaths};
 use crate::blocking::blocking;
 use crate::output::OutputOptions;
-use crate::progress::Observer;
+use crate::progress::{Observer, Phase};
 use crate::schema::{ImageId, ImageIdPrefix, ImageName, Label};
 use crate::{Error, ErrorKind, Result};
 
@@ -31,22 +31,29 @@ pub enum ExportCompression {
     Gzip,
     /// zstd (level 3).
     Zstd,
+    /// The exact bytes the image came as (gzip, xz, zstd, bzip2 or a plain tar), re-created
+    /// from its original record and checked against the recorded SHA-256 before any byte is
+    /// written; an image without an original record is [`ErrorKind::NotFound`].
+    Original,
 }
 
 impl ExportCompression {
     /// Every choice.
-    pub const ALL: [ExportCompression; 3] = [
+    pub const ALL: [ExportCompression; 4] = [
         ExportCompression::None,
         ExportCompression::Gzip,
         ExportCompression::Zstd,
+        ExportCompression::Original,
     ];
 
-    /// The name of the choice (`"none"`, `"gzip"`, `"zstd"`), as [`FromStr`](std::str::FromStr) reads it.
+    /// The name of the choice (`"none"`, `"gzip"`, `"zstd"`, `"original"`), as
+    /// [`FromStr`](std::str::FromStr) reads it.
     pub fn as_str(self) -> &'static str {
         match self {
             ExportCompression::None => "none",
             ExportCompression::Gzip => "gzip",
             ExportCompression::Zstd => "zstd",
+            ExportCompression::Original => "original",
         }
     }
 }
@@ -60,7 +67,7 @@ impl std::fmt::Display for ExportCompression {
 impl std::str::FromStr for ExportCompression {
     type Err = Error;
 
-    /// Reads `"none"`, `"gzip"` or `"zstd"`; anything else is `invalid_argument`.
+    /// Reads `"none"`, `"gzip"`, `"zstd"` or `"original"`; anything else is `invalid_argument`.
     ///
     /// ```
     /// assert_eq!("zstd".parse::<acikit::ExportCompression>().unwrap(), acikit::ExportCompression::Zstd);
@@ -73,7 +80,9 @@ impl std::str::FromStr for ExportCompression {
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::InvalidArgument,
-                    format!("unknown export compression {s:?} (expected none, gzip or zstd)"),
+                    format!(
+                        "unknown export compression {s:?} (expected none, gzip, zstd or original)"
+                    ),
                 )
             })
     }
@@ -823,6 +832,16 @@ impl Store {
             };
             crate::output::check_output_path(&out, &options)?;
             observer.check()?;
+            if compression == ExportCompression::Original {
+                return store
+                    .export_original(&id, observer, move |original| {
+                        let mut file = crate::output::OutputFile::create(&out, &options)?;
+                        let written = copy_out(original, &mut file, &out.display().to_string())?;
+                        file.commit()?;
+                        Ok(written)
+                    })
+                    .await;
+            }
             store
                 .export_blocking(&id, move |recipe, objects, id| {
                     housekeeping::export_file(
@@ -876,6 +895,17 @@ impl Store {
         let id = id.clone();
         async move {
             observer.check()?;
+            if compression == ExportCompression::Original {
+                let mut out = out;
+                return store
+                    .export_original(&id, observer, move |original| {
+                        let written = copy_out(original, &mut out, "the export")?;
+                        out.flush()
+                            .map_err(|e| Error::io("writing the export", e))?;
+                        Ok(written)
+                    })
+                    .await;
+            }
             store
                 .export_blocking(&id, move |recipe, objects, id| {
                     housekeeping::export_into(
@@ -905,6 +935,71 @@ impl Store {
         let objects = self.object_paths();
         let id = id.clone();
         blocking(move || export(&recipe, &objects, &id)).await
+    }
+
+    /// Re-creates the original of `id` into a checked temporary file (see
+    /// `store::originals`), then hands it to `write` (blocking); the original's bytes only
+    /// leave the store once their SHA-256 is the recorded one.
+    async fn export_original(
+        &self,
+        id: &ImageId,
+        observer: Observer,
+        write: impl FnOnce(&mut std::fs::File) -> Result<u64> + Send + 'static,
+    ) -> Result<Exported> {
+        let record = self.index.get(id).await?.ok_or_else(|| {
+            Error::new(ErrorKind::NotFound, format!("no image {id} in the store"))
+        })?;
+        self.record_use(id).await?;
+        let paths = self.paths.clone();
+        let objects = self.object_paths();
+        let id = id.clone();
+        blocking(move || {
+            observer.report(Phase::Original, 0, None);
+            let (mut file, original) =
+                super::originals::recreate_verified(&paths, &objects, &id, &observer.cancel)?;
+            let written = write(&mut file)?;
+            observer.report(Phase::Export, original.size, Some(original.size));
+            Ok(Exported {
+                image_id: id,
+                tar_size: record.tar_size,
+                written,
+            })
+        })
+        .await
+    }
+
+    /// What the store keeps to give back the exact bytes `id` came as (`None`: no original
+    /// form was recorded).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-original");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
+    /// use acikit::store::OriginalForm;
+    ///
+    /// // `aci` is a plain tar: its original is the canonical tar, nothing is kept.
+    /// let original = store.original(&id).await?.expect("recorded on import");
+    /// assert_eq!(original.form, OriginalForm::None);
+    /// assert_eq!(original.kept_bytes, 0);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn original(
+        &self,
+        id: &ImageId,
+    ) -> impl Future<Output = Result<Option<super::originals::OriginalInfo>>> + Send + 'static {
+        let store = self.clone();
+        let id = id.clone();
+        async move {
+            store.require(&id).await?;
+            let paths = store.paths.clone();
+            blocking(move || Ok(super::originals::load(&paths, &id)?.map(|r| r.info()))).await
+        }
     }
 
     /// Sizes: logical, on disk, and the de-duplication ratio.
@@ -943,6 +1038,11 @@ impl Store {
             )),
         }
     }
+}
+
+/// Copies a checked original to `out` (`what` names it in errors); returns the bytes copied.
+fn copy_out(from: &mut std::fs::File, out: &mut impl std::io::Write, what: &str) -> Result<u64> {
+    std::io::copy(from, out).map_err(|e| Error::io(format!("writing {what}"), e))
 }
 
 /// Finds what `query` matches in `index` (see [`Store::resolve_matches`]).

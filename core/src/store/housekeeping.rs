@@ -28,7 +28,8 @@ use crate::{Error, ErrorKind, Result};
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct FsckProblem {
-    /// `corrupt_object`, `missing_recipe`, `broken_image`, `index`, `damaged_render_cache`.
+    /// `corrupt_object`, `missing_recipe`, `broken_image`, `damaged_original`, `index`,
+    /// `damaged_render_cache`.
     pub kind: &'static str,
     /// The object digest or image ID concerned.
     pub subject: String,
@@ -100,15 +101,35 @@ pub struct StoreStats {
     pub signed_images: u64,
     /// Bytes on disk of `signatures/`.
     pub signatures_disk_bytes: u64,
-    /// Uploads kept as pushed, because our exports cannot reproduce the bytes their
-    /// signature covers (`originals/<hex>.aci`).
+    /// Originals kept whole (`originals/<hex>.aci`): archives nothing else re-creates
+    /// exactly (form `kept`), and uploads pushes kept before original records existed.
     pub originals: u64,
-    /// Bytes of those uploads.
+    /// Bytes of those files.
     pub original_bytes: u64,
-    /// Bytes on disk of `originals/`.
+    /// Bytes on disk of `originals/` (records, correction records, kept files).
     pub originals_disk_bytes: u64,
+    /// Images with an original record (whose exact compressed bytes the store gives back).
+    pub original_records: u64,
+    /// Sum of those originals' sizes (the compressed archives as they came).
+    pub original_compressed_bytes: u64,
+    /// Bytes kept to re-create them (correction records and kept files).
+    pub original_kept_bytes: u64,
+    /// Of those images: how many of each form (`none`, `gzip`, `recompress`, `kept`).
+    pub original_forms: std::collections::BTreeMap<String, u64>,
+    /// Per image with an original record: its form, size and the bytes kept for it.
+    pub original_images: Vec<ImageOriginal>,
     /// `referenced_content_bytes / object_bytes`: how many times each stored byte is used.
     pub dedup_ratio: f64,
+}
+
+/// The original record of one image, as `stats` reports it.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ImageOriginal {
+    /// The image.
+    pub image_id: ImageId,
+    /// What the store keeps to re-create its original.
+    pub original: super::originals::OriginalInfo,
 }
 
 /// Regenerates an image into the file `out`, following the output-path policy of
@@ -167,6 +188,14 @@ pub(crate) fn export_into<W: Write>(
             let mut out = ObservedWriter::new(gz, observer);
             let r = regenerate::regenerate_to(recipe, objects, &expected, &mut out)?;
             (r, out.inner.finish().map_err(writing)?)
+        }
+        ExportCompression::Original => {
+            // Re-created from the original record, which this path does not see
+            // (`Store::export_to` and `Store::export_to_writer` take it).
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the original form is exported through the store",
+            ));
         }
         ExportCompression::Zstd => {
             let zst = zstd::Encoder::new(counted, 3)?;
@@ -363,10 +392,13 @@ fn same_error(err: &Error) -> Error {
 /// (the record first: without it the others are never served).
 fn remove_push_files_of(paths: &StorePaths, id: &ImageId) -> Result<()> {
     let mut first_error = None;
+    let [original_record, corrections, kept] = super::originals::files_of(paths, id);
     for path in [
         paths.signature_record(id),
         paths.signature(id),
-        paths.original(id),
+        original_record,
+        corrections,
+        kept,
     ] {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -529,6 +561,17 @@ pub(crate) async fn fsck(
         })
         .await?;
         report.images_checked += 1;
+        if outcome.is_ok() {
+            check_original(
+                paths,
+                &object_paths,
+                &record.image_id,
+                repair,
+                observer,
+                &mut report,
+            )
+            .await?;
+        }
         if let Err(err) = outcome {
             if err.kind() == ErrorKind::Cancelled || observer.cancel.is_cancelled() {
                 return Err(Error::new(
@@ -569,6 +612,55 @@ pub(crate) async fn fsck(
     Ok(report)
 }
 
+/// Re-creates the original of `id`, if it has a record, and checks its hash: a mismatch is a
+/// `damaged_original` problem (with `repair`, the original's files are removed: they cannot
+/// give the original back).
+async fn check_original(
+    paths: &StorePaths,
+    objects: &ObjectPaths,
+    id: &ImageId,
+    repair: bool,
+    observer: &Observer,
+    report: &mut StoreFsck,
+) -> Result<()> {
+    let (paths_owned, objects, id_owned) = (paths.clone(), objects.clone(), id.clone());
+    let cancel = observer.cancel.clone();
+    let outcome = blocking_value(move || {
+        let Some(record) = super::originals::load(&paths_owned, &id_owned)? else {
+            return Ok(());
+        };
+        super::originals::recreate_checked(
+            &paths_owned,
+            &objects,
+            &id_owned,
+            &record,
+            &mut std::io::sink(),
+            &cancel,
+        )
+        .map(|_| ())
+    })
+    .await?;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == ErrorKind::Cancelled || observer.cancel.is_cancelled() => Err(
+            Error::new(ErrorKind::Cancelled, "the operation was cancelled"),
+        ),
+        Err(err) => {
+            report.problems.push(FsckProblem {
+                kind: "damaged_original",
+                subject: id.to_string(),
+                message: err.to_string(),
+            });
+            if repair {
+                for path in super::originals::files_of(paths, id) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The hex IDs of the images in the index.
 async fn indexed_images(index: &Index) -> Result<HashSet<String>> {
     Ok(index
@@ -600,9 +692,31 @@ fn count_stale_staging(paths: &StorePaths) -> u64 {
 /// `stats`: logical sizes from the index, object sizes and bytes on disk from the files.
 pub(crate) async fn stats(paths: &StorePaths, index: &Index) -> Result<StoreStats> {
     let from_index = index.stats().await?;
+    let images: Vec<ImageId> = index
+        .list()
+        .await?
+        .into_iter()
+        .map(|r| r.image_id)
+        .collect();
     let paths = paths.clone();
     let files = blocking(move || {
         let mut files = push_file_stats(&paths)?;
+        for id in images {
+            let Ok(Some(record)) = super::originals::load(&paths, &id) else {
+                continue;
+            };
+            files.original_records += 1;
+            files.original_compressed_bytes += record.size;
+            files.original_kept_bytes += record.kept_bytes;
+            *files
+                .original_forms
+                .entry(record.form.as_str().to_string())
+                .or_default() += 1;
+            files.original_images.push(ImageOriginal {
+                image_id: id,
+                original: record.info(),
+            });
+        }
         for (_, path) in walk_objects(&paths)? {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
                 files.objects += 1;
@@ -652,7 +766,7 @@ pub(crate) fn push_file_stats(paths: &StorePaths) -> Result<StoreStats> {
         };
         if file.original {
             stats.originals_disk_bytes += meta.blocks() * 512;
-            if file.image.is_some() {
+            if file.image.is_some() && file.path.extension().is_some_and(|e| e == "aci") {
                 stats.originals += 1;
                 stats.original_bytes += meta.len();
             }
@@ -703,7 +817,11 @@ fn walk_push_files(paths: &StorePaths) -> Result<Vec<PushFile>> {
             let name = entry.file_name();
             let name = name.to_str().unwrap_or_default();
             let (stem, record) = match (original, name.strip_suffix(".json")) {
-                (true, _) => (name.strip_suffix(".aci"), false),
+                (true, json) => (
+                    json.or_else(|| name.strip_suffix(".gzc"))
+                        .or_else(|| name.strip_suffix(".aci")),
+                    false,
+                ),
                 (false, Some(stem)) => (Some(stem), true),
                 (false, None) => (name.strip_suffix(".asc"), false),
             };

@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::index::{Index, NewImage};
 use super::large::LargeContent;
 use super::objects::Staging;
+use super::originals;
 use super::paths::StorePaths;
 use super::recipe::{RecipeSink, RecipeWriter};
 use super::{ContentDigest, ContentHasher};
@@ -103,7 +104,7 @@ impl std::fmt::Debug for ImportGate {
 }
 
 /// Options of an import.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ImportOptions {
     /// A check the staged image must pass before it is committed (also when the store
@@ -115,6 +116,24 @@ pub struct ImportOptions {
     pub origin: Option<String>,
     /// Size of the archive, when known (for progress).
     pub archive_size: Option<u64>,
+    /// Record the archive's original form, so that its exact compressed bytes can be given
+    /// back (`export --compression original`, and served with a publisher's signature): a
+    /// gzip correction record, encoder parameters, or the bytes themselves (see
+    /// `docs/ARCHITECTURE.md`, "Original forms"). On by default; it runs beside the import,
+    /// on another thread.
+    pub record_original: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            gate: None,
+            limits: Limits::default(),
+            origin: None,
+            archive_size: None,
+            record_original: true,
+        }
+    }
 }
 
 impl ImportOptions {
@@ -133,6 +152,12 @@ impl ImportOptions {
     /// Sets [`origin`](Self::origin): where the archive came from.
     pub fn origin(mut self, origin: impl Into<String>) -> ImportOptions {
         self.origin = Some(origin.into());
+        self
+    }
+
+    /// Sets [`record_original`](Self::record_original): whether to record the original form.
+    pub fn record_original(mut self, record: bool) -> ImportOptions {
+        self.record_original = record;
         self
     }
 
@@ -171,6 +196,9 @@ pub struct Imported {
     pub recipe_size: u64,
     /// Number of tar members.
     pub entries: u64,
+    /// The original form recorded from the bytes this import read (`None` with recording off,
+    /// or when a re-import of a file was a lookup of an image recorded from other bytes).
+    pub original: Option<originals::OriginalInfo>,
 }
 
 /// An import whose files are staged but not yet committed.
@@ -184,6 +212,7 @@ struct Staged {
     recipe_size: u64,
     entries: u64,
     staged_bytes: u64,
+    original: Option<originals::Staged>,
 }
 
 /// Imports an archive read from `source` into the store at `paths` with `index`.
@@ -195,17 +224,44 @@ pub async fn import<R: Read + Send + 'static>(
     observer: Observer,
 ) -> Result<Imported> {
     let read = Arc::new(AtomicU64::new(0));
+    let staging = {
+        let paths = paths.clone();
+        crate::blocking::blocking(move || Staging::create(&paths)).await?
+    };
+    let (tee, recorder) = if options.record_original {
+        let (tee, recorder) = originals::start(staging.dir(), observer.clone())?;
+        (Some(tee), Some(recorder))
+    } else {
+        (None, None)
+    };
     let source = CountingReader {
         inner: source,
         read: read.clone(),
+        tee,
     };
     let staged = {
-        let paths = paths.clone();
         let options = options.clone();
         let observer = observer.clone();
         let handle = tokio::runtime::Handle::current();
         blocking_named("the import task", move || {
-            handle.block_on(stage(paths, source, read, options, observer))
+            let staged = handle.block_on(stage(staging, source, read, options, observer.clone()));
+            match (staged, recorder) {
+                (Ok(mut staged), Some(recorder)) => {
+                    // The tee closed at the end of the archive: the recorder finishes the
+                    // form (for zstd, xz and bzip2 it searches parameters, reporting
+                    // `Phase::Original`).
+                    staged.original = Some(recorder.finish()?);
+                    Ok(staged)
+                }
+                (Ok(staged), None) => Ok(staged),
+                (Err(err), recorder) => {
+                    // Stop the recorder before the staging folder goes.
+                    if let Some(recorder) = recorder {
+                        recorder.abandon();
+                    }
+                    Err(err)
+                }
+            }
         })
         .await?
     };
@@ -214,7 +270,7 @@ pub async fn import<R: Read + Send + 'static>(
 
 /// Reads the whole archive, writing objects and the recipe into a staging folder.
 async fn stage<R: Read + Send + 'static>(
-    paths: StorePaths,
+    mut staging: Staging,
     source: R,
     read: Arc<AtomicU64>,
     options: ImportOptions,
@@ -222,7 +278,6 @@ async fn stage<R: Read + Send + 'static>(
 ) -> Result<Staged> {
     let observer = &observer;
     let mut stream = decode::decode(source);
-    let mut staging = Staging::create(&paths)?;
     let recipe_path = staging.dir().join(RECIPE_FILE);
     let recipe_file = File::create(&recipe_path)
         .map_err(|e| Error::io(format!("creating {}", recipe_path.display()), e))?;
@@ -319,6 +374,7 @@ async fn stage<R: Read + Send + 'static>(
         content_size,
         recipe_size,
         entries: summary.entries,
+        original: None,
     })
 }
 
@@ -426,6 +482,7 @@ async fn commit(
         recipe_size,
         entries,
         staged_bytes,
+        original,
     } = staged;
     let mut imported = Imported {
         image_id: image_id.clone(),
@@ -438,19 +495,33 @@ async fn commit(
         tar_size,
         recipe_size,
         entries,
+        original: original.as_ref().map(|o| o.record.info()),
     };
     if index.get(&image_id).await?.is_some() {
         imported.already_present = true;
+        if let Some(original) = original {
+            // An image imported without its original form gets it now.
+            let (paths, id) = (paths.clone(), image_id.clone());
+            blocking_named("the commit task", move || {
+                let _lock = super::housekeeping::shared_commit_lock(&paths)?;
+                originals::publish(&paths, &id, original)
+            })
+            .await?;
+        }
         return Ok(imported); // dropping the staging folder removes what it held
     }
     observer.check()?;
     observer.report(Phase::Commit, 0, None);
     let lock_paths = paths.clone();
     let recipe_target = paths.recipe(&image_id);
+    let original_id = image_id.clone();
     let (staging, lock) = blocking_named("the commit task", move || -> Result<(Staging, File)> {
         let lock = super::housekeeping::shared_commit_lock(&lock_paths)?;
         staging.publish_file(RECIPE_FILE, &recipe_target)?;
         staging.publish()?;
+        if let Some(original) = original {
+            originals::publish(&lock_paths, &original_id, original)?;
+        }
         Ok((staging, lock))
     })
     .await?;
@@ -478,16 +549,25 @@ async fn commit(
     Ok(imported)
 }
 
-/// Counts the bytes read from the source (for progress).
+/// Counts the bytes read from the source (for progress), and tees them to the recorder of
+/// the original form.
 struct CountingReader<R> {
     inner: R,
     read: Arc<AtomicU64>,
+    tee: Option<originals::Tee>,
 }
 
 impl<R: Read> Read for CountingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.read.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(tee) = &mut self.tee {
+            if n == 0 && !buf.is_empty() {
+                tee.close();
+            } else {
+                tee.send(&buf[..n]);
+            }
+        }
         Ok(n)
     }
 }

@@ -33,6 +33,7 @@ pub(crate) mod import;
 pub(crate) mod index;
 pub(crate) mod large;
 pub(crate) mod objects;
+pub(crate) mod originals;
 pub(crate) mod paths;
 pub(crate) mod range;
 pub(crate) mod recipe;
@@ -45,7 +46,8 @@ pub use handle::{
     ExportCompression, Exported, ImageInfo, ImageQuery, Resolved, Store, StoreOptions,
     auth_config_path,
 };
-pub use housekeeping::{FsckProblem, StoreStats};
+pub use housekeeping::{FsckProblem, ImageOriginal, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};
 pub use index::IndexBackend;
+pub use originals::{OriginalForm, OriginalInfo};
 pub use regenerate::ExportReader;

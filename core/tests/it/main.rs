@@ -26,6 +26,7 @@ mod serve_range;
 mod sign;
 mod store_dedup;
 mod store_ops;
+mod store_original;
 mod store_roundtrip;
 mod store_sparse;
 mod surface;

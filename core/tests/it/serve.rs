@@ -422,8 +422,11 @@ async fn pushed_image_is_discovered_fetched_and_verified() {
     let none = s.get_json("/api/images?label=version=9").await;
     assert!(none["images"].as_array().unwrap().is_empty());
     let stats = s.get_json("/api/stats").await;
-    assert_eq!(stats["originals"], 1);
-    assert_eq!(stats["original_bytes"], aci.bytes.len());
+    // GNU gzip: re-created from a correction record, nothing kept whole.
+    assert_eq!(stats["original_records"], 1, "{stats}");
+    assert_eq!(stats["originals"], 0, "{stats}");
+    let kept = stats["original_kept_bytes"].as_u64().unwrap();
+    assert!(kept > 0 && kept < aci.bytes.len() as u64 / 50, "{stats}");
 
     // The served keys are the trusted ones.
     let keys_served = http
@@ -467,7 +470,21 @@ async fn our_gzip_export_is_served_regenerated() {
     let sig = sign(&exported, &keys().acme);
     let pushed = s.push(&exported, Some(&sig), TOKEN).await.unwrap();
     assert_eq!(pushed.form, ServedForm::Gzip);
-    assert!(files_under(&s.store.dir().join("originals")).is_empty());
+    // Its original form is re-created (a correction record, or our export itself), never
+    // kept whole.
+    let original = s.store.original(&imported.image_id).await.unwrap().unwrap();
+    assert!(
+        matches!(
+            original.form,
+            acikit::store::OriginalForm::Gzip | acikit::store::OriginalForm::GzipExport
+        ),
+        "{original:?}"
+    );
+    let originals = files_under(&s.store.dir().join("originals"));
+    assert!(
+        originals.iter().all(|p| p.extension().unwrap() != "aci"),
+        "{originals:?}"
+    );
 
     let http = s.reqwest();
     let url = format!(
@@ -732,7 +749,11 @@ async fn pushed_signatures_are_checked_without_require_signature() {
     let wrong = sign(&other.path, &keys().acme);
     let err = s.push(&aci.path, Some(&wrong), TOKEN).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::BadSignature, "{err}");
-    s.assert_no_push_files("bad signature over a stored image");
+    let sigs = files_under(&s.store.dir().join("signatures"));
+    assert!(
+        sigs.is_empty(),
+        "bad signature over a stored image: {sigs:?}"
+    );
     assert_eq!(s.store.list().await.unwrap().len(), 1);
     let record = s.api_image("example.test/acme/app").await;
     assert_eq!(record["signed"], false, "{record}");
@@ -798,14 +819,19 @@ async fn rm_gc_and_fsck_leave_no_push_files_behind() {
     assert_eq!(pushed_a.form, ServedForm::Original);
     assert_eq!(pushed_b.form, ServedForm::Original);
 
-    // Stats count the kept signatures and originals, and the server reports the same.
+    // Stats count the kept signatures and original records, and the server reports the same.
     let stats = s.store.stats().await.unwrap();
     let both = (a.bytes.len() + b.bytes.len()) as u64;
     assert_eq!(
-        (stats.signed_images, stats.originals, stats.original_bytes),
+        (
+            stats.signed_images,
+            stats.original_records,
+            stats.original_compressed_bytes
+        ),
         (2, 2, both)
     );
-    assert!(stats.originals_disk_bytes >= both);
+    assert_eq!(stats.originals, 0, "re-created from correction records");
+    assert!(stats.originals_disk_bytes >= stats.original_kept_bytes);
     assert!(stats.signatures_disk_bytes > 0);
     assert_eq!(
         stats.disk_bytes,
@@ -818,30 +844,48 @@ async fn rm_gc_and_fsck_leave_no_push_files_behind() {
     let api = s.get_json("/api/stats").await;
     assert_eq!(api["images"], 2, "{api}");
     assert_eq!(api["signed_images"], stats.signed_images, "{api}");
-    assert_eq!(api["originals"], stats.originals, "{api}");
-    assert_eq!(api["original_bytes"], stats.original_bytes, "{api}");
+    assert_eq!(api["original_records"], stats.original_records, "{api}");
+    assert_eq!(
+        api["original_kept_bytes"], stats.original_kept_bytes,
+        "{api}"
+    );
 
     // rm takes the image's signature and original with it, and only those.
     let paths = acikit::testing::paths::of(&s.store).clone();
+    let original_files = |id: &acikit::schema::ImageId| {
+        let dir = paths.originals();
+        [
+            dir.join(format!("{}.json", id.hex())),
+            dir.join(format!("{}.gzc", id.hex())),
+        ]
+    };
     s.store.remove(&pushed_a.image_id).await.unwrap();
+    let [a_json, a_gzc] = original_files(&pushed_a.image_id);
     for path in [
         paths.signature(&pushed_a.image_id),
         paths.signature_record(&pushed_a.image_id),
-        paths.original(&pushed_a.image_id),
+        a_json.clone(),
+        a_gzc.clone(),
     ] {
         assert!(!path.exists(), "{} is left", path.display());
     }
+    let [b_json, b_gzc] = original_files(&pushed_b.image_id);
     let b_files = [
         paths.signature(&pushed_b.image_id),
         paths.signature_record(&pushed_b.image_id),
-        paths.original(&pushed_b.image_id),
+        b_json,
+        b_gzc,
     ];
     for path in &b_files {
         assert!(path.exists(), "{} is gone", path.display());
     }
     let stats = s.store.stats().await.unwrap();
     assert_eq!(
-        (stats.signed_images, stats.originals, stats.original_bytes),
+        (
+            stats.signed_images,
+            stats.original_records,
+            stats.original_compressed_bytes
+        ),
         (1, 1, b.bytes.len() as u64)
     );
 
@@ -850,7 +894,8 @@ async fn rm_gc_and_fsck_leave_no_push_files_behind() {
         for (from, to) in b_files.iter().zip([
             paths.signature(&pushed_a.image_id),
             paths.signature_record(&pushed_a.image_id),
-            paths.original(&pushed_a.image_id),
+            a_json.clone(),
+            a_gzc.clone(),
         ]) {
             std::fs::copy(from, to).unwrap();
         }
@@ -859,16 +904,13 @@ async fn rm_gc_and_fsck_leave_no_push_files_behind() {
     leave_orphans();
     let report = s.store.fsck(false, Default::default()).await.unwrap();
     assert!(report.is_clean(), "{report:?}");
-    assert_eq!(report.orphan_push_files, 4, "{report:?}");
+    assert_eq!(report.orphan_push_files, 5, "{report:?}");
     assert_eq!(report.push_files_removed, 0);
-    assert!(
-        paths.original(&pushed_a.image_id).exists(),
-        "fsck alone keeps them"
-    );
+    assert!(a_gzc.exists(), "fsck alone keeps them");
     let gc = s.store.gc(Default::default()).await.unwrap();
-    assert_eq!(gc.push_files_removed, 4, "{gc:?}");
+    assert_eq!(gc.push_files_removed, 5, "{gc:?}");
     assert_eq!(files_under(&paths.signatures()).len(), 2);
-    assert_eq!(files_under(&paths.originals()).len(), 1);
+    assert_eq!(files_under(&paths.originals()).len(), 2);
     for path in &b_files {
         assert!(path.exists(), "gc removed {}", path.display());
     }
@@ -888,7 +930,7 @@ async fn rm_gc_and_fsck_leave_no_push_files_behind() {
     let report = s.store.fsck(true, Default::default()).await.unwrap();
     assert_eq!(
         (report.orphan_push_files, report.push_files_removed),
-        (4, 4),
+        (5, 5),
         "{report:?}"
     );
     assert_eq!(files_under(&paths.signatures()).len(), 2);
@@ -898,7 +940,7 @@ async fn rm_gc_and_fsck_leave_no_push_files_behind() {
     s.store.remove(&pushed_b.image_id).await.unwrap();
     s.assert_empty("after rm of both").await;
     let api = s.get_json("/api/stats").await;
-    assert_eq!(api["originals"], 0, "{api}");
+    assert_eq!(api["original_records"], 0, "{api}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1022,4 +1064,106 @@ async fn a_push_cancelled_mid_upload_leaves_the_server_store_as_it_was() {
     assert_eq!(pushed.image_id.to_string(), aci.id);
     assert!(!pushed.already_present);
     assert_monotonic_to(&seen.lock().unwrap(), acikit::Phase::Push, size, "push");
+}
+
+/// Issue 16: an image a publisher signed, fetched from the publisher's server into a store,
+/// is served by a server on that store in its original form with the publisher's signature,
+/// and `gpg --verify` passes against the publisher's key; a damaged correction record is
+/// never served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fetched_signed_image_is_served_again_with_the_publishers_signature() {
+    let publisher = Setup::new(true).await;
+    let aci = make_aci(&publisher.dir, "app", "example.test/acme/app", "1.0.0", 11);
+    let sig = sign(&aci.path, &keys().acme);
+    publisher.push(&aci.path, Some(&sig), TOKEN).await.unwrap();
+    let client_dir = tempfile::tempdir().unwrap();
+    let (client_store, fetched) =
+        fetch_as_client(client_dir.path(), &publisher, "example.test/acme/app").await;
+    assert!(fetched.signature.is_some());
+    let original = client_store
+        .original(&fetched.image_id)
+        .await
+        .unwrap()
+        .expect("recorded on fetch");
+    assert_eq!(original.size, aci.bytes.len() as u64);
+
+    // Our server on the client's store.
+    let root = publisher.dir.clone();
+    let mut options = ServeOptions::new("127.0.0.1:0".parse().unwrap());
+    options.tls = Some(TlsFiles::new(root.join("cert.pem"), root.join("key.pem")));
+    let ours = Server::new(client_store.clone(), options)
+        .start()
+        .await
+        .unwrap();
+    let addr = ours.local_addr();
+    let mut builder = reqwest::Client::builder().tls_certs_merge(
+        reqwest::Certificate::from_pem_bundle(test_ca().ca_pem.as_bytes()).unwrap(),
+    );
+    for h in TEST_HOSTS {
+        builder = builder.resolve(h, addr);
+    }
+    let http = builder.build().unwrap();
+    let url = format!("https://example.test:{}{IMAGE_PATH}", addr.port());
+    let served = http.get(&url).send().await.unwrap();
+    assert_eq!(served.status(), 200);
+    let served = served.bytes().await.unwrap();
+    assert!(
+        served.as_ref() == aci.bytes.as_slice(),
+        "the publisher's bytes"
+    );
+    let served_sig = http
+        .get(format!("{url}.asc"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(served_sig.as_ref(), sig.as_slice());
+    let dir = client_dir.path();
+    std::fs::write(dir.join("served.aci"), &served).unwrap();
+    std::fs::write(dir.join("served.aci.asc"), &served_sig).unwrap();
+    let (good, output) = keys()
+        .gpg
+        .verify(&dir.join("served.aci.asc"), &dir.join("served.aci"));
+    assert!(good, "gpg --verify: {output}");
+    let api = http
+        .get(format!(
+            "https://example.test:{}/api/images?name=example.test/acme/app",
+            addr.port()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let api: serde_json::Value = serde_json::from_slice(&api).unwrap();
+    let image = &api["images"][0];
+    assert_eq!(image["served_form"], "original", "{api}");
+    assert_eq!(image["signed"], true);
+    assert_eq!(image["original_form"], original.form.as_str());
+
+    // A damaged correction record (or kept file): an error, not one wrong byte.
+    let hex = fetched.image_id.hex().to_string();
+    let originals = client_store.dir().join("originals");
+    let file = [format!("{hex}.gzc"), format!("{hex}.aci")]
+        .into_iter()
+        .map(|n| originals.join(n))
+        .find(|p| p.exists())
+        .expect("a correction record or a kept file");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x21;
+    std::fs::write(&file, bytes).unwrap();
+    let response = http.get(&url).send().await.unwrap();
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    assert!(status.is_server_error(), "{status}");
+    assert!(
+        !body.starts_with(&aci.bytes[..16]),
+        "no byte of the image is served"
+    );
+    ours.shutdown(Duration::from_secs(1));
+    publisher.server.shutdown(Duration::from_secs(1));
 }
