@@ -82,12 +82,7 @@ fn print_json(value: &impl Serialize) {
 }
 
 /// `acikit import FILE...`
-pub async fn import(
-    dir: &Path,
-    files: &[PathBuf],
-    opts: &CommonOpts,
-    no_original: bool,
-) -> ExitCode {
+pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts, original: bool) -> ExitCode {
     let store = match open(dir).await {
         Ok(store) => store,
         Err(code) => return code,
@@ -105,7 +100,7 @@ pub async fn import(
         let observer = observer.cancelled_by(cancel.clone());
         let options = ImportOptions::default()
             .limits(opts.limits())
-            .record_original(!no_original);
+            .record_original(original);
         let result = store.import_file(file, options, observer).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();

@@ -1,6 +1,6 @@
 //! `acikit export IMAGE OUT --compression original`: a gzip image written by GNU gzip comes
 //! back byte for byte, `stats` shows its original form and the bytes kept for it, and an
-//! image imported with `--no-original` has none (a clear error, exit 1).
+//! image imported without `--original` has none (a clear error, exit 1).
 
 use std::process::Command;
 
@@ -34,7 +34,7 @@ fn export_original_gives_back_the_gzip_bytes_and_stats_show_them() {
     let store = dir.path().join("store");
     let aci_s = aci.to_str().unwrap();
 
-    let out = acikit_in(&store, &["import", aci_s]);
+    let out = acikit_in(&store, &["import", "--original", aci_s]);
     assert!(out.status.success(), "{}", describe("import", &out));
     let exported = dir.path().join("back.aci");
     let out = acikit_in(
@@ -73,7 +73,7 @@ fn export_original_gives_back_the_gzip_bytes_and_stats_show_them() {
 
     // Recording off: no original to export.
     let other = dir.path().join("store-off");
-    let out = acikit_in(&other, &["import", "--no-original", aci_s]);
+    let out = acikit_in(&other, &["import", aci_s]);
     assert!(out.status.success(), "{}", describe("import", &out));
     let out = acikit_in(
         &other,

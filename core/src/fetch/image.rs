@@ -222,6 +222,7 @@ pub(crate) async fn fetch_endpoint(
                 gate: Some(gate),
                 origin: Some(aci.to_string()),
                 archive_size: total,
+                record_original: true,
                 ..ImportOptions::default()
             },
             observer.clone(),

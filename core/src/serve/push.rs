@@ -256,6 +256,7 @@ async fn run(shared: &Arc<Shared>, signature: Option<Vec<u8>>, body: Body) -> Re
             ImportOptions {
                 gate: Some(gate),
                 origin: Some("push".to_string()),
+                record_original: true,
                 ..ImportOptions::default()
             },
             crate::progress::Observer::default(),

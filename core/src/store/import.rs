@@ -119,8 +119,10 @@ pub struct ImportOptions {
     /// Record the archive's original form, so that its exact compressed bytes can be given
     /// back (`export --compression original`, and served with a publisher's signature): a
     /// gzip correction record, encoder parameters, or the bytes themselves (see
-    /// `docs/ARCHITECTURE.md`, "Original forms"). On by default; it runs beside the import,
-    /// on another thread.
+    /// `docs/ARCHITECTURE.md`, "Original forms"). Off by default for imports, on for fetch
+    /// and push (whose images a server may serve with their publisher's signature): it runs
+    /// beside the import, on another thread, but a gzip correction record costs about 30 s of
+    /// CPU for a 200 MB tar (see `docs/PERFORMANCE.md`).
     pub record_original: bool,
 }
 
@@ -131,7 +133,7 @@ impl Default for ImportOptions {
             limits: Limits::default(),
             origin: None,
             archive_size: None,
-            record_original: true,
+            record_original: false,
         }
     }
 }

@@ -734,7 +734,7 @@ pub(crate) fn no_original(id: &ImageId) -> Error {
     Error::new(
         ErrorKind::NotFound,
         format!(
-            "{id} has no original form recorded (it was imported with recording off, or \
+            "{id} has no original form recorded (it was imported without `--original`, or \
              before the store recorded originals): export it as tar, gzip or zstd"
         ),
     )

@@ -45,7 +45,11 @@ async fn round_trip(dir: &Path, archive: &Path, what: &str) -> (Store, ImageId, 
         .await
         .unwrap();
     let imported = store
-        .import_file(archive, ImportOptions::default(), Observer::default())
+        .import_file(
+            archive,
+            ImportOptions::default().record_original(true),
+            Observer::default(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{what}: import: {e}"));
     let original = store
@@ -293,7 +297,7 @@ async fn rm_gc_cancel_and_recording_off_leave_no_original_files() {
     let imported = store
         .import_file(
             &dir.join("image.zst.aci"),
-            ImportOptions::default(),
+            ImportOptions::default().record_original(true),
             Observer::default(),
         )
         .await
@@ -345,7 +349,11 @@ async fn rm_gc_cancel_and_recording_off_leave_no_original_files() {
     assert!(err.message().contains("no original form"), "{err}");
     // Importing the same archive again with recording on adds it.
     store
-        .import_file(&archive, ImportOptions::default(), Observer::default())
+        .import_file(
+            &archive,
+            ImportOptions::default().record_original(true),
+            Observer::default(),
+        )
         .await
         .unwrap();
     assert!(store.original(&imported.image_id).await.unwrap().is_some());
@@ -369,7 +377,11 @@ async fn a_cancelled_import_leaves_no_original() {
     let store = Store::open(dir.join("store")).await.unwrap();
     let (observer, _seen) = crate::common::observe::cancel_at_first_event();
     let err = store
-        .import_file(&archive, ImportOptions::default(), observer)
+        .import_file(
+            &archive,
+            ImportOptions::default().record_original(true),
+            observer,
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Cancelled);
