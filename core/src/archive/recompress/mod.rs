@@ -16,14 +16,18 @@
 //!    size flags; xz check type, dictionary size, block size; bzip2 level) and what it does not
 //!    (zstd level, long-distance matching and single- or multi-threaded job layout; xz preset
 //!    and `-e`), likeliest first, at most [`MAX_CANDIDATES`].
-//! 3. **Prefix filter**: each candidate's probe (the encoder itself, or the part of it whose
-//!    output does not depend on what is left open: xz's raw LZMA2 encoder for the first block's
-//!    data, zstd's single-threaded encoder for the multi-threaded layout's frame start)
-//!    compresses the first [`PREFIX_IN`] bytes of the tar (read once, shared) into a sink that
-//!    compares with the original's head and stops at the first differing byte, or once
-//!    [`HEAD_LEN`] bytes agreed. The probe is not finished: streams end differently per layout.
+//! 3. **Prefix filter**: each candidate's probe (the encoder itself, or for xz the raw LZMA2
+//!    encoder over the first block's data, compared from after the block header, which serves
+//!    every block layout) compresses the first [`PREFIX_IN`] bytes of the tar (read once,
+//!    shared) into a sink that compares with the original's head and stops at the first
+//!    differing byte. The probe is not finished (streams end differently per layout) unless the
+//!    prefix is the whole tar: then an output equal to the whole original is verified byte for
+//!    byte and returned at once. zstd's multi-threaded layout holds its output back until a job
+//!    ends: it is probed finished, for the [`MAX_TWIN_PROBES`] whose single-threaded twin agreed
+//!    furthest, and kept only if it agreed further than its twin (see [`search`]).
 //! 4. **Verify** the survivors, most agreeing bytes first, over the whole stream (size and
-//!    SHA-256), at most [`MAX_VERIFICATIONS`] of them. Only verified parameters are returned;
+//!    SHA-256), at most [`MAX_VERIFICATIONS`] of them (an xz probe agreeing over a whole tar is
+//!    verified at once). Only verified parameters are returned;
 //!    anything else (no survivor, budget spent) is `Ok(None)`: the caller keeps the original.
 //!
 //! Memory stays bounded (the original's head, the tar's prefix, the encoders' own windows):
