@@ -452,3 +452,63 @@ fn cancellation_and_other_compressions() {
         assert_eq!(found, None);
     }
 }
+
+/// The figures of docs/ARCHITECTURE.md for a large image, on demand:
+/// `ACIKIT_RECOMPRESS_ORIGINAL=IMAGE.aci.xz (or .zst, .bz2) ACIKIT_RECOMPRESS_TAR=IMAGE.tar cargo test -p acikit
+/// --test it -- recompress::large_image --ignored --nocapture` prints how long `detect` and
+/// `recreate` take and what they found; the re-created bytes must be the original's.
+#[test]
+#[ignore]
+fn large_image() {
+    let original = PathBuf::from(std::env::var("ACIKIT_RECOMPRESS_ORIGINAL").unwrap());
+    let tar = PathBuf::from(std::env::var("ACIKIT_RECOMPRESS_TAR").unwrap());
+    let compression = match original.extension().and_then(|e| e.to_str()) {
+        Some("zst") => Compression::Zstd,
+        Some("xz") => Compression::Xz,
+        Some("bz2") => Compression::Bzip2,
+        other => panic!("name the original *.zst, *.xz or *.bz2, not {other:?}"),
+    };
+    let started = std::time::Instant::now();
+    let outcome = check("large image", compression, &original, &tar);
+    eprintln!(
+        "{}: {compression}: detect + recreate took {:.1?}: {:?}",
+        original.display(),
+        started.elapsed(),
+        outcome.params
+    );
+}
+
+/// zstd's multi-threaded job layout over more than the prefix the filter reads (8 MiB): the
+/// jobs (2 MiB at level 1, 8 MiB at level 3) cross the prefix's end, and the layout is still
+/// found and re-created.
+#[test]
+fn zstd_multi_threaded_layout_beyond_the_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = test_tar(dir.path());
+    let one = std::fs::read(&tar).unwrap();
+    // 12.6 MB: the tar twice, then its first 3 MB again.
+    let data = [&one[..], &one[..], &one[..3_000_000]].concat();
+    let big = dir.path().join("big.tar");
+    std::fs::write(&big, &data).unwrap();
+    let ours = dir.path().join("big.zst");
+    for level in [1, 3] {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level).unwrap();
+        encoder.include_checksum(true).unwrap();
+        encoder
+            .set_pledged_src_size(Some(data.len() as u64))
+            .unwrap();
+        encoder.multithread(2).unwrap();
+        encoder.write_all(&data).unwrap();
+        std::fs::write(&ours, encoder.finish().unwrap()).unwrap();
+        let case = format!("ours: zstd {level}, 2 workers, 12.6 MB");
+        let found = check(&case, Compression::Zstd, &ours, &big).params;
+        match found {
+            Some(RecompressParams::Zstd {
+                level: l, workers, ..
+            }) => {
+                assert_eq!((l, workers), (level, 1), "{case}")
+            }
+            other => panic!("{case}: {other:?}"),
+        }
+    }
+}

@@ -24,7 +24,8 @@
 //!    prefix is the whole tar: then an output equal to the whole original is verified byte for
 //!    byte and returned at once. zstd's multi-threaded layout holds its output back until a job
 //!    ends: it is probed finished, for the [`MAX_TWIN_PROBES`] whose single-threaded twin agreed
-//!    furthest, and kept only if it agreed further than its twin (see [`search`]).
+//!    furthest, and kept if its twin never differed or if it agreed further than its twin did
+//!    before differing (see [`search`]).
 //! 4. **Verify** the survivors, most agreeing bytes first, over the whole stream (size and
 //!    SHA-256), at most [`MAX_VERIFICATIONS`] of them (an xz probe agreeing over a whole tar is
 //!    verified at once). Only verified parameters are returned;
@@ -150,7 +151,7 @@ pub(crate) const HEAD_LEN: usize = 8 * 1024 * 1024;
 /// How many bytes of the tar the prefix filter compresses at most per candidate.
 pub(crate) const PREFIX_IN: usize = 8 * 1024 * 1024;
 /// At most this many candidates go through the prefix filter.
-pub(crate) const MAX_CANDIDATES: usize = 96;
+pub(crate) const MAX_CANDIDATES: usize = 160;
 /// At most this many survivors of the prefix filter are verified over the whole stream.
 pub(crate) const MAX_VERIFICATIONS: usize = 3;
 /// At most this many candidates with a twin (see [`search`]) go through the prefix filter.
@@ -500,8 +501,8 @@ fn verify(
 /// A candidate with no twin survives if its probe never differed. A candidate with a twin (an
 /// encoder that holds its output back, so its probe is finished and its stream's end differs)
 /// is probed only if its twin agreed furthest among the twins ([`MAX_TWIN_PROBES`] of them), and
-/// survives if it agreed further than its twin did before differing (or as far, if the twin
-/// never differed): where a version of the encoder differs, both differ at the same byte.
+/// survives if its twin never differed, or if it agreed further than its twin did before
+/// differing: where a version of the encoder differs, both differ at the same byte.
 fn search(
     found: &Found,
     decompressed: OpenReader<'_>,
@@ -562,8 +563,10 @@ fn search(
         if exact(own) {
             return Ok(Some(candidates[i].clone()));
         }
+        // A twin that never differed says nothing against the layout (the finished probe may
+        // differ where the twin's output stopped): it survives, ranked by its own agreement.
         let survives = match twin {
-            Prefix::Agrees(n) => own.agreed() >= n,
+            Prefix::Agrees(_) => true,
             Prefix::Differs(n) => own.agreed() > n,
         };
         results[i] = Some(if survives {
