@@ -148,6 +148,31 @@ pub mod testing {
             RECIPE_MAGIC_V1, RecipeReader, RecipeRecord, RecipeTrailer, RecipeWriter,
         };
     }
+    /// Re-creating an image's original zstd, xz or bzip2 bytes (`archive::recompress`).
+    pub mod recompress {
+        pub use crate::archive::recompress::{OpenReader, RecompressParams};
+        use crate::{CancelToken, Result, archive::Compression};
+
+        /// `archive::recompress::detect`.
+        pub fn detect(
+            compression: Compression,
+            original: OpenReader<'_>,
+            decompressed: OpenReader<'_>,
+            cancel: &CancelToken,
+        ) -> Result<Option<RecompressParams>> {
+            crate::archive::recompress::detect(compression, original, decompressed, cancel)
+        }
+
+        /// `archive::recompress::recreate`.
+        pub fn recreate(
+            params: &RecompressParams,
+            decompressed: &mut dyn std::io::Read,
+            out: &mut dyn std::io::Write,
+            cancel: &CancelToken,
+        ) -> Result<()> {
+            crate::archive::recompress::recreate(params, decompressed, out, cancel)
+        }
+    }
     /// Byte ranges of a regenerated tar (`store::range`).
     pub mod range {
         pub use crate::store::range::{Objects, TarRange, tar_range};

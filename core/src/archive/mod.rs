@@ -6,6 +6,8 @@
 //! - `tar`: our own tar block reader, which yields entries and their content and records every
 //!   byte that is not file content, so that the original stream can be rebuilt byte for byte;
 //! - `layout`: the ACI layout rules (`manifest` + `rootfs/`, no traversal, no duplicates...);
+//! - `recompress`: finds the zstd / xz / bzip2 settings that re-create an image's original
+//!   compressed bytes from its tar, and re-creates them;
 //! - [`inspect`]: all of the above together: validate an archive, get its manifest and image ID.
 
 pub(crate) mod compression;

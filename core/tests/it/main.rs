@@ -15,6 +15,7 @@ mod hostile;
 mod layers;
 mod output;
 mod read_only;
+mod recompress;
 mod render_cancel;
 mod render_composefs;
 mod render_deps;
