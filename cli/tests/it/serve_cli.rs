@@ -154,18 +154,23 @@ fn serve_push_fetch_through_the_binary() {
     assert_eq!(fetched["image_id"], pushed["image_id"]);
     assert!(fetched["signature"].is_object(), "{fetched}");
 
-    // GNU gzip is not our gzip: the upload is kept as pushed, and stats count it.
+    // GNU gzip is not our gzip: the upload is served as pushed, re-created from a gzip
+    // correction record (not kept whole), and stats count it.
     assert_eq!(pushed["form"], "original");
     let size = std::fs::metadata(d.join("app.aci")).unwrap().len();
     let out = acikit(&["--store", &s("server"), "stats", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["signed_images"], 1, "{stats}");
-    assert_eq!(stats["originals"], 1, "{stats}");
-    assert_eq!(stats["original_bytes"], size, "{stats}");
+    assert_eq!(stats["original_records"], 1, "{stats}");
+    assert_eq!(stats["original_forms"]["gzip"], 1, "{stats}");
+    assert_eq!(stats["original_compressed_bytes"], size, "{stats}");
+    assert_eq!(stats["originals"], 0, "{stats}");
     let out = acikit(&["--store", &s("server"), "stats"]);
     assert!(
-        text(&out.stdout).contains(&format!("kept originals         {size} bytes (1 uploads")),
+        text(&out.stdout).contains(&format!(
+            "original forms         1 images: {size} bytes as they came"
+        )),
         "{}",
         text(&out.stdout)
     );
