@@ -977,8 +977,11 @@ impl Store {
     /// # let dir = acikit::testing::example_dir("store-original");
     /// # let store = acikit::Store::open(dir.join("store")).await?;
     /// # let aci = acikit::testing::example_aci(&dir, "example.com/hello").await?;
-    /// # let id = store.import_file(&aci, Default::default(), Default::default()).await?.image_id;
-    /// use acikit::store::OriginalForm;
+    /// use acikit::store::{ImportOptions, OriginalForm};
+    ///
+    /// // Imports record the original form when asked (fetch and push always do).
+    /// let options = ImportOptions::default().record_original(true);
+    /// let id = store.import_file(&aci, options, Default::default()).await?.image_id;
     ///
     /// // `aci` is a plain tar: its original is the canonical tar, nothing is kept.
     /// let original = store.original(&id).await?.expect("recorded on import");

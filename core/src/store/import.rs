@@ -104,7 +104,7 @@ impl std::fmt::Debug for ImportGate {
 }
 
 /// Options of an import.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ImportOptions {
     /// A check the staged image must pass before it is committed (also when the store
@@ -124,18 +124,6 @@ pub struct ImportOptions {
     /// beside the import, on another thread, but a gzip correction record costs about 30 s of
     /// CPU for a 200 MB tar (see `docs/PERFORMANCE.md`).
     pub record_original: bool,
-}
-
-impl Default for ImportOptions {
-    fn default() -> Self {
-        ImportOptions {
-            gate: None,
-            limits: Limits::default(),
-            origin: None,
-            archive_size: None,
-            record_original: false,
-        }
-    }
 }
 
 impl ImportOptions {

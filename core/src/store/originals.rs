@@ -785,6 +785,7 @@ pub(crate) fn keep_signature(
 /// Records that the original of `id` is kept whole in `originals/<hex>.aci` (already in
 /// place: a push's upload), unless the image has a record of the same bytes (then the
 /// kept file is not needed and is removed). The caller holds the commit lock shared.
+#[cfg(feature = "server")]
 pub(crate) fn record_kept(
     paths: &StorePaths,
     id: &ImageId,
