@@ -47,8 +47,13 @@ pub fn in_use(paths: &StorePaths) -> Result<InUse> {
 
 /// Hex digests of the images a stack was built from (from its `layers.json`).
 pub fn stack_images(paths: &StorePaths, key: &str) -> Result<HashSet<String>> {
-    let listing = paths.stack(key).join("layers.json");
-    let bytes = match std::fs::read(&listing) {
+    layer_images(&paths.stack(key).join("layers.json"))
+}
+
+/// Hex digests of the images a `layers.json` listing names (a stack's or a composefs
+/// image's); none when the listing is missing.
+pub(crate) fn layer_images(listing: &Path) -> Result<HashSet<String>> {
+    let bytes = match std::fs::read(listing) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashSet::new()),
         Err(e) => return Err(Error::io(format!("reading {}", listing.display()), e)),

@@ -378,21 +378,7 @@ pub(crate) fn image_layers(
     paths: &StorePaths,
     key: &str,
 ) -> Result<std::collections::HashSet<String>> {
-    let listing = paths.composefs_image(key).join(LAYERS);
-    let bytes = match std::fs::read(&listing) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-        Err(e) => return Err(Error::io(format!("reading {}", listing.display()), e)),
-    };
-    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    Ok(value["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|layer| layer["imageID"].as_str())
-        .filter_map(|id| id.strip_prefix("sha512-"))
-        .map(str::to_string)
-        .collect())
+    crate::render::usage::layer_images(&paths.composefs_image(key).join(LAYERS))
 }
 
 /// Removes the composefs image `key` (renamed out of `composefs/` first). A run using it
