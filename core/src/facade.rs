@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::ErrorKind;
 use crate::progress::Observer;
 use crate::schema::ImageId;
-use crate::store::FsckProblem;
 use crate::store::housekeeping::{self, StoreFsck, StoreGc};
+use crate::store::{FsckProblem, OriginalCompaction};
 use crate::{Error, Result, Store};
 
 /// What `gc` removed.
@@ -45,6 +45,14 @@ pub struct GcReport {
     /// Dead runs (creator killed, or rootfs removed without release) cleaned: their copies
     /// beside the target, targets, overlay folders and records (see `render::reap`).
     pub dead_runs_removed: u64,
+    /// Pending originals compacted (see [`Store::compact_originals`]).
+    pub originals_compacted: u64,
+    /// Pending originals that must stay kept whole (nothing re-creates them).
+    pub originals_kept: u64,
+    /// Bytes freed in `originals/`: kept originals the compaction removed (less the
+    /// correction records written instead), and servers' copies of re-created originals
+    /// (`originals/<hex>.served`, made again on the next request).
+    pub original_bytes_freed: u64,
 }
 
 /// What `fsck` found (and repaired).
@@ -96,6 +104,7 @@ impl GcReport {
             recipes_removed: store.recipes_removed,
             staging_removed: store.staging_removed,
             push_files_removed: store.push_files_removed,
+            original_bytes_freed: store.served_bytes_removed,
             ..GcReport::default()
         }
     }
@@ -243,7 +252,67 @@ impl Store {
         let mut report = GcReport::of_store(store);
         #[cfg(feature = "render")]
         self.gc_render_caches(&mut report).await?;
+        let compaction = self.compact_originals_now(observer).await?;
+        report.originals_compacted = compaction.compacted;
+        report.originals_kept = compaction.kept;
+        report.original_bytes_freed += compaction.bytes_freed;
         Ok(report)
+    }
+
+    /// Turns the originals kept `pending` (by imports with
+    /// [`ImportOptions::record_original`](crate::ImportOptions::record_original), fetches and
+    /// pushes) into their compact forms: a gzip correction record, encoder parameters, or
+    /// our own gzip export, each proved by re-creating the whole stream and comparing its
+    /// SHA-256 before the kept bytes are removed. An original nothing re-creates stays kept,
+    /// no longer pending, with the reason in its record. This is the slow part of recording
+    /// an original (a gzip correction record costs several times the import: see
+    /// `docs/PERFORMANCE.md`), so imports leave it to this call; [`Store::gc`] runs it.
+    /// Progress: [`Phase::Original`](crate::Phase::Original) over the bytes of the pending
+    /// originals; cancelling leaves every original as it was.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> acikit::Result<()> {
+    /// # let dir = acikit::testing::example_dir("store-compact");
+    /// # let store = acikit::Store::open(dir.join("store")).await?;
+    /// # let tar = acikit::testing::example_aci(&dir, "example.com/hello").await?;
+    /// # let id = store.import_file(&tar, Default::default(), Default::default()).await?.image_id;
+    /// # let aci = dir.join("hello.aci");
+    /// # store.export_to(&id, &aci, acikit::ExportCompression::Gzip, Default::default()).await?;
+    /// # store.remove(&id).await?;
+    /// use acikit::{ImportOptions, Observer, OriginalForm};
+    ///
+    /// let options = ImportOptions::default().record_original(true);
+    /// let id = store.import_file(&aci, options, Observer::default()).await?.image_id;
+    /// // The gzip archive is kept as it came until the compaction.
+    /// assert!(store.original(&id).await?.unwrap().pending);
+    /// let done = store.compact_originals(Observer::default()).await?;
+    /// assert_eq!(done.compacted, 1);
+    /// let original = store.original(&id).await?.unwrap();
+    /// assert!(!original.pending);
+    /// assert_ne!(original.form, OriginalForm::Kept);
+    /// # store.close().await;
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn compact_originals(
+        &self,
+        observer: Observer,
+    ) -> impl Future<Output = Result<OriginalCompaction>> + Send + 'static {
+        let store = self.clone();
+        async move { store.compact_originals_now(observer).await }
+    }
+
+    /// [`Store::compact_originals`], borrowing.
+    async fn compact_originals_now(&self, observer: Observer) -> Result<OriginalCompaction> {
+        self.require_writable("compact originals")?;
+        let ids: Vec<ImageId> = self.list().await?.into_iter().map(|i| i.image_id).collect();
+        let paths = self.paths().clone();
+        crate::blocking::blocking(move || {
+            crate::store::originals::compact_all(&paths, &ids, &observer)
+        })
+        .await
     }
 
     /// The render caches' part of [`Store::gc`], added to `report`.

@@ -121,8 +121,8 @@ pub use schema::{ImageId, ImageManifest, ImageName, Label};
 #[cfg(feature = "server")]
 pub use serve::{RunningServer, ServeOptions, Server};
 pub use store::{
-    ExportCompression, Exported, ImageInfo, ImageQuery, ImportOptions, Imported, Store,
-    StoreOptions,
+    ExportCompression, Exported, ImageInfo, ImageQuery, ImportOptions, Imported,
+    OriginalCompaction, OriginalForm, Store, StoreOptions,
 };
 
 /// Internals re-exported for this crate's own integration tests only: not part of the API,

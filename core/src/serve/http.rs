@@ -168,19 +168,15 @@ async fn body(source: Source, total: u64, start: u64, end: u64) -> crate::Result
             original,
             form: ServedForm::Original,
         } => {
-            // Re-created into a checked temporary file (`store::originals`): not one byte
-            // is served before its SHA-256 is the recorded one. A kept upload of a store
-            // made before original records existed is served as it is.
+            // A checked file (`store::originals::open_served`): the kept bytes, or a copy
+            // re-created once and kept beside the record; not one byte is served before its
+            // SHA-256 is the recorded one. A kept upload of a store made before original
+            // records existed is served as it is.
             let paths = store.paths().clone();
             let objects = records::object_paths(&store);
             let checked = crate::blocking::blocking(move || {
-                if crate::store::originals::load(&paths, &id)?.is_some() {
-                    let cancel = crate::CancelToken::new();
-                    crate::store::originals::recreate_verified(&paths, &objects, &id, &cancel)
-                        .map(|(file, _)| Some(file))
-                } else {
-                    Ok(None)
-                }
+                let cancel = crate::CancelToken::new();
+                crate::store::originals::open_served(&paths, &objects, &id, &cancel)
             })
             .await?;
             match (checked, original) {

@@ -51,6 +51,8 @@ pub(crate) struct StoreGc {
     pub staging_removed: u64,
     /// Files in `signatures/` and `originals/` of images no longer in the index, removed.
     pub push_files_removed: u64,
+    /// Bytes of servers' copies of re-created originals (`originals/<hex>.served`), removed.
+    pub served_bytes_removed: u64,
 }
 
 /// What the store's own `fsck` found (see `crate::facade::FsckReport` for the fields,
@@ -392,13 +394,14 @@ fn same_error(err: &Error) -> Error {
 /// (the record first: without it the others are never served).
 fn remove_push_files_of(paths: &StorePaths, id: &ImageId) -> Result<()> {
     let mut first_error = None;
-    let [original_record, corrections, kept] = super::originals::files_of(paths, id);
+    let [original_record, corrections, kept, served] = super::originals::files_of(paths, id);
     for path in [
         paths.signature_record(id),
         paths.signature(id),
         original_record,
         corrections,
         kept,
+        served,
     ] {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -424,10 +427,10 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
     observer.report(Phase::Gc, 0, None);
     let referenced = references::referenced_objects(paths, index, MissingRecipe::Fail).await?;
     let in_index = indexed_images(index).await?;
-    let (removed, bytes, recipes, push_files) = {
+    let (removed, bytes, recipes, push_files, served) = {
         let paths = paths.clone();
         let observer = observer.clone();
-        blocking(move || -> Result<(u64, u64, u64, u64)> {
+        blocking(move || -> Result<(u64, u64, u64, u64, u64)> {
             let mut removed = 0;
             let mut bytes = 0;
             for (digest, path) in walk_objects(&paths)? {
@@ -449,18 +452,38 @@ pub(crate) async fn gc(paths: &StorePaths, index: &Index, observer: &Observer) -
                 }
             }
             let push_files = remove_orphan_push_files(&paths, &in_index)?;
+            let served = remove_served_copies(&paths);
             heads::prune(&paths)?;
             archives::prune(&paths, &in_index)?;
-            Ok((removed, bytes, recipes, push_files))
+            Ok((removed, bytes, recipes, push_files, served))
         })
         .await?
     };
     drop(lock);
+    report.served_bytes_removed = served;
     report.objects_removed = removed;
     report.bytes_removed = bytes;
     report.recipes_removed = recipes;
     report.push_files_removed = push_files;
     Ok(report)
+}
+
+/// Removes every server's copy of a re-created original (`originals/<hex>.served`: the next
+/// request re-creates it); returns their bytes.
+fn remove_served_copies(paths: &StorePaths) -> u64 {
+    let Ok(entries) = std::fs::read_dir(paths.originals()) else {
+        return 0;
+    };
+    let mut bytes = 0;
+    for entry in entries.filter_map(|e| e.ok()) {
+        if entry.file_name().to_string_lossy().ends_with(".served") {
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(entry.path()).is_ok() {
+                bytes += size;
+            }
+        }
+    }
+    bytes
 }
 
 /// `fsck` (the store's part): checks the index, re-hashes every object, regenerates every
@@ -819,7 +842,8 @@ fn walk_push_files(paths: &StorePaths) -> Result<Vec<PushFile>> {
             let (stem, record) = match (original, name.strip_suffix(".json")) {
                 (true, json) => (
                     json.or_else(|| name.strip_suffix(".gzc"))
-                        .or_else(|| name.strip_suffix(".aci")),
+                        .or_else(|| name.strip_suffix(".aci"))
+                        .or_else(|| name.strip_suffix(".served")),
                     false,
                 ),
                 (false, Some(stem)) => (Some(stem), true),

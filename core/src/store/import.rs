@@ -117,12 +117,13 @@ pub struct ImportOptions {
     /// Size of the archive, when known (for progress).
     pub archive_size: Option<u64>,
     /// Record the archive's original form, so that its exact compressed bytes can be given
-    /// back (`export --compression original`, and served with a publisher's signature): a
-    /// gzip correction record, encoder parameters, or the bytes themselves (see
-    /// `docs/ARCHITECTURE.md`, "Original forms"). Off by default for imports, on for fetch
-    /// and push (whose images a server may serve with their publisher's signature): it runs
-    /// beside the import, on another thread, but a gzip correction record costs about 30 s of
-    /// CPU for a 200 MB tar (see `docs/PERFORMANCE.md`).
+    /// back (`export --compression original`, and served with a publisher's signature). The
+    /// import hashes the compressed bytes and keeps them whole, marked pending (one more
+    /// sequential write); [`Store::compact_originals`](crate::Store::compact_originals), run
+    /// by `gc`, later turns them into a gzip correction record or encoder parameters (see
+    /// `docs/ARCHITECTURE.md`, "Original forms"), which costs several times the import. Off
+    /// by default for imports, on for fetch and push (whose images a server may serve with
+    /// their publisher's signature).
     pub record_original: bool,
 }
 

@@ -49,5 +49,5 @@ pub use handle::{
 pub use housekeeping::{FsckProblem, ImageOriginal, StoreStats};
 pub use import::{ImportGate, ImportOptions, Imported, StagedImage};
 pub use index::IndexBackend;
-pub use originals::{OriginalForm, OriginalInfo};
+pub use originals::{OriginalCompaction, OriginalForm, OriginalInfo};
 pub use regenerate::ExportReader;

@@ -5,16 +5,21 @@
 //! STORE/originals/<hex>.json   the record: {"form", "size", "sha256", "kept_bytes", ...}
 //! STORE/originals/<hex>.gzc    form `gzip`: the correction record (`archive::gzip_original`)
 //! STORE/originals/<hex>.aci    form `kept`: the original bytes, as they came
+//! STORE/originals/<hex>.served  a server's checked copy of a re-created original
 //! ```
 //!
 //! An import records the original while it reads the archive: [`start`] tees the compressed
-//! bytes to a recorder thread, which spools them into the import's staging folder (the
-//! fallback), makes a gzip correction record as they stream, and at the end decides the form
-//! (`none`, `gzip`, `recompress`, or `kept` when nothing else re-creates the bytes exactly).
-//! Its files live in the staging folder until the import commits, and [`publish`] moves them
-//! into `originals/` (the `.json` last, under the commit lock, like the recipe), so a failed
-//! or cancelled import leaves nothing. `rm` removes them with the image, `gc` those of images
-//! no longer indexed, `fsck` re-creates each original and checks its hash.
+//! bytes to a recorder thread, which hashes them and spools them into the import's staging
+//! folder. A plain tar is its own original (form `none`); anything compressed is kept as it
+//! came, marked `pending`, which costs one sequential write beside the import. [`compact`]
+//! (run by `Store::compact_originals` and `gc`) later turns a pending original into its
+//! compact form (`gzip`, `gzip_export`, `recompress`), proved by re-creating the whole stream,
+//! or leaves it `kept` with the reason: a gzip correction record costs several times the
+//! import itself, so it is made off the import's path. Staged files live in the staging
+//! folder until the import commits, and [`publish`] moves them into `originals/` (the `.json`
+//! last, under the commit lock, like the recipe), so a failed or cancelled import leaves
+//! nothing. `rm` removes them with the image, `gc` those of images no longer indexed, `fsck`
+//! re-creates each original and checks its hash.
 //!
 //! **Wrong bytes are never given out.** [`recreate_verified`] re-creates into a temporary
 //! file of the store's `tmp/`, hashing as it writes, and hands the file over only when its
@@ -93,6 +98,9 @@ pub struct OriginalInfo {
     pub kept_bytes: u64,
     /// For `kept`: why nothing else re-creates it.
     pub reason: Option<String>,
+    /// For `kept`: the bytes are kept only until a compaction (`Store::compact_originals`,
+    /// run by `gc`) makes the compact form; `false` once that was tried (or for other forms).
+    pub pending: bool,
 }
 
 /// The record file (`originals/<hex>.json`).
@@ -107,6 +115,9 @@ pub(crate) struct OriginalRecord {
     pub params: Option<RecompressParams>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Kept only until compacted (see [`compact`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 impl OriginalRecord {
@@ -118,6 +129,7 @@ impl OriginalRecord {
             sha256: self.sha256.clone(),
             kept_bytes: self.kept_bytes,
             reason: self.reason.clone(),
+            pending: self.pending,
         }
     }
 }
@@ -137,12 +149,18 @@ pub(crate) fn kept_path(paths: &StorePaths, id: &ImageId) -> PathBuf {
     paths.original(id)
 }
 
+/// The copy of an image's re-created original that a server serves (see [`open_served`]).
+pub(crate) fn served_path(paths: &StorePaths, id: &ImageId) -> PathBuf {
+    paths.originals().join(format!("{}.served", id.hex()))
+}
+
 /// Every file of an image's original form, the record first.
-pub(crate) fn files_of(paths: &StorePaths, id: &ImageId) -> [PathBuf; 3] {
+pub(crate) fn files_of(paths: &StorePaths, id: &ImageId) -> [PathBuf; 4] {
     [
         record_path(paths, id),
         corrections_path(paths, id),
         kept_path(paths, id),
+        served_path(paths, id),
     ]
 }
 
@@ -237,7 +255,10 @@ fn cancelled() -> Error {
     Error::new(ErrorKind::Cancelled, "the operation was cancelled")
 }
 
-/// The recorder thread: spools, hashes and (for gzip) records corrections as bytes come.
+/// The recorder thread: spools the compressed bytes into the staging folder and hashes them.
+/// A compressed original is kept as it came, marked `pending`: [`compact`] makes its compact
+/// form later (off the import's path: a gzip correction record costs several times the
+/// import, see `docs/PERFORMANCE.md`).
 fn record(
     dir: &Path,
     rx: Receiver<Vec<u8>>,
@@ -253,23 +274,7 @@ fn record(
     let mut size = 0u64;
     let mut head = Vec::with_capacity(DETECT_LEN);
     let mut compression = None;
-    let mut gzip: Option<GzipRecorder<BufWriter<File>>> = None;
-    let corrections_path = dir.join(CORRECTIONS);
     let spool_err = |e| Error::io("spooling the original archive", e);
-    let on_chunk = |chunk: &[u8],
-                    compression: &mut Option<Compression>,
-                    gzip: &mut Option<GzipRecorder<BufWriter<File>>>|
-     -> Result<()> {
-        if let Some(Compression::Gzip) = compression
-            && let Some(rec) = gzip.as_mut()
-        {
-            rec.feed(chunk)?;
-            if rec.unfit().is_some() {
-                *gzip = None;
-            }
-        }
-        Ok(())
-    };
     loop {
         let chunk = match rx.recv_timeout(std::time::Duration::from_millis(100)) {
             Ok(chunk) => chunk,
@@ -286,121 +291,257 @@ fn record(
         }
         hasher.update(&chunk);
         size += chunk.len() as u64;
-        if compression.is_none() {
-            head.extend_from_slice(&chunk);
-            if head.len() < DETECT_LEN {
-                continue;
-            }
-            let head = std::mem::take(&mut head);
-            compression = Some(detected(&head, &corrections_path, &mut gzip)?);
+        match compression {
             // A plain tar is its own original: nothing to spool.
-            if compression != Some(Compression::None) {
+            Some(Compression::None) => {}
+            Some(_) => spool.write_all(&chunk).map_err(spool_err)?,
+            None => {
+                head.extend_from_slice(&chunk);
+                if head.len() >= DETECT_LEN {
+                    let found = compression::detect(&head).unwrap_or(Compression::None);
+                    if found != Compression::None {
+                        spool.write_all(&head).map_err(spool_err)?;
+                    }
+                    head = Vec::new();
+                    compression = Some(found);
+                }
+            }
+        }
+    }
+    let compression = match compression {
+        Some(found) => found,
+        None => {
+            let found = compression::detect(&head).unwrap_or(Compression::None);
+            if found != Compression::None {
                 spool.write_all(&head).map_err(spool_err)?;
             }
-            on_chunk(&head, &mut compression, &mut gzip)?;
-        } else {
-            if compression != Some(Compression::None) {
-                spool.write_all(&chunk).map_err(spool_err)?;
-            }
-            on_chunk(&chunk, &mut compression, &mut gzip)?;
+            found
         }
-    }
-    if compression.is_none() {
-        let head = std::mem::take(&mut head);
-        compression = Some(detected(&head, &corrections_path, &mut gzip)?);
-        if compression != Some(Compression::None) {
-            spool.write_all(&head).map_err(spool_err)?;
-        }
-        on_chunk(&head, &mut compression, &mut gzip)?;
-    }
-    let compression = compression.unwrap_or(Compression::None);
+    };
     let spool = spool.into_inner().map_err(|e| spool_err(e.into_error()))?;
-    let sha256 = hex::encode(hasher.finalize());
     let mut record = OriginalRecord {
         form: OriginalForm::Kept,
         compression: compression.as_str().to_string(),
         size,
-        sha256,
-        kept_bytes: 0,
+        sha256: hex::encode(hasher.finalize()),
+        kept_bytes: size,
         params: None,
         reason: None,
+        pending: true,
+    };
+    if compression == Compression::None {
+        drop(spool);
+        let _ = std::fs::remove_file(&spool_path);
+        record.form = OriginalForm::None;
+        record.kept_bytes = 0;
+        record.pending = false;
+        return Ok(Staged { record, file: None });
+    }
+    spool
+        .sync_all()
+        .map_err(|e| Error::io("syncing the kept original", e))?;
+    Ok(Staged {
+        record,
+        file: Some(spool_path),
+    })
+}
+
+/// What a compaction of pending originals did (`Store::compact_originals`, and `gc`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct OriginalCompaction {
+    /// Originals turned into a compact form (`gzip`, `gzip_export`, `recompress`).
+    pub compacted: u64,
+    /// Originals found to need their bytes kept whole (no longer pending).
+    pub kept: u64,
+    /// Bytes of kept originals removed, less the correction records written instead.
+    pub bytes_freed: u64,
+}
+
+/// Compacts the pending original of every image in `ids` (blocking; see [`compact`]),
+/// reporting `Phase::Original` progress over the bytes of those originals.
+pub(crate) fn compact_all(
+    paths: &StorePaths,
+    ids: &[ImageId],
+    observer: &crate::Observer,
+) -> Result<OriginalCompaction> {
+    let pending: Vec<(ImageId, u64)> = ids
+        .iter()
+        .filter_map(|id| match load(paths, id) {
+            Ok(Some(r)) if r.pending => Some((id.clone(), r.size)),
+            _ => None,
+        })
+        .collect();
+    let total: u64 = pending.iter().map(|(_, size)| size).sum();
+    let mut done = 0u64;
+    let mut out = OriginalCompaction::default();
+    let mut first_error = None;
+    observer.report(crate::Phase::Original, 0, Some(total));
+    for (id, size) in pending {
+        match compact(paths, &id, observer, done, total) {
+            Ok(Some((record, _))) if record.form == OriginalForm::Kept => out.kept += 1,
+            Ok(Some((_, freed))) => {
+                out.compacted += 1;
+                out.bytes_freed += freed;
+            }
+            Ok(None) => {}
+            Err(err) if err.kind() == ErrorKind::Cancelled => return Err(err),
+            // The others are still compacted; the first failure is reported at the end.
+            Err(err) => {
+                first_error.get_or_insert(err);
+            }
+        }
+        done += size;
+        observer.report(crate::Phase::Original, done, Some(total));
+    }
+    first_error.map_or(Ok(out), Err)
+}
+
+/// Makes the compact form of the original of `id` if it is kept `pending` (blocking): a gzip
+/// correction record, our own gzip export, or encoder parameters, each proved by re-creating
+/// the whole stream and comparing its SHA-256 (see [`GzipRecorder`] and
+/// [`recompress::detect`]); when none re-creates it, the bytes stay kept and the record says
+/// why. The new form is published under the commit lock (the correction record, then the
+/// record, then the kept bytes go), and only if the record is still the one compacted (an
+/// `rm` or another compaction meanwhile wins). Returns the new record and the bytes freed.
+/// `done` and `total` place this original in the progress of a longer compaction.
+pub(crate) fn compact(
+    paths: &StorePaths,
+    id: &ImageId,
+    observer: &crate::Observer,
+    done: u64,
+    total: u64,
+) -> Result<Option<(OriginalRecord, u64)>> {
+    let Some(record) = load(paths, id)?.filter(|r| r.pending) else {
+        return Ok(None);
+    };
+    let kept = kept_path(paths, id);
+    // The kept bytes must be the original before anything is made from them (a damaged
+    // file stays as it is, for `fsck` to report).
+    verified_open(&kept, &record, &observer.cancel)?;
+    let staging = super::objects::Staging::create(paths)?;
+    let (new, file) = compact_form(&kept, &record, staging.dir(), observer, done, total)?;
+    let _lock = super::housekeeping::shared_commit_lock(paths)?;
+    if load(paths, id)?.as_ref() != Some(&record) {
+        return Ok(None);
+    }
+    if let Some(file) = &file {
+        let to = corrections_path(paths, id);
+        std::fs::rename(file, &to)
+            .map_err(|e| Error::io(format!("publishing {}", to.display()), e))?;
+    }
+    save(paths, id, &new)?;
+    let mut freed = 0;
+    if new.form != OriginalForm::Kept {
+        std::fs::remove_file(&kept)
+            .map_err(|e| Error::io(format!("removing {}", kept.display()), e))?;
+        freed = record.size.saturating_sub(new.kept_bytes);
+    }
+    Ok(Some((new, freed)))
+}
+
+/// The compact form of the kept original at `kept` (described by `record`), with the file to
+/// publish beside it (a correction record made in `dir`).
+fn compact_form(
+    kept: &Path,
+    record: &OriginalRecord,
+    dir: &Path,
+    observer: &crate::Observer,
+    done: u64,
+    total: u64,
+) -> Result<(OriginalRecord, Option<PathBuf>)> {
+    let cancel = &observer.cancel;
+    let open = || File::open(kept).map_err(|e| Error::io(format!("opening {}", kept.display()), e));
+    let mut head = Vec::with_capacity(DETECT_LEN);
+    open()?
+        .take(DETECT_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(format!("reading {}", kept.display()), e))?;
+    let compression = compression::detect(&head).unwrap_or(Compression::None);
+    let mut new = OriginalRecord {
+        pending: false,
+        ..record.clone()
     };
     match compression {
         Compression::None => {
-            drop(spool);
-            let _ = std::fs::remove_file(&spool_path);
-            record.form = OriginalForm::None;
-            return Ok(Staged { record, file: None });
+            new.form = OriginalForm::None;
+            new.kept_bytes = 0;
+            return Ok((new, None));
         }
         Compression::Gzip => {
-            let outcome = match gzip {
-                Some(rec) => rec.finish()?,
-                None => Err(gzip_original::Unfit(
-                    "preflate-rs cannot record this gzip stream".into(),
-                )),
-            };
-            match outcome {
-                Ok(done) => {
-                    drop(done.out);
-                    drop(spool);
-                    let _ = std::fs::remove_file(&spool_path);
-                    record.form = OriginalForm::Gzip;
-                    record.kept_bytes = done.record_size;
-                    return Ok(Staged {
-                        record,
-                        file: Some(corrections_path),
-                    });
+            let corrections = dir.join(CORRECTIONS);
+            let mut recorder = new_gzip(&corrections)?;
+            let mut file = open()?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut read = 0u64;
+            loop {
+                if cancel.is_cancelled() {
+                    return Err(cancelled());
+                }
+                let n = match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Error::io(format!("reading {}", kept.display()), e)),
+                };
+                recorder.feed(&buf[..n])?;
+                if recorder.unfit().is_some() {
+                    break;
+                }
+                read += n as u64;
+                if read % (16 << 20) < n as u64 {
+                    observer.report(crate::Phase::Original, done + read, Some(total));
+                }
+            }
+            match recorder.finish()? {
+                Ok(recorded) => {
+                    let mut out = recorded.out;
+                    out.flush()
+                        .map_err(|e| Error::io("writing a gzip correction record", e))?;
+                    out.into_inner()
+                        .map_err(|e| Error::io("writing a gzip correction record", e.into_error()))?
+                        .sync_all()
+                        .map_err(|e| Error::io("syncing a gzip correction record", e))?;
+                    new.form = OriginalForm::Gzip;
+                    new.kept_bytes = recorded.record_size;
+                    new.reason = None;
+                    return Ok((new, Some(corrections)));
                 }
                 Err(unfit) => {
-                    let _ = std::fs::remove_file(&corrections_path);
-                    // Work after the archive was read: its own phase.
-                    observer.report(crate::Phase::Original, 0, None);
-                    if is_our_gzip_export(&spool_path, &record, cancel)? {
-                        drop(spool);
-                        let _ = std::fs::remove_file(&spool_path);
-                        record.form = OriginalForm::GzipExport;
-                        return Ok(Staged { record, file: None });
+                    if is_our_gzip_export(kept, record, cancel)? {
+                        new.form = OriginalForm::GzipExport;
+                        new.kept_bytes = 0;
+                        new.reason = None;
+                        return Ok((new, None));
                     }
-                    record.reason = Some(unfit.0);
+                    new.reason = Some(unfit.0);
                 }
             }
         }
         other => {
-            if cancel.is_cancelled() {
-                return Err(cancelled());
-            }
-            // The parameter search runs after the archive was read: its own phase.
-            observer.report(crate::Phase::Original, 0, None);
             let mut open_original = || -> std::io::Result<Box<dyn Read + Send>> {
-                Ok(Box::new(BufReader::new(File::open(&spool_path)?)))
+                Ok(Box::new(BufReader::new(File::open(kept)?)))
             };
             let mut open_decompressed = || -> std::io::Result<Box<dyn Read + Send>> {
-                decompressor(other, File::open(&spool_path)?)
+                decompressor(other, File::open(kept)?)
             };
             match recompress::detect(other, &mut open_original, &mut open_decompressed, cancel)? {
                 Some(params) => {
-                    drop(spool);
-                    let _ = std::fs::remove_file(&spool_path);
-                    record.form = OriginalForm::Recompress;
-                    record.params = Some(params);
-                    return Ok(Staged { record, file: None });
+                    new.form = OriginalForm::Recompress;
+                    new.kept_bytes = 0;
+                    new.params = Some(params);
+                    new.reason = None;
+                    return Ok((new, None));
                 }
                 None => {
-                    record.reason = Some(format!(
+                    new.reason = Some(format!(
                         "no parameters of our {other} encoder re-create these bytes"
                     ));
                 }
             }
         }
     }
-    spool
-        .sync_all()
-        .map_err(|e| Error::io("syncing the kept original", e))?;
-    record.kept_bytes = size;
-    Ok(Staged {
-        record,
-        file: Some(spool_path),
-    })
+    Ok((new, None))
 }
 
 /// Whether the gzip stream spooled at `spool` is our deterministic gzip export of its content
@@ -432,19 +573,6 @@ fn our_gzip<W: Write>(out: W) -> flate2::write::GzEncoder<W> {
     flate2::GzBuilder::new()
         .mtime(0)
         .write(out, flate2::Compression::new(6))
-}
-
-/// The compression of an archive starting with `head`; for gzip, starts its recorder.
-fn detected(
-    head: &[u8],
-    corrections: &Path,
-    gzip: &mut Option<GzipRecorder<BufWriter<File>>>,
-) -> Result<Compression> {
-    let found = compression::detect(head).unwrap_or(Compression::None);
-    if found == Compression::Gzip {
-        *gzip = Some(new_gzip(corrections)?);
-    }
-    Ok(found)
 }
 
 fn new_gzip(path: &Path) -> Result<GzipRecorder<BufWriter<File>>> {
@@ -687,14 +815,27 @@ pub(crate) fn recreate_checked(
 /// Re-creates the original of `id` into an unnamed temporary file in the store's `tmp/` (the
 /// system's temporary folder for a read-only store),
 /// checks its size and SHA-256 against the record, and returns the file rewound to its
-/// start: the only way the original leaves the store, so no unchecked byte is ever given out.
+/// start (a kept original is checked in place and returned as it is): with [`open_served`],
+/// the only way the original leaves the store, so no unchecked byte is ever given out.
 pub(crate) fn recreate_verified(
     paths: &StorePaths,
     objects: &ObjectPaths,
     id: &ImageId,
     cancel: &CancelToken,
 ) -> Result<(File, OriginalRecord)> {
-    let record = load(paths, id)?.ok_or_else(|| no_original(id))?;
+    let mut record = load(paths, id)?.ok_or_else(|| no_original(id))?;
+    if record.form == OriginalForm::Kept {
+        // Checked in place, not copied.
+        let kept = kept_path(paths, id);
+        match verified_open(&kept, &record, cancel) {
+            Ok(file) => return Ok((file, record)),
+            // A compaction may have just removed it: the record says what now.
+            Err(_) if !kept.exists() => {
+                record = load(paths, id)?.ok_or_else(|| no_original(id))?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
     // In the store's `tmp/`; a read-only store exports through the system's temporary folder.
     let file = match unnamed_file(&paths.tmp()) {
         Ok(file) => file,
@@ -708,6 +849,95 @@ pub(crate) fn recreate_verified(
     file.rewind()
         .map_err(|e| Error::io("rewinding the original", e))?;
     Ok((file, record))
+}
+
+/// Opens the file `path` holding an original described by `record` and checks its size and
+/// SHA-256 (reading it through), rewound to its start: [`ErrorKind::CorruptStore`] when it is
+/// not the original.
+fn verified_open(path: &Path, record: &OriginalRecord, cancel: &CancelToken) -> Result<File> {
+    let mut file =
+        File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut hashing = Hashing {
+        inner: std::io::sink(),
+        hasher: Sha256::new(),
+        written: 0,
+    };
+    copy_cancellable(&mut file, &mut hashing, cancel)?;
+    let sha256 = hex::encode(hashing.hasher.finalize());
+    if hashing.written != record.size || sha256 != record.sha256 {
+        return Err(Error::new(
+            ErrorKind::CorruptStore,
+            format!(
+                "{} is {} bytes with SHA-256 {sha256}, not the original's {} bytes with {}: \
+                 the store is damaged",
+                path.display(),
+                hashing.written,
+                record.size,
+                record.sha256
+            ),
+        ));
+    }
+    file.rewind()
+        .map_err(|e| Error::io(format!("rewinding {}", path.display()), e))?;
+    Ok(file)
+}
+
+/// The original of `id` for a server that serves it again and again: a kept original is
+/// checked in place; any other form is re-created once into `originals/<hex>.served` (checked
+/// before it is renamed into place) and that copy is checked and served afterwards, so only
+/// the first request pays the re-creation. `gc` and `rm` remove the copy. Returns `None` when
+/// the image has no original record. The file is checked (size and SHA-256) on every call,
+/// before the caller sends a byte of it.
+pub(crate) fn open_served(
+    paths: &StorePaths,
+    objects: &ObjectPaths,
+    id: &ImageId,
+    cancel: &CancelToken,
+) -> Result<Option<File>> {
+    for attempt in 0..2 {
+        let Some(record) = load(paths, id)? else {
+            return Ok(None);
+        };
+        let path = match record.form {
+            OriginalForm::Kept => kept_path(paths, id),
+            _ => served_path(paths, id),
+        };
+        match verified_open(&path, &record, cancel) {
+            Ok(file) => return Ok(Some(file)),
+            Err(err) if record.form == OriginalForm::Kept => {
+                // A compaction may have just removed the kept file: the record says what now.
+                if attempt == 0 && !path.exists() {
+                    continue;
+                }
+                return Err(err);
+            }
+            // No copy yet, or a damaged one: re-created below.
+            Err(_) => {}
+        }
+        let staging = super::objects::Staging::create(paths)?;
+        let part = staging.dir().join("served.aci");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&part)
+            .map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        recreate_checked(paths, objects, id, &record, &mut out, cancel)?;
+        let mut file = out
+            .into_inner()
+            .map_err(|e| Error::io("writing the original", e.into_error()))?;
+        file.rewind()
+            .map_err(|e| Error::io("rewinding the original", e))?;
+        // Renamed into place only while the image still has this record (not under an `rm`).
+        let _lock = super::housekeeping::shared_commit_lock(paths)?;
+        if load(paths, id)?.as_ref() == Some(&record) {
+            std::fs::rename(&part, &path)
+                .map_err(|e| Error::io(format!("keeping {}", path.display()), e))?;
+        }
+        return Ok(Some(file));
+    }
+    Err(no_original(id))
 }
 
 /// A new file in `dir`, already unlinked (it disappears when closed, whatever happens).
@@ -812,7 +1042,8 @@ pub(crate) fn record_kept(
             sha256: sha256.to_string(),
             kept_bytes: size,
             params: None,
-            reason: Some("kept as pushed".into()),
+            reason: None,
+            pending: true,
         },
     )
 }

@@ -422,8 +422,14 @@ async fn pushed_image_is_discovered_fetched_and_verified() {
     let none = s.get_json("/api/images?label=version=9").await;
     assert!(none["images"].as_array().unwrap().is_empty());
     let stats = s.get_json("/api/stats").await;
-    // GNU gzip: re-created from a correction record, nothing kept whole.
+    // GNU gzip: kept whole until compacted, then re-created from a correction record.
     assert_eq!(stats["original_records"], 1, "{stats}");
+    assert_eq!(stats["originals"], 1, "{stats}");
+    s.store
+        .compact_originals(acikit::progress::Observer::default())
+        .await
+        .unwrap();
+    let stats = s.get_json("/api/stats").await;
     assert_eq!(stats["originals"], 0, "{stats}");
     let kept = stats["original_kept_bytes"].as_u64().unwrap();
     assert!(kept > 0 && kept < aci.bytes.len() as u64 / 50, "{stats}");
@@ -470,8 +476,14 @@ async fn our_gzip_export_is_served_regenerated() {
     let sig = sign(&exported, &keys().acme);
     let pushed = s.push(&exported, Some(&sig), TOKEN).await.unwrap();
     assert_eq!(pushed.form, ServedForm::Gzip);
-    // Its original form is re-created (a correction record, or our export itself), never
-    // kept whole.
+    // Kept whole until compacted; then re-created (a correction record, or our export
+    // itself), never kept whole.
+    let original = s.store.original(&imported.image_id).await.unwrap().unwrap();
+    assert!(original.pending, "{original:?}");
+    s.store
+        .compact_originals(acikit::progress::Observer::default())
+        .await
+        .unwrap();
     let original = s.store.original(&imported.image_id).await.unwrap().unwrap();
     assert!(
         matches!(
@@ -818,6 +830,14 @@ async fn rm_gc_and_fsck_leave_no_push_files_behind() {
         .unwrap();
     assert_eq!(pushed_a.form, ServedForm::Original);
     assert_eq!(pushed_b.form, ServedForm::Original);
+    // Both uploads are kept whole until compacted into correction records.
+    assert_eq!(s.store.stats().await.unwrap().originals, 2);
+    let compaction = s
+        .store
+        .compact_originals(acikit::progress::Observer::default())
+        .await
+        .unwrap();
+    assert_eq!((compaction.compacted, compaction.kept), (2, 0));
 
     // Stats count the kept signatures and original records, and the server reports the same.
     let stats = s.store.stats().await.unwrap();
@@ -1144,18 +1164,40 @@ async fn a_fetched_signed_image_is_served_again_with_the_publishers_signature() 
     assert_eq!(image["signed"], true);
     assert_eq!(image["original_form"], original.form.as_str());
 
-    // A damaged correction record (or kept file): an error, not one wrong byte.
+    // The fetch kept the download whole; compacted, the original is re-created for the first
+    // request and served from its checked copy afterwards; a damaged copy is made again.
+    assert!(original.pending, "{original:?}");
+    client_store
+        .compact_originals(acikit::progress::Observer::default())
+        .await
+        .unwrap();
     let hex = fetched.image_id.hex().to_string();
     let originals = client_store.dir().join("originals");
+    let copy = originals.join(format!("{hex}.served"));
+    let flip = |file: &Path| {
+        let mut bytes = std::fs::read(file).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x21;
+        std::fs::write(file, bytes).unwrap();
+    };
+    for round in 0..3 {
+        if round == 2 {
+            flip(&copy);
+        }
+        let again = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+        assert!(again.as_ref() == aci.bytes.as_slice(), "round {round}");
+        assert!(copy.exists(), "round {round}");
+    }
+
+    // A damaged correction record (or kept file) with no good copy: an error, not one wrong
+    // byte.
     let file = [format!("{hex}.gzc"), format!("{hex}.aci")]
         .into_iter()
         .map(|n| originals.join(n))
         .find(|p| p.exists())
         .expect("a correction record or a kept file");
-    let mut bytes = std::fs::read(&file).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x21;
-    std::fs::write(&file, bytes).unwrap();
+    flip(&file);
+    flip(&copy);
     let response = http.get(&url).send().await.unwrap();
     let status = response.status();
     let body = response.bytes().await.unwrap_or_default();

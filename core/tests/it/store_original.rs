@@ -39,7 +39,8 @@ fn sample_tar(dir: &Path) -> PathBuf {
 }
 
 /// Imports `archive` into a fresh store under `dir`, exports its original and checks it is
-/// the archive byte for byte. Returns the store, the image and its original form.
+/// the archive byte for byte, both as the import kept it (pending) and after the compaction.
+/// Returns the store, the image and its compacted original form.
 async fn round_trip(dir: &Path, archive: &Path, what: &str) -> (Store, ImageId, OriginalForm) {
     let store = Store::open(dir.join(format!("store-{what}")))
         .await
@@ -52,21 +53,46 @@ async fn round_trip(dir: &Path, archive: &Path, what: &str) -> (Store, ImageId, 
         )
         .await
         .unwrap_or_else(|e| panic!("{what}: import: {e}"));
-    let original = store
+    let size = std::fs::metadata(archive).unwrap().len();
+    let kept = store
         .original(&imported.image_id)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("{what}: no original recorded"));
+    assert_eq!(kept.size, size, "{what}");
+    if kept.compression != "none" {
+        assert_eq!(
+            kept.form,
+            OriginalForm::Kept,
+            "{what}: kept until compacted"
+        );
+        assert!(kept.pending, "{what}: kept until compacted");
+        assert_eq!(kept.kept_bytes, size, "{what}");
+    }
+    export_is(&store, &imported.image_id, dir, archive, what).await;
+    let compaction = store.compact_originals(Observer::default()).await.unwrap();
+    let original = store.original(&imported.image_id).await.unwrap().unwrap();
+    assert!(!original.pending, "{what}: compacted");
+    assert_eq!(
+        compaction.compacted + compaction.kept,
+        u64::from(kept.pending),
+        "{what}: {compaction:?}"
+    );
+    assert_eq!(
+        (original.size, &original.sha256),
+        (size, &kept.sha256),
+        "{what}"
+    );
+    export_is(&store, &imported.image_id, dir, archive, what).await;
+    (store, imported.image_id, original.form)
+}
+
+/// Exports the original of `id` and checks it is `archive`, byte for byte.
+async fn export_is(store: &Store, id: &ImageId, dir: &Path, archive: &Path, what: &str) {
     let size = std::fs::metadata(archive).unwrap().len();
-    assert_eq!(original.size, size, "{what}");
     let out = dir.join(format!("{what}.out"));
     let exported = store
-        .export_to(
-            &imported.image_id,
-            &out,
-            ExportCompression::Original,
-            Observer::default(),
-        )
+        .export_to(id, &out, ExportCompression::Original, Observer::default())
         .await
         .unwrap_or_else(|e| panic!("{what}: export: {e}"));
     assert_eq!(exported.written, size, "{what}");
@@ -75,7 +101,6 @@ async fn round_trip(dir: &Path, archive: &Path, what: &str) -> (Store, ImageId, 
         "{what}: the original, byte for byte"
     );
     std::fs::remove_file(&out).unwrap();
-    (store, imported.image_id, original.form)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -180,11 +205,14 @@ async fn other_compressions_are_kept_or_recompressed_and_reported() {
     store.close().await;
 }
 
-/// Flips one byte in the middle of `path`.
+/// Flips a byte at a quarter, half and three quarters of `path` (one byte alone may fall in
+/// the unused tail of an arithmetic-coded block of corrections and change nothing re-created).
 fn damage(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x5a;
+    for quarter in 1..4 {
+        let at = bytes.len() * quarter / 4;
+        bytes[at] ^= 0x5a;
+    }
     std::fs::write(path, bytes).unwrap();
 }
 
@@ -266,9 +294,13 @@ impl std::io::Write for SharedWriter {
 /// The names of the files in `originals/` of the store at `dir`.
 fn originals(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir.join("originals")) {
-        Ok(entries) => entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
+        Ok(entries) => {
+            let mut names: Vec<String> = entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
         Err(_) => Vec::new(),
     }
 }
@@ -419,5 +451,60 @@ async fn the_original_survives_a_store_move() {
     assert!(std::fs::read(&out).unwrap() == std::fs::read(&archive).unwrap());
     let report = store.fsck(false, Observer::default()).await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_or_damaged_compaction_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let tar = sample_tar(dir);
+    sh(dir, &format!("gzip -6 -c '{}' > image.aci", tar.display()));
+    let archive = dir.join("image.aci");
+    let store = Store::open(dir.join("store")).await.unwrap();
+    let id = store
+        .import_file(
+            &archive,
+            ImportOptions::default().record_original(true),
+            Observer::default(),
+        )
+        .await
+        .unwrap()
+        .image_id;
+    let before = originals(store.dir());
+
+    // Cancelled: still pending, the same files, nothing left in tmp/.
+    let (observer, _seen) = crate::common::observe::cancel_at_first_event();
+    let err = store.compact_originals(observer).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Cancelled);
+    assert!(store.original(&id).await.unwrap().unwrap().pending);
+    assert_eq!(originals(store.dir()), before);
+    let tmp: Vec<_> = std::fs::read_dir(store.dir().join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+
+    // Damaged kept bytes: nothing is made from them; the error names the file, and the
+    // record stays pending for fsck to report.
+    let kept = store
+        .dir()
+        .join("originals")
+        .join(format!("{}.aci", id.hex()));
+    damage(&kept);
+    let err = store
+        .compact_originals(Observer::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::CorruptStore, "{err}");
+    assert!(err.message().contains(&kept.display().to_string()), "{err}");
+    assert!(store.original(&id).await.unwrap().unwrap().pending);
+    assert_eq!(originals(store.dir()), before);
+    let report = store.fsck(false, Observer::default()).await.unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.kind == "damaged_original"),
+        "{:?}",
+        report.problems
+    );
     store.close().await;
 }
