@@ -74,8 +74,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
         /// Also record the archives' original form, so that `export --compression original`
-        /// gives their exact compressed bytes back (a gzip correction record costs about 30 s
-        /// of CPU for a 200 MB image; fetch and push always record).
+        /// gives their exact compressed bytes back: a compressed archive is kept whole until
+        /// `gc` turns it into a correction record or encoder parameters (fetch and push always
+        /// record).
         #[arg(long)]
         original: bool,
         #[command(flatten)]
@@ -113,7 +114,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove objects and recipes no image references, and leftovers of killed imports.
+    /// Remove objects and recipes no image references, and leftovers of killed imports;
+    /// compact the originals kept whole until now (see `import --original`).
     Gc {
         /// Machine-readable output (JSON).
         #[arg(long)]

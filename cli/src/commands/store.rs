@@ -121,6 +121,13 @@ pub async fn import(dir: &Path, files: &[PathBuf], opts: &CommonOpts, original: 
                         imported.new_bytes,
                         imported.new_objects
                     );
+                    if let Some(original) = imported.original.as_ref().filter(|o| o.pending) {
+                        outln!(
+                            "{}: original kept whole ({} bytes) until `acikit gc` compacts it",
+                            file.display(),
+                            original.size
+                        );
+                    }
                 }
                 results.push(serde_json::json!({ "file": file.display().to_string(), "valid": true, "imported": imported }));
             }
@@ -346,9 +353,13 @@ pub async fn gc(dir: &Path, json: bool) -> ExitCode {
         Ok(store) => store,
         Err(code) => return code,
     };
-    let observer = Observer::default();
+    let (observer, bar) = progress::observer("collecting garbage");
     let _interrupt = Interrupt::cancels(&observer.cancel, "gc");
-    match store.gc(observer).await {
+    let result = store.gc(observer).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
         Ok(report) if json => {
             print_json(&report);
             ExitCode::SUCCESS
@@ -365,6 +376,15 @@ pub async fn gc(dir: &Path, json: bool) -> ExitCode {
                 report.push_files_removed,
                 report.dead_runs_removed
             );
+            if report.originals_compacted + report.originals_kept + report.original_bytes_freed > 0
+            {
+                outln!(
+                    "originals: {} compacted, {} kept whole (nothing re-creates them), {} bytes freed",
+                    report.originals_compacted,
+                    report.originals_kept,
+                    report.original_bytes_freed
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(err) => fail(&err),
@@ -495,10 +515,15 @@ pub async fn stats(dir: &Path, json: bool) -> ExitCode {
                 } else {
                     o.kept_bytes as f64 * 100.0 / o.size as f64
                 };
+                let form = if o.pending {
+                    "kept (until gc compacts it)"
+                } else {
+                    o.form.as_str()
+                };
                 outln!(
                     "original {}  {:<10} {} of {} bytes kept ({share:.3}%)",
                     &image.image_id.to_string()[..19],
-                    o.form.as_str(),
+                    form,
                     o.kept_bytes,
                     o.size
                 );

@@ -36,6 +36,39 @@ fn export_original_gives_back_the_gzip_bytes_and_stats_show_them() {
 
     let out = acikit_in(&store, &["import", "--original", aci_s]);
     assert!(out.status.success(), "{}", describe("import", &out));
+    assert!(
+        text(&out.stdout).contains("original kept whole"),
+        "{}",
+        describe("import", &out)
+    );
+    // Given back as kept, then compacted by gc and given back from the correction record.
+    for step in ["kept", "compacted"] {
+        if step == "compacted" {
+            let out = acikit_in(&store, &["gc"]);
+            assert!(out.status.success(), "{}", describe("gc", &out));
+            assert!(
+                text(&out.stdout).contains("originals: 1 compacted"),
+                "{}",
+                describe("gc", &out)
+            );
+        }
+        let exported = dir.path().join(format!("back-{step}.aci"));
+        let out = acikit_in(
+            &store,
+            &[
+                "export",
+                "example.com/original",
+                exported.to_str().unwrap(),
+                "--compression",
+                "original",
+            ],
+        );
+        assert!(out.status.success(), "{step}: {}", describe("export", &out));
+        assert!(
+            std::fs::read(&exported).unwrap() == std::fs::read(&aci).unwrap(),
+            "{step}: the original bytes"
+        );
+    }
     let exported = dir.path().join("back.aci");
     let out = acikit_in(
         &store,
