@@ -179,6 +179,16 @@ fn serve_push_fetch_through_the_binary() {
         let out = acikit(&[
             "--store",
             &s(again),
+            "trust",
+            "add",
+            "--prefix",
+            "localhost/acme",
+            &s("acme.asc"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = acikit(&[
+            "--store",
+            &s(again),
             "fetch",
             "localhost/acme/app:1.0.0",
             "--port",
