@@ -69,23 +69,6 @@ fn export_original_gives_back_the_gzip_bytes_and_stats_show_them() {
             "{step}: the original bytes"
         );
     }
-    let exported = dir.path().join("back.aci");
-    let out = acikit_in(
-        &store,
-        &[
-            "export",
-            "example.com/original",
-            exported.to_str().unwrap(),
-            "--compression",
-            "original",
-        ],
-    );
-    assert!(out.status.success(), "{}", describe("export", &out));
-    assert!(
-        std::fs::read(&exported).unwrap() == std::fs::read(&aci).unwrap(),
-        "the original bytes"
-    );
-
     let out = acikit_in(&store, &["stats"]);
     assert!(out.status.success(), "{}", describe("stats", &out));
     let stdout = text(&out.stdout);

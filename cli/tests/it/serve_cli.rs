@@ -128,28 +128,35 @@ fn serve_push_fetch_through_the_binary() {
     assert_eq!(pushed["signed"], true);
 
     // A client store fetches it through discovery and verifies it.
-    let out = acikit(&[
-        "--store",
-        &s("client"),
-        "trust",
-        "add",
-        "--prefix",
-        "localhost/acme",
-        &s("acme.asc"),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = acikit(&[
-        "--store",
-        &s("client"),
-        "fetch",
-        "localhost/acme/app:1.0.0",
-        "--port",
-        &port,
-        "--ca-cert",
-        &s("ca.pem"),
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let trust_publisher = |store: &str| {
+        let out = acikit(&[
+            "--store",
+            &s(store),
+            "trust",
+            "add",
+            "--prefix",
+            "localhost/acme",
+            &s("acme.asc"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let fetch_app = |store: &str| {
+        trust_publisher(store);
+        let out = acikit(&[
+            "--store",
+            &s(store),
+            "fetch",
+            "localhost/acme/app:1.0.0",
+            "--port",
+            &port,
+            "--ca-cert",
+            &s("ca.pem"),
+            "--json",
+        ]);
+        assert!(out.status.success(), "{store}: {}", text(&out.stderr));
+        out
+    };
+    let out = fetch_app("client");
     let fetched: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(fetched["image_id"], pushed["image_id"]);
     assert!(fetched["signature"].is_object(), "{fetched}");
@@ -176,28 +183,7 @@ fn serve_push_fetch_through_the_binary() {
     // Served again from the correction record (re-created once, then from its checked copy):
     // the publisher's signature still verifies.
     for again in ["client-2", "client-3"] {
-        let out = acikit(&[
-            "--store",
-            &s(again),
-            "trust",
-            "add",
-            "--prefix",
-            "localhost/acme",
-            &s("acme.asc"),
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let out = acikit(&[
-            "--store",
-            &s(again),
-            "fetch",
-            "localhost/acme/app:1.0.0",
-            "--port",
-            &port,
-            "--ca-cert",
-            &s("ca.pem"),
-            "--json",
-        ]);
-        assert!(out.status.success(), "{again}: {}", text(&out.stderr));
+        fetch_app(again);
     }
     assert!(
         server_store

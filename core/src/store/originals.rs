@@ -841,14 +841,28 @@ pub(crate) fn recreate_verified(
         Ok(file) => file,
         Err(_) => unnamed_file(&std::env::temp_dir())?,
     };
+    let file = recreate_into_file(paths, objects, id, &record, file, cancel)?;
+    Ok((file, record))
+}
+
+/// Re-creates the original of `id` under `record` into `file` and checks it (see
+/// [`recreate_checked`]); returns the file rewound to its start.
+fn recreate_into_file(
+    paths: &StorePaths,
+    objects: &ObjectPaths,
+    id: &ImageId,
+    record: &OriginalRecord,
+    file: File,
+    cancel: &CancelToken,
+) -> Result<File> {
     let mut out = BufWriter::with_capacity(1 << 20, file);
-    recreate_checked(paths, objects, id, &record, &mut out, cancel)?;
+    recreate_checked(paths, objects, id, record, &mut out, cancel)?;
     let mut file = out
         .into_inner()
         .map_err(|e| Error::io("writing the original", e.into_error()))?;
     file.rewind()
         .map_err(|e| Error::io("rewinding the original", e))?;
-    Ok((file, record))
+    Ok(file)
 }
 
 /// Opens the file `path` holding an original described by `record` and checks its size and
@@ -922,13 +936,7 @@ pub(crate) fn open_served(
             .create_new(true)
             .open(&part)
             .map_err(|e| Error::io(format!("creating {}", part.display()), e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        recreate_checked(paths, objects, id, &record, &mut out, cancel)?;
-        let mut file = out
-            .into_inner()
-            .map_err(|e| Error::io("writing the original", e.into_error()))?;
-        file.rewind()
-            .map_err(|e| Error::io("rewinding the original", e))?;
+        let file = recreate_into_file(paths, objects, id, &record, file, cancel)?;
         // Renamed into place only while the image still has this record (not under an `rm`).
         let _lock = super::housekeeping::shared_commit_lock(paths)?;
         if load(paths, id)?.as_ref() == Some(&record) {
