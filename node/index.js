@@ -330,7 +330,11 @@ class Store {
    * kept whole (`pending`) until `compactOriginals()` or `gc()`.
    */
   async importFile(path, options = {}) {
-    const args = { original: options?.original };
+    const original = options?.original;
+    if (original !== undefined && typeof original !== 'boolean') {
+      throw new TypeError('options.original must be a boolean');
+    }
+    const args = { original };
     return longCall(options, (cancel, progress) =>
       this.#native.importFile(path, args, cancel, progress),
     ).then((r) => ({ ...r }));

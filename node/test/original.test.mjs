@@ -71,6 +71,8 @@ test('no original without the option; a tar original is form none', async (t) =>
   const store = await Store.open(join(dir, 'store'));
   t.after(() => store.close());
 
+  await assert.rejects(store.importFile(path, { original: 'yes' }), TypeError);
+  assert.deepEqual(await store.list(), []);
   await store.importFile(path);
   assert.equal(await store.original(id), null);
   await assert.rejects(store.export(id, join(dir, 'x.aci'), { compression: 'original' }), NotFoundError);

@@ -73,6 +73,9 @@ def test_original_is_kept_pending_then_compacted(
 def test_no_original_without_the_option_and_none_for_a_tar(
     tmp_path: Path, store: acikit.Store, gnu_gzip_aci: Path
 ) -> None:
+    with pytest.raises(TypeError):
+        store.import_file(gnu_gzip_aci, original="yes")  # type: ignore[arg-type]
+    assert store.list() == []
     image = store.import_file(gnu_gzip_aci).image_id
     assert store.original(image) is None
     with pytest.raises(acikit.NotFound):
