@@ -385,7 +385,10 @@ class FsckReport(_Result):
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class StoreStats(_Result):
-    """Counts and sizes of a store (``stats``)."""
+    """Counts and sizes of a store (``stats``). Of the images with an original record
+    (``original_records``): their archives' sizes (``original_compressed_bytes``), the bytes
+    kept to give them back (``original_kept_bytes``) and how many of each ``OriginalForm``
+    (``original_forms``)."""
 
     index: IndexBackend = "sqlite"
     images: int = 0
@@ -402,6 +405,10 @@ class StoreStats(_Result):
     originals: int = 0
     original_bytes: int = 0
     originals_disk_bytes: int = 0
+    original_records: int = 0
+    original_compressed_bytes: int = 0
+    original_kept_bytes: int = 0
+    original_forms: Dict[str, int] = dataclasses.field(default_factory=dict)
     dedup_ratio: float = 0.0
 
 
@@ -445,6 +452,7 @@ _CONVERTERS: Dict[str, Dict[str, Any]] = {
         "dependencies": _tuple(lambda d: Fetched.parse(d)),
     },
     "RenderInfo": {"layers": _tuple(), "warnings": _tuple()},
+    "StoreStats": {"original_forms": dict},
     "FsckReport": {
         "problems": _tuple(FsckProblem.parse),
         "images_dropped": _tuple(),

@@ -51,6 +51,9 @@ def test_original_is_kept_pending_then_compacted(
     assert kept.size == len(data) == kept.kept_bytes
     assert kept.sha256 == hashlib.sha256(data).hexdigest()
     assert exported_original(store, image, tmp_path / "before.aci") == data
+    stats = store.stats()
+    assert (stats.original_records, stats.original_forms) == (1, {"kept": 1})
+    assert stats.original_compressed_bytes == stats.original_kept_bytes == len(data)
 
     events: list[acikit.Progress] = []
     done = store.compact_originals(progress=events.append)
@@ -66,6 +69,10 @@ def test_original_is_kept_pending_then_compacted(
     assert compact.size == len(data) and compact.sha256 == kept.sha256
     assert 0 < compact.kept_bytes < len(data) / 10
     assert exported_original(store, image, tmp_path / "after.aci") == data
+    stats = store.stats()
+    assert (stats.original_records, stats.original_forms) == (1, {"gzip": 1})
+    assert stats.original_compressed_bytes == len(data)
+    assert stats.original_kept_bytes == compact.kept_bytes
     # Nothing is pending any more: a second compaction does nothing.
     assert store.compact_originals() == acikit.OriginalCompaction(0, 0, 0)
 
