@@ -502,6 +502,12 @@ export interface StatsRecord {
   objectBytes: number
   /** Bytes on disk. */
   diskBytes: number
+  /** Images with an original record (their exact archive is given back). */
+  originalRecords: number
+  /** Those archives' sizes added up. */
+  originalCompressedBytes: number
+  /** Bytes kept to re-create them (correction records and kept archives). */
+  originalKeptBytes: number
   /** Logical bytes over stored bytes. */
   dedupRatio: number
 }

@@ -409,6 +409,12 @@ pub struct StatsRecord {
     pub object_bytes: f64,
     /// Bytes on disk.
     pub disk_bytes: f64,
+    /// Images with an original record (their exact archive is given back).
+    pub original_records: f64,
+    /// Those archives' sizes added up.
+    pub original_compressed_bytes: f64,
+    /// Bytes kept to re-create them (correction records and kept archives).
+    pub original_kept_bytes: f64,
     /// Logical bytes over stored bytes.
     pub dedup_ratio: f64,
 }
@@ -426,6 +432,9 @@ impl From<acikit::store::StoreStats> for StatsRecord {
             objects: s.objects as f64,
             object_bytes: s.object_bytes as f64,
             disk_bytes: s.disk_bytes as f64,
+            original_records: s.original_records as f64,
+            original_compressed_bytes: s.original_compressed_bytes as f64,
+            original_kept_bytes: s.original_kept_bytes as f64,
             dedup_ratio: s.dedup_ratio,
         }
     }

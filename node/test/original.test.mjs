@@ -46,6 +46,10 @@ test('a GNU gzip original is kept pending, then compacted, and exported byte for
   assert.equal(kept.sha256, createHash('sha256').update(bytes).digest('hex'));
   assert.equal(kept.reason, null);
   assert.deepEqual(await exportedOriginal(store, id, join(dir, 'before.aci')), bytes);
+  let stats = await store.stats();
+  assert.equal(stats.originalRecords, 1);
+  assert.equal(stats.originalCompressedBytes, bytes.length);
+  assert.equal(stats.originalKeptBytes, bytes.length);
 
   const events = [];
   const done = await store.compactOriginals({ onProgress: (e) => events.push(e) });
@@ -62,6 +66,10 @@ test('a GNU gzip original is kept pending, then compacted, and exported byte for
   assert.equal(compact.sha256, kept.sha256);
   assert.ok(compact.keptBytes > 0 && compact.keptBytes < bytes.length / 10, `${compact.keptBytes}`);
   assert.deepEqual(await exportedOriginal(store, id, join(dir, 'after.aci')), bytes);
+  stats = await store.stats();
+  assert.equal(stats.originalRecords, 1);
+  assert.equal(stats.originalCompressedBytes, bytes.length);
+  assert.equal(stats.originalKeptBytes, compact.keptBytes);
   assert.deepEqual(await store.compactOriginals(), { compacted: 0, kept: 0, bytesFreed: 0 });
 });
 
