@@ -349,6 +349,12 @@ pub struct StoreStats {
     pub object_bytes: i64,
     /// Disk use of the whole store folder.
     pub disk_bytes: i64,
+    /// Images with an original record (their exact archive is given back).
+    pub original_records: i64,
+    /// Those archives' sizes added up.
+    pub original_compressed_bytes: i64,
+    /// Bytes kept to re-create them (correction records and kept archives).
+    pub original_kept_bytes: i64,
     /// Logical bytes per content byte stored.
     pub dedup_ratio: f64,
 }
@@ -363,6 +369,9 @@ impl From<acikit::store::StoreStats> for StoreStats {
             objects: to_i64(s.objects),
             object_bytes: to_i64(s.object_bytes),
             disk_bytes: to_i64(s.disk_bytes),
+            original_records: to_i64(s.original_records),
+            original_compressed_bytes: to_i64(s.original_compressed_bytes),
+            original_kept_bytes: to_i64(s.original_kept_bytes),
             dedup_ratio: s.dedup_ratio,
         }
     }

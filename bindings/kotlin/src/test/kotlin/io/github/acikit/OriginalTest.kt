@@ -66,6 +66,10 @@ class OriginalTest {
             assertEquals(bytes.size.toLong(), kept.keptBytes)
             assertEquals(sha256(bytes), kept.sha256)
             assertContentEquals(bytes, exportedOriginal(store, id, "before.aci"))
+            val before = store.stats()
+            assertEquals(1L, before.originalRecords)
+            assertEquals(bytes.size.toLong(), before.originalCompressedBytes)
+            assertEquals(bytes.size.toLong(), before.originalKeptBytes)
 
             val events = mutableListOf<ProgressEvent>()
             val done = store.compactOriginals(progress = progress { synchronized(events) { events.add(it) } })
@@ -84,6 +88,10 @@ class OriginalTest {
             assertEquals(kept.sha256, compact.sha256)
             assertTrue(compact.keptBytes > 0 && compact.keptBytes < bytes.size / 10, "${compact.keptBytes}")
             assertContentEquals(bytes, exportedOriginal(store, id, "after.aci"))
+            val after = store.stats()
+            assertEquals(1L, after.originalRecords)
+            assertEquals(bytes.size.toLong(), after.originalCompressedBytes)
+            assertEquals(compact.keptBytes, after.originalKeptBytes)
             assertEquals(OriginalCompaction(0, 0, 0), store.compactOriginals())
         }
     }
