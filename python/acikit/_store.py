@@ -183,9 +183,9 @@ class Store:
         progress: ProgressArg = None,
     ) -> Exported:
         """Writes the image archive (``"none"``, ``"gzip"``, ``"zstd"``, or ``"original"``:
-        the exact bytes it was fetched or pushed as, which the store records for those; an
-        image without a record raises ``NotFound``) to ``dest``, a path or a writable binary
-        file object."""
+        the exact bytes it was fetched or pushed as, or imported as with ``original=True``,
+        which the store records for those; an image without a record raises ``NotFound``)
+        to ``dest``, a path or a writable binary file object."""
         return _ops.export(self._native, image, dest, compression, progress).run()
 
     def open(self, image: ImageRef) -> ImageReader:
