@@ -5,11 +5,13 @@ import type { Readable, Writable } from 'node:stream';
 
 import type {
   BuildRecord,
+  CompactionRecord,
   ExportRecord,
   FsckRecord,
   GcRecord,
   ImportRecord,
   KeyAddedRecord,
+  OriginalRecord,
   PushRecord,
   RenderRecord,
   SignRecord,
@@ -88,6 +90,15 @@ export interface Image {
 export type Imported = ImportRecord;
 export type Exported = ExportRecord;
 export type GcReport = GcRecord;
+export type OriginalCompaction = CompactionRecord;
+/** How the store re-creates an image's original archive (`OriginalForm::as_str`). */
+export type OriginalForm = 'none' | 'gzip' | 'recompress' | 'gzip_export' | 'kept';
+/** What the store keeps to give back an image's original archive (`original()`). */
+export interface OriginalInfo extends Omit<OriginalRecord, 'form' | 'reason'> {
+  form: OriginalForm;
+  /** For `kept`: why nothing else re-creates it (null otherwise). */
+  reason: string | null;
+}
 export type FsckReport = FsckRecord;
 export type StoreStats = StatsRecord;
 export type Built = BuildRecord;
@@ -180,7 +191,8 @@ export declare class Store {
     list(): Promise<TrustedKey[]>;
     remove(fingerprint: string): Promise<TrustedKey[]>;
   };
-  importFile(path: string, options?: CallOptions): Promise<Imported>;
+  /** `original: true` records the archive's exact bytes (kept whole, `pending`, until `compactOriginals()` or `gc()`). */
+  importFile(path: string, options?: CallOptions & { original?: boolean }): Promise<Imported>;
   fetch(
     image: string,
     options?: CallOptions &
@@ -207,6 +219,10 @@ export declare class Store {
   /** Removes the one image `image` names; resolves to its ID. */
   remove(image: string): Promise<string>;
   gc(options?: CallOptions): Promise<GcReport>;
+  /** Turns the pending originals into their compact forms (progress phase `original`). */
+  compactOriginals(options?: CallOptions): Promise<OriginalCompaction>;
+  /** What the store keeps to give back the image's original archive, or null. */
+  original(image: string): Promise<OriginalInfo | null>;
   fsck(options?: CallOptions & { repair?: boolean }): Promise<FsckReport>;
   stats(): Promise<StoreStats>;
   close(): Promise<void>;

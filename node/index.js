@@ -324,10 +324,19 @@ class Store {
     return this.#native;
   }
 
-  /** Imports the archive at `path` (any compression). */
-  async importFile(path, options) {
+  /**
+   * Imports the archive at `path` (any compression). `{ original: true }` records the
+   * archive's exact bytes for `export(.., { compression: 'original' })`: a compressed one is
+   * kept whole (`pending`) until `compactOriginals()` or `gc()`.
+   */
+  async importFile(path, options = {}) {
+    const original = options?.original;
+    if (original !== undefined && typeof original !== 'boolean') {
+      throw new TypeError('options.original must be a boolean');
+    }
+    const args = { original };
     return longCall(options, (cancel, progress) =>
-      this.#native.importFile(path, cancel, progress),
+      this.#native.importFile(path, args, cancel, progress),
     ).then((r) => ({ ...r }));
   }
 
@@ -413,6 +422,22 @@ class Store {
   /** Removes what no image uses any more. */
   async gc(options) {
     return longCall(options, (cancel, progress) => this.#native.gc(cancel, progress));
+  }
+
+  /**
+   * Turns the originals kept whole by `importFile(.., { original: true })` into their
+   * compact forms, each proved by re-creating the archive; aborting leaves them as they were.
+   */
+  async compactOriginals(options) {
+    return longCall(options, (cancel, progress) =>
+      this.#native.compactOriginals(cancel, progress),
+    );
+  }
+
+  /** What the store keeps to give back the image's original archive (`null`: nothing). */
+  async original(image_) {
+    const r = await shortCall(this.#native.original(image_));
+    return r ? { ...r, reason: r.reason ?? null } : null;
   }
 
   /** Checks every object and image (`{ repair: true }` drops what is damaged). */

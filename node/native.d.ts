@@ -36,7 +36,7 @@ export declare class NativeStore {
   /** Whether the store is read-only. */
   get readOnly(): boolean
   /** Imports the archive at `path` (any compression). */
-  importFile(path: string, cancel?: CancelHandle | undefined | null, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<ImportRecord>
+  importFile(path: string, args?: ImportArgs | undefined | null, cancel?: CancelHandle | undefined | null, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<ImportRecord>
   /** Fetches an image by name (meta discovery) or URL, signature verified. */
   fetch(image: string, args?: FetchArgs | undefined | null, cancel?: CancelHandle | undefined | null, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<FetchRecord>
   /** Writes the image's archive (`none`, `gzip` or `zstd`) to the file `dest`. */
@@ -62,6 +62,10 @@ export declare class NativeStore {
   remove(image: string): Promise<string>
   /** Removes what no image uses any more. */
   gc(cancel?: CancelHandle | undefined | null, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<GcRecord>
+  /** Turns the pending originals into their compact forms. */
+  compactOriginals(cancel?: CancelHandle | undefined | null, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<CompactionRecord>
+  /** What the store keeps to give back the image's original archive (null: nothing). */
+  original(image: string): Promise<OriginalRecord | null>
   /** Checks every object and image; with `repair`, drops what is damaged. */
   fsck(repair?: boolean | undefined | null, cancel?: CancelHandle | undefined | null, onProgress?: (((arg: ProgressEvent) => void)) | undefined | null): Promise<FsckRecord>
   /** Sizes and the de-duplication ratio. */
@@ -104,6 +108,16 @@ export interface BuildRecord {
   entries: number
   /** The compression (`BuildCompression::as_str`). */
   compression: string
+}
+
+/** What `compactOriginals` did. */
+export interface CompactionRecord {
+  /** Pending originals turned into a compact form. */
+  compacted: number
+  /** Pending originals found to need their bytes kept whole. */
+  kept: number
+  /** Bytes of kept originals removed, less the records written instead. */
+  bytesFreed: number
 }
 
 /** Meta discovery of `name` (`NAME[:VERSION]` and labels): image, signature and key URLs. */
@@ -205,6 +219,12 @@ export interface GcRecord {
   rendersRemoved: number
   /** Dead runs removed. */
   deadRunsRemoved: number
+  /** Pending originals compacted (as `compactOriginals` does). */
+  originalsCompacted: number
+  /** Pending originals that must stay kept whole. */
+  originalsKept: number
+  /** Bytes freed in the store's originals. */
+  originalBytesFreed: number
 }
 
 /** One stored image. */
@@ -227,6 +247,15 @@ export interface ImageRecord {
   lastUsedAt: number
   /** Where it was imported from. */
   origin?: string
+}
+
+/** How to import. */
+export interface ImportArgs {
+  /**
+   * Record the archive's exact bytes for `export(.., "original")`: a compressed archive
+   * is kept whole (pending) until `compactOriginals` or `gc`.
+   */
+  original?: boolean
 }
 
 /** The outcome of an import. */
@@ -322,6 +351,24 @@ export interface OpenArgs {
  * user's data folder).
  */
 export declare function openStore(dir?: string | undefined | null, args?: OpenArgs | undefined | null): Promise<NativeStore>
+
+/** What the store keeps to give back an image's original archive. */
+export interface OriginalRecord {
+  /** How it is re-created: `none`, `gzip`, `recompress`, `gzip_export` or `kept`. */
+  form: string
+  /** Its compression (`none`, `gzip`, `bzip2`, `xz`, `zstd`). */
+  compression: string
+  /** Bytes of the original. */
+  size: number
+  /** SHA-256 of the original, lowercase hex. */
+  sha256: string
+  /** Bytes the store keeps to re-create it. */
+  keptBytes: number
+  /** For `kept`: why nothing else re-creates it. */
+  reason?: string
+  /** Kept whole only until `compactOriginals` (or `gc`) makes its compact form. */
+  pending: boolean
+}
 
 /** A progress event as JS sees it: `{ phase, done, total }` (`total` null when unknown). */
 export interface ProgressEvent {
@@ -455,6 +502,12 @@ export interface StatsRecord {
   objectBytes: number
   /** Bytes on disk. */
   diskBytes: number
+  /** Images with an original record (their exact archive is given back). */
+  originalRecords: number
+  /** Those archives' sizes added up. */
+  originalCompressedBytes: number
+  /** Bytes kept to re-create them (correction records and kept archives). */
+  originalKeptBytes: number
   /** Logical bytes over stored bytes. */
   dedupRatio: number
 }

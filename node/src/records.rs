@@ -2,8 +2,9 @@
 //! numbers; the JS wrapper turns times into `Date`s and label lists into maps).
 
 use acikit::fetch::KeyAdded;
+use acikit::store::OriginalInfo;
 use acikit::trust::{TrustedKey, VerifiedSignature};
-use acikit::{Exported, FsckReport, GcReport, ImageInfo, Imported, Label};
+use acikit::{Exported, FsckReport, GcReport, ImageInfo, Imported, Label, OriginalCompaction};
 use napi_derive::napi;
 
 /// A label `{ name, value }`, in manifest order.
@@ -266,6 +267,12 @@ pub struct GcRecord {
     pub renders_removed: f64,
     /// Dead runs removed.
     pub dead_runs_removed: f64,
+    /// Pending originals compacted (as `compactOriginals` does).
+    pub originals_compacted: f64,
+    /// Pending originals that must stay kept whole.
+    pub originals_kept: f64,
+    /// Bytes freed in the store's originals.
+    pub original_bytes_freed: f64,
 }
 
 impl From<GcReport> for GcRecord {
@@ -277,6 +284,63 @@ impl From<GcReport> for GcRecord {
             staging_removed: r.staging_removed as f64,
             renders_removed: r.renders_removed as f64,
             dead_runs_removed: r.dead_runs_removed as f64,
+            originals_compacted: r.originals_compacted as f64,
+            originals_kept: r.originals_kept as f64,
+            original_bytes_freed: r.original_bytes_freed as f64,
+        }
+    }
+}
+
+/// What `compactOriginals` did.
+#[napi(object)]
+pub struct CompactionRecord {
+    /// Pending originals turned into a compact form.
+    pub compacted: f64,
+    /// Pending originals found to need their bytes kept whole.
+    pub kept: f64,
+    /// Bytes of kept originals removed, less the records written instead.
+    pub bytes_freed: f64,
+}
+
+impl From<OriginalCompaction> for CompactionRecord {
+    fn from(c: OriginalCompaction) -> Self {
+        CompactionRecord {
+            compacted: c.compacted as f64,
+            kept: c.kept as f64,
+            bytes_freed: c.bytes_freed as f64,
+        }
+    }
+}
+
+/// What the store keeps to give back an image's original archive.
+#[napi(object)]
+pub struct OriginalRecord {
+    /// How it is re-created: `none`, `gzip`, `recompress`, `gzip_export` or `kept`.
+    pub form: String,
+    /// Its compression (`none`, `gzip`, `bzip2`, `xz`, `zstd`).
+    pub compression: String,
+    /// Bytes of the original.
+    pub size: f64,
+    /// SHA-256 of the original, lowercase hex.
+    pub sha256: String,
+    /// Bytes the store keeps to re-create it.
+    pub kept_bytes: f64,
+    /// For `kept`: why nothing else re-creates it.
+    pub reason: Option<String>,
+    /// Kept whole only until `compactOriginals` (or `gc`) makes its compact form.
+    pub pending: bool,
+}
+
+impl From<OriginalInfo> for OriginalRecord {
+    fn from(o: OriginalInfo) -> Self {
+        OriginalRecord {
+            form: o.form.as_str().to_string(),
+            compression: o.compression,
+            size: o.size as f64,
+            sha256: o.sha256,
+            kept_bytes: o.kept_bytes as f64,
+            reason: o.reason,
+            pending: o.pending,
         }
     }
 }
@@ -345,6 +409,12 @@ pub struct StatsRecord {
     pub object_bytes: f64,
     /// Bytes on disk.
     pub disk_bytes: f64,
+    /// Images with an original record (their exact archive is given back).
+    pub original_records: f64,
+    /// Those archives' sizes added up.
+    pub original_compressed_bytes: f64,
+    /// Bytes kept to re-create them (correction records and kept archives).
+    pub original_kept_bytes: f64,
     /// Logical bytes over stored bytes.
     pub dedup_ratio: f64,
 }
@@ -362,6 +432,9 @@ impl From<acikit::store::StoreStats> for StatsRecord {
             objects: s.objects as f64,
             object_bytes: s.object_bytes as f64,
             disk_bytes: s.disk_bytes as f64,
+            original_records: s.original_records as f64,
+            original_compressed_bytes: s.original_compressed_bytes as f64,
+            original_kept_bytes: s.original_kept_bytes as f64,
             dedup_ratio: s.dedup_ratio,
         }
     }

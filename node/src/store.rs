@@ -15,8 +15,8 @@ use crate::net::NetArgs;
 use crate::observer::{CancelHandle, ProgressEvent, observer};
 use crate::reader::{ChannelWriter, NativeReader, Source};
 use crate::records::{
-    ExportRecord, FetchRecord, FsckRecord, GcRecord, ImageRecord, ImportRecord, LabelRecord,
-    RenderRecord, StatsRecord, TrustedKeyRecord,
+    CompactionRecord, ExportRecord, FetchRecord, FsckRecord, GcRecord, ImageRecord, ImportRecord,
+    LabelRecord, OriginalRecord, RenderRecord, StatsRecord, TrustedKeyRecord,
 };
 use napi::Status;
 use napi::threadsafe_function::ThreadsafeFunction;
@@ -47,6 +47,15 @@ pub struct FetchArgs {
     pub dependencies: Option<bool>,
     /// Network options.
     pub net: Option<NetArgs>,
+}
+
+/// How to import.
+#[napi(object)]
+#[derive(Default)]
+pub struct ImportArgs {
+    /// Record the archive's exact bytes for `export(.., "original")`: a compressed archive
+    /// is kept whole (pending) until `compactOriginals` or `gc`.
+    pub original: Option<bool>,
 }
 
 /// How to render.
@@ -116,14 +125,14 @@ impl NativeStore {
     pub async fn import_file(
         &self,
         path: String,
+        args: Option<ImportArgs>,
         cancel: Option<&CancelHandle>,
         on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
     ) -> napi::Result<ImportRecord> {
         let observer = observer(cancel, on_progress);
-        let imported = self
-            .store
-            .import_file(path, ImportOptions::default(), observer)
-            .await;
+        let args = args.unwrap_or_default();
+        let options = ImportOptions::default().record_original(args.original.unwrap_or(false));
+        let imported = self.store.import_file(path, options, observer).await;
         Ok(napi_result(imported)?.into())
     }
 
@@ -292,6 +301,25 @@ impl NativeStore {
     ) -> napi::Result<GcRecord> {
         let observer = observer(cancel, on_progress);
         Ok(napi_result(self.store.gc(observer).await)?.into())
+    }
+
+    /// Turns the pending originals into their compact forms.
+    #[napi]
+    pub async fn compact_originals(
+        &self,
+        cancel: Option<&CancelHandle>,
+        on_progress: Option<ThreadsafeFunction<ProgressEvent, (), ProgressEvent, Status, false>>,
+    ) -> napi::Result<CompactionRecord> {
+        let observer = observer(cancel, on_progress);
+        Ok(napi_result(self.store.compact_originals(observer).await)?.into())
+    }
+
+    /// What the store keeps to give back the image's original archive (null: nothing).
+    #[napi]
+    pub async fn original(&self, image: String) -> napi::Result<Option<OriginalRecord>> {
+        let id = napi_result(self.resolve(&image).await)?;
+        let info = napi_result(self.store.original(&id).await)?;
+        Ok(info.map(Into::into))
     }
 
     /// Checks every object and image; with `repair`, drops what is damaged.

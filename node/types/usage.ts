@@ -4,7 +4,7 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 
 import acikit, { AcikitError, CancelledError, Store, build, imageId, serve, sign, validate } from 'acikit';
-import type { Fetched, Image, ProgressEvent, Run } from 'acikit';
+import type { Fetched, GcReport, Image, OriginalCompaction, OriginalForm, OriginalInfo, ProgressEvent, Run } from 'acikit';
 
 export async function usage(): Promise<void> {
   const controller = new AbortController();
@@ -29,6 +29,17 @@ export async function usage(): Promise<void> {
   await store.export(id, createWriteStream('out.aci.zst'), { compression: 'zstd' });
   const written: number = (await store.export(id, 'out.aci')).written;
 
+  await store.importFile('gnu.aci.gz', { original: true, onProgress });
+  const original: OriginalInfo | null = await store.original(id);
+  const form: OriginalForm | undefined = original?.form;
+  const reason: string | null | undefined = original?.reason;
+  const pending: boolean | undefined = original?.pending;
+  const compaction: OriginalCompaction = await store.compactOriginals({ signal: controller.signal, onProgress });
+  const compacted: number = compaction.compacted + compaction.kept + compaction.bytesFreed;
+  const gc: GcReport = await store.gc();
+  const freed: number = gc.originalsCompacted + gc.originalsKept + gc.originalBytesFreed;
+  await store.export(id, 'original.aci', { compression: 'original' });
+
   const run: Run = await store.render(id, 'rootfs', { strategy: 'copy' });
   await run.release();
 
@@ -46,5 +57,5 @@ export async function usage(): Promise<void> {
     else if (err instanceof AcikitError) console.log(err.code, err.category, err.retryable, err.problems.length);
   }
   await store.close();
-  void [name, first, version, written, fingerprint, acikit.Store];
+  void [name, first, version, written, fingerprint, acikit.Store, form, reason, pending, compacted, freed];
 }

@@ -19,6 +19,8 @@ from ._results import (
     FsckReport,
     GcReport,
     Imported,
+    OriginalCompaction,
+    OriginalInfo,
     RenderInfo,
     StoreStats,
     TrustedKey,
@@ -122,10 +124,16 @@ class AsyncStore:
         return AsyncTrust(self._native)
 
     async def import_file(
-        self, path: StrPath, *, origin: Optional[str] = None, progress: ProgressArg = None
+        self,
+        path: StrPath,
+        *,
+        origin: Optional[str] = None,
+        original: bool = False,
+        progress: ProgressArg = None,
     ) -> Imported:
-        """Imports the image archive at ``path`` (any compression)."""
-        return await _ops.import_file(self._native, path, origin, progress).run_async()
+        """Imports the image archive at ``path`` (any compression); ``original=True``
+        keeps a compressed archive's exact bytes (see ``Store.import_file``)."""
+        return await _ops.import_file(self._native, path, origin, original, progress).run_async()
 
     async def fetch(
         self,
@@ -213,6 +221,16 @@ class AsyncStore:
     async def gc(self, *, progress: ProgressArg = None) -> GcReport:
         """Removes what no image uses any more."""
         return await _ops.gc(self._native, progress).run_async()
+
+    async def compact_originals(self, *, progress: ProgressArg = None) -> OriginalCompaction:
+        """Turns the pending originals into their compact forms (see
+        ``Store.compact_originals``)."""
+        return await _ops.compact_originals(self._native, progress).run_async()
+
+    async def original(self, image: ImageRef) -> Optional[OriginalInfo]:
+        """What the store keeps to give back the image's original archive (``None``:
+        nothing recorded)."""
+        return await _ops.original(self._native, image).run_async()
 
     async def fsck(self, *, repair: bool = False, progress: ProgressArg = None) -> FsckReport:
         """Checks the store (and repairs it with ``repair=True``)."""

@@ -10,7 +10,17 @@ from . import _native
 from ._calls import Op
 from ._progress import ProgressArg
 from ._records import Image, ImageList, Manifest
-from ._results import Exported, Fetched, FsckReport, GcReport, Imported, StoreStats, TrustedKey
+from ._results import (
+    Exported,
+    Fetched,
+    FsckReport,
+    GcReport,
+    Imported,
+    OriginalCompaction,
+    OriginalInfo,
+    StoreStats,
+    TrustedKey,
+)
 
 StrPath = Union[str, "os.PathLike[str]"]
 ImageRef = Union[str, Image]
@@ -63,9 +73,13 @@ def images(records: List[Dict[str, Any]]) -> ImageList:
 
 
 def import_file(
-    store: _native.Store, p: StrPath, origin: Optional[str], progress: ProgressArg
+    store: _native.Store,
+    p: StrPath,
+    origin: Optional[str],
+    original: bool,
+    progress: ProgressArg,
 ) -> Op[Imported]:
-    return Op(lambda cb: store.import_file(path(p), origin, cb), Imported.parse, progress)
+    return Op(lambda cb: store.import_file(path(p), origin, original, cb), Imported.parse, progress)
 
 
 def fetch(
@@ -167,6 +181,18 @@ def remove(store: _native.Store, image: ImageRef) -> Op[None]:
 
 def gc(store: _native.Store, progress: ProgressArg) -> Op[GcReport]:
     return Op(lambda cb: store.gc(cb), GcReport.parse, progress)
+
+
+def compact_originals(store: _native.Store, progress: ProgressArg) -> Op[OriginalCompaction]:
+    return Op(lambda cb: store.compact_originals(cb), OriginalCompaction.parse, progress)
+
+
+def original(store: _native.Store, image: ImageRef) -> Op[Optional[OriginalInfo]]:
+    ref = image_ref(image)
+    return Op(
+        lambda cb: store.original(ref),
+        lambda info: None if info is None else OriginalInfo.parse(info),
+    )
 
 
 def fsck(store: _native.Store, repair: bool, progress: ProgressArg) -> Op[FsckReport]:

@@ -31,6 +31,9 @@ __all__ = [
     "IndexBackend",
     "Inspection",
     "KeyAdded",
+    "OriginalCompaction",
+    "OriginalForm",
+    "OriginalInfo",
     "Pushed",
     "RenderCacheReport",
     "RenderInfo",
@@ -49,6 +52,8 @@ BuildCompression = Literal["none", "gzip", "zstd"]
 FetchOutcome = Literal["downloaded", "already_present", "not_modified", "cached"]
 #: Which bytes a repository serves for an image (``Pushed.form``).
 ServedForm = Literal["tar", "gzip", "original"]
+#: How the store re-creates an image's original bytes (``OriginalInfo.form``).
+OriginalForm = Literal["none", "gzip", "recompress", "gzip_export", "kept"]
 #: Which database holds a store's index (``StoreStats.index``).
 IndexBackend = Literal["sqlite", "postgres"]
 #: How a rootfs is rendered (``auto`` picks one of the others).
@@ -298,6 +303,35 @@ class GcReport(_Result):
     checkouts_removed: int = 0
     push_files_removed: int = 0
     dead_runs_removed: int = 0
+    originals_compacted: int = 0
+    originals_kept: int = 0
+    original_bytes_freed: int = 0
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class OriginalCompaction(_Result):
+    """What ``compact_originals`` did: pending originals ``compacted`` into a compact form,
+    those found to need their bytes ``kept`` whole, and the ``bytes_freed``."""
+
+    compacted: int = 0
+    kept: int = 0
+    bytes_freed: int = 0
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class OriginalInfo(_Result):
+    """What the store keeps to give back an image's original archive (``original``): the
+    ``form`` that re-creates it, its ``compression``, ``size`` and ``sha256``, the
+    ``kept_bytes`` on disk for it, why it is kept whole (``reason``), and whether it is
+    ``pending`` (kept whole until ``compact_originals`` or ``gc``)."""
+
+    form: OriginalForm
+    compression: Compression
+    size: int
+    sha256: str
+    kept_bytes: int
+    reason: Optional[str] = None
+    pending: bool = False
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -351,7 +385,10 @@ class FsckReport(_Result):
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class StoreStats(_Result):
-    """Counts and sizes of a store (``stats``)."""
+    """Counts and sizes of a store (``stats``). Of the images with an original record
+    (``original_records``): their archives' sizes (``original_compressed_bytes``), the bytes
+    kept to give them back (``original_kept_bytes``) and how many of each ``OriginalForm``
+    (``original_forms``)."""
 
     index: IndexBackend = "sqlite"
     images: int = 0
@@ -368,6 +405,10 @@ class StoreStats(_Result):
     originals: int = 0
     original_bytes: int = 0
     originals_disk_bytes: int = 0
+    original_records: int = 0
+    original_compressed_bytes: int = 0
+    original_kept_bytes: int = 0
+    original_forms: Dict[str, int] = dataclasses.field(default_factory=dict)
     dedup_ratio: float = 0.0
 
 
@@ -411,6 +452,7 @@ _CONVERTERS: Dict[str, Dict[str, Any]] = {
         "dependencies": _tuple(lambda d: Fetched.parse(d)),
     },
     "RenderInfo": {"layers": _tuple(), "warnings": _tuple()},
+    "StoreStats": {"original_forms": dict},
     "FsckReport": {
         "problems": _tuple(FsckProblem.parse),
         "images_dropped": _tuple(),

@@ -17,6 +17,8 @@ from ._results import (
     FsckReport,
     GcReport,
     Imported,
+    OriginalCompaction,
+    OriginalInfo,
     RenderInfo,
     StoreStats,
     TrustedKey,
@@ -126,10 +128,18 @@ class Store:
         return Trust(self._native)
 
     def import_file(
-        self, path: StrPath, *, origin: Optional[str] = None, progress: ProgressArg = None
+        self,
+        path: StrPath,
+        *,
+        origin: Optional[str] = None,
+        original: bool = False,
+        progress: ProgressArg = None,
     ) -> Imported:
-        """Imports the image archive at ``path`` (any compression)."""
-        return _ops.import_file(self._native, path, origin, progress).run()
+        """Imports the image archive at ``path`` (any compression). With ``original=True``
+        the store also records the archive's exact bytes, for ``export(...,
+        compression="original")``: a compressed archive is kept whole, ``pending``, until
+        ``compact_originals()`` (or ``gc()``) replaces it by its compact form."""
+        return _ops.import_file(self._native, path, origin, original, progress).run()
 
     def fetch(
         self,
@@ -173,9 +183,9 @@ class Store:
         progress: ProgressArg = None,
     ) -> Exported:
         """Writes the image archive (``"none"``, ``"gzip"``, ``"zstd"``, or ``"original"``:
-        the exact bytes it was fetched or pushed as, which the store records for those; an
-        image without a record raises ``NotFound``) to ``dest``, a path or a writable binary
-        file object."""
+        the exact bytes it was fetched or pushed as, or imported as with ``original=True``,
+        which the store records for those; an image without a record raises ``NotFound``)
+        to ``dest``, a path or a writable binary file object."""
         return _ops.export(self._native, image, dest, compression, progress).run()
 
     def open(self, image: ImageRef) -> ImageReader:
@@ -224,6 +234,18 @@ class Store:
     def gc(self, *, progress: ProgressArg = None) -> GcReport:
         """Removes what no image uses any more."""
         return _ops.gc(self._native, progress).run()
+
+    def compact_originals(self, *, progress: ProgressArg = None) -> OriginalCompaction:
+        """Turns the originals kept whole by ``import_file(..., original=True)``
+        (``pending``) into their compact forms, each proved by re-creating the archive
+        before the kept bytes go; an original nothing re-creates stays kept. Long: it
+        takes ``progress`` and stops on Ctrl-C, leaving every original as it was."""
+        return _ops.compact_originals(self._native, progress).run()
+
+    def original(self, image: ImageRef) -> Optional[OriginalInfo]:
+        """What the store keeps to give back the image's original archive
+        (``export(..., compression="original")``); ``None`` when nothing is recorded."""
+        return _ops.original(self._native, image).run()
 
     def fsck(self, *, repair: bool = False, progress: ProgressArg = None) -> FsckReport:
         """Checks the store (and repairs it with ``repair=True``)."""

@@ -84,16 +84,18 @@ impl NativeStore {
         self.store.auth_config_path().to_string_lossy().into_owned()
     }
 
-    /// Imports the archive at `path`.
-    #[pyo3(signature = (path, origin=None, progress=None))]
+    /// Imports the archive at `path`; with `original`, a compressed archive's exact bytes
+    /// are kept (pending until `compact_originals`) for `export(.., "original")`.
+    #[pyo3(signature = (path, origin=None, original=false, progress=None))]
     fn import_file(
         &self,
         path: PathBuf,
         origin: Option<String>,
+        original: bool,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Call> {
         let store = self.store()?;
-        let mut options = ImportOptions::default();
+        let mut options = ImportOptions::default().record_original(original);
         options.origin = origin;
         Ok(observed(
             progress,
@@ -291,6 +293,29 @@ impl NativeStore {
     fn gc(&self, progress: Option<Py<PyAny>>) -> PyResult<Call> {
         let store = self.store()?;
         Ok(observed(progress, |obs| store.gc(obs), output))
+    }
+
+    /// Turns the pending originals into their compact forms.
+    #[pyo3(signature = (progress=None))]
+    fn compact_originals(&self, progress: Option<Py<PyAny>>) -> PyResult<Call> {
+        let store = self.store()?;
+        Ok(observed(
+            progress,
+            |obs| store.compact_originals(obs),
+            output,
+        ))
+    }
+
+    /// What the store keeps to give back the image's original bytes (`None`: nothing).
+    fn original(&self, image: String) -> PyResult<Call> {
+        let store = self.store()?;
+        Ok(plain(
+            async move {
+                let id = resolve_id(&store, &image).await?;
+                store.original(&id).await
+            },
+            output,
+        ))
     }
 
     /// Checks (and with `repair`, repairs) the store.

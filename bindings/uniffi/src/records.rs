@@ -186,6 +186,12 @@ pub struct GcReport {
     pub push_files_removed: i64,
     /// Records of dead runs removed.
     pub dead_runs_removed: i64,
+    /// Pending originals compacted (as `compactOriginals` does).
+    pub originals_compacted: i64,
+    /// Pending originals that must stay kept whole (nothing re-creates them).
+    pub originals_kept: i64,
+    /// Bytes freed in the store's originals.
+    pub original_bytes_freed: i64,
 }
 
 impl From<acikit::GcReport> for GcReport {
@@ -199,6 +205,65 @@ impl From<acikit::GcReport> for GcReport {
             checkouts_removed: to_i64(r.checkouts_removed),
             push_files_removed: to_i64(r.push_files_removed),
             dead_runs_removed: to_i64(r.dead_runs_removed),
+            originals_compacted: to_i64(r.originals_compacted),
+            originals_kept: to_i64(r.originals_kept),
+            original_bytes_freed: to_i64(r.original_bytes_freed),
+        }
+    }
+}
+
+/// What `compactOriginals` did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OriginalCompaction {
+    /// Pending originals turned into a compact form (`gzip`, `gzip_export`, `recompress`).
+    pub compacted: i64,
+    /// Pending originals found to need their bytes kept whole (no longer pending).
+    pub kept: i64,
+    /// Bytes of kept originals removed, less the correction records written instead.
+    pub bytes_freed: i64,
+}
+
+impl From<acikit::OriginalCompaction> for OriginalCompaction {
+    fn from(c: acikit::OriginalCompaction) -> Self {
+        OriginalCompaction {
+            compacted: to_i64(c.compacted),
+            kept: to_i64(c.kept),
+            bytes_freed: to_i64(c.bytes_freed),
+        }
+    }
+}
+
+/// What the store keeps to give back an image's original archive (`export` with
+/// compression `original`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OriginalInfo {
+    /// How it is re-created (`OriginalForm::as_str()`): `none` (a plain tar), `gzip` (a
+    /// correction record), `recompress`, `gzip_export` or `kept` (the bytes as they came).
+    pub form: String,
+    /// Its compression: `none`, `gzip`, `bzip2`, `xz` or `zstd`.
+    pub compression: String,
+    /// Bytes of the original.
+    pub size: i64,
+    /// SHA-256 of the original, lowercase hex.
+    pub sha256: String,
+    /// Bytes the store keeps to re-create it.
+    pub kept_bytes: i64,
+    /// For `kept`: why nothing else re-creates it.
+    pub reason: Option<String>,
+    /// Kept whole only until `compactOriginals` (or `gc`) makes its compact form.
+    pub pending: bool,
+}
+
+impl From<acikit::store::OriginalInfo> for OriginalInfo {
+    fn from(o: acikit::store::OriginalInfo) -> Self {
+        OriginalInfo {
+            form: o.form.as_str().to_string(),
+            compression: o.compression,
+            size: to_i64(o.size),
+            sha256: o.sha256,
+            kept_bytes: to_i64(o.kept_bytes),
+            reason: o.reason,
+            pending: o.pending,
         }
     }
 }
@@ -284,6 +349,12 @@ pub struct StoreStats {
     pub object_bytes: i64,
     /// Disk use of the whole store folder.
     pub disk_bytes: i64,
+    /// Images with an original record (their exact archive is given back).
+    pub original_records: i64,
+    /// Those archives' sizes added up.
+    pub original_compressed_bytes: i64,
+    /// Bytes kept to re-create them (correction records and kept archives).
+    pub original_kept_bytes: i64,
     /// Logical bytes per content byte stored.
     pub dedup_ratio: f64,
 }
@@ -298,6 +369,9 @@ impl From<acikit::store::StoreStats> for StoreStats {
             objects: to_i64(s.objects),
             object_bytes: to_i64(s.object_bytes),
             disk_bytes: to_i64(s.disk_bytes),
+            original_records: to_i64(s.original_records),
+            original_compressed_bytes: to_i64(s.original_compressed_bytes),
+            original_kept_bytes: to_i64(s.original_kept_bytes),
             dedup_ratio: s.dedup_ratio,
         }
     }

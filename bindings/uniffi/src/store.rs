@@ -10,8 +10,8 @@ use crate::net::store_net_options;
 use crate::progress::{CancelHandle, ProgressListener, observer};
 use crate::reader::ImageReader;
 use crate::records::{
-    FetchOptions, Fetched, FsckReport, GcReport, ImageInfo, Imported, StoreOptions, StoreStats,
-    TrustedKey, label_list,
+    FetchOptions, Fetched, FsckReport, GcReport, ImageInfo, Imported, OriginalCompaction,
+    OriginalInfo, StoreOptions, StoreStats, TrustedKey, label_list,
 };
 use crate::runtime::{spawn, spawn_blocking};
 
@@ -45,18 +45,23 @@ impl Store {
     }
 
     /// Imports the image archive at `path` (any compression), streaming it. `origin`
-    /// records where it came from (the path by default).
-    #[uniffi::method(default(origin = None, progress = None, cancel = None))]
+    /// records where it came from (the path by default). With `original`, the store also
+    /// records the archive's exact bytes for `export` with compression `original`: a
+    /// compressed archive is kept whole (`pending`) until `compactOriginals` or `gc`.
+    #[uniffi::method(default(origin = None, original = false, progress = None, cancel = None))]
     pub async fn import_file(
         &self,
         path: String,
         origin: Option<String>,
+        original: bool,
         progress: Option<Arc<dyn ProgressListener>>,
         cancel: Option<Arc<CancelHandle>>,
     ) -> Result<Imported, AcikitError> {
         let call = observer(progress, cancel);
         let store = self.inner.clone();
-        let options = ImportOptions::default().origin(origin.unwrap_or_else(|| path.clone()));
+        let options = ImportOptions::default()
+            .origin(origin.unwrap_or_else(|| path.clone()))
+            .record_original(original);
         let observer = call.observer.clone();
         let imported = spawn(async move { store.import_file(path, options, observer).await }).await;
         call.finish().await;
@@ -98,7 +103,8 @@ impl Store {
     }
 
     /// Writes the archive of the image `image` and `labels` name to the file `out`
-    /// (`compression`: `none`, `gzip` or `zstd`); the bytes are checked against the image
+    /// (`compression`: `none`, `gzip`, `zstd`, or `original`: the bytes recorded at import
+    /// or fetch, a `not_found` error without a record); the bytes are checked against the image
     /// ID as they stream. A cancelled export leaves no file.
     #[uniffi::method(default(compression = "none", progress = None, cancel = None, labels))]
     pub async fn export(
@@ -258,6 +264,41 @@ impl Store {
         let report = spawn(async move { store.gc(observer).await }).await;
         call.finish().await;
         Ok(report?.into())
+    }
+
+    /// Turns the originals kept whole by `importFile(original = true)` (`pending`) into
+    /// their compact forms, each proved by re-creating the archive before the kept bytes
+    /// go; an original nothing re-creates stays kept. Progress phase `original`, over the
+    /// bytes of the pending originals; a cancelled call leaves every original as it was.
+    #[uniffi::method(default(progress = None, cancel = None))]
+    pub async fn compact_originals(
+        &self,
+        progress: Option<Arc<dyn ProgressListener>>,
+        cancel: Option<Arc<CancelHandle>>,
+    ) -> Result<OriginalCompaction, AcikitError> {
+        let call = observer(progress, cancel);
+        let store = self.inner.clone();
+        let observer = call.observer.clone();
+        let done = spawn(async move { store.compact_originals(observer).await }).await;
+        call.finish().await;
+        Ok(done?.into())
+    }
+
+    /// What the store keeps to give back the original archive of the image `image` and
+    /// `labels` name (`export` with compression `original`); null when nothing is recorded.
+    #[uniffi::method(default(labels))]
+    pub async fn original(
+        &self,
+        image: String,
+        labels: HashMap<String, String>,
+    ) -> Result<Option<OriginalInfo>, AcikitError> {
+        let store = self.inner.clone();
+        let info = spawn(async move {
+            let id = newest(&store, &image, label_list(labels)).await?.image_id;
+            store.original(&id).await
+        })
+        .await?;
+        Ok(info.map(Into::into))
     }
 
     /// Checks every object and image against its digest (and repairs what it can with
