@@ -378,6 +378,9 @@ pub(crate) fn compact_all(
     let mut first_error = None;
     observer.report(crate::Phase::Original, 0, Some(total));
     for (id, size) in pending {
+        if observer.cancel.is_cancelled() {
+            return Err(cancelled());
+        }
         match compact(paths, &id, observer, done, total) {
             Ok(Some((record, _))) if record.form == OriginalForm::Kept => out.kept += 1,
             Ok(Some((_, freed))) => {
@@ -421,6 +424,10 @@ pub(crate) fn compact(
     verified_open(&kept, &record, &observer.cancel)?;
     let staging = super::objects::Staging::create(paths)?;
     let (new, file) = compact_form(&kept, &record, staging.dir(), observer, done, total)?;
+    // A cancel that came during the last steps still wins: nothing is published.
+    if observer.cancel.is_cancelled() {
+        return Err(cancelled());
+    }
     let _lock = super::housekeeping::shared_commit_lock(paths)?;
     if load(paths, id)?.as_ref() != Some(&record) {
         return Ok(None);
