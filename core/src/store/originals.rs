@@ -909,6 +909,7 @@ fn verified_open(path: &Path, record: &OriginalRecord, cancel: &CancelToken) -> 
 /// the first request pays the re-creation. `gc` and `rm` remove the copy. Returns `None` when
 /// the image has no original record. The file is checked (size and SHA-256) on every call,
 /// before the caller sends a byte of it.
+#[cfg(feature = "server")]
 pub(crate) fn open_served(
     paths: &StorePaths,
     objects: &ObjectPaths,
