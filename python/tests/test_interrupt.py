@@ -10,12 +10,24 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 import acikit
 
 from conftest import SECRET_KEY, TOKEN, fetch_from, publish
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own SIGINT handler, as in a terminal: a shell starts background jobs with
+    SIGINT ignored, and Python then installs none, so Ctrl-C would not raise here."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def assert_clean(store: acikit.Store) -> None:
