@@ -48,17 +48,20 @@ fn serve_push_fetch_through_the_binary() {
 
     let server_store = d.join("server");
     let s = |p: &str| d.join(p).to_str().unwrap().to_string();
+    let trust_publisher = |store: &str| {
+        let out = acikit(&[
+            "--store",
+            &s(store),
+            "trust",
+            "add",
+            "--prefix",
+            "localhost/acme",
+            &s("acme.asc"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
     // The server trusts the key and requires signatures.
-    let out = acikit(&[
-        "--store",
-        &s("server"),
-        "trust",
-        "add",
-        "--prefix",
-        "localhost/acme",
-        &s("acme.asc"),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    trust_publisher("server");
     let mut child = Command::new(env!("CARGO_BIN_EXE_acikit"))
         .args([
             "--store",
@@ -128,18 +131,6 @@ fn serve_push_fetch_through_the_binary() {
     assert_eq!(pushed["signed"], true);
 
     // A client store fetches it through discovery and verifies it.
-    let trust_publisher = |store: &str| {
-        let out = acikit(&[
-            "--store",
-            &s(store),
-            "trust",
-            "add",
-            "--prefix",
-            "localhost/acme",
-            &s("acme.asc"),
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-    };
     let fetch_app = |store: &str| {
         trust_publisher(store);
         let out = acikit(&[
