@@ -100,7 +100,17 @@ export interface OriginalInfo extends Omit<OriginalRecord, 'form' | 'reason'> {
   reason: string | null;
 }
 export type FsckReport = FsckRecord;
-export type StoreStats = StatsRecord;
+/** One image's original record, as `stats()` reports it. */
+export interface ImageOriginal {
+  /** The image. */
+  id: string;
+  /** What the store keeps to re-create its original. */
+  original: OriginalInfo;
+}
+/** Sizes of a store, with each image's original record (`originalImages`). */
+export interface StoreStats extends Omit<StatsRecord, 'originalImages'> {
+  originalImages: ImageOriginal[];
+}
 export type Built = BuildRecord;
 export type Signed = SignRecord;
 export type Pushed = PushRecord;

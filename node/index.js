@@ -178,6 +178,11 @@ function image(r) {
   };
 }
 
+/** An original record whose `reason` is `null` when there is none. */
+function originalInfo(r) {
+  return { ...r, reason: r.reason ?? null };
+}
+
 /** A fetch record with its dependencies. */
 function fetched(r) {
   return {
@@ -437,7 +442,7 @@ class Store {
   /** What the store keeps to give back the image's original archive (`null`: nothing). */
   async original(image_) {
     const r = await shortCall(this.#native.original(image_));
-    return r ? { ...r, reason: r.reason ?? null } : null;
+    return r ? originalInfo(r) : null;
   }
 
   /** Checks every object and image (`{ repair: true }` drops what is damaged). */
@@ -449,7 +454,11 @@ class Store {
 
   /** Sizes and the de-duplication ratio. */
   async stats() {
-    return shortCall(this.#native.stats());
+    const s = await shortCall(this.#native.stats());
+    return {
+      ...s,
+      originalImages: s.originalImages.map((i) => ({ id: i.id, original: originalInfo(i.original) })),
+    };
   }
 
   /** Closes the index: the store cannot be used afterwards. */

@@ -217,6 +217,10 @@ export interface GcRecord {
   stagingRemoved: number
   /** Render caches removed. */
   rendersRemoved: number
+  /** Checkout objects no tree uses any more, removed. */
+  checkoutsRemoved: number
+  /** Signature and original files of images no longer in the index (left by a crash), removed. */
+  pushFilesRemoved: number
   /** Dead runs removed. */
   deadRunsRemoved: number
   /** Pending originals compacted (as `compactOriginals` does). */
@@ -225,6 +229,14 @@ export interface GcRecord {
   originalsKept: number
   /** Bytes freed in the store's originals. */
   originalBytesFreed: number
+}
+
+/** One image's original record, as `stats` reports it. */
+export interface ImageOriginalRecord {
+  /** The image. */
+  id: string
+  /** What the store keeps to re-create its original. */
+  original: OriginalRecord
 }
 
 /** One stored image. */
@@ -508,6 +520,8 @@ export interface StatsRecord {
   originalCompressedBytes: number
   /** Bytes kept to re-create them (correction records and kept archives). */
   originalKeptBytes: number
+  /** Per image with an original record: its form, size and the bytes kept for it. */
+  originalImages: Array<ImageOriginalRecord>
   /** Logical bytes over stored bytes. */
   dedupRatio: number
 }

@@ -265,6 +265,10 @@ pub struct GcRecord {
     pub staging_removed: f64,
     /// Render caches removed.
     pub renders_removed: f64,
+    /// Checkout objects no tree uses any more, removed.
+    pub checkouts_removed: f64,
+    /// Signature and original files of images no longer in the index (left by a crash), removed.
+    pub push_files_removed: f64,
     /// Dead runs removed.
     pub dead_runs_removed: f64,
     /// Pending originals compacted (as `compactOriginals` does).
@@ -283,6 +287,8 @@ impl From<GcReport> for GcRecord {
             recipes_removed: r.recipes_removed as f64,
             staging_removed: r.staging_removed as f64,
             renders_removed: r.renders_removed as f64,
+            checkouts_removed: r.checkouts_removed as f64,
+            push_files_removed: r.push_files_removed as f64,
             dead_runs_removed: r.dead_runs_removed as f64,
             originals_compacted: r.originals_compacted as f64,
             originals_kept: r.originals_kept as f64,
@@ -415,8 +421,19 @@ pub struct StatsRecord {
     pub original_compressed_bytes: f64,
     /// Bytes kept to re-create them (correction records and kept archives).
     pub original_kept_bytes: f64,
+    /// Per image with an original record: its form, size and the bytes kept for it.
+    pub original_images: Vec<ImageOriginalRecord>,
     /// Logical bytes over stored bytes.
     pub dedup_ratio: f64,
+}
+
+/// One image's original record, as `stats` reports it.
+#[napi(object)]
+pub struct ImageOriginalRecord {
+    /// The image.
+    pub id: String,
+    /// What the store keeps to re-create its original.
+    pub original: OriginalRecord,
 }
 
 impl From<acikit::store::StoreStats> for StatsRecord {
@@ -435,6 +452,14 @@ impl From<acikit::store::StoreStats> for StatsRecord {
             original_records: s.original_records as f64,
             original_compressed_bytes: s.original_compressed_bytes as f64,
             original_kept_bytes: s.original_kept_bytes as f64,
+            original_images: s
+                .original_images
+                .into_iter()
+                .map(|i| ImageOriginalRecord {
+                    id: i.image_id.to_string(),
+                    original: i.original.into(),
+                })
+                .collect(),
             dedup_ratio: s.dedup_ratio,
         }
     }

@@ -50,6 +50,7 @@ test('a GNU gzip original is kept pending, then compacted, and exported byte for
   assert.equal(stats.originalRecords, 1);
   assert.equal(stats.originalCompressedBytes, bytes.length);
   assert.equal(stats.originalKeptBytes, bytes.length);
+  assert.deepEqual(stats.originalImages, [{ id, original: kept }]);
 
   const events = [];
   const done = await store.compactOriginals({ onProgress: (e) => events.push(e) });
@@ -70,6 +71,7 @@ test('a GNU gzip original is kept pending, then compacted, and exported byte for
   assert.equal(stats.originalRecords, 1);
   assert.equal(stats.originalCompressedBytes, bytes.length);
   assert.equal(stats.originalKeptBytes, compact.keptBytes);
+  assert.deepEqual(stats.originalImages, [{ id, original: compact }]);
   assert.deepEqual(await store.compactOriginals(), { compacted: 0, kept: 0, bytesFreed: 0 });
 });
 

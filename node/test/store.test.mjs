@@ -110,7 +110,8 @@ test('openRead piped through stream.pipeline into a hash gives the image ID', as
 
 test('remove, gc and fsck', async (t) => {
   const dir = await tempDir(t);
-  const first = await makeImage(dir, { version: '1.0.0', file: 'a.aci' });
+  // The first has files of its own (large enough to be objects).
+  const first = await makeImage(dir, { version: '1.0.0', file: 'a.aci', bigBytes: 1 << 20 });
   const second = await makeImage(dir, { version: '2.0.0', file: 'b.aci' });
   const store = await Store.open(join(dir, 'store'));
   t.after(() => store.close());
@@ -119,14 +120,25 @@ test('remove, gc and fsck', async (t) => {
 
   // A name both match is refused: rm must not guess.
   await assert.rejects(store.remove('example.com/hello'), (err) => err.code === 'ambiguous_image' && err instanceof InputError);
+  const objectsBefore = (await store.stats()).objects;
   assert.equal(await store.remove('example.com/hello:1.0.0'), first.id);
+  const objectsAfter = (await store.stats()).objects;
+  assert.ok(objectsAfter <= objectsBefore - 8, `${objectsBefore} -> ${objectsAfter}`);
   assert.deepEqual((await store.list()).map((i) => i.id), [second.id]);
   await assert.rejects(store.remove(first.id), NotFoundError);
 
   const gc = await store.gc();
-  for (const field of ['objectsRemoved', 'bytesRemoved', 'recipesRemoved', 'stagingRemoved']) {
+  // Every count the core's report has, as a number.
+  const fields = [
+    'objectsRemoved', 'bytesRemoved', 'recipesRemoved', 'stagingRemoved', 'rendersRemoved', 'checkoutsRemoved',
+    'pushFilesRemoved', 'deadRunsRemoved', 'originalsCompacted', 'originalsKept', 'originalBytesFreed',
+  ];
+  assert.deepEqual(Object.keys(gc).sort(), [...fields].sort());
+  for (const field of fields) {
     assert.equal(typeof gc[field], 'number', field);
   }
+  // remove took the removed image's own objects with it: gc finds nothing left over.
+  assert.deepEqual(Object.values(gc), fields.map(() => 0), JSON.stringify(gc));
   // What the image left needs is still there: it exports to its ID.
   const hash = createHash('sha512');
   await pipeline(store.openRead(second.id), hash);

@@ -4,7 +4,7 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 
 import acikit, { AcikitError, CancelledError, Store, build, imageId, serve, sign, validate } from 'acikit';
-import type { Fetched, GcReport, Image, OriginalCompaction, OriginalForm, OriginalInfo, ProgressEvent, Run } from 'acikit';
+import type { Fetched, GcReport, Image, ImageOriginal, OriginalCompaction, OriginalForm, OriginalInfo, ProgressEvent, Run } from 'acikit';
 
 export async function usage(): Promise<void> {
   const controller = new AbortController();
@@ -38,6 +38,8 @@ export async function usage(): Promise<void> {
   const compacted: number = compaction.compacted + compaction.kept + compaction.bytesFreed;
   const gc: GcReport = await store.gc();
   const freed: number = gc.originalsCompacted + gc.originalsKept + gc.originalBytesFreed;
+  const perImage: ImageOriginal[] = (await store.stats()).originalImages;
+  const firstForm: OriginalForm | undefined = perImage[0]?.original.form;
   await store.export(id, 'original.aci', { compression: 'original' });
 
   const run: Run = await store.render(id, 'rootfs', { strategy: 'copy' });
@@ -57,5 +59,5 @@ export async function usage(): Promise<void> {
     else if (err instanceof AcikitError) console.log(err.code, err.category, err.retryable, err.problems.length);
   }
   await store.close();
-  void [name, first, version, written, fingerprint, acikit.Store, form, reason, pending, compacted, freed];
+  void [name, first, version, written, fingerprint, acikit.Store, form, reason, pending, compacted, freed, firstForm];
 }

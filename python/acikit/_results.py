@@ -27,6 +27,7 @@ __all__ = [
     "FsckProblem",
     "FsckReport",
     "GcReport",
+    "ImageOriginal",
     "Imported",
     "IndexBackend",
     "Inspection",
@@ -335,6 +336,15 @@ class OriginalInfo(_Result):
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
+class ImageOriginal(_Result):
+    """One image's ``original`` record (``OriginalInfo``), as ``stats`` reports it for
+    ``image_id``."""
+
+    image_id: str
+    original: OriginalInfo
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class FsckProblem(_Result):
     """One problem ``fsck`` found: its ``kind`` (``corrupt_object``, ``missing_recipe``,
     ``broken_image``, ``index``, ``damaged_render_cache``), ``subject`` and ``message``."""
@@ -388,7 +398,7 @@ class StoreStats(_Result):
     """Counts and sizes of a store (``stats``). Of the images with an original record
     (``original_records``): their archives' sizes (``original_compressed_bytes``), the bytes
     kept to give them back (``original_kept_bytes``) and how many of each ``OriginalForm``
-    (``original_forms``)."""
+    (``original_forms``), and each image's record (``original_images``)."""
 
     index: IndexBackend = "sqlite"
     images: int = 0
@@ -409,6 +419,7 @@ class StoreStats(_Result):
     original_compressed_bytes: int = 0
     original_kept_bytes: int = 0
     original_forms: Dict[str, int] = dataclasses.field(default_factory=dict)
+    original_images: Tuple[ImageOriginal, ...] = ()
     dedup_ratio: float = 0.0
 
 
@@ -452,7 +463,8 @@ _CONVERTERS: Dict[str, Dict[str, Any]] = {
         "dependencies": _tuple(lambda d: Fetched.parse(d)),
     },
     "RenderInfo": {"layers": _tuple(), "warnings": _tuple()},
-    "StoreStats": {"original_forms": dict},
+    "ImageOriginal": {"original": OriginalInfo.parse},
+    "StoreStats": {"original_forms": dict, "original_images": _tuple(ImageOriginal.parse)},
     "FsckReport": {
         "problems": _tuple(FsckProblem.parse),
         "images_dropped": _tuple(),

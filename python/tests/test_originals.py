@@ -54,6 +54,7 @@ def test_original_is_kept_pending_then_compacted(
     stats = store.stats()
     assert (stats.original_records, stats.original_forms) == (1, {"kept": 1})
     assert stats.original_compressed_bytes == stats.original_kept_bytes == len(data)
+    assert stats.original_images == (acikit.ImageOriginal(image, kept),)
 
     events: list[acikit.Progress] = []
     done = store.compact_originals(progress=events.append)
@@ -73,6 +74,8 @@ def test_original_is_kept_pending_then_compacted(
     assert (stats.original_records, stats.original_forms) == (1, {"gzip": 1})
     assert stats.original_compressed_bytes == len(data)
     assert stats.original_kept_bytes == compact.kept_bytes
+    assert stats.original_images == (acikit.ImageOriginal(image, compact),)
+    assert stats.to_dict()["original_images"][0]["original"]["form"] == "gzip"
     # Nothing is pending any more: a second compaction does nothing.
     assert store.compact_originals() == acikit.OriginalCompaction(0, 0, 0)
 

@@ -355,8 +355,19 @@ pub struct StoreStats {
     pub original_compressed_bytes: i64,
     /// Bytes kept to re-create them (correction records and kept archives).
     pub original_kept_bytes: i64,
+    /// Per image with an original record: its form, size and the bytes kept for it.
+    pub original_images: Vec<ImageOriginal>,
     /// Logical bytes per content byte stored.
     pub dedup_ratio: f64,
+}
+
+/// One image's original record, as `stats` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ImageOriginal {
+    /// The image's ID.
+    pub image_id: String,
+    /// What the store keeps to re-create its original.
+    pub original: OriginalInfo,
 }
 
 impl From<acikit::store::StoreStats> for StoreStats {
@@ -372,6 +383,14 @@ impl From<acikit::store::StoreStats> for StoreStats {
             original_records: to_i64(s.original_records),
             original_compressed_bytes: to_i64(s.original_compressed_bytes),
             original_kept_bytes: to_i64(s.original_kept_bytes),
+            original_images: s
+                .original_images
+                .into_iter()
+                .map(|i| ImageOriginal {
+                    image_id: i.image_id.to_string(),
+                    original: i.original.into(),
+                })
+                .collect(),
             dedup_ratio: s.dedup_ratio,
         }
     }

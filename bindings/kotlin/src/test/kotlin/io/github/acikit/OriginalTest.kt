@@ -70,6 +70,7 @@ class OriginalTest {
             assertEquals(1L, before.originalRecords)
             assertEquals(bytes.size.toLong(), before.originalCompressedBytes)
             assertEquals(bytes.size.toLong(), before.originalKeptBytes)
+            assertEquals(listOf(ImageOriginal(id, kept)), before.originalImages)
 
             val events = mutableListOf<ProgressEvent>()
             val done = store.compactOriginals(progress = progress { synchronized(events) { events.add(it) } })
@@ -92,6 +93,7 @@ class OriginalTest {
             assertEquals(1L, after.originalRecords)
             assertEquals(bytes.size.toLong(), after.originalCompressedBytes)
             assertEquals(compact.keptBytes, after.originalKeptBytes)
+            assertEquals(listOf(ImageOriginal(id, compact)), after.originalImages)
             assertEquals(OriginalCompaction(0, 0, 0), store.compactOriginals())
         }
     }
