@@ -365,7 +365,7 @@ pub struct StoreStats {
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct ImageOriginal {
     /// The image's ID.
-    pub image_id: String,
+    pub id: String,
     /// What the store keeps to re-create its original.
     pub original: OriginalInfo,
 }
@@ -387,7 +387,7 @@ impl From<acikit::store::StoreStats> for StoreStats {
                 .original_images
                 .into_iter()
                 .map(|i| ImageOriginal {
-                    image_id: i.image_id.to_string(),
+                    id: i.image_id.to_string(),
                     original: i.original.into(),
                 })
                 .collect(),
